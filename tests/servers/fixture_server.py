@@ -1,0 +1,215 @@
+"""General-purpose upstream MCP server for AgentHub's tests.
+
+Run it over any transport (see `tests/servers/_common.py`):
+
+    python tests/servers/fixture_server.py [--transport stdio|sse|streamable-http] [--port N]
+                                           [--name NAME] [--extra-tools N]
+
+Tools:
+    echo(message)              returns the message as text
+    add(a, b)                  returns a + b (structured output `{"result": n}`)
+    slow(seconds, steps=4)     sleeps `seconds` in `steps` parts, with a progress notification after each
+    fail(reason)               always ends with `isError: true` and the reason as text
+    rich_content(city)         image + embedded resource + structured content, with an outputSchema
+    ask_llm(prompt)            asks the client's model (`sampling/createMessage`) and returns its text
+    ask_user(question)         asks the client's user (`elicitation/create`) for a name
+    add_tool(name)             registers a new echo-like tool and sends `notifications/tools/list_changed`
+    whoami()                   returns the HTTP headers the server saw (lower-cased), as JSON
+Resources: `fixture://readme` (text), `fixture://logo.png` (binary), template `fixture://items/{item_id}`.
+Prompts: `greeting(name)`, `review_code(code, language="python")`.
+Completion: the `language` argument of `review_code`.
+`--extra-tools N` adds N generated tools with realistic schemas (for list benchmarks).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.resolve import AcceptedElicitation, Elicit, ElicitationResult
+from mcp_types import (
+    CallToolResult,
+    Completion,
+    CompletionArgument,
+    CompletionContext,
+    CreateMessageResult,
+    EmbeddedResource,
+    ImageContent,
+    PromptReference,
+    ResourceTemplateReference,
+    SamplingMessage,
+    TextContent,
+    TextResourceContents,
+)
+from pydantic import BaseModel, Field
+
+if __package__ in (None, ""):  # run as a script: make `tests.servers` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.servers._common import advertise_list_changed, serve, transport_parser
+from tests.servers.extra_tools import register_extra_tools
+
+# A 1x1 red PNG.
+RED_PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg=="
+)
+LANGUAGES = ["python", "javascript", "typescript", "go", "rust", "java", "ruby"]
+
+
+class Forecast(BaseModel):
+    """The structured part of `rich_content`."""
+
+    city: str
+    temperature_c: float = Field(description="Temperature in degrees Celsius")
+    conditions: str
+
+
+class Name(BaseModel):
+    """What `ask_user` asks for."""
+
+    name: str = Field(description="Your name")
+
+
+def _sample_prompt(prompt: str) -> Sample:
+    return Sample([SamplingMessage(role="user", content=TextContent(type="text", text=prompt))], max_tokens=100)
+
+
+def _ask_name(question: str) -> Elicit[Name]:
+    return Elicit(question, Name)
+
+
+def build_server(name: str = "fixture", extra_tools: int = 0) -> MCPServer:
+    """Build the fixture server (not yet running)."""
+    server = MCPServer(name, version="1.0.0", instructions="AgentHub test fixture.", log_level="WARNING")
+    advertise_list_changed(server)
+
+    @server.tool()
+    def echo(message: str) -> str:
+        """Return the message unchanged."""
+        return message
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers."""
+        return a + b
+
+    @server.tool()
+    async def slow(seconds: float, ctx: Context, steps: int = 4) -> str:
+        """Sleep for `seconds`, reporting progress after each of `steps` equal parts."""
+        for step in range(1, steps + 1):
+            await anyio.sleep(seconds / steps)
+            await ctx.report_progress(step, steps, f"step {step} of {steps}")
+        return f"slept {seconds:g}s"
+
+    @server.tool()
+    def fail(reason: str = "this tool always fails") -> str:
+        """Always fail with `isError: true`."""
+        raise ToolError(reason)
+
+    @server.tool()
+    def rich_content(city: str = "Paris") -> Annotated[CallToolResult, Forecast]:
+        """Return an image, an embedded resource and structured content (with an outputSchema)."""
+        forecast = Forecast(city=city, temperature_c=21.5, conditions="sunny")
+        return CallToolResult(
+            content=[
+                TextContent(type="text", text=forecast.model_dump_json()),
+                ImageContent(type="image", data=base64.b64encode(RED_PIXEL_PNG).decode(), mime_type="image/png"),
+                EmbeddedResource(
+                    type="resource",
+                    resource=TextResourceContents(
+                        uri=f"fixture://forecast/{city}", mime_type="text/plain", text=f"{city}: sunny, 21.5 C"
+                    ),
+                ),
+            ],
+            structured_content=forecast.model_dump(),
+        )
+
+    @server.tool()
+    def ask_llm(prompt: str, reply: Annotated[CreateMessageResult, Resolve(_sample_prompt)]) -> str:
+        """Ask the client's model to answer `prompt` (sampling) and return its text."""
+        content = reply.content
+        text = content.text if isinstance(content, TextContent) else f"<{content.type}>"
+        return f"LLM said: {text}"
+
+    @server.tool()
+    def ask_user(question: str, answer: Annotated[ElicitationResult[Name], Resolve(_ask_name)]) -> str:
+        """Ask the client's user for a name (elicitation) and return what happened."""
+        if isinstance(answer, AcceptedElicitation):
+            return f"Hello, {answer.data.name}!"
+        return f"user chose {answer.action}"
+
+    @server.tool()
+    async def add_tool(name: str, ctx: Context) -> str:
+        """Register a new tool `name` that echoes its input, and notify clients that the tool list changed."""
+
+        def added(message: str) -> str:
+            return f"{name}: {message}"
+
+        server.add_tool(added, name=name, description=f"Echo tool {name!r} added at run time.")
+        if ctx.protocol_version and ctx.protocol_version >= "2026-07-28":
+            await ctx.notify_tools_changed()
+        else:
+            await ctx.session.send_tool_list_changed()
+        return f"added {name}"
+
+    @server.tool()
+    def whoami(ctx: Context) -> str:
+        """Return the request's HTTP headers as JSON (empty on stdio)."""
+        headers = dict(ctx.headers or {})
+        return json.dumps({k.lower(): v for k, v in headers.items()}, sort_keys=True)
+
+    @server.resource("fixture://readme", name="readme", description="A short text file.", mime_type="text/plain")
+    def readme() -> str:
+        return "This is the fixture server's readme."
+
+    @server.resource("fixture://logo.png", name="logo", description="A 1x1 PNG.", mime_type="image/png")
+    def logo() -> bytes:
+        return RED_PIXEL_PNG
+
+    @server.resource(
+        "fixture://items/{item_id}", name="item", description="One item by id.", mime_type="application/json"
+    )
+    def item(item_id: str) -> str:
+        return json.dumps({"id": item_id, "name": f"Item {item_id}"})
+
+    @server.prompt()
+    def greeting(name: str) -> str:
+        """Greet someone by name."""
+        return f"Say hello to {name}."
+
+    @server.prompt()
+    def review_code(code: str, language: str = "python") -> str:
+        """Ask for a review of a code snippet."""
+        return f"Review this {language} code:\n\n{code}"
+
+    @server.completion()
+    async def complete(
+        ref: PromptReference | ResourceTemplateReference,
+        argument: CompletionArgument,
+        context: CompletionContext | None,
+    ) -> Completion | None:
+        if isinstance(ref, PromptReference) and ref.name == "review_code" and argument.name == "language":
+            values = [lang for lang in LANGUAGES if lang.startswith(argument.value)]
+            return Completion(values=values, total=len(values), has_more=False)
+        return None
+
+    register_extra_tools(server, extra_tools)
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = transport_parser(__doc__.splitlines()[0] if __doc__ else "fixture server")
+    parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
+    parser.add_argument("--extra-tools", type=int, default=0, help="add N generated tools")
+    args = parser.parse_args(argv)
+    serve(build_server(args.name, args.extra_tools), args)
+
+
+if __name__ == "__main__":
+    main()
