@@ -1,0 +1,70 @@
+"""Upstream MCP server configuration: one tagged union over the three transports.
+
+The table name in the hub's config (`[servers.NAME]`) is the server's name and tool prefix; it is
+passed in as `name` and never read from the upstream's own `serverInfo`, which is not unique.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+"""Server names become tool prefixes: short, and from the alphabet MCP clients accept in tool names."""
+
+
+class _UpstreamBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = ""
+    """The server's name: the key of its `[servers.NAME]` table."""
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    """Per-call timeout for requests to this upstream, in seconds."""
+    connect_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    """How long one connection attempt (spawn or HTTP handshake) may take."""
+    session: Literal["shared", "per_client"] = "shared"
+    """`shared`: one long-lived session for every caller. `per_client`: one upstream session per downstream MCP
+    session, for servers that keep per-client state or ask the client for sampling, elicitation or roots."""
+    enabled: bool = True
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if value and not SERVER_NAME.match(value):
+            raise ValueError("a server name is 1-32 characters of [A-Za-z0-9_-], starting with a letter or digit")
+        if "__" in value:
+            raise ValueError("a server name may not contain '__' (it separates server and tool in exposed names)")
+        return value
+
+
+class StdioConfig(_UpstreamBase):
+    """An upstream started as a child process, speaking MCP over its stdin and stdout."""
+
+    transport: Literal["stdio"] = "stdio"
+    command: str = Field(min_length=1)
+    args: list[str] = Field(default_factory=list[str])
+    env: dict[str, str] = Field(default_factory=dict[str, str])
+    """Extra environment for the child, on top of a minimal safe base (PATH, HOME, LANG...)."""
+    cwd: str | None = None
+
+
+class SseConfig(_UpstreamBase):
+    """An upstream speaking the legacy HTTP+SSE transport (`GET /sse` + `POST /messages`)."""
+
+    transport: Literal["sse"]
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict[str, str])
+
+
+class HttpConfig(_UpstreamBase):
+    """An upstream speaking Streamable HTTP."""
+
+    transport: Literal["http"]
+    url: str = Field(pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict[str, str])
+
+
+UpstreamConfig = Annotated[StdioConfig | SseConfig | HttpConfig, Field(discriminator="transport")]
+"""Any upstream's configuration, discriminated on `transport`."""

@@ -1,0 +1,176 @@
+"""The aggregated registry: every upstream's tools, prompts, resources and templates under exposed names.
+
+Tools and prompts are exposed as `server__name` (see `naming`); resources keep their URIs (a URI seen on two
+servers is exposed as `server+uri` for the later one). Lookups go through maps built once per change, never
+by splitting strings. The whole view is rebuilt copy-on-write when an upstream connects or reports a
+list change, and `version` moves so that caches built on a view know they are stale.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import anyio
+import mcp_types as types
+
+from connectors.config import HttpConfig, SseConfig, StdioConfig
+from connectors.naming import SEPARATOR, exposed_name
+from connectors.upstream import Upstream
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One exposed item: which server owns it and its name (or URI) there."""
+
+    server: str
+    original: str
+    exposed: str
+    definition: types.Tool | types.Prompt | types.Resource | types.ResourceTemplate
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    """An immutable snapshot of everything the upstreams offer."""
+
+    version: int = 0
+    tools: dict[str, Entry] = field(default_factory=dict[str, Entry])
+    prompts: dict[str, Entry] = field(default_factory=dict[str, Entry])
+    resources: dict[str, Entry] = field(default_factory=dict[str, Entry])
+    templates: tuple[tuple[re.Pattern[str], Entry], ...] = ()
+
+    def resolve_resource(self, uri: str) -> Entry | None:
+        """The resource entry for an exposed URI, concrete first, then the first matching template."""
+        entry = self.resources.get(uri)
+        if entry is not None:
+            return entry
+        for pattern, tmpl in self.templates:
+            if pattern.fullmatch(uri):
+                return tmpl
+        return None
+
+    def server_tools(self, server: str) -> list[Entry]:
+        return [e for e in self.tools.values() if e.server == server]
+
+
+Listener = Callable[[RegistryView], Awaitable[None]]
+
+
+class Registry:
+    """Owns the upstreams and the current `RegistryView`."""
+
+    def __init__(self) -> None:
+        self.upstreams: dict[str, Upstream] = {}
+        self.view = RegistryView()
+        self._listeners: list[Listener] = []
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._version = 0
+
+    def add_listener(self, listener: Listener) -> None:
+        """Be told of every new view (after connects, reconnects, list changes, adds and removals)."""
+        self._listeners.append(listener)
+
+    async def run(
+        self,
+        configs: Iterable[StdioConfig | SseConfig | HttpConfig],
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Start every enabled upstream concurrently and supervise them until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            for cfg in configs:
+                self.add(cfg)
+            task_status.started()
+            await anyio.sleep_forever()
+
+    def add(self, config: StdioConfig | SseConfig | HttpConfig) -> Upstream:
+        """Add (or replace) an upstream at run time and start connecting it in the background."""
+        if self._tg is None:
+            raise RuntimeError("the registry is not running")
+        old = self.upstreams.pop(config.name, None)
+        if old is not None:
+            old.stop()
+        upstream = Upstream(config, on_change=self._changed)
+        self.upstreams[config.name] = upstream
+        if config.enabled:
+            self._tg.start_soon(upstream.run, name=f"upstream:{config.name}")
+        return upstream
+
+    async def remove(self, name: str) -> bool:
+        """Stop and forget one upstream; its tools leave the view at once."""
+        upstream = self.upstreams.pop(name, None)
+        if upstream is None:
+            return False
+        upstream.stop()
+        await self._rebuild()
+        return True
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Wait (bounded) until every enabled upstream has connected once, or the time is up."""
+        with anyio.move_on_after(timeout):
+            async with anyio.create_task_group() as tg:
+                for upstream in self.upstreams.values():
+                    if upstream.config.enabled:
+                        tg.start_soon(upstream.wait_ready, timeout)
+
+    async def _changed(self, upstream: Upstream) -> None:
+        if self.upstreams.get(upstream.name) is upstream:
+            await self._rebuild()
+
+    async def _rebuild(self) -> None:
+        self._version += 1
+        self.view = build_view(self.upstreams.values(), self._version)
+        for listener in self._listeners:
+            try:
+                await listener(self.view)
+            except Exception:
+                logger.exception("registry listener failed")
+
+
+def build_view(upstreams: Iterable[Upstream], version: int) -> RegistryView:
+    """Build the exposed maps from each upstream's catalog, in server-name order (deterministic)."""
+    tools: dict[str, Entry] = {}
+    prompts: dict[str, Entry] = {}
+    resources: dict[str, Entry] = {}
+    templates: list[tuple[re.Pattern[str], Entry]] = []
+    for up in sorted(upstreams, key=lambda u: u.name):
+        cat = up.catalog
+        for tool in cat.tools:
+            name = exposed_name(up.name, tool.name)
+            tools[name] = Entry(up.name, tool.name, name, tool.model_copy(update={"name": name}))
+        for prompt in cat.prompts:
+            name = exposed_name(up.name, prompt.name)
+            prompts[name] = Entry(up.name, prompt.name, name, prompt.model_copy(update={"name": name}))
+        for res in cat.resources:
+            uri = str(res.uri)
+            shown = uri if uri not in resources else f"{up.name}+{uri}"
+            resources[shown] = Entry(up.name, uri, shown, res.model_copy(update={"uri": shown}))
+        for tmpl in cat.templates:
+            entry = Entry(up.name, tmpl.uri_template, tmpl.uri_template, tmpl)
+            templates.append((template_pattern(tmpl.uri_template), entry))
+    return RegistryView(version, tools, prompts, resources, tuple(templates))
+
+
+def template_pattern(template: str) -> re.Pattern[str]:
+    """A regex matching URIs of an RFC 6570 template (simple `{var}` and `{+var}` expressions)."""
+    out: list[str] = []
+    pos = 0
+    for m in re.finditer(r"\{([+#./;?&]?)([^}]*)\}", template):
+        out.append(re.escape(template[pos : m.start()]))
+        out.append(".*" if m.group(1) in ("+", "#") else "[^/]*")
+        pos = m.end()
+    out.append(re.escape(template[pos:]))
+    return re.compile("".join(out))
+
+
+def policy_name(entry: Entry) -> str:
+    """The name a key's globs are matched against: the exposed name for tools and prompts, `server__uri`
+    for resources and templates (so `server__*` grants everything a server offers)."""
+    if isinstance(entry.definition, types.Tool | types.Prompt):
+        return entry.exposed
+    return f"{entry.server}{SEPARATOR}{entry.original}"

@@ -1,0 +1,369 @@
+"""One upstream MCP server: a long-lived session, its catalog, reconnects with backoff, per-call timeouts.
+
+`Upstream.run()` is a supervisor loop meant to run in the owner's task group for the whole process lifetime:
+connect, fetch the catalog (tools, prompts, resources, resource templates), serve calls until the session
+breaks (a stdio child exits, an HTTP upstream stops answering), then reconnect with exponential backoff and
+jitter. A broken or slow upstream only ever affects its own calls.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client
+from mcp.client.session import ElicitationFnT, IncomingMessage, ListRootsFnT, SamplingFnT
+from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.dispatcher import ProgressFnT
+from mcp.shared.exceptions import MCPError
+
+from connectors.config import HttpConfig, SseConfig, StdioConfig
+from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from connectors.streams import WatchedTransport
+
+logger = logging.getLogger(__name__)
+
+CLIENT_INFO = types.Implementation(name="agenthub", version="0.1.0")
+MAX_BACKOFF_S = 30.0
+_LIST_PAGES = 100
+
+
+class UpstreamState(enum.Enum):
+    """Where an upstream's supervisor is."""
+
+    CONNECTING = "connecting"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """What an upstream offers, as it last reported it."""
+
+    tools: tuple[types.Tool, ...] = ()
+    prompts: tuple[types.Prompt, ...] = ()
+    resources: tuple[types.Resource, ...] = ()
+    templates: tuple[types.ResourceTemplate, ...] = ()
+    protocol_version: str = ""
+
+
+@dataclass(frozen=True)
+class ClientCallbacks:
+    """Server-to-client request handlers to declare to the upstream (per-client sessions only)."""
+
+    sampling: SamplingFnT | None = None
+    elicitation: ElicitationFnT | None = None
+    roots: ListRootsFnT | None = None
+
+
+@dataclass
+class Health:
+    """A snapshot for `agenthub servers` and the admin API."""
+
+    state: UpstreamState = UpstreamState.CONNECTING
+    error: str | None = None
+    connected_at: float | None = None
+    reconnects: int = 0
+    calls: int = 0
+    failures: int = 0
+    extra: dict[str, Any] = field(default_factory=dict[str, Any])
+
+
+ChangeHook = Callable[["Upstream"], Awaitable[None]]
+
+
+class Upstream:
+    """A supervised connection to one upstream MCP server."""
+
+    def __init__(
+        self,
+        config: StdioConfig | SseConfig | HttpConfig,
+        *,
+        on_change: ChangeHook | None = None,
+        callbacks: ClientCallbacks | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.catalog = Catalog()
+        self.health = Health()
+        self._on_change = on_change
+        self._callbacks = callbacks or ClientCallbacks()
+        self._client: Client | None = None
+        self._broken = anyio.Event()
+        self._ready = anyio.Event()
+        self._stopped = False
+        self._cancel: anyio.CancelScope | None = None
+        self._refresh_pending = False
+
+    # -- lifetime ------------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect and stay connected until `stop()`; never raises for upstream failures."""
+        backoff = 0.5
+        with anyio.CancelScope() as scope:
+            self._cancel = scope
+            while not self._stopped:
+                self.health.state = UpstreamState.CONNECTING
+                started = time.monotonic()
+                try:
+                    await self._serve_one_session()
+                except Exception as exc:
+                    self._mark_failed(exc)
+                if self._stopped:
+                    break
+                if time.monotonic() - started > 60:
+                    backoff = 0.5
+                delay = backoff * (0.5 + random.random())
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+                self.health.reconnects += 1
+                logger.info("upstream %s: reconnecting in %.1fs", self.name, delay)
+                await anyio.sleep(delay)
+        self.health.state = UpstreamState.STOPPED
+
+    def stop(self) -> None:
+        """Stop the supervisor loop and close the session."""
+        self._stopped = True
+        if self._cancel is not None:
+            self._cancel.cancel()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait until the first session is up; False on timeout (the upstream keeps trying in the background)."""
+        with anyio.move_on_after(timeout):
+            await self._ready.wait()
+            return True
+        return False
+
+    @property
+    def ready(self) -> bool:
+        return self.health.state is UpstreamState.READY and self._client is not None
+
+    async def _serve_one_session(self) -> None:
+        self._broken = anyio.Event()
+        connected = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._connect_watchdog, connected, tg.cancel_scope)
+            async with self._make_client() as client:
+                catalog = await self._fetch_catalog(client)
+                connected.set()
+                self._client = client
+                self.catalog = catalog
+                self.health.state = UpstreamState.READY
+                self.health.error = None
+                self.health.connected_at = time.time()
+                self._ready.set()
+                logger.info("upstream %s: ready (%d tools)", self.name, len(catalog.tools))
+                try:
+                    if self._on_change is not None:
+                        await self._on_change(self)
+                    await self._broken.wait()
+                finally:
+                    self._client = None
+            tg.cancel_scope.cancel()
+        raise UpstreamUnavailable(self.name, self.health.error or "session closed")
+
+    async def _connect_watchdog(self, connected: anyio.Event, scope: anyio.CancelScope) -> None:
+        with anyio.move_on_after(self.config.connect_timeout_s):
+            await connected.wait()
+            return
+        self.health.error = f"no answer within {self.config.connect_timeout_s:g}s while connecting"
+        scope.cancel()
+
+    def _make_client(self) -> Client:
+        cfg = self.config
+        transport: AbstractAsyncContextManager[Any]
+        if isinstance(cfg, StdioConfig):
+            params = StdioServerParameters(
+                command=resolve_command(cfg.command), args=list(cfg.args), env=dict(cfg.env), cwd=cfg.cwd
+            )
+            transport = stdio_client(params)
+        elif isinstance(cfg, SseConfig):
+            transport = sse_client(cfg.url, headers=dict(cfg.headers), timeout=cfg.connect_timeout_s)
+        else:
+            transport = _http_transport(cfg)
+        cb = self._callbacks
+        return Client(
+            WatchedTransport(transport, on_close=self._on_transport_closed),
+            mode="auto",
+            cache=None,
+            client_info=CLIENT_INFO,
+            message_handler=self._on_message,
+            sampling_callback=cb.sampling,
+            elicitation_callback=cb.elicitation,
+            list_roots_callback=cb.roots,
+        )
+
+    def _on_transport_closed(self) -> None:
+        self._mark_broken("the connection closed")
+
+    def _mark_broken(self, reason: str) -> None:
+        if not self._broken.is_set():
+            self.health.error = reason
+            logger.warning("upstream %s: %s", self.name, reason)
+            self._broken.set()
+
+    def _mark_failed(self, exc: BaseException) -> None:
+        self.health.state = UpstreamState.FAILED
+        message = _describe(exc)
+        self.health.error = message
+        logger.warning("upstream %s: %s", self.name, message)
+
+    # -- catalog ---------------------------------------------------------------------------------------------------
+
+    async def _fetch_catalog(self, client: Client) -> Catalog:
+        caps = client.server_capabilities
+        tools: list[types.Tool] = []
+        prompts: list[types.Prompt] = []
+        resources: list[types.Resource] = []
+        templates: list[types.ResourceTemplate] = []
+        if caps.tools is not None:
+            tools = await _all_pages(lambda c: client.list_tools(cursor=c), "tools")
+        if caps.prompts is not None:
+            prompts = await _all_pages(lambda c: client.list_prompts(cursor=c), "prompts")
+        if caps.resources is not None:
+            resources = await _all_pages(lambda c: client.list_resources(cursor=c), "resources")
+            templates = await _all_pages(lambda c: client.list_resource_templates(cursor=c), "resource_templates")
+        return Catalog(tuple(tools), tuple(prompts), tuple(resources), tuple(templates), client.protocol_version)
+
+    async def refresh(self) -> None:
+        """Re-read the catalog (after a list_changed notification) and tell the owner."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            with anyio.fail_after(self.config.timeout_s):
+                self.catalog = await self._fetch_catalog(client)
+        except Exception as exc:
+            logger.warning("upstream %s: refresh failed: %s", self.name, _describe(exc))
+            return
+        if self._on_change is not None:
+            await self._on_change(self)
+
+    async def _on_message(self, message: IncomingMessage) -> None:
+        if isinstance(message, Exception):
+            logger.warning("upstream %s: bad message: %s", self.name, message)
+            return
+        if isinstance(
+            message,
+            types.ToolListChangedNotification
+            | types.PromptListChangedNotification
+            | types.ResourceListChangedNotification,
+        ):
+            await self.refresh()
+
+    # -- calls -----------------------------------------------------------------------------------------------------
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        progress: ProgressFnT | None = None,
+        timeout: float | None = None,
+    ) -> types.CallToolResult:
+        """Call one tool by its upstream name."""
+        return await self._request(lambda c: c.call_tool(name, arguments, progress_callback=progress), timeout)
+
+    async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
+        """Get one prompt by its upstream name."""
+        return await self._request(lambda c: c.get_prompt(name, arguments), None)
+
+    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+        """Read one resource by its upstream URI."""
+        return await self._request(lambda c: c.read_resource(uri), None)
+
+    async def complete(
+        self, ref: types.PromptReference | types.ResourceTemplateReference, argument: dict[str, str]
+    ) -> types.CompleteResult:
+        """Ask the upstream for argument completions."""
+        return await self._request(lambda c: c.complete(ref, argument), None)
+
+    async def _request(self, send: Callable[[Client], Awaitable[Any]], timeout: float | None) -> Any:
+        client = self._client
+        if client is None or not self.ready:
+            raise UpstreamUnavailable(self.name, f"upstream '{self.name}' is not connected")
+        self.health.calls += 1
+        limit = timeout if timeout is not None else self.config.timeout_s
+        try:
+            with anyio.fail_after(limit):
+                return await send(client)
+        except TimeoutError:
+            self.health.failures += 1
+            raise UpstreamTimeout(self.name, f"upstream '{self.name}' did not answer within {limit:g}s") from None
+        except MCPError as exc:
+            if exc.error.code == types.CONNECTION_CLOSED:
+                self.health.failures += 1
+                self._mark_broken(exc.error.message)
+                raise UpstreamUnavailable(self.name, f"upstream '{self.name}' closed the connection") from None
+            raise UpstreamProtocolError(self.name, exc.error.code, exc.error.message, exc.error.data) from None
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream, httpx2.TransportError):
+            self.health.failures += 1
+            self._mark_broken("the connection broke during a call")
+            raise UpstreamUnavailable(self.name, f"upstream '{self.name}' connection broke") from None
+        except UpstreamError:
+            raise
+        except Exception as exc:
+            self.health.failures += 1
+            raise UpstreamUnavailable(self.name, f"upstream '{self.name}' failed: {_describe(exc)}") from None
+
+
+def resolve_command(command: str) -> str:
+    """A command on PATH, or else installed beside this Python (a virtualenv's console scripts)."""
+    if os.sep in command or shutil.which(command):
+        return command
+    beside = Path(sys.executable).parent / command
+    return str(beside) if beside.exists() else command
+
+
+def _http_transport(cfg: HttpConfig) -> AbstractAsyncContextManager[Any]:
+    @asynccontextmanager
+    async def transport() -> Any:
+        timeout = httpx2.Timeout(cfg.connect_timeout_s, read=cfg.timeout_s + 5)
+        async with (
+            httpx2.AsyncClient(headers=dict(cfg.headers), timeout=timeout, follow_redirects=False) as http,
+            streamable_http_client(cfg.url, http_client=http) as streams,
+        ):
+            yield streams
+
+    return transport()
+
+
+async def _all_pages(fetch: Callable[[str | None], Awaitable[Any]], attr: str) -> list[Any]:
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(_LIST_PAGES):
+        page = await fetch(cursor)
+        items.extend(getattr(page, attr))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return items
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, UpstreamError):
+        return exc.message
+    if isinstance(exc, TimeoutError):
+        return "connection attempt timed out"
+    if isinstance(exc, BaseExceptionGroup):
+        inner: list[BaseException] = list(exc.exceptions)  # pyright: ignore[reportUnknownMemberType,reportUnknownArgumentType]
+        return "; ".join(_describe(e) for e in inner[:3])
+    if isinstance(exc, MCPError):
+        return f"protocol error {exc.error.code}: {exc.error.message}"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]

@@ -1,0 +1,207 @@
+"""The composition root: `Hub` owns every resource for the process lifetime; `build_app` serves it over HTTP.
+
+Start-up: open the store, sync config keys, compose the pipeline once, start the upstreams concurrently
+(bounded wait, one broken upstream never blocks the others), then serve. Everything that runs in the
+background (upstream supervisors, request-log flusher, key-change watcher, MCP session managers) lives in
+one task group owned by `Hub.running()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+
+from connectors.registry import Registry, RegistryView
+from hub.call import Principal
+from hub.doors.mcp import McpDoor
+from hub.executors import McpExecutor
+from hub.keys import KeyRing, new_secret
+from hub.pipeline import Handler, compose
+from hub.requestlog import RequestLog
+from hub.sessions import PerClientUpstreams
+from hub.settings import Settings, parse_listen
+from hub.stages.audit import AuditStage
+from hub.stages.authn import AuthnStage
+from hub.stages.authz import AuthzStage
+from hub.store.sql import SqlStore
+
+logger = logging.getLogger(__name__)
+VERSION = "0.1.0"
+
+
+@dataclass
+class GeneratedKey:
+    """A config key whose secret was generated at this start (shown once)."""
+
+    name: str
+    secret: str
+
+
+@dataclass
+class Hub:
+    """Everything one hub process owns."""
+
+    settings: Settings
+    store: SqlStore
+    registry: Registry = field(default_factory=Registry)
+    keyring: KeyRing = field(default_factory=KeyRing)
+    generated_keys: list[GeneratedKey] = field(default_factory=list[GeneratedKey])
+    pipeline: Handler | None = None
+    request_log: RequestLog | None = None
+    mcp: McpDoor | None = None
+    server_doors: dict[str, McpDoor] = field(default_factory=dict[str, McpDoor])
+    default_principal: Principal | None = None
+    _tg: anyio.abc.TaskGroup | None = None
+    _keys_version: str = ""
+
+    # -- keys -------------------------------------------------------------------------------------------------
+
+    def sync_config_keys(self) -> None:
+        """Make the database match the `[[keys]]` of the config file; generate missing secrets once."""
+        for key in self.settings.keys:
+            _row, created = self.store.upsert_config_key(key.name, key.secret, key.tools)
+            if created and key.secret is None:
+                secret = new_secret()
+                self.store.create_key(key.name, secret, key.tools, source="config")
+                self.generated_keys.append(GeneratedKey(key.name, secret))
+
+    def reload_keys(self) -> None:
+        self._keys_version = self.store.keys_version()
+        self.keyring = KeyRing(self.store.active_keys())
+
+    async def _watch_keys(self, interval: float = 0.5) -> None:
+        """Pick up key changes made by other processes (the CLI, other replicas) without a restart."""
+        while True:
+            await anyio.sleep(interval)
+            try:
+                version = await anyio.to_thread.run_sync(self.store.keys_version)
+                if version != self._keys_version:
+                    ring = await anyio.to_thread.run_sync(self.store.active_keys)
+                    self.keyring = KeyRing(ring)
+                    self._keys_version = version
+            except Exception:
+                logger.exception("reloading keys failed")
+
+    # -- lifetime ---------------------------------------------------------------------------------------------
+
+    def view(self) -> RegistryView:
+        return self.registry.view
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Hub]:
+        """Start every background part; stop them all on exit."""
+        await anyio.to_thread.run_sync(self.sync_config_keys)
+        await anyio.to_thread.run_sync(self.reload_keys)
+        self.request_log = RequestLog(self.store)
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            per_client = PerClientUpstreams(self.registry, tg)
+            executor = McpExecutor(self.registry, per_client.upstream_for)
+            self.pipeline = compose(
+                [AuditStage(self.request_log), AuthnStage(lambda: self.keyring), AuthzStage(self.view)],
+                executor,
+            )
+            self.mcp = self._new_door(None)
+            self.registry.add_listener(self._registry_changed)
+            tg.start_soon(self.request_log.run)
+            tg.start_soon(self._watch_keys)
+            await tg.start(self.registry.run, list(self.settings.servers.values()))
+            await self.registry.wait_ready(self.settings.hub.upstream_start_timeout_s)
+            try:
+                yield self
+            finally:
+                for upstream in self.registry.upstreams.values():
+                    upstream.stop()
+                tg.cancel_scope.cancel()
+        self._tg = None
+
+    def _new_door(self, scope: str | None) -> McpDoor:
+        assert self.pipeline is not None
+        door = McpDoor(self.pipeline, self.view, scope=scope, default_principal=lambda: self.default_principal)
+        door.set_completer(self._complete)
+        return door
+
+    async def _complete(self, server: str, ref: Any, argument: dict[str, str]) -> Any:
+        upstream = self.registry.upstreams.get(server)
+        if upstream is None:
+            raise LookupError(server)
+        return await upstream.complete(ref, argument)
+
+    async def _registry_changed(self, view: RegistryView) -> None:
+        doors = [self.mcp, *self.server_doors.values()]
+        for door in doors:
+            if door is not None:
+                await door.registry_changed(view)
+
+    def door_for(self, server: str) -> McpDoor | None:
+        """The single-server door for `/mcp/{server}`, created on first use."""
+        if server not in self.registry.upstreams:
+            return None
+        door = self.server_doors.get(server)
+        if door is None:
+            door = self._new_door(server)
+            self.server_doors[server] = door
+        return door
+
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup:
+        if self._tg is None:
+            raise RuntimeError("the hub is not running")
+        return self._tg
+
+
+def open_hub(settings: Settings) -> Hub:
+    """Create a hub (not yet running) for these settings."""
+    return Hub(settings=settings, store=SqlStore(settings.database_url()))
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """Host and Origin checks for /mcp (DNS-rebinding defence)."""
+    host, port = parse_listen(settings.hub.listen)
+    hosts = [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1", "localhost"]
+    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104 - compared, not bound
+        hosts += [host, f"{host}:{port}"]
+    origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts + settings.hub.allowed_hosts,
+        allowed_origins=origins + settings.hub.allowed_origins,
+    )
+
+
+class McpEndpoint:
+    """A running SDK session manager for one door (both protocol eras, sessions bound to the creating key)."""
+
+    def __init__(self, door: McpDoor, settings: Settings) -> None:
+        self.manager = StreamableHTTPSessionManager(
+            app=door.server,
+            security_settings=transport_security(settings),
+            max_request_body_size=settings.hub.max_body_bytes,
+            session_idle_timeout=1800,
+        )
+        self.asgi = StreamableHTTPASGIApp(self.manager)
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with self.manager.run():
+            task_status.started()
+            await anyio.sleep_forever()
+
+
+def env_principal(hub: Hub, env: str = "AGENTHUB_KEY") -> Callable[[], Principal | None]:
+    """A default principal from a key in the environment (the embedded stdio door)."""
+    secret = os.environ.get(env)
+
+    def principal() -> Principal | None:
+        key = hub.keyring.verify(secret) if secret else None
+        return Principal(key) if key else None
+
+    return principal

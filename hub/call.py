@@ -1,0 +1,56 @@
+"""The unit of governed work: a `Call`, who makes it (`Principal`), and what comes back (`Outcome`)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from hub.keys import VirtualKey
+
+Door = Literal["mcp", "openai", "rest", "code", "agent", "admin"]
+Operation = Literal["llm.chat", "llm.embed", "mcp.list", "mcp.tool", "mcp.resource", "mcp.prompt", "code.run"]
+
+
+def new_call_id() -> str:
+    return "call_" + secrets.token_hex(8)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: a virtual key (with its team and customer)."""
+
+    key: VirtualKey
+
+    @property
+    def name(self) -> str:
+        return self.key.name
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One governed unit of work. Frozen: stages pass `dataclasses.replace(call, ...)` on, never mutate.
+
+    `target` is what the operation acts on (an exposed tool or prompt name, a resource URI, a model);
+    `payload` its arguments; `context` door-specific values the executor needs (a progress callback, the
+    downstream session for sampling), never governance data.
+    """
+
+    door: Door
+    operation: Operation
+    target: str
+    payload: Any = None
+    principal: Principal | None = None
+    credential: str | None = None
+    call_id: str = field(default_factory=new_call_id)
+    parent_id: str | None = None
+    context: Mapping[str, Any] = field(default_factory=dict[str, Any])
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What a call produced. `tool_error` marks an MCP tool result with `isError` (the call itself worked)."""
+
+    value: Any
+    tool_error: bool = False

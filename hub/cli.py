@@ -1,0 +1,298 @@
+"""The `agenthub` command line.
+
+```
+agenthub serve   [--config FILE] [--listen HOST:PORT]
+agenthub stdio   [--config FILE | --url URL]           key from AGENTHUB_KEY
+agenthub keys    create --name NAME [--tools GLOB ...] | list | revoke NAME
+agenthub servers [--config FILE] [--json]
+agenthub config  check [FILE]
+```
+Every command takes `--config FILE` (default `./agenthub.toml`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+import orjson
+
+from hub.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_listen
+
+logger = logging.getLogger("agenthub")
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _err(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
+    return load_settings(args.config, **overrides)
+
+
+# -- serve ------------------------------------------------------------------------------------------------------
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from hub.app import Hub, open_hub
+    from hub.http import build_app
+
+    settings = _load(args, listen=args.listen)
+    host, port = parse_listen(settings.hub.listen)
+
+    def announce(hub: Hub) -> None:
+        shown = f"[{host}]" if ":" in host else host
+        _out(f"AgentHub is serving MCP at http://{shown}:{port}/mcp")
+        for generated in hub.generated_keys:
+            _out(f"Virtual key '{generated.name}' (shown once, store it now): {generated.secret}")
+        for name, upstream in sorted(hub.registry.upstreams.items()):
+            state = upstream.health.state.value
+            extra = f" ({upstream.health.error})" if upstream.health.error and state != "ready" else ""
+            _out(f"  upstream {name}: {state}, {len(upstream.catalog.tools)} tools{extra}")
+
+    app = build_app(settings, open_hub(settings), on_ready=announce)
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=os.environ.get("AGENTHUB_LOG_LEVEL", "warning").lower(),
+        loop="uvloop" if _has("uvloop") else "auto",
+        http="httptools" if _has("httptools") else "auto",
+        lifespan="on",
+        access_log=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _has(module: str) -> bool:
+    try:
+        __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+# -- stdio ------------------------------------------------------------------------------------------------------
+
+
+def cmd_stdio(args: argparse.Namespace) -> int:
+    from hub.stdio import serve_bridge, serve_embedded
+
+    if args.url:
+        anyio.run(serve_bridge, args.url, os.environ.get("AGENTHUB_KEY"))
+        return 0
+    settings = _load(args)
+    anyio.run(serve_embedded, settings)
+    return 0
+
+
+# -- keys -------------------------------------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from hub.store.sql import SqlStore
+
+    return SqlStore(_load(args).database_url())
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    from hub.keys import new_secret
+    from hub.store.sql import DuplicateName
+
+    store = _store(args)
+    secret = new_secret()
+    expires = datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
+    try:
+        row = store.create_key(args.name, secret, args.tools or [], source="cli", expires_at=expires)
+    except DuplicateName as exc:
+        _err(f"error: {exc}")
+        return 1
+    finally:
+        store.close()
+    _out(f"Created key '{row.name}' ({row.id}). Its secret is shown once:")
+    _out(secret)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rows = store.list_keys(include_revoked=args.all)
+    store.close()
+    if args.json:
+        _out(
+            orjson.dumps(
+                [
+                    {
+                        "id": r.id,
+                        "name": r.name,
+                        "prefix": r.prefix,
+                        "tools": orjson.loads(r.tools),
+                        "source": r.source,
+                        "revoked": r.revoked_at is not None,
+                    }
+                    for r in rows
+                ]
+            ).decode()
+        )
+        return 0
+    for r in rows:
+        state = " (revoked)" if r.revoked_at else ""
+        _out(f"{r.name:24} {r.id:22} {r.prefix}...  tools={','.join(orjson.loads(r.tools)) or '-'}{state}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    store = _store(args)
+    done = store.revoke_key(args.name)
+    store.close()
+    if not done:
+        _err(f"error: no active key named '{args.name}'")
+        return 1
+    _out(f"Revoked key '{args.name}'.")
+    return 0
+
+
+# -- servers ----------------------------------------------------------------------------------------------------
+
+
+def cmd_servers(args: argparse.Namespace) -> int:
+    settings = _load(args)
+    rows = _servers_from_running_hub(settings)
+    if rows is None:
+        rows = anyio.run(_servers_embedded, settings)
+    if args.json:
+        _out(orjson.dumps(rows).decode())
+        return 0
+    for row in rows:
+        error = f"  {row['error']}" if row.get("error") and row["state"] != "ready" else ""
+        _out(f"{row['name']:20} {row['transport']:6} {row['state']:10} {row['tools']:4} tools{error}")
+    return 0
+
+
+def _servers_from_running_hub(settings: Settings) -> list[dict[str, Any]] | None:
+    import httpx2
+
+    token = os.environ.get("AGENTHUB_ADMIN_TOKEN")
+    if not token:
+        return None
+    host, port = parse_listen(settings.hub.listen)
+    try:
+        response = httpx2.get(
+            f"http://{host}:{port}/api/v1/servers", headers={"Authorization": f"Bearer {token}"}, timeout=3
+        )
+    except httpx2.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    data: list[dict[str, Any]] = response.json()["data"]
+    return data
+
+
+async def _servers_embedded(settings: Settings) -> list[dict[str, Any]]:
+    from connectors.registry import Registry
+    from hub.http import server_status
+
+    registry = Registry()
+
+    class _View:
+        def __init__(self) -> None:
+            self.registry = registry
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(registry.run, list(settings.servers.values()))
+        await registry.wait_ready(max(settings.hub.upstream_start_timeout_s, 1.0))
+        rows = server_status(_View())  # pyright: ignore[reportArgumentType]
+        for upstream in registry.upstreams.values():
+            upstream.stop()
+        tg.cancel_scope.cancel()
+    return rows
+
+
+# -- config -----------------------------------------------------------------------------------------------------
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    settings = load_settings(args.file or args.config)
+    _out(
+        f"{settings.path}: OK ({len(settings.servers)} servers, {len(settings.keys)} keys, "
+        f"listen {settings.hub.listen})"
+    )
+    return 0
+
+
+# -- parser -----------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=os.environ.get("AGENTHUB_CONFIG", DEFAULT_CONFIG), help="config file")
+    parser = argparse.ArgumentParser(prog="agenthub", description="AgentHub: one governed gateway for AI traffic.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the hub")
+    serve.add_argument("--listen", help="HOST:PORT (overrides [hub].listen)")
+    serve.set_defaults(func=cmd_serve)
+
+    stdio = sub.add_parser("stdio", parents=[common], help="serve MCP on stdin/stdout")
+    stdio.add_argument("--url", help="bridge to a running hub's /mcp instead of embedding one")
+    stdio.set_defaults(func=cmd_stdio)
+
+    keys = sub.add_parser("keys", help="manage virtual keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", parents=[common], help="create a key; prints its secret once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--tools", nargs="*", default=[], metavar="GLOB", help="globs over exposed tool names")
+    create.add_argument("--expires-days", type=float, default=None)
+    create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", parents=[common], help="list keys")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", parents=[common], help="revoke a key (effective at once)")
+    revoke.add_argument("name", help="key name or id")
+    revoke.set_defaults(func=cmd_keys_revoke)
+
+    servers = sub.add_parser("servers", parents=[common], help="health and tool counts per upstream")
+    servers.add_argument("--json", action="store_true")
+    servers.set_defaults(func=cmd_servers)
+
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(dest="config_command", required=True)
+    check = config.add_parser("check", parents=[common], help="validate a config file")
+    check.add_argument("file", nargs="?", default=None)
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("AGENTHUB_LOG_LEVEL", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        _err(f"config error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

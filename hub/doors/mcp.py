@@ -1,0 +1,300 @@
+"""The MCP front door: an `mcp` SDK low-level server whose handlers turn requests into pipeline `Call`s.
+
+One `McpDoor` serves the aggregated endpoint (`/mcp`, names `server__tool`); `McpDoor(scope=server)` serves one
+upstream alone under its original names (`/mcp/{server}`). Lists are filtered by the caller's key and cached,
+already serialised, per (key, registry version); calls go through the pipeline, so a name the key may not use
+fails exactly like an unknown one.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import mcp_types as types
+from mcp.server import Server
+from mcp.server.caching import CacheHint
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from connectors.registry import Entry, RegistryView, policy_name
+from hub.call import Call, Principal
+from hub.errors import HubError, NotFound
+from hub.pipeline import Handler
+
+PRINCIPAL_SCOPE_KEY = "agenthub.principal"
+"""Where the HTTP auth wrapper leaves the caller's `Principal` in the ASGI scope."""
+LIST_TTL_MS = 0
+"""Lists may change at any time (upstreams connect, keys change): clients should not serve them from cache."""
+
+ListCache = dict[tuple[str, str, int, tuple[str, ...]], dict[str, Any]]
+
+
+class McpDoor:
+    """Builds the SDK `Server` for one endpoint and keeps its per-key list caches."""
+
+    def __init__(
+        self,
+        pipeline: Handler,
+        view: Callable[[], RegistryView],
+        *,
+        scope: str | None = None,
+        default_principal: Callable[[], Principal | None] | None = None,
+        version: str = "0.1.0",
+    ) -> None:
+        self._pipeline = pipeline
+        self._view = view
+        self.scope = scope
+        self._default_principal = default_principal
+        self._cache: ListCache = {}
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.server: Server[Any] = Server(
+            f"agenthub/{scope}" if scope else "agenthub",
+            version=version,
+            instructions=None,
+            on_list_tools=self._list_tools,
+            on_call_tool=self._call_tool,
+            on_list_prompts=self._list_prompts,
+            on_get_prompt=self._get_prompt,
+            on_list_resources=self._list_resources,
+            on_list_resource_templates=self._list_templates,
+            on_read_resource=self._read_resource,
+            on_completion=self._complete,
+            cache_hints={
+                method: CacheHint(ttl_ms=LIST_TTL_MS, scope="private")
+                for method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
+            },
+        )
+        self.server.middleware = []
+
+    def initialization_options(self) -> InitializationOptions:
+        return self.server.create_initialization_options(
+            NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
+        )
+
+    # -- identity ---------------------------------------------------------------------------------------------
+
+    def _principal(self, ctx: ServerRequestContext[Any, Any]) -> Principal:
+        request = ctx.request
+        principal: Principal | None = None
+        if request is not None:
+            principal = getattr(request, "scope", {}).get(PRINCIPAL_SCOPE_KEY)
+        if principal is None and self._default_principal is not None:
+            principal = self._default_principal()
+        if principal is None:
+            raise MCPError(code=-32001, message="a valid virtual key is required")
+        self._connections.add(ctx.session._connection)
+        return principal
+
+    # -- lists ----------------------------------------------------------------------------------------------------
+
+    def _visible(self, entries: dict[str, Entry], principal: Principal) -> list[Entry]:
+        key = principal.key
+        items = [e for e in entries.values() if key.allows_tool(policy_name(e))]
+        if self.scope is not None:
+            items = [e for e in items if e.server == self.scope]
+        return items
+
+    def _shown(self, entry: Entry) -> Any:
+        """The definition as this endpoint shows it (original names on a single-server endpoint)."""
+        d = entry.definition
+        if self.scope is None:
+            return d
+        if isinstance(d, types.Tool | types.Prompt):
+            return d.model_copy(update={"name": entry.original})
+        if isinstance(d, types.Resource):
+            return d.model_copy(update={"uri": entry.original})
+        return d
+
+    def _cached(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        kind: str,
+        principal: Principal,
+        build: Callable[[RegistryView], dict[str, Any]],
+    ) -> Any:
+        ctx_modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+        view = self._view()
+        cache_key = (kind, principal.key.id, view.version, principal.key.tools)
+        hit = self._cache.get(cache_key)
+        if hit is None:
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            hit = build(view)
+            self._cache[cache_key] = hit
+        result = dict(hit)
+        if ctx_modern:
+            result["resultType"] = "complete"
+        return result
+
+    @staticmethod
+    def _check_cursor(params: types.PaginatedRequestParams | None) -> None:
+        if params is not None and params.cursor:
+            raise MCPError(code=types.INVALID_PARAMS, message="invalid cursor")
+
+    def _dump(self, entries: list[Entry]) -> list[dict[str, Any]]:
+        return [
+            self._shown(e).model_dump(by_alias=True, mode="json", exclude_none=True)
+            for e in sorted(entries, key=lambda e: e.exposed)
+        ]
+
+    async def _list_tools(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> Any:
+        principal = self._principal(ctx)
+        self._check_cursor(params)
+        return self._cached(ctx, "tools", principal, lambda v: {"tools": self._dump(self._visible(v.tools, principal))})
+
+    async def _list_prompts(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> Any:
+        principal = self._principal(ctx)
+        self._check_cursor(params)
+        return self._cached(
+            ctx, "prompts", principal, lambda v: {"prompts": self._dump(self._visible(v.prompts, principal))}
+        )
+
+    async def _list_resources(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> Any:
+        principal = self._principal(ctx)
+        self._check_cursor(params)
+        return self._cached(
+            ctx, "resources", principal, lambda v: {"resources": self._dump(self._visible(v.resources, principal))}
+        )
+
+    async def _list_templates(
+        self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> Any:
+        principal = self._principal(ctx)
+        self._check_cursor(params)
+
+        def build(view: RegistryView) -> dict[str, Any]:
+            entries = {e.exposed: e for _, e in view.templates}
+            return {"resourceTemplates": self._dump(self._visible(entries, principal))}
+
+        return self._cached(ctx, "templates", principal, build)
+
+    # -- calls ----------------------------------------------------------------------------------------------------
+
+    def _exposed(self, kind: str, name: str) -> str:
+        """Map a name as the client sees it to the registry's exposed name."""
+        if self.scope is None:
+            return name
+        view = self._view()
+        entries = view.tools if kind == "tool" else view.prompts
+        for entry in entries.values():
+            if entry.server == self.scope and entry.original == name:
+                return entry.exposed
+        return f"{self.scope}\0{name}"  # unknown: fails in the pipeline like any unknown name
+
+    async def _run(self, ctx: ServerRequestContext[Any, Any], call: Call) -> Any:
+        try:
+            outcome = await self._pipeline(call)
+        except HubError as exc:
+            message = exc.message
+            if isinstance(exc, NotFound) and self.scope is not None:
+                message = message.replace(f"{self.scope}\0", "")
+            raise MCPError(code=exc.jsonrpc_code, message=message, data=exc.data) from None
+        return outcome.value
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
+        principal = self._principal(ctx)
+        context: dict[str, Any] = {"downstream": ctx.session}
+        if ctx.meta is not None and ctx.meta.get("progressToken") is not None:
+            session = ctx.session
+
+            async def progress(value: float, total: float | None, message: str | None) -> None:
+                await session.report_progress(value, total, message)
+
+            context["progress"] = progress
+        call = Call(
+            door="mcp",
+            operation="mcp.tool",
+            target=self._exposed("tool", params.name),
+            payload=params.arguments or {},
+            principal=principal,
+            context=context,
+        )
+        result: types.CallToolResult = await self._run(ctx, call)
+        return result
+
+    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> Any:
+        principal = self._principal(ctx)
+        call = Call(
+            door="mcp",
+            operation="mcp.prompt",
+            target=self._exposed("prompt", params.name),
+            payload=params.arguments,
+            principal=principal,
+            context={"downstream": ctx.session},
+        )
+        return await self._run(ctx, call)
+
+    async def _read_resource(self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> Any:
+        principal = self._principal(ctx)
+        uri = str(params.uri)
+        if self.scope is not None:
+            entry = self._view().resources.get(uri)
+            if entry is None or entry.server != self.scope:
+                for e in self._view().resources.values():
+                    if e.server == self.scope and e.original == uri:
+                        uri = e.exposed
+                        break
+        call = Call(
+            door="mcp",
+            operation="mcp.resource",
+            target=uri,
+            principal=principal,
+            context={"downstream": ctx.session},
+        )
+        result: types.ReadResourceResult = await self._run(ctx, call)
+        if self.scope is not None and uri != str(params.uri):
+            contents = [c.model_copy(update={"uri": params.uri}) for c in result.contents]
+            result = result.model_copy(update={"contents": contents})
+        return result
+
+    async def _complete(self, ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams) -> Any:
+        principal = self._principal(ctx)
+        ref = params.ref
+        view = self._view()
+        entry: Entry | None
+        if isinstance(ref, types.PromptReference):
+            entry = view.prompts.get(self._exposed("prompt", ref.name))
+            upstream_ref: Any = ref.model_copy(update={"name": entry.original}) if entry else None
+        else:
+            entry = next((e for _, e in view.templates if e.original == ref.uri), None)
+            upstream_ref = ref
+        if entry is None or not principal.key.allows_tool(policy_name(entry)):
+            return types.CompleteResult(completion=types.Completion(values=[]))
+        completer = self._completer
+        if completer is None:
+            return types.CompleteResult(completion=types.Completion(values=[]))
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        return await completer(entry.server, upstream_ref, argument)
+
+    _completer: Callable[[str, Any, dict[str, str]], Any] | None = None
+
+    def set_completer(self, completer: Callable[[str, Any, dict[str, str]], Any]) -> None:
+        """Where completion requests go (completions are not governed calls: they run no tool)."""
+        self._completer = completer
+
+    # -- notifications --------------------------------------------------------------------------------------------
+
+    async def registry_changed(self, view: RegistryView) -> None:
+        """Drop list caches and tell connected clients that the lists changed."""
+        self._cache.clear()
+        for connection in list(self._connections):
+            for method in (
+                "notifications/tools/list_changed",
+                "notifications/prompts/list_changed",
+                "notifications/resources/list_changed",
+            ):
+                try:
+                    await connection.outbound.notify(method, None)
+                except Exception:  # noqa: S112 - a gone client must not stop the others' notifications
+                    continue

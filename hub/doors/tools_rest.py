@@ -1,0 +1,102 @@
+"""`POST /v1/mcp/tool/execute`: run one OpenAI-format tool call through the pipeline.
+
+Request: `{"id": "call_1", "type": "function", "function": {"name": "server__tool", "arguments": "{...}"}}`
+(`arguments` is a JSON string as OpenAI sends it; an object is accepted too). Response:
+`{"role": "tool", "tool_call_id": "call_1", "content": "..."}`, ready to append to a chat conversation.
+Errors use the OpenAI error envelope with the hub's status table.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import mcp_types as types
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from hub.call import Call, Principal
+from hub.doors.web import credential, error_response, json_response
+from hub.errors import BadRequest, HubError, PayloadTooLarge, Unauthenticated
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    """The request body as JSON, refusing bodies over `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest("the client went away") from None
+    try:
+        return orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise BadRequest("the request body is not valid JSON") from None
+
+
+def parse_tool_call(body: Any) -> tuple[str, str, dict[str, Any]]:
+    """(id, name, arguments) of an OpenAI tool call object."""
+    if not isinstance(body, dict):
+        raise BadRequest("expected a tool call object: {id, type: 'function', function: {name, arguments}}")
+    call_id = body.get("id")
+    function = body.get("function")
+    if body.get("type", "function") != "function":
+        raise BadRequest("only tool calls of type 'function' can be executed")
+    if not isinstance(call_id, str) or not call_id:
+        raise BadRequest("'id' must be a non-empty string")
+    if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+        raise BadRequest("'function.name' must be a string")
+    name: str = function["name"]
+    raw = function.get("arguments", "{}")
+    if isinstance(raw, str):
+        try:
+            arguments = orjson.loads(raw or "{}")
+        except orjson.JSONDecodeError:
+            raise BadRequest("'function.arguments' is not valid JSON") from None
+    else:
+        arguments = raw
+    if not isinstance(arguments, dict):
+        raise BadRequest("'function.arguments' must encode a JSON object")
+    return call_id, name, arguments
+
+
+def tool_message_content(result: types.CallToolResult) -> str:
+    """The text a model should read for a tool result: its text blocks, or its structured content as JSON."""
+    texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
+    if texts:
+        return "\n".join(texts)
+    if result.structured_content is not None:
+        return orjson.dumps(result.structured_content).decode()
+    parts = [block.model_dump(by_alias=True, mode="json", exclude_none=True) for block in result.content]
+    return orjson.dumps(parts).decode()
+
+
+async def execute_tool_route(hub: Hub, request: Request) -> Response:
+    try:
+        key = hub.keyring.verify(credential(request.headers) or "")
+        if key is None:
+            raise Unauthenticated("a valid virtual key is required (Authorization: Bearer ahk-...)")
+        body = await read_json(request, hub.settings.hub.max_body_bytes)
+        call_id, name, arguments = parse_tool_call(body)
+        if hub.pipeline is None:
+            raise HubError("the hub is not running")
+        outcome = await hub.pipeline(
+            Call(door="rest", operation="mcp.tool", target=name, payload=arguments, principal=Principal(key))
+        )
+    except HubError as exc:
+        return error_response(exc)
+    result: types.CallToolResult = outcome.value
+    headers = {"x-agenthub-tool-error": "true"} if outcome.tool_error else None
+    return json_response(
+        {"role": "tool", "tool_call_id": call_id, "content": tool_message_content(result)}, headers=headers
+    )

@@ -1,0 +1,107 @@
+"""The hub's errors, and the one table that maps each to its wire form on every door.
+
+```
+HubError                       base; never shown with internals
+├── BadRequest                 malformed input                         400  invalid_request_error   -32602
+│   └── PayloadTooLarge        body over the configured limit          413  invalid_request_error   -32600
+├── Unauthenticated            missing, unknown, revoked, expired key  401  authentication_error    -32001
+├── Forbidden                  not permitted / blocked by a guardrail  403  permission_error        -32003
+├── NotFound                   unknown tool/prompt/resource/model      404  not_found_error         -32602
+├── BudgetExceeded             a budget on some level is spent         402  insufficient_quota      -32004
+├── RateLimited                too many requests or tokens             429  rate_limit_error        -32005
+├── UpstreamFailed             the upstream failed or is unavailable   502  upstream_error          -32603
+├── UpstreamTimedOut           the upstream did not answer in time     504  timeout_error           -32001
+└── Internal                   anything unexpected (fail closed)       500  internal_error          -32603
+```
+
+On MCP a tool the key may not use raises `NotFound`, exactly like an unknown name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class Wire:
+    """How one error class looks on the wire."""
+
+    status: int
+    openai_type: str
+    jsonrpc_code: int
+
+
+class HubError(Exception):
+    """Base of every error the hub reports to a caller."""
+
+    wire: ClassVar[Wire] = Wire(500, "internal_error", -32603)
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: object = None,
+        jsonrpc_code: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+        self.data = data
+        self._jsonrpc_code = jsonrpc_code
+
+    @property
+    def jsonrpc_code(self) -> int:
+        """The JSON-RPC error code (an upstream's own code is kept when it rejected a request)."""
+        return self._jsonrpc_code if self._jsonrpc_code is not None else self.wire.jsonrpc_code
+
+    @property
+    def code(self) -> str:
+        """A stable snake_case code for the error envelope."""
+        return self.wire.openai_type
+
+
+class BadRequest(HubError):
+    wire = Wire(400, "invalid_request_error", -32602)
+
+
+class PayloadTooLarge(BadRequest):
+    wire = Wire(413, "invalid_request_error", -32600)
+
+
+class Unauthenticated(HubError):
+    wire = Wire(401, "authentication_error", -32001)
+
+
+class Forbidden(HubError):
+    wire = Wire(403, "permission_error", -32003)
+
+
+class NotFound(HubError):
+    wire = Wire(404, "not_found_error", -32602)
+
+
+class BudgetExceeded(HubError):
+    wire = Wire(402, "insufficient_quota", -32004)
+
+
+class RateLimited(HubError):
+    wire = Wire(429, "rate_limit_error", -32005)
+
+
+class UpstreamFailed(HubError):
+    wire = Wire(502, "upstream_error", -32603)
+
+
+class UpstreamTimedOut(HubError):
+    wire = Wire(504, "timeout_error", -32001)
+
+
+class Internal(HubError):
+    wire = Wire(500, "internal_error", -32603)
+
+
+def openai_envelope(error: HubError) -> dict[str, object]:
+    """The OpenAI error envelope for `error`."""
+    return {"error": {"message": error.message, "type": error.wire.openai_type, "code": error.code, "param": None}}

@@ -1,0 +1,188 @@
+"""The HTTP surface: `build_app(settings)` returns the ASGI app with one lifespan that runs the `Hub`.
+
+`/mcp` and `/mcp/{server}` are routed by a plain ASGI layer in front of Starlette (no per-request middleware
+stack on the hot path); the REST and admin routes are ordinary Starlette routes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import orjson
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from hub.app import Hub, McpEndpoint, open_hub
+from hub.call import Principal
+from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
+from hub.doors.tools_rest import execute_tool_route
+from hub.doors.web import WWW_AUTHENTICATE, credential, error_response, json_response
+from hub.errors import Unauthenticated
+from hub.keys import bearer_token, constant_time_equal
+from hub.settings import Settings
+
+
+class McpRouter:
+    """Routes `/mcp` and `/mcp/{server}` to the MCP session managers after checking the virtual key."""
+
+    def __init__(self, app: ASGIApp, hub_ref: HubRef) -> None:
+        self.app = app
+        self.ref = hub_ref
+        self._endpoints: dict[str | None, McpEndpoint] = {}
+        self._lock = anyio.Lock()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or not (path == "/mcp" or path.startswith("/mcp/")):
+            await self.app(scope, receive, send)
+            return
+        hub = self.ref.hub
+        server = path[5:].strip("/") or None
+        if server is not None and hub.door_for(server) is None:
+            await _jsonrpc_error(send, 404, -32601, f"no MCP server named '{server}'")
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        key = hub.keyring.verify(credential(headers) or "")
+        if key is None:
+            await _jsonrpc_error(
+                send, 401, -32001, "a valid virtual key is required", {"www-authenticate": WWW_AUTHENTICATE}
+            )
+            return
+        user = AuthenticatedUser(AccessToken(token="", client_id=key.id, scopes=[], subject=key.id))
+        scope = {**scope, "user": user, PRINCIPAL_SCOPE_KEY: Principal(key)}
+        endpoint = self._endpoints.get(server) or await self._start(hub, server)
+        await endpoint.asgi(scope, receive, send)
+
+    async def _start(self, hub: Hub, server: str | None) -> McpEndpoint:
+        async with self._lock:
+            endpoint = self._endpoints.get(server)
+            if endpoint is None:
+                door = hub.mcp if server is None else hub.door_for(server)
+                assert door is not None
+                endpoint = McpEndpoint(door, hub.settings)
+                await hub.task_group.start(endpoint.serve)
+                self._endpoints[server] = endpoint
+            return endpoint
+
+    def reset(self) -> None:
+        self._endpoints.clear()
+
+
+class HubRef:
+    """The running hub, set by the lifespan (routes are built before it exists)."""
+
+    _hub: Hub | None = None
+
+    @property
+    def hub(self) -> Hub:
+        if self._hub is None:
+            raise RuntimeError("the hub is not running")
+        return self._hub
+
+
+async def _jsonrpc_error(
+    send: Send, status: int, code: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+def admin_authorized(request: Request) -> bool:
+    token = os.environ.get("AGENTHUB_ADMIN_TOKEN")
+    presented = bearer_token(request.headers.get("authorization"))
+    return bool(token and presented and constant_time_equal(token, presented))
+
+
+def build_app(
+    settings: Settings, hub: Hub | None = None, *, on_ready: Callable[[Hub], None] | None = None
+) -> Starlette:
+    """The ASGI app for these settings; its lifespan opens and runs the hub (or runs the one given), then calls
+    `on_ready`."""
+    ref = HubRef()
+
+    async def servers(request: Request) -> Response:
+        if not admin_authorized(request):
+            return error_response(Unauthenticated("an admin token is required (AGENTHUB_ADMIN_TOKEN)"))
+        return json_response({"data": server_status(ref.hub)})
+
+    async def health(request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def execute(request: Request) -> Response:
+        return await execute_tool_route(ref.hub, request)
+
+    router_holder: list[McpRouter] = []
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        running_hub = hub or open_hub(settings)
+        async with running_hub.running():
+            ref._hub = running_hub
+            if on_ready is not None:
+                on_ready(running_hub)
+            try:
+                yield
+            finally:
+                ref._hub = None
+                for router in router_holder:
+                    router.reset()
+        if hub is None:
+            running_hub.store.close()
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", health, methods=["GET"]),
+            Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
+            Route("/api/v1/servers", servers, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(_McpRouterFactory, ref=ref, holder=router_holder)
+    return app
+
+
+class _McpRouterFactory:
+    def __init__(self, app: ASGIApp, ref: HubRef, holder: list[McpRouter]) -> None:
+        self.router = McpRouter(app, ref)
+        holder.append(self.router)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.router(scope, receive, send)
+
+
+def server_status(hub: Hub) -> list[dict[str, Any]]:
+    """Health and counts per upstream, for `agenthub servers` and `GET /api/v1/servers`."""
+    out: list[dict[str, Any]] = []
+    for name in sorted(hub.registry.upstreams):
+        up = hub.registry.upstreams[name]
+        h = up.health
+        out.append(
+            {
+                "name": name,
+                "transport": up.config.transport,
+                "state": h.state.value,
+                "error": h.error,
+                "tools": len(up.catalog.tools),
+                "prompts": len(up.catalog.prompts),
+                "resources": len(up.catalog.resources),
+                "resource_templates": len(up.catalog.templates),
+                "protocol_version": up.catalog.protocol_version or None,
+                "connected_at": h.connected_at,
+                "reconnects": h.reconnects,
+                "calls": h.calls,
+                "failures": h.failures,
+            }
+        )
+    return out

@@ -1,0 +1,56 @@
+"""The request log: one row per governed call, written in batches off the hot path.
+
+`record()` only appends to a buffer; `run()` (in the app's task group) flushes it every `interval` seconds in a
+worker thread. On shutdown the remainder is flushed. A failed write keeps the rows and retries, so an
+unavailable database delays entries but does not lose them (up to `max_buffer` rows, past which the oldest
+are dropped and counted).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from hub.store.sql import SqlStore
+from hub.store.tables import RequestLogRow
+
+logger = logging.getLogger(__name__)
+
+
+class RequestLog:
+    def __init__(self, store: SqlStore, *, interval: float = 0.5, max_buffer: int = 100_000) -> None:
+        self._store = store
+        self._interval = interval
+        self._max = max_buffer
+        self._buffer: list[RequestLogRow] = []
+        self.dropped = 0
+        self.written = 0
+
+    def record(self, row: RequestLogRow) -> None:
+        self._buffer.append(row)
+        if len(self._buffer) > self._max:
+            excess = len(self._buffer) - self._max
+            del self._buffer[:excess]
+            self.dropped += excess
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled; flush the rest on the way out."""
+        try:
+            while True:
+                await anyio.sleep(self._interval)
+                await self.flush()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.flush()
+
+    async def flush(self) -> None:
+        if not self._buffer:
+            return
+        batch, self._buffer = self._buffer, []
+        try:
+            await anyio.to_thread.run_sync(self._store.write_log, batch)
+            self.written += len(batch)
+        except Exception:
+            logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))
+            self._buffer[:0] = batch

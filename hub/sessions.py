@@ -1,0 +1,112 @@
+"""Upstream sessions per downstream client, for servers configured with `session = "per_client"`.
+
+Such a server keeps per-client state or asks the client for sampling, elicitation or roots, so each downstream
+MCP session gets its own upstream session, declared with exactly the capabilities that client declared.
+Server-to-client requests from the upstream go to the downstream client on the stream of the call in
+flight; a client without the capability gets the spec's `method not found` answer. The upstream session
+closes with the downstream session.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from mcp.client.session import ClientRequestContext
+from mcp.server.session import ServerSession
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+
+from connectors.registry import Registry
+from connectors.upstream import ClientCallbacks, Upstream
+from hub.call import Call
+from hub.errors import UpstreamFailed
+
+logger = logging.getLogger(__name__)
+STATE_KEY = "agenthub.upstreams"
+
+
+class _Downstream:
+    """The downstream session a per-client upstream talks back to, updated on every call."""
+
+    def __init__(self, session: ServerSession) -> None:
+        self.session = session
+
+    def supports(self, caps: types.ClientCapabilities) -> bool:
+        return self.session.check_client_capability(caps)
+
+    async def forward(self, request: Any, result_type: type[Any]) -> Any:
+        meta = None
+        request_id = getattr(self.session._request_outbound, "request_id", None)
+        if request_id is not None:
+            meta = ServerMessageMetadata(related_request_id=request_id)
+        return await self.session.send_request(request, result_type, metadata=meta)
+
+
+class PerClientUpstreams:
+    """Creates, reuses and closes per-client upstream sessions."""
+
+    def __init__(self, registry: Registry, task_group: anyio.abc.TaskGroup) -> None:
+        self._registry = registry
+        self._tg = task_group
+
+    async def upstream_for(self, call: Call, server: str) -> Upstream:
+        shared = self._registry.upstreams.get(server)
+        if shared is None:
+            raise UpstreamFailed(f"server '{server}' is not configured")
+        downstream_session: ServerSession | None = call.context.get("downstream")
+        if shared.config.session != "per_client" or downstream_session is None:
+            return shared
+        connection = downstream_session._connection
+        state: dict[str, tuple[Upstream, _Downstream]] = connection.state.setdefault(STATE_KEY, {})
+        found = state.get(server)
+        if found is not None:
+            found[1].session = downstream_session
+            upstream = found[0]
+        else:
+            downstream = _Downstream(downstream_session)
+            upstream = Upstream(shared.config, callbacks=_callbacks(downstream))
+            state[server] = (upstream, downstream)
+            self._tg.start_soon(upstream.run, name=f"upstream:{server}:client")
+            connection.exit_stack.callback(upstream.stop)
+        if not await upstream.wait_ready(shared.config.connect_timeout_s):
+            raise UpstreamFailed(f"upstream '{server}' is not available: {upstream.health.error or 'connecting'}")
+        return upstream
+
+
+def _callbacks(downstream: _Downstream) -> ClientCallbacks:
+    caps = downstream.session._connection.client_capabilities or types.ClientCapabilities()
+
+    async def sampling(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> Any:
+        if not downstream.supports(types.ClientCapabilities(sampling=types.SamplingCapability())):
+            return types.ErrorData(code=types.METHOD_NOT_FOUND, message="the client does not support sampling")
+        return await _relay(downstream, types.CreateMessageRequest(params=params), types.CreateMessageResult)
+
+    async def elicitation(context: ClientRequestContext, params: types.ElicitRequestParams) -> Any:
+        if not downstream.supports(types.ClientCapabilities(elicitation=types.ElicitationCapability())):
+            return types.ErrorData(code=types.METHOD_NOT_FOUND, message="the client does not support elicitation")
+        return await _relay(downstream, types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def roots(context: ClientRequestContext) -> Any:
+        if not downstream.supports(types.ClientCapabilities(roots=types.RootsCapability())):
+            return types.ErrorData(code=types.METHOD_NOT_FOUND, message="the client does not support roots")
+        return await _relay(downstream, types.ListRootsRequest(), types.ListRootsResult)
+
+    return ClientCallbacks(
+        sampling=sampling if caps.sampling is not None else None,
+        elicitation=elicitation if caps.elicitation is not None else None,
+        roots=roots if caps.roots is not None else None,
+    )
+
+
+async def _relay(downstream: _Downstream, request: Any, result_type: type[Any]) -> Any:
+    try:
+        return await downstream.forward(request, result_type)
+    except MCPError as exc:
+        return exc.error
+    except Exception as exc:
+        logger.warning("relaying %s to the client failed: %s", request.method, exc)
+        return types.ErrorData(code=types.INTERNAL_ERROR, message="the client did not answer")

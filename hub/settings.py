@@ -1,0 +1,190 @@
+"""Settings: the TOML config file, validated by pydantic; each setting declared once.
+
+Precedence: CLI flag > environment (`AGENTHUB_*`) > config file > default. Secrets are never written in the
+file itself but referenced: `env:NAME` reads an environment variable, `file:PATH` reads a file (relative to
+the config file). Every error names the file, the key path and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from connectors.config import UpstreamConfig
+
+DEFAULT_CONFIG = "agenthub.toml"
+DEFAULT_LISTEN = "127.0.0.1:8787"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says where and why."""
+
+
+class HubSection(BaseModel):
+    """`[hub]`: how the hub itself runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    listen: str = DEFAULT_LISTEN
+    """HOST:PORT to serve on. `agenthub serve --listen` overrides it."""
+    database: str = "sqlite:///agenthub.db"
+    """SQLAlchemy URL; relative SQLite paths are relative to the config file. `AGENTHUB_DATABASE_URL` overrides."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest request body accepted on any door."""
+    allowed_hosts: list[str] = Field(default_factory=list[str])
+    """Extra `Host` header values accepted on /mcp (DNS-rebinding defence); loopback names are always allowed
+    when listening on loopback. Use `host:*` for any port."""
+    allowed_origins: list[str] = Field(default_factory=list[str])
+    """Extra browser `Origin` values accepted on /mcp (`scheme://host:*` for any port)."""
+    upstream_start_timeout_s: float = Field(default=10.0, ge=0)
+    """How long start-up waits for upstreams before serving anyway (the rest keep connecting)."""
+    insecure_loopback: bool = False
+    """Allow plain http to loopback addresses where https is otherwise required."""
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+
+class KeyConfig(BaseModel):
+    """`[[keys]]`: a virtual key declared in the config file (bootstrap keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$")
+    secret: str | None = None
+    """`env:NAME` or `file:PATH`; omitted means generated on first start and printed once."""
+    tools: list[str] = Field(default_factory=list[str])
+    """Globs over exposed names (`server__tool`); none means no tools."""
+
+
+class Settings(BaseModel):
+    """The whole configuration."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hub: HubSection = Field(default_factory=HubSection)
+    servers: dict[str, UpstreamConfig] = Field(default_factory=dict[str, UpstreamConfig])
+    keys: list[KeyConfig] = Field(default_factory=list[KeyConfig])
+    path: Path | None = None
+    """Where the settings were read from (not a config key)."""
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_keys(cls, keys: list[KeyConfig]) -> list[KeyConfig]:
+        seen: set[str] = set()
+        for key in keys:
+            if key.name in seen:
+                raise ValueError(f"two keys are named '{key.name}'")
+            seen.add(key.name)
+        return keys
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent if self.path is not None else Path.cwd()
+
+    def database_url(self) -> str:
+        """The database URL, `AGENTHUB_DATABASE_URL` first, relative SQLite paths anchored at the config file."""
+        url = os.environ.get("AGENTHUB_DATABASE_URL") or self.hub.database
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            url = prefix + str((self.base_dir / url[len(prefix) :]).resolve())
+        return url
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split `HOST:PORT` (IPv6 as `[::1]:PORT`)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not host:
+        raise ValueError(f"listen must be HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def resolve_secret(value: str, base_dir: Path, where: str) -> str:
+    """Resolve an `env:NAME` / `file:PATH` reference; any other string is taken literally."""
+    if value.startswith("env:"):
+        name = value[4:]
+        found = os.environ.get(name)
+        if found is None:
+            raise ConfigError(f"{where}: environment variable {name} is not set")
+        return found
+    if value.startswith("file:"):
+        path = Path(value[5:])
+        path = path if path.is_absolute() else base_dir / path
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
+    return value
+
+
+def load_settings(path: str | Path, *, listen: str | None = None) -> Settings:
+    """Read, validate and resolve a config file.
+
+    Raises:
+        ConfigError: the file is missing, is not TOML, fails validation, or references a missing secret.
+    """
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{file}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return settings_from_dict(raw, file, listen=listen)
+
+
+def settings_from_dict(raw: dict[str, Any], file: Path | None = None, *, listen: str | None = None) -> Settings:
+    """Validate a parsed config (see `load_settings`)."""
+    label = str(file) if file is not None else "<config>"
+    servers = raw.get("servers")
+    if isinstance(servers, dict):
+        for name, table in servers.items():  # pyright: ignore[reportUnknownVariableType]
+            if isinstance(table, dict):
+                table.setdefault("name", name)  # pyright: ignore[reportUnknownMemberType]
+    if listen is not None:
+        raw.setdefault("hub", {})["listen"] = listen
+    try:
+        settings = Settings.model_validate({**raw, "path": file.resolve() if file else None})
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(label, exc)) from None
+    return _resolve_secrets(settings, label)
+
+
+def _resolve_secrets(settings: Settings, label: str) -> Settings:
+    base = settings.base_dir
+    servers: dict[str, Any] = {}
+    for name, server in settings.servers.items():
+        update: dict[str, Any] = {}
+        if hasattr(server, "headers"):
+            headers: dict[str, str] = server.headers
+            update["headers"] = {
+                k: resolve_secret(v, base, f"{label}: servers.{name}.headers.{k}") for k, v in headers.items()
+            }
+        if hasattr(server, "env"):
+            env: dict[str, str] = server.env
+            update["env"] = {k: resolve_secret(v, base, f"{label}: servers.{name}.env.{k}") for k, v in env.items()}
+        servers[name] = server.model_copy(update=update)
+    keys = [
+        k.model_copy(update={"secret": resolve_secret(k.secret, base, f"{label}: keys.{k.name}.secret")})
+        if k.secret is not None
+        else k
+        for k in settings.keys
+    ]
+    return settings.model_copy(update={"servers": servers, "keys": keys})
+
+
+def format_validation_error(label: str, exc: ValidationError) -> str:
+    """One line per problem: `file: key.path: message`."""
+    lines: list[str] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"] if p not in ("stdio", "sse", "http", "function-after[_check_name(), ...]")]
+        where = ".".join(loc) or "(top level)"
+        lines.append(f"{label}: {where}: {err['msg']}")
+    return "\n".join(lines)

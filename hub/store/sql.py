@@ -1,0 +1,177 @@
+"""The SQL store: keys, meta values and the request log, over SQLAlchemy (SQLite by default, PostgreSQL too).
+
+Every method is synchronous and meant to run off the event loop (`anyio.to_thread.run_sync`) or in the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from hub.keys import VirtualKey, hash_secret
+from hub.store.tables import KeyRow, MetaRow, RequestLogRow
+
+SCHEMA_VERSION = 1
+
+
+class DuplicateName(ValueError):
+    """An entity with that name exists already."""
+
+
+class SqlStore:
+    """Keys, meta values and the request log in one database."""
+
+    def __init__(self, url: str) -> None:
+        connect_args: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            connect_args["check_same_thread"] = False
+        self.url = url
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        if url.startswith("sqlite"):
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- schema ------------------------------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create missing tables and record the schema version (later versions add steps here)."""
+        SQLModel.metadata.create_all(self.engine)
+        with Session(self.engine) as s:
+            row = s.get(MetaRow, "schema_version")
+            current = int(row.value) if row else 0
+            if current > SCHEMA_VERSION:
+                raise RuntimeError(f"database schema {current} is newer than this AgentHub ({SCHEMA_VERSION})")
+            s.merge(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
+            s.commit()
+
+    # -- keys ----------------------------------------------------------------------------------------------------
+
+    def keys_version(self) -> str:
+        with Session(self.engine) as s:
+            row = s.get(MetaRow, "keys_version")
+            return row.value if row else "0"
+
+    def _bump_keys_version(self, s: Session) -> None:
+        s.merge(MetaRow(key="keys_version", value=uuid.uuid4().hex))
+
+    def create_key(
+        self,
+        name: str,
+        secret: str,
+        tools: Sequence[str],
+        *,
+        source: str = "cli",
+        expires_at: datetime | None = None,
+    ) -> KeyRow:
+        """Store a new key (by hash).
+
+        Raises:
+            DuplicateName: an active key already has this name.
+        """
+        with Session(self.engine) as s:
+            existing = s.exec(select(KeyRow).where(KeyRow.name == name)).first()
+            if existing is not None:
+                if existing.revoked_at is None:
+                    raise DuplicateName(f"a key named '{name}' exists already")
+                s.delete(existing)
+                s.flush()
+            row = KeyRow(
+                id="key_" + uuid.uuid4().hex[:16],
+                name=name,
+                secret_hash=hash_secret(secret),
+                prefix=secret[:8],
+                tools=json.dumps(list(tools)),
+                source=source,
+                created_at=datetime.now(UTC),
+                expires_at=expires_at,
+            )
+            s.add(row)
+            self._bump_keys_version(s)
+            s.commit()
+            s.refresh(row)
+            return row
+
+    def upsert_config_key(self, name: str, secret: str | None, tools: Sequence[str]) -> tuple[KeyRow, bool]:
+        """Make a config-declared key match the file; returns (row, created). A given secret replaces the stored
+        hash; without one an existing key keeps its secret."""
+        with Session(self.engine) as s:
+            row = s.exec(select(KeyRow).where(KeyRow.name == name)).first()
+            if row is None or row.revoked_at is not None:
+                if row is not None:
+                    s.delete(row)
+                    s.flush()
+                if secret is None:
+                    return KeyRow(id="", name=name, secret_hash="", prefix="", created_at=datetime.now(UTC)), True
+                s.commit()
+                return self.create_key(name, secret, tools, source="config"), True
+            changed = False
+            new_tools = json.dumps(list(tools))
+            if row.tools != new_tools:
+                row.tools, changed = new_tools, True
+            if secret is not None and row.secret_hash != hash_secret(secret):
+                row.secret_hash, row.prefix, changed = hash_secret(secret), secret[:8], True
+            if changed:
+                s.add(row)
+                self._bump_keys_version(s)
+                s.commit()
+                s.refresh(row)
+            return row, False
+
+    def list_keys(self, *, include_revoked: bool = False) -> list[KeyRow]:
+        with Session(self.engine) as s:
+            query = select(KeyRow).order_by(KeyRow.name)  # pyright: ignore[reportArgumentType]
+            rows = list(s.exec(query))
+        return [r for r in rows if include_revoked or r.revoked_at is None]
+
+    def revoke_key(self, name_or_id: str) -> bool:
+        """Revoke by name or id; False when no active key matches."""
+        with Session(self.engine) as s:
+            row = s.exec(select(KeyRow).where((KeyRow.name == name_or_id) | (KeyRow.id == name_or_id))).first()
+            if row is None or row.revoked_at is not None:
+                return False
+            row.revoked_at = datetime.now(UTC)
+            s.add(row)
+            self._bump_keys_version(s)
+            s.commit()
+            return True
+
+    def active_keys(self) -> list[tuple[str, VirtualKey]]:
+        """(hash, compiled key) for every active key."""
+        return [(row.secret_hash, to_virtual_key(row)) for row in self.list_keys()]
+
+    # -- request log -------------------------------------------------------------------------------------------
+
+    def write_log(self, rows: Sequence[RequestLogRow]) -> None:
+        with Session(self.engine) as s:
+            s.add_all(rows)
+            s.commit()
+
+    def recent_log(self, limit: int = 100) -> list[RequestLogRow]:
+        with Session(self.engine) as s:
+            query = select(RequestLogRow).order_by(RequestLogRow.id.desc()).limit(limit)  # pyright: ignore[reportOptionalMemberAccess,reportUnknownArgumentType]
+            return list(s.exec(query))
+
+
+def to_virtual_key(row: KeyRow) -> VirtualKey:
+    expires = row.expires_at
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.replace(tzinfo=UTC)
+    return VirtualKey(id=row.id, name=row.name, tools=tuple(json.loads(row.tools)), expires_at=expires)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()

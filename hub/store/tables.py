@@ -1,0 +1,55 @@
+"""Database tables (SQLModel). Every change to them comes with a migration step in `sql.py`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+
+class MetaRow(SQLModel, table=True):
+    """Small named values: `schema_version`, `keys_version` (moves on every key change)."""
+
+    __tablename__ = "meta"  # pyright: ignore[reportAssignmentType]
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class KeyRow(SQLModel, table=True):
+    """A virtual key. Only the SHA-256 of its secret is stored."""
+
+    __tablename__ = "virtual_keys"  # pyright: ignore[reportAssignmentType]
+
+    id: str = Field(primary_key=True)
+    name: str = Field(index=True, unique=True)
+    secret_hash: str = Field(index=True, unique=True)
+    prefix: str
+    tools: str = "[]"
+    """JSON list of globs."""
+    source: str = "cli"
+    """Where the key was declared: `config`, `cli` or `api`."""
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class RequestLogRow(SQLModel, table=True):
+    """One governed call: who, what, outcome, how long."""
+
+    __tablename__ = "request_log"  # pyright: ignore[reportAssignmentType]
+
+    id: int | None = Field(default=None, primary_key=True)
+    ts: datetime = Field(index=True)
+    call_id: str = Field(index=True)
+    parent_id: str | None = None
+    key_id: str | None = Field(default=None, index=True)
+    key_name: str | None = None
+    door: str
+    operation: str
+    target: str
+    outcome: str
+    """`ok`, `tool_error` or an error code such as `not_found_error`."""
+    status: int
+    latency_ms: float
+    error: str | None = None
