@@ -41,7 +41,7 @@ def advertise_list_changed(server: MCPServer[Any]) -> None:
     `MCPServer` builds its initialize result with default `NotificationOptions` (no `listChanged`);
     the servers here do send list-changed notifications, so they say so.
     """
-    lowlevel: Server[Any] = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel: Server[Any] = server._lowlevel_server
     options = NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
     original: Callable[..., Any] = lowlevel.create_initialization_options
 
@@ -50,7 +50,7 @@ def advertise_list_changed(server: MCPServer[Any]) -> None:
     ) -> Any:
         return original(notification_options or options, *args, **kwargs)
 
-    lowlevel.create_initialization_options = create_initialization_options  # type: ignore[method-assign]
+    lowlevel.create_initialization_options = create_initialization_options
 
 
 class InMemoryEventStore(EventStore):

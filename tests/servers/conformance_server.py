@@ -218,7 +218,7 @@ def _register_tools(server: MCPServer) -> None:
         """Tool with JSON Schema 2020-12 features."""
         return f"name={name}, address={address}"
 
-    tool = server._tool_manager.get_tool("json_schema_2020_12_tool")  # pyright: ignore[reportPrivateUsage]
+    tool = server._tool_manager.get_tool("json_schema_2020_12_tool")
     assert tool is not None
     tool.parameters = JSON_SCHEMA_2020_12
 
@@ -284,7 +284,7 @@ def _register_resources_and_prompts(server: MCPServer) -> None:
 
 def _register_protocol_handlers(server: MCPServer) -> None:
     """`logging/setLevel` and `resources/(un)subscribe`, which `MCPServer` does not serve by itself."""
-    lowlevel: Server[Any] = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel: Server[Any] = server._lowlevel_server
     subscribed: set[str] = set()
 
     async def set_level(ctx: Any, params: SetLevelRequestParams) -> EmptyResult:

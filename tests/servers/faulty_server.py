@@ -67,7 +67,7 @@ class _GarbageStdout:
 
 
 async def _serve_garbage_stdio(server: MCPServer) -> None:
-    lowlevel = server._lowlevel_server  # pyright: ignore[reportPrivateUsage]
+    lowlevel = server._lowlevel_server
     stdout: Any = _GarbageStdout(anyio.wrap_file(sys.stdout))
     async with stdio_server(stdout=stdout) as (read_stream, write_stream):
         await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())

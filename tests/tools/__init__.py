@@ -4,6 +4,7 @@
   accepts connections, stop it by PID on exit (see `tests/tools/process.py`).
 - `node_tools()`: the Node 22 binary, the Inspector CLI, the conformance suite and server-everything
   installed by `scripts/install-test-tools` (see `tests/tools/node.py`).
+- `run_conformance(url, output_dir)`: the conformance suite's server scenarios against a URL, parsed.
 - `server_argv(name, *args)`: argv that runs one of the scripts in `tests/servers/` with this Python.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from tests.tools.conformance import ConformanceRun, run_conformance
 from tests.tools.node import REPO_ROOT, NodeTools, NodeToolsMissing, node_tools, node_tools_installed
 from tests.tools.process import ServedProcess, ServerStartError, free_port, served, served_sync, stop
 
@@ -23,6 +25,7 @@ def server_argv(name: str, *args: str) -> list[str]:
 
 
 __all__ = [
+    "ConformanceRun",
     "REPO_ROOT",
     "SERVERS_DIR",
     "NodeTools",
@@ -32,6 +35,7 @@ __all__ = [
     "free_port",
     "node_tools",
     "node_tools_installed",
+    "run_conformance",
     "served",
     "served_sync",
     "server_argv",

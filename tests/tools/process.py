@@ -23,7 +23,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +131,7 @@ async def served(
     port: int | None = None,
     ready_timeout: float = 20.0,
     stop_timeout: float = 5.0,
-) -> AsyncIterator[ServedProcess]:
+) -> AsyncGenerator[ServedProcess]:
     """Run `argv` as a server on a free port until the block ends (async).
 
     Raises:
@@ -163,7 +163,7 @@ def served_sync(
     port: int | None = None,
     ready_timeout: float = 20.0,
     stop_timeout: float = 5.0,
-) -> Iterator[ServedProcess]:
+) -> Generator[ServedProcess]:
     """Run `argv` as a server on a free port until the block ends (blocking twin of `served`).
 
     Raises:
