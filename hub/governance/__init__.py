@@ -1,0 +1,45 @@
+"""Governance: pure policy logic (limits, budgets, filters, pricing, audit chain) the pipeline stages call.
+
+Redis counters live in `hub.governance.redis_counters` and the syslog forwarder in
+`hub.governance.audit_forward`; import them where they are used.
+"""
+
+from hub.governance.config import BudgetConfig, CustomerConfig, GovernanceConfig, RateLimitConfig, TeamConfig
+from hub.governance.counters import Counters, InMemoryCounters
+from hub.governance.errors import (
+    BudgetDenied,
+    CountersUnavailable,
+    GovernanceError,
+    LimitDenied,
+    RateLimitDenied,
+    UnknownSubject,
+)
+from hub.governance.filters import GlobSet
+from hub.governance.limits import Limiter
+from hub.governance.pricing import ToolPricing
+from hub.governance.usage import EntityKind, EntityRef, Metric, Reservation, Usage, UsageSnapshot
+
+__all__ = [
+    "BudgetConfig",
+    "BudgetDenied",
+    "Counters",
+    "CountersUnavailable",
+    "CustomerConfig",
+    "EntityKind",
+    "EntityRef",
+    "GlobSet",
+    "GovernanceConfig",
+    "GovernanceError",
+    "InMemoryCounters",
+    "LimitDenied",
+    "Limiter",
+    "Metric",
+    "RateLimitConfig",
+    "RateLimitDenied",
+    "Reservation",
+    "TeamConfig",
+    "ToolPricing",
+    "UnknownSubject",
+    "Usage",
+    "UsageSnapshot",
+]

@@ -1,0 +1,196 @@
+"""Counters: the narrow store behind rate limits and budgets, and its in-memory implementation.
+
+A counter ("slot") is one entity's metric in one window, named by an opaque key. It holds two integers:
+`used` (settled usage) and `held` (reservations of calls still in flight). Each reservation is a *lease*
+named by a hold id: settling or refunding it releases exactly the amount it held, and a lease that is never
+settled (a crashed replica) expires at its deadline, so no phantom spend stays behind.
+
+Admission rule for one slot: `used + held < limit` and `used + held + amount <= limit`. A reservation over
+several slots is all or nothing: if any slot refuses, none is changed.
+
+`InMemoryCounters` serves one process (the embedded default); `hub.governance.redis_counters.RedisCounters`
+shares counters between replicas with the same semantics, each operation one Lua script.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+__all__ = ["Counters", "InMemoryCounters", "ReserveResult", "Slot", "SlotValue"]
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One counter in one operation."""
+
+    key: str
+    """Opaque name of the entity's metric in one window."""
+    limit: int
+    """The most `used + held` may reach."""
+    amount: int
+    """What to reserve (on reserve) or what was actually used (on settle)."""
+    ttl: float
+    """Seconds from now the counter must be kept at least (window end minus now, plus a grace)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SlotValue:
+    """A counter's state."""
+
+    used: int = 0
+    held: int = 0
+
+    @property
+    def total(self) -> int:
+        """Settled plus in-flight usage."""
+        return self.used + self.held
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    """The outcome of a reservation over several slots."""
+
+    refused: int
+    """Index of the first slot that refused, or -1 when every slot granted."""
+    values: tuple[SlotValue, ...]
+    """Each slot's state: after the reservation when granted, unchanged when refused."""
+
+    @property
+    def granted(self) -> bool:
+        """Whether every slot granted."""
+        return self.refused < 0
+
+
+class Counters(Protocol):
+    """Atomic multi-slot counters with leased reservations."""
+
+    async def reserve(self, slots: Sequence[Slot], *, hold_id: str, now: float, lease: float) -> ReserveResult:
+        """Check every slot and, only if all admit, hold `slot.amount` on each under `hold_id` for `lease` s."""
+        ...
+
+    async def settle(self, slots: Sequence[Slot], *, hold_id: str, now: float) -> None:
+        """Release the lease `hold_id` on each slot and add `slot.amount` (the actual usage) to `used`.
+
+        Refunding is settling with zero amounts. Settling a lease that already expired still records usage.
+        """
+        ...
+
+    async def read(self, keys: Sequence[str], *, now: float) -> list[SlotValue]:
+        """The current state of each slot (expired leases released first)."""
+        ...
+
+    async def reset(self, keys: Sequence[str], *, now: float) -> None:
+        """Set `used` back to zero on each slot; leases in flight stay held."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
+
+
+@dataclass(slots=True)
+class _Cell:
+    used: int = 0
+    held: int = 0
+    expires: float = 0.0
+    next_deadline: float = float("inf")
+    leases: dict[str, tuple[int, float]] = field(default_factory=dict[str, tuple[int, float]])
+
+    def release_expired(self, now: float) -> None:
+        if now < self.next_deadline:
+            return
+        keep: dict[str, tuple[int, float]] = {}
+        for hold_id, (amount, deadline) in self.leases.items():
+            if deadline <= now:
+                self.held -= amount
+            else:
+                keep[hold_id] = (amount, deadline)
+        self.leases = keep
+        self.next_deadline = min((d for _, d in keep.values()), default=float("inf"))
+
+    def value(self) -> SlotValue:
+        return SlotValue(self.used, self.held)
+
+
+class InMemoryCounters:
+    """Counters in this process's memory: exact under any concurrency within the process."""
+
+    def __init__(self, *, gc_interval: float = 60.0) -> None:
+        self._cells: dict[str, _Cell] = {}
+        self._lock = threading.Lock()
+        self._gc_interval = gc_interval
+        self._next_gc = 0.0
+
+    def _cell(self, key: str) -> _Cell:
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = _Cell()
+        return cell
+
+    def _collect(self, now: float) -> None:
+        if now < self._next_gc:
+            return
+        self._next_gc = now + self._gc_interval
+        for key in [k for k, c in self._cells.items() if c.expires <= now and not c.leases]:
+            del self._cells[key]
+
+    async def reserve(self, slots: Sequence[Slot], *, hold_id: str, now: float, lease: float) -> ReserveResult:
+        """See `Counters.reserve`."""
+        with self._lock:
+            self._collect(now)
+            cells = [self._cell(slot.key) for slot in slots]
+            for cell in cells:
+                cell.release_expired(now)
+            for index, (slot, cell) in enumerate(zip(slots, cells, strict=True)):
+                total = cell.used + cell.held
+                if total >= slot.limit or total + slot.amount > slot.limit:
+                    return ReserveResult(index, tuple(c.value() for c in cells))
+            deadline = now + lease
+            for slot, cell in zip(slots, cells, strict=True):
+                if slot.amount:
+                    cell.held += slot.amount
+                    cell.leases[hold_id] = (slot.amount, deadline)
+                    cell.next_deadline = min(cell.next_deadline, deadline)
+                cell.expires = max(cell.expires, now + slot.ttl)
+            return ReserveResult(-1, tuple(c.value() for c in cells))
+
+    async def settle(self, slots: Sequence[Slot], *, hold_id: str, now: float) -> None:
+        """See `Counters.settle`."""
+        with self._lock:
+            for slot in slots:
+                cell = self._cell(slot.key)
+                lease = cell.leases.pop(hold_id, None)
+                if lease is not None:
+                    cell.held -= lease[0]
+                cell.used += slot.amount
+                cell.expires = max(cell.expires, now + slot.ttl)
+
+    async def read(self, keys: Sequence[str], *, now: float) -> list[SlotValue]:
+        """See `Counters.read`."""
+        with self._lock:
+            values: list[SlotValue] = []
+            for key in keys:
+                cell = self._cells.get(key)
+                if cell is None:
+                    values.append(SlotValue())
+                else:
+                    cell.release_expired(now)
+                    values.append(cell.value())
+            return values
+
+    async def reset(self, keys: Sequence[str], *, now: float) -> None:
+        """See `Counters.reset`."""
+        with self._lock:
+            for key in keys:
+                cell = self._cells.get(key)
+                if cell is not None:
+                    cell.used = 0
+
+    async def aclose(self) -> None:
+        """Nothing to release."""
+
+    def __len__(self) -> int:
+        return len(self._cells)

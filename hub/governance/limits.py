@@ -1,0 +1,330 @@
+"""The limits engine: rate limits and budgets on every level (key, team, customer), reserved atomically.
+
+A call reserves its estimate on every applicable counter at once (all levels or none), runs, then settles
+with its actual usage or is refunded. The `limits` stage is three lines around `call_next`:
+
+```python
+reservation = await limiter.reserve(key_id, Usage(requests=1, tokens=estimate, usd=price))
+try:
+    outcome = await call_next(call)
+except BaseException:
+    await limiter.refund(reservation)
+    raise
+await limiter.settle(reservation, Usage(requests=1, tokens=used, usd=cost))
+```
+
+Units: requests and tokens are integers; US dollars are counted in whole micro-dollars, so sums are exact in
+memory and in Redis alike.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import anyio
+
+from hub.governance.config import BudgetConfig, GovernanceConfig, RateLimitConfig
+from hub.governance.counters import Counters, ReserveResult, Slot, SlotValue
+from hub.governance.errors import BudgetDenied, CountersUnavailable, RateLimitDenied, UnknownSubject
+from hub.governance.periods import Window, WindowSchedule
+from hub.governance.usage import (
+    METRICS,
+    MICROS,
+    EntityKind,
+    EntityRef,
+    LimitStatus,
+    Metric,
+    Reservation,
+    Usage,
+    UsageSnapshot,
+    rate_headers,
+    usd_to_micros,
+)
+
+__all__ = ["Limiter"]
+
+
+class _Line:
+    """One limit of one entity: a metric, a limit and the windows it counts in."""
+
+    __slots__ = ("_key", "_window", "entity", "index", "limit", "metric", "schedule")
+
+    def __init__(self, entity: EntityRef, metric: Metric, limit: int, schedule: WindowSchedule) -> None:
+        self.entity = entity
+        self.metric = metric
+        self.index = METRICS.index(metric)
+        self.limit = limit
+        self.schedule = schedule
+        self._window = Window(0.0, 0.0)
+        self._key = ""
+
+    def key(self, window: Window) -> str:
+        """The counter key of this line in `window` (entity name last, so any name is unambiguous)."""
+        if window is not self._window:
+            self._window = window
+            self._key = f"{self.entity.kind}/{self.metric}/{self.schedule.period}/{window.id}/{self.entity.name}"
+        return self._key
+
+
+def _compile(entity: EntityRef, budget: BudgetConfig | None, rate: RateLimitConfig | None) -> tuple[_Line, ...]:
+    lines: list[_Line] = []
+    if rate is not None:
+        if rate.requests is not None:
+            lines.append(_Line(entity, Metric.REQUESTS, rate.requests, WindowSchedule(rate.period)))
+        if rate.tokens is not None:
+            lines.append(_Line(entity, Metric.TOKENS, rate.tokens, WindowSchedule(rate.period)))
+    if budget is not None:
+        schedule = WindowSchedule(budget.reset, calendar_aligned=budget.calendar_aligned, anchor=budget.anchor)
+        lines.append(_Line(entity, Metric.USD, usd_to_micros(budget.max_usd), schedule))
+    return tuple(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _KeySpec:
+    team: str | None
+    customer: str | None
+
+
+class Limiter:
+    """Rate limits and budgets for every key, team and customer, over one `Counters` store.
+
+    Args:
+        counters: `InMemoryCounters` for one process, `RedisCounters` for many replicas.
+        config: customers and teams (replace later with `configure`).
+        clock: Unix seconds; injected so tests control time.
+        lease: seconds a reservation is held before it is presumed orphaned (a crashed replica) and released.
+        release_timeout: seconds a settle or refund may take; they run shielded from cancellation, so a client
+            that disconnects still gets its reservation settled or refunded.
+    """
+
+    def __init__(
+        self,
+        counters: Counters,
+        config: GovernanceConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        lease: float = 3600.0,
+        release_timeout: float = 5.0,
+    ) -> None:
+        self.counters = counters
+        self._clock = clock
+        self._lease = lease
+        self._release_timeout = release_timeout
+        self._replica = secrets.token_hex(6)
+        self._seq = itertools.count()
+        self._lines: dict[EntityRef, tuple[_Line, ...]] = {}
+        self._team_customer: dict[str, str | None] = {}
+        self._keys: dict[str, _KeySpec] = {}
+        self._plans: dict[str, tuple[_Line, ...] | str] = {}
+        self.configure(config or GovernanceConfig())
+
+    # -- configuration (off the hot path) -------------------------------------------------------------------
+
+    def configure(self, config: GovernanceConfig) -> None:
+        """Replace all customers and teams; keys keep their own limits and are re-linked."""
+        lines = {ref: ls for ref, ls in self._lines.items() if ref.kind is EntityKind.KEY}
+        for customer in config.customers:
+            ref = EntityRef(EntityKind.CUSTOMER, customer.name)
+            lines[ref] = _compile(ref, customer.budget, customer.rate_limit)
+        for team in config.teams:
+            ref = EntityRef(EntityKind.TEAM, team.name)
+            lines[ref] = _compile(ref, team.budget, team.rate_limit)
+        self._lines = lines
+        self._team_customer = {team.name: team.customer for team in config.teams}
+        self._plans = {key: self._plan(key, spec) for key, spec in self._keys.items()}
+
+    def set_key(
+        self,
+        key: str,
+        *,
+        team: str | None = None,
+        customer: str | None = None,
+        budget: BudgetConfig | None = None,
+        rate_limit: RateLimitConfig | None = None,
+    ) -> None:
+        """Register (or replace) a key's own limits and its place in the hierarchy.
+
+        `customer` defaults to the team's customer. Unknown team or customer names make every reservation
+        for the key fail with `UnknownSubject` (fail closed) until the configuration names them.
+        """
+        ref = EntityRef(EntityKind.KEY, key)
+        self._lines[ref] = _compile(ref, budget, rate_limit)
+        self._keys[key] = spec = _KeySpec(team, customer)
+        self._plans[key] = self._plan(key, spec)
+
+    def remove_key(self, key: str) -> None:
+        """Forget a key: further reservations for it fail with `UnknownSubject`."""
+        self._keys.pop(key, None)
+        self._plans.pop(key, None)
+        self._lines.pop(EntityRef(EntityKind.KEY, key), None)
+
+    def _plan(self, key: str, spec: _KeySpec) -> tuple[_Line, ...] | str:
+        plan = list(self._lines[EntityRef(EntityKind.KEY, key)])
+        customer = spec.customer
+        if spec.team is not None:
+            team = EntityRef(EntityKind.TEAM, spec.team)
+            if team not in self._lines:
+                return f"key {key!r} names unknown team {spec.team!r}"
+            plan += self._lines[team]
+            customer = customer or self._team_customer.get(spec.team)
+        if customer is not None:
+            ref = EntityRef(EntityKind.CUSTOMER, customer)
+            if ref not in self._lines:
+                return f"key {key!r} names unknown customer {customer!r}"
+            plan += self._lines[ref]
+        return tuple(plan)
+
+    # -- the hot path ----------------------------------------------------------------------------------------
+
+    async def reserve(self, key: str, estimate: Usage = Usage()) -> Reservation:
+        """Reserve `estimate` on every level of `key`, all or nothing.
+
+        Raises:
+            RateLimitDenied: a requests or tokens window is full (carries `retry_after` and headers).
+            BudgetDenied: a budget of the current period is spent.
+            UnknownSubject: the key is not registered, or its team or customer is unknown.
+            CountersUnavailable: the counter store failed.
+            ValueError: a negative estimate.
+        """
+        plan = self._plans.get(key)
+        if plan is None:
+            raise UnknownSubject(f"no limits registered for key {key!r}")
+        if isinstance(plan, str):
+            raise UnknownSubject(plan)
+        amounts = estimate.amounts()
+        now = self._clock()
+        lease = self._lease
+        windows = [line.schedule.window(now) for line in plan]
+        slots = [
+            Slot(line.key(window), line.limit, amounts[line.index], window.end - now + lease)
+            for line, window in zip(plan, windows, strict=True)
+        ]
+        hold_id = f"{self._replica}:{next(self._seq)}"
+        result = await self.counters.reserve(slots, hold_id=hold_id, now=now, lease=lease)
+        if not result.granted:
+            raise self._denial(plan, windows, result, now)
+        return Reservation(
+            key,
+            hold_id,
+            tuple(slots),
+            tuple(line.index for line in plan),
+            tuple(window.end for window in windows),
+            _statuses(plan, windows, result.values, now),
+        )
+
+    async def settle(self, reservation: Reservation, actual: Usage) -> None:
+        """Replace the reservation by the actual usage, in the windows it was made in; a second call is a no-op.
+
+        Raises:
+            CountersUnavailable: the counter store failed (the lease then expires on its own).
+        """
+        if reservation.done:
+            return
+        amounts = actual.amounts()
+        reservation.done = True
+        await self._release(reservation, [amounts[i] for i in reservation.metric_indexes])
+
+    async def refund(self, reservation: Reservation) -> None:
+        """Give the whole reservation back (the call failed or the client went away); idempotent."""
+        if reservation.done:
+            return
+        reservation.done = True
+        await self._release(reservation, [0] * len(reservation.slots))
+
+    async def _release(self, reservation: Reservation, amounts: Sequence[int]) -> None:
+        now = self._clock()
+        slots = [
+            Slot(slot.key, slot.limit, amount, max(end - now, 0.0) + self._lease)
+            for slot, amount, end in zip(reservation.slots, amounts, reservation.window_ends, strict=True)
+        ]
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + self._release_timeout
+            await self.counters.settle(slots, hold_id=reservation.hold_id, now=now)
+        if scope.cancelled_caught:
+            raise CountersUnavailable("settling a reservation timed out; its lease will expire")
+
+    def _denial(
+        self, plan: tuple[_Line, ...], windows: list[Window], result: ReserveResult, now: float
+    ) -> RateLimitDenied | BudgetDenied:
+        line = plan[result.refused]
+        window = windows[result.refused]
+        retry_after = max(1, math.ceil(window.end - now))
+        headers = rate_headers(_statuses(plan, windows, result.values, now))
+        entity = line.entity
+        if line.metric is Metric.USD:
+            limit_usd = line.limit / MICROS
+            message = f"{entity.kind} budget of {limit_usd:g} USD per {line.schedule.period} is spent"
+            return BudgetDenied(
+                message, entity=entity, metric=line.metric, limit=limit_usd, retry_after=retry_after,
+                resets_at=window.end, headers=headers,
+            )  # fmt: skip
+        headers["retry-after"] = str(retry_after)
+        message = f"{entity.kind} rate limit of {line.limit} {line.metric} per {line.schedule.period} reached"
+        return RateLimitDenied(
+            message, entity=entity, metric=line.metric, limit=line.limit, retry_after=retry_after,
+            resets_at=window.end, headers=headers,
+        )  # fmt: skip
+
+    # -- admin -----------------------------------------------------------------------------------------------
+
+    async def usage(self, entity: EntityRef, *, at: float | None = None) -> list[UsageSnapshot]:
+        """Spent, in flight, remaining and reset time of each limit of `entity` in the window holding `at`.
+
+        Raises:
+            UnknownSubject: the entity has no registered limits.
+        """
+        lines = self._entity_lines(entity)
+        now = self._clock() if at is None else at
+        windows = [line.schedule.window(now) for line in lines]
+        values = await self.counters.read([ln.key(w) for ln, w in zip(lines, windows, strict=True)], now=now)
+        return [_snapshot(ln, w, v) for ln, w, v in zip(lines, windows, values, strict=True)]
+
+    async def reset_usage(self, entity: EntityRef, metric: Metric | None = None) -> None:
+        """Zero the settled usage of `entity` (one metric or all) in the current window; the window stays.
+
+        Raises:
+            UnknownSubject: the entity has no registered limits.
+        """
+        now = self._clock()
+        lines = [ln for ln in self._entity_lines(entity) if metric is None or ln.metric is metric]
+        await self.counters.reset([ln.key(ln.schedule.window(now)) for ln in lines], now=now)
+
+    def _entity_lines(self, entity: EntityRef) -> tuple[_Line, ...]:
+        lines = self._lines.get(entity)
+        if lines is None:
+            raise UnknownSubject(f"no limits registered for {entity}")
+        return lines
+
+
+def _statuses(
+    plan: Sequence[_Line], windows: Sequence[Window], values: Sequence[SlotValue], now: float
+) -> dict[Metric, LimitStatus]:
+    """Per metric, the binding line (the one with the least remaining); US dollars scaled to dollars."""
+    best: dict[Metric, LimitStatus] = {}
+    for line, window, value in zip(plan, windows, values, strict=True):
+        scale = MICROS if line.metric is Metric.USD else 1
+        remaining = max(0, line.limit - value.total) / scale
+        current = best.get(line.metric)
+        if current is None or remaining < current.remaining:
+            best[line.metric] = LimitStatus(line.limit / scale, remaining, window.end - now)
+    return best
+
+
+def _snapshot(line: _Line, window: Window, value: SlotValue) -> UsageSnapshot:
+    scale = MICROS if line.metric is Metric.USD else 1
+    return UsageSnapshot(
+        entity=str(line.entity),
+        metric=str(line.metric),
+        period=str(line.schedule.period),
+        limit=line.limit / scale,
+        used=value.used / scale,
+        in_flight=value.held / scale,
+        remaining=max(0, line.limit - value.total) / scale,
+        window_start=window.start,
+        resets_at=window.end,
+    )

@@ -1,0 +1,183 @@
+"""Values the limits engine hands out: usage, reservations, snapshots and the rate-limit headers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from hub.governance.counters import Slot
+
+__all__ = [
+    "MICROS",
+    "EntityKind",
+    "EntityRef",
+    "LimitStatus",
+    "Metric",
+    "Reservation",
+    "Usage",
+    "UsageSnapshot",
+    "format_reset",
+    "rate_headers",
+    "usd_to_micros",
+]
+
+MICROS = 1_000_000
+"""Micro-dollars per US dollar: budgets count whole micro-dollars, so sums are exact."""
+
+
+def usd_to_micros(usd: float) -> int:
+    """US dollars as whole micro-dollars (rounded to nearest)."""
+    return round(usd * MICROS)
+
+
+class Metric(StrEnum):
+    """What a counter counts."""
+
+    REQUESTS = "requests"
+    TOKENS = "tokens"
+    USD = "usd"
+
+
+METRICS = (Metric.REQUESTS, Metric.TOKENS, Metric.USD)
+"""The metrics in the order of `Usage.amounts()`."""
+
+
+class EntityKind(StrEnum):
+    """The levels of the hierarchy, lowest first."""
+
+    KEY = "key"
+    TEAM = "team"
+    CUSTOMER = "customer"
+
+
+@dataclass(frozen=True, slots=True)
+class EntityRef:
+    """One key, team or customer."""
+
+    kind: EntityKind
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What a call uses (or is estimated to use): requests, tokens and US dollars."""
+
+    requests: int = 1
+    tokens: int = 0
+    usd: float = 0.0
+
+    def amounts(self) -> tuple[int, int, int]:
+        """(requests, tokens, micro-dollars), in the order of `METRICS`.
+
+        Raises:
+            ValueError: a negative or non-finite value.
+        """
+        if self.requests < 0 or self.tokens < 0 or not (0.0 <= self.usd < math.inf):
+            raise ValueError(f"usage must be non-negative and finite: {self}")
+        return (self.requests, self.tokens, usd_to_micros(self.usd))
+
+
+@dataclass(frozen=True, slots=True)
+class LimitStatus:
+    """The binding limit of one metric (the level with the least left): what the headers report."""
+
+    limit: float
+    remaining: float
+    resets_in: float
+    """Seconds until that window resets."""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageSnapshot:
+    """One limit of one entity in one window, for the admin API. US-dollar values are in dollars."""
+
+    entity: str
+    metric: str
+    period: str
+    limit: float
+    used: float
+    """Settled usage in this window."""
+    in_flight: float
+    """Reserved by calls still running."""
+    remaining: float
+    window_start: float
+    """Unix seconds."""
+    resets_at: float
+    """Unix seconds."""
+
+
+class Reservation:
+    """A granted reservation; hand it back to `Limiter.settle` or `Limiter.refund` exactly once.
+
+    The statuses reflect the counters right after this reservation (so `remaining` already counts it).
+    """
+
+    __slots__ = ("budget", "done", "hold_id", "key", "metric_indexes", "requests", "slots", "tokens", "window_ends")
+
+    def __init__(
+        self,
+        key: str,
+        hold_id: str,
+        slots: tuple[Slot, ...],
+        metric_indexes: tuple[int, ...],
+        window_ends: tuple[float, ...],
+        statuses: dict[Metric, LimitStatus],
+    ) -> None:
+        self.key = key
+        self.hold_id = hold_id
+        self.slots = slots
+        self.metric_indexes = metric_indexes
+        self.window_ends = window_ends
+        self.requests = statuses.get(Metric.REQUESTS)
+        """Binding request limit, or None when no level limits requests."""
+        self.tokens = statuses.get(Metric.TOKENS)
+        """Binding token limit, or None when no level limits tokens."""
+        self.budget = statuses.get(Metric.USD)
+        """Binding budget (US dollars), or None when no level has a budget."""
+        self.done = False
+        """Whether it was settled or refunded."""
+
+    @property
+    def budget_remaining_usd(self) -> float | None:
+        """US dollars left on the tightest budget after this reservation, or None without budgets."""
+        return None if self.budget is None else self.budget.remaining
+
+    def headers(self) -> dict[str, str]:
+        """`x-ratelimit-*` headers (OpenAI's names) plus `x-budget-remaining-usd`."""
+        pairs = ((Metric.REQUESTS, self.requests), (Metric.TOKENS, self.tokens), (Metric.USD, self.budget))
+        return rate_headers({metric: status for metric, status in pairs if status is not None})
+
+
+def format_reset(seconds: float) -> str:
+    """A duration the way OpenAI's `x-ratelimit-reset-*` headers write it: `250ms`, `1s`, `6m0s`, `1h2m3.5s`."""
+    millis = max(0, math.ceil(seconds * 1000 - 1e-6))
+    if millis < 1000:
+        return f"{millis}ms"
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    secs = f"{rest / 1000:.3f}".rstrip("0").rstrip(".")
+    if hours:
+        return f"{hours}h{minutes}m{secs}s"
+    if minutes:
+        return f"{minutes}m{secs}s"
+    return f"{secs}s"
+
+
+def rate_headers(statuses: dict[Metric, LimitStatus]) -> dict[str, str]:
+    """Response headers for the binding limits: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and
+    `x-budget-remaining-usd`; metrics without a limit are left out."""
+    headers: dict[str, str] = {}
+    for metric in (Metric.REQUESTS, Metric.TOKENS):
+        status = statuses.get(metric)
+        if status is not None:
+            headers[f"x-ratelimit-limit-{metric}"] = str(int(status.limit))
+            headers[f"x-ratelimit-remaining-{metric}"] = str(int(status.remaining))
+            headers[f"x-ratelimit-reset-{metric}"] = format_reset(status.resets_in)
+    budget = statuses.get(Metric.USD)
+    if budget is not None:
+        headers["x-budget-remaining-usd"] = f"{budget.remaining:.6f}"
+    return headers
