@@ -67,10 +67,14 @@ def compile_re2(pattern: str, *, what: str = "pattern") -> Any:
     """
     options = re2.Options()
     options.max_mem = RE2_MAX_MEM
+    options.log_errors = False
     try:
         return re2.compile(translate_go_regex(pattern).encode(), options)
     except re2.error as exc:
-        raise RuleError(f"{what}: {exc}") from exc
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", errors="replace")
+        raise RuleError(f"{what}: not valid RE2: {reason}") from exc
 
 
 class _Stopwords:
