@@ -1,0 +1,265 @@
+"""AWS Bedrock Runtime `Converse` and `ConverseStream`, signed with SigV4.
+
+Request: system -> `system` blocks; text and inline images (data URLs); assistant tool calls -> `toolUse`,
+tool messages -> `toolResult`; tools -> `toolConfig`; max tokens, temperature, top_p, stop ->
+`inferenceConfig`. Refused: n>1, seed, logprobs, non-text response_format, remote image URLs,
+tool_choice "none". Streams are AWS event-stream frames (CRC-checked), usage comes from the `metadata` event.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from llm.errors import ProviderHTTPError, ProviderResponseError, UnsupportedParameter, safe_code
+from llm.eventstream import EventStreamDecoder
+from llm.providers.base import Provider, loads, refuse
+from llm.providers.content import arguments_of, data_url, dumps_str, max_tokens, merge_roles, stop_list, system_text
+from llm.schema import JSON, Usage, chat_chunk, chat_response, new_id, text_of
+from llm.sigv4 import SigV4Signer
+
+__all__ = ["BedrockProvider"]
+
+_STOP = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+_EXCEPTION_STATUS = {
+    "throttlingException": 429,
+    "serviceUnavailableException": 503,
+    "internalServerException": 500,
+    "modelStreamErrorException": 502,
+    "validationException": 400,
+}
+_REFUSED = {
+    "n": lambda v: v != 1,
+    "seed": lambda v: True,
+    "logprobs": bool,
+    "top_logprobs": lambda v: True,
+    "response_format": lambda v: not (isinstance(v, dict) and v.get("type") == "text"),
+}
+
+
+def _blocks(content: Any, provider: str, model: str) -> list[JSON]:
+    if content is None:
+        return []
+    if isinstance(content, str):
+        return [{"text": content}] if content else []
+    blocks: list[JSON] = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            blocks.append({"text": part.get("text", "")})
+        elif kind == "image_url":
+            spec = part.get("image_url")
+            inline = data_url(spec.get("url", "") if isinstance(spec, dict) else str(spec or ""))
+            if inline is None:
+                raise UnsupportedParameter("image_url (remote URL)", provider=provider, model=model)
+            fmt = inline[0].rpartition("/")[2].replace("jpg", "jpeg")
+            blocks.append({"image": {"format": fmt, "source": {"bytes": inline[1]}}})
+        else:
+            raise UnsupportedParameter(f"content part {kind!r}", provider=provider, model=model)
+    return blocks
+
+
+def _message(message: JSON, provider: str, model: str) -> JSON:
+    role = message.get("role")
+    if role == "tool":
+        result = {"toolUseId": message.get("tool_call_id", ""), "content": [{"text": text_of(message.get("content"))}]}
+        return {"role": "user", "content": [{"toolResult": result}]}
+    if role == "assistant":
+        blocks = _blocks(message.get("content"), provider, model)
+        for call in message.get("tool_calls") or []:
+            fn = call.get("function", {})
+            use = {
+                "toolUseId": call.get("id", ""),
+                "name": fn.get("name", ""),
+                "input": arguments_of(fn.get("arguments")),
+            }
+            blocks.append({"toolUse": use})
+        return {"role": "assistant", "content": blocks}
+    if role == "user":
+        return {"role": "user", "content": _blocks(message.get("content"), provider, model)}
+    raise UnsupportedParameter(f"message role {role!r}", provider=provider, model=model)
+
+
+def to_converse(request: JSON, provider: str, model: str) -> JSON:
+    """Translate an OpenAI chat request into a Bedrock Converse request body."""
+    refuse(request, _REFUSED, provider=provider, model=model)
+    system, rest = system_text(list(request.get("messages") or []))
+    body: JSON = {"messages": merge_roles([_message(m, provider, model) for m in rest], "content")}
+    if system:
+        body["system"] = [{"text": system}]
+    inference: JSON = {}
+    limit = max_tokens(request)
+    if limit is not None:
+        inference["maxTokens"] = limit
+    for src, dst in (("temperature", "temperature"), ("top_p", "topP")):
+        if request.get(src) is not None:
+            inference[dst] = request[src]
+    stops = stop_list(request.get("stop"), provider, model)
+    if stops:
+        inference["stopSequences"] = stops
+    if inference:
+        body["inferenceConfig"] = inference
+    tools = request.get("tools")
+    if tools:
+        specs = [
+            {
+                "toolSpec": {
+                    "name": t.get("function", {}).get("name", ""),
+                    "description": t.get("function", {}).get("description") or t.get("function", {}).get("name", ""),
+                    "inputSchema": {"json": t.get("function", {}).get("parameters") or {"type": "object"}},
+                }
+            }
+            for t in tools
+        ]
+        tool_config: JSON = {"tools": specs}
+        choice = request.get("tool_choice")
+        if choice == "none":
+            raise UnsupportedParameter("tool_choice 'none'", provider=provider, model=model)
+        if choice == "required":
+            tool_config["toolChoice"] = {"any": {}}
+        elif isinstance(choice, dict):
+            tool_config["toolChoice"] = {"tool": {"name": choice.get("function", {}).get("name", "")}}
+        elif choice == "auto":
+            tool_config["toolChoice"] = {"auto": {}}
+        body["toolConfig"] = tool_config
+    return body
+
+
+def _usage(raw: Any) -> Usage | None:
+    if not isinstance(raw, dict):
+        return None
+    cached = int(raw.get("cacheReadInputTokens") or 0)
+    prompt = int(raw.get("inputTokens") or 0) + cached + int(raw.get("cacheWriteInputTokens") or 0)
+    return Usage(prompt, int(raw.get("outputTokens") or 0), cached)
+
+
+def from_converse(data: JSON, model: str) -> JSON:
+    """Translate a Converse response into an OpenAI chat completion."""
+    message = (data.get("output") or {}).get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("content"), list):
+        raise ProviderResponseError("unexpected Bedrock response shape")
+    texts: list[str] = []
+    calls: list[JSON] = []
+    for block in message["content"]:
+        if "text" in block:
+            texts.append(block["text"])
+        elif "toolUse" in block:
+            use = block["toolUse"]
+            calls.append(
+                {
+                    "id": use.get("toolUseId", ""),
+                    "type": "function",
+                    "function": {"name": use.get("name", ""), "arguments": dumps_str(use.get("input", {}))},
+                }
+            )
+    out: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        out["tool_calls"] = calls
+    return chat_response(
+        model=model,
+        message=out,
+        finish_reason=_STOP.get(data.get("stopReason") or "end_turn", "stop"),
+        usage=_usage(data.get("usage")),
+    )
+
+
+class BedrockProvider(Provider):
+    """Kind `bedrock`: `POST {base}/model/{modelId}/converse[-stream]`, SigV4 service `bedrock`."""
+
+    signers: dict[str, SigV4Signer]
+
+    def prepare(self) -> None:
+        """One signer per key."""
+        self.signers = {
+            name: SigV4Signer(
+                access_key_id=cred.access_key_id,
+                secret_access_key=cred.secret,
+                session_token=cred.session_token or None,
+                region=self.config.region or "",
+                service="bedrock",
+            )
+            for name, cred in self.credentials.items()
+        }
+
+    def _signed(self, key: str, url: str, body: bytes, accept: str) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": accept, **self.config.headers}
+        return self.signers[key].sign("POST", url, headers, body)
+
+    async def chat(self, request: JSON, model: str, key: str) -> JSON:
+        """One Converse call."""
+        body = orjson.dumps(to_converse(request, self.name, model))
+        url = f"{self.base_url}/model/{quote(model, safe='')}/converse"
+        resp = await self.transport.request(
+            "POST",
+            url,
+            headers=self._signed(key, url, body, "application/json"),
+            body=body,
+            timeout=self.config.timeout,
+        )
+        if resp.status >= 400:
+            raise self.http_error(resp.status, resp.headers, resp.body, model)
+        return from_converse(loads(resp.body), model)
+
+    async def stream_chat(self, request: JSON, model: str, key: str) -> AsyncIterator[JSON]:
+        """ConverseStream events as OpenAI chunks, ending with a usage chunk from `metadata`."""
+        body = orjson.dumps(to_converse(request, self.name, model))
+        url = f"{self.base_url}/model/{quote(model, safe='')}/converse-stream"
+        headers = self._signed(key, url, body, "application/vnd.amazon.eventstream")
+        response_id = new_id()
+        created = int(time.time())
+        tool_index: dict[int, int] = {}
+        decoder = EventStreamDecoder()
+        async with self.open_stream(url, headers, body, model) as stream:
+            async for raw in stream.chunks():
+                for message in decoder.feed(raw):
+                    kind = message.header(":message-type")
+                    if kind != "event":
+                        name = message.header(":exception-type") or message.header(":error-code")
+                        raise ProviderHTTPError(
+                            _EXCEPTION_STATUS.get(name, 500), code=safe_code(name), provider=self.name, model=model
+                        )
+                    event = message.header(":event-type")
+                    data = loads(message.payload) if message.payload else {}
+                    if event == "messageStart":
+                        yield chat_chunk(response_id, model, created, delta={"role": "assistant", "content": ""})
+                    elif event == "contentBlockStart":
+                        use = (data.get("start") or {}).get("toolUse")
+                        if use:
+                            index = len(tool_index)
+                            tool_index[int(data.get("contentBlockIndex", 0))] = index
+                            call = {
+                                "index": index,
+                                "id": use.get("toolUseId", ""),
+                                "type": "function",
+                                "function": {"name": use.get("name", ""), "arguments": ""},
+                            }
+                            yield chat_chunk(response_id, model, created, delta={"tool_calls": [call]})
+                    elif event == "contentBlockDelta":
+                        delta = data.get("delta") or {}
+                        if "text" in delta:
+                            yield chat_chunk(response_id, model, created, delta={"content": delta["text"]})
+                        elif "toolUse" in delta:
+                            index = tool_index.get(int(data.get("contentBlockIndex", 0)), 0)
+                            call = {"index": index, "function": {"arguments": delta["toolUse"].get("input", "")}}
+                            yield chat_chunk(response_id, model, created, delta={"tool_calls": [call]})
+                    elif event == "messageStop":
+                        reason = _STOP.get(data.get("stopReason") or "end_turn", "stop")
+                        yield chat_chunk(response_id, model, created, delta={}, finish_reason=reason)
+                    elif event == "metadata":
+                        usage = _usage(data.get("usage"))
+                        if usage is not None:
+                            yield chat_chunk(response_id, model, created, usage=usage)
+        if decoder.pending:
+            raise ProviderResponseError("event stream ended inside a message")

@@ -1,0 +1,153 @@
+"""A fake Bedrock Runtime: `Converse` and `ConverseStream` (AWS event-stream frames), SigV4-verified."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from llm.eventstream import encode_event
+from llm.schema import JSON
+from llm.sigv4 import SigV4Signer
+from llm.testing._common import answer, fake_request, json_body, new_id, status_headers, stream
+from llm.testing.script import Fault, Reply, Script
+
+__all__ = ["bedrock_app"]
+
+_ERRORS = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
+_AUTH = re.compile(r"Credential=([^/]+)/(\d{8})/([^/]+)/bedrock/aws4_request, SignedHeaders=([^,]+), Signature=")
+
+
+def _error(fault: Fault, status: int | None = None) -> Response:
+    code = status or fault.status
+    kind = fault.code or _ERRORS.get(code, "InternalServerException")
+    headers = {
+        "x-amzn-errortype": f"{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/",
+        **status_headers(fault),
+    }
+    return JSONResponse({"message": "fake failure"}, status_code=code, headers=headers)
+
+
+def _content(reply: Reply) -> list[JSON]:
+    blocks: list[JSON] = [{"text": reply.text}] if reply.text else []
+    blocks.extend(
+        {"toolUse": {"toolUseId": call.id or new_id("tooluse_"), "name": call.name, "input": call.arguments}}
+        for call in reply.tool_calls
+    )
+    return blocks
+
+
+def _usage(reply: Reply) -> JSON:
+    out = reply.output_tokens()
+    return {"inputTokens": reply.prompt_tokens, "outputTokens": out, "totalTokens": reply.prompt_tokens + out}
+
+
+def _converse(reply: Reply) -> JSON:
+    body: JSON = {
+        "output": {"message": {"role": "assistant", "content": _content(reply)}},
+        "stopReason": _STOP[reply.finish_reason()],
+        "metrics": {"latencyMs": 42},
+    }
+    if reply.usage:
+        body["usage"] = _usage(reply)
+    return body
+
+
+def _frames(reply: Reply) -> Iterable[bytes]:
+    def frame(event: str, payload: JSON) -> bytes:
+        headers = {":event-type": event, ":content-type": "application/json", ":message-type": "event"}
+        return encode_event(headers, orjson.dumps({**payload, "p": "abcdefgh"}))
+
+    yield frame("messageStart", {"role": "assistant"})
+    index = 0
+    if reply.text:
+        for piece in reply.pieces():
+            yield frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
+        yield frame("contentBlockStop", {"contentBlockIndex": 0})
+        index = 1
+    for call in reply.tool_calls:
+        start = {"toolUse": {"toolUseId": call.id or new_id("tooluse_"), "name": call.name}}
+        yield frame("contentBlockStart", {"contentBlockIndex": index, "start": start})
+        args = orjson.dumps(call.arguments).decode()
+        for i in range(0, len(args), 8):
+            yield frame(
+                "contentBlockDelta", {"contentBlockIndex": index, "delta": {"toolUse": {"input": args[i : i + 8]}}}
+            )
+        yield frame("contentBlockStop", {"contentBlockIndex": index})
+        index += 1
+    yield frame("messageStop", {"stopReason": _STOP[reply.finish_reason()]})
+    if reply.usage:
+        yield frame("metadata", {"usage": _usage(reply), "metrics": {"latencyMs": 42}})
+
+
+def exception_frame(kind: str) -> bytes:
+    """An in-stream exception message (e.g. `throttlingException`)."""
+    headers = {":exception-type": kind, ":content-type": "application/json", ":message-type": "exception"}
+    return encode_event(headers, orjson.dumps({"message": "fake failure"}))
+
+
+def bedrock_app(
+    script: Script, *, access_key_id: str, secret_access_key: str, region: str, session_token: str | None = None
+) -> Starlette:
+    """The fake. Every request must carry a valid SigV4 signature for these credentials and region."""
+    signer = SigV4Signer(
+        access_key_id=access_key_id,
+        secret_access_key=secret_access_key,
+        region=region,
+        service="bedrock",
+        session_token=session_token,
+    )
+
+    def verify(request: Request, body: bytes) -> bool:
+        auth = request.headers.get("authorization", "")
+        match = _AUTH.match(auth.removeprefix("AWS4-HMAC-SHA256 "))
+        stamp = request.headers.get("x-amz-date", "")
+        if not match or match.group(1) != access_key_id or match.group(3) != region or not stamp:
+            return False
+        if session_token and request.headers.get("x-amz-security-token") != session_token:
+            return False
+        own = {"host", "x-amz-date", "x-amz-security-token"}
+        headers = {n: request.headers.get(n, "") for n in match.group(4).split(";") if n not in own}
+        raw_path = request.scope.get("raw_path", request.url.path.encode()).decode()
+        url = f"http://{request.headers.get('host', '')}{raw_path}"
+        now = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        return signer.sign(request.method, url, headers, body, now=now)["authorization"] == auth
+
+    async def converse(request: Request) -> Response:
+        raw = await request.body()
+        if not verify(request, raw):
+            body = {"message": "The request signature we calculated does not match the signature you provided."}
+            return JSONResponse(body, status_code=403, headers={"x-amzn-errortype": "InvalidSignatureException"})
+        body = await json_body(request)
+        if not isinstance(body.get("messages"), list):
+            return _error(Fault.http(400), 400)
+        model = request.path_params["model_id"]
+        is_stream = request.url.path.endswith("/converse-stream")
+        described = fake_request(request, "bedrock", body, model, is_stream, "chat")
+
+        def ok(reply: Reply, fault: Fault | None) -> Response:
+            if is_stream:
+                return stream(list(_frames(reply)), fault, "application/vnd.amazon.eventstream")
+            return JSONResponse(_converse(reply))
+
+        return answer(script, described, error=_error, ok=ok)
+
+    return Starlette(
+        routes=[
+            Route("/model/{model_id}/converse", converse, methods=["POST"]),
+            Route("/model/{model_id}/converse-stream", converse, methods=["POST"]),
+        ]
+    )

@@ -1,0 +1,148 @@
+"""A fake Gemini server: the Gemini API (`x-goog-api-key`) and Vertex AI paths with an OAuth token endpoint."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable, Iterable
+from urllib.parse import parse_qs
+
+import orjson
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from llm.schema import JSON
+from llm.sse import encode_sse
+from llm.testing._common import answer, fake_request, json_body, new_id, status_headers, stream
+from llm.testing.script import Fault, Reply, Script
+
+__all__ = ["gemini_app"]
+
+_STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
+_FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
+
+
+def _error(fault: Fault, status: int | None = None) -> Response:
+    code = status or fault.status
+    body = {"error": {"code": code, "message": "fake failure", "status": fault.code or _STATUS.get(code, "INTERNAL")}}
+    return JSONResponse(body, status_code=code, headers=status_headers(fault))
+
+
+def _usage(reply: Reply, output: int) -> JSON:
+    total = reply.prompt_tokens + output
+    return {"promptTokenCount": reply.prompt_tokens, "candidatesTokenCount": output, "totalTokenCount": total}
+
+
+def _response(parts: list[JSON], reply: Reply, model: str, *, final: bool, output: int) -> JSON:
+    candidate: JSON = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if final:
+        candidate["finishReason"] = _FINISH[reply.finish_reason()]
+    body: JSON = {"candidates": [candidate], "modelVersion": model, "responseId": new_id("")}
+    if reply.usage:
+        body["usageMetadata"] = _usage(reply, output)
+    return body
+
+
+def _calls(reply: Reply) -> list[JSON]:
+    return [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+
+
+def _events(reply: Reply, model: str) -> Iterable[bytes]:
+    pieces = reply.pieces()
+    for i, piece in enumerate(pieces):
+        yield encode_sse(orjson.dumps(_response([{"text": piece}], reply, model, final=False, output=i + 1)))
+    final = _response(_calls(reply), reply, model, final=True, output=reply.output_tokens())
+    yield encode_sse(orjson.dumps(final))
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _token_endpoint(
+    public_pem: str | None, access_token: str, issued: list[str]
+) -> Callable[[Request], Awaitable[Response]]:
+    public = serialization.load_pem_public_key(public_pem.encode()) if public_pem else None
+
+    async def token(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode())
+        assertion = (form.get("assertion") or [""])[0]
+        grant = (form.get("grant_type") or [""])[0]
+        if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer" or assertion.count(".") != 2:
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        if not isinstance(public, rsa.RSAPublicKey):
+            return JSONResponse({"error": "invalid_grant"}, status_code=400)
+        head, claims, signature = assertion.split(".")
+        try:
+            public.verify(_b64decode(signature), f"{head}.{claims}".encode(), padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return JSONResponse({"error": "invalid_grant", "error_description": "bad signature"}, status_code=400)
+        issued.append(orjson.loads(_b64decode(claims))["iss"])
+        return JSONResponse({"access_token": access_token, "expires_in": 3599, "token_type": "Bearer"})
+
+    return token
+
+
+def gemini_app(
+    script: Script,
+    *,
+    keys: Iterable[str] = (),
+    service_account_public_key: str | None = None,
+    access_token: str = "fake-access-token",  # noqa: S107 (what the fake issues)
+) -> Starlette:
+    """The fake. Gemini API calls need a key from `keys`; Vertex calls need the bearer token the fake issues
+    at `POST /token` in exchange for a JWT signed by the service account's key (verified with its public key).
+    """
+    allowed = set(keys)
+    tokens_issued: list[str] = []
+    token = _token_endpoint(service_account_public_key, access_token, tokens_issued)
+
+    async def generate(request: Request) -> Response:
+        path = request.url.path
+        vertex = "/publishers/google/models/" in path
+        if vertex:
+            if request.headers.get("authorization") != f"Bearer {access_token}":
+                return _error(Fault.http(401), 401)
+        elif allowed and request.headers.get("x-goog-api-key") not in allowed:
+            return _error(Fault.http(400, code="INVALID_ARGUMENT"), 400)
+        model, _, method = path.rsplit("/", 1)[1].partition(":")
+        body = await json_body(request)
+        if method == "batchEmbedContents":
+            return _embed(request, body, model)
+        is_stream = method == "streamGenerateContent"
+        if is_stream and request.query_params.get("alt") != "sse":
+            return _error(Fault.http(400), 400)
+        if not isinstance(body.get("contents"), list):
+            return _error(Fault.http(400), 400)
+        described = fake_request(request, "gemini", body, model, is_stream, "chat")
+
+        def ok(reply: Reply, fault: Fault | None) -> Response:
+            if is_stream:
+                return stream(list(_events(reply, model)), fault, "text/event-stream")
+            parts: list[JSON] = ([{"text": reply.text}] if reply.text else []) + _calls(reply)
+            return JSONResponse(_response(parts, reply, model, final=True, output=reply.output_tokens()))
+
+        return answer(script, described, error=_error, ok=ok)
+
+    def _embed(request: Request, body: JSON, model: str) -> Response:
+        described = fake_request(request, "gemini", body, model, False, "embeddings")
+
+        def ok(reply: Reply, fault: Fault | None) -> Response:
+            values = [[float(len(r["content"]["parts"][0]["text"])), 0.25] for r in body.get("requests") or []]
+            return JSONResponse({"embeddings": [{"values": v} for v in values]})
+
+        return answer(script, described, error=_error, ok=ok)
+
+    app = Starlette(
+        routes=[
+            Route("/token", token, methods=["POST"]),
+            Route("/v1beta/models/{rest:path}", generate, methods=["POST"]),
+            Route("/v1/projects/{rest:path}", generate, methods=["POST"]),
+        ]
+    )
+    app.state.tokens_issued = tokens_issued
+    return app

@@ -1,0 +1,208 @@
+"""A fake OpenAI (and Azure OpenAI) server: chat completions, embeddings, responses, models."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from llm.schema import JSON
+from llm.sse import encode_sse
+from llm.testing._common import answer, fake_request, json_body, new_id, status_headers, stream
+from llm.testing.script import Fault, Reply, Script
+
+__all__ = ["openai_app"]
+
+
+def _error(fault: Fault) -> Response:
+    kind = {429: "rate_limit_exceeded", 401: "invalid_api_key"}.get(fault.status, "server_error")
+    body = {"error": {"message": "fake failure", "type": fault.code or kind, "param": None, "code": fault.code}}
+    return JSONResponse(body, status_code=fault.status, headers=status_headers(fault))
+
+
+def _calls(reply: Reply) -> list[JSON]:
+    return [
+        {
+            "id": c.id or new_id("call_"),
+            "type": "function",
+            "function": {"name": c.name, "arguments": orjson.dumps(c.arguments).decode()},
+        }
+        for c in reply.tool_calls
+    ]
+
+
+def _usage(reply: Reply) -> JSON:
+    out = reply.output_tokens()
+    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": out, "total_tokens": reply.prompt_tokens + out}
+
+
+def _completion(reply: Reply, model: str) -> JSON:
+    message: JSON = {"role": "assistant", "content": reply.text or None, "refusal": None}
+    calls = _calls(reply)
+    if calls:
+        message["tool_calls"] = calls
+    body: JSON = {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason()}],
+        "system_fingerprint": "fp_fake",
+    }
+    if reply.usage:
+        body["usage"] = _usage(reply)
+    return body
+
+
+def _chunks(reply: Reply, model: str, include_usage: bool) -> Iterable[bytes]:
+    rid, created = new_id("chatcmpl-"), int(time.time())
+
+    def chunk(delta: JSON | None, finish: str | None = None, usage: JSON | None = None) -> bytes:
+        choices = [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
+        data: JSON = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+        data["choices"] = choices
+        if include_usage:
+            data["usage"] = usage
+        return encode_sse(orjson.dumps(data))
+
+    yield chunk({"role": "assistant", "content": "", "refusal": None})
+    for piece in reply.pieces():
+        yield chunk({"content": piece})
+    for index, call in enumerate(_calls(reply)):
+        args = call["function"]["arguments"]
+        head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+        yield chunk({"tool_calls": [{"index": index, **head}]})
+        for i in range(0, len(args), 8):
+            yield chunk({"tool_calls": [{"index": index, "function": {"arguments": args[i : i + 8]}}]})
+    yield chunk({}, reply.finish_reason())
+    if include_usage and reply.usage:
+        yield chunk(None, usage=_usage(reply))
+    yield b"data: [DONE]\n\n"
+
+
+def _response_events(reply: Reply, model: str) -> Iterable[bytes]:
+    rid, mid = new_id("resp_"), new_id("msg_")
+    usage = {"input_tokens": reply.prompt_tokens, "output_tokens": reply.output_tokens()}
+    usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    part = {"type": "output_text", "text": reply.text, "annotations": []}
+    item = {"type": "message", "id": mid, "status": "completed", "role": "assistant", "content": [part]}
+    base = {"id": rid, "object": "response", "model": model, "output": [], "usage": None}
+    events: list[JSON] = [
+        {"type": "response.created", "response": {**base, "status": "in_progress"}},
+        {"type": "response.in_progress", "response": {**base, "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}},
+        {"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0},
+    ]
+    events.extend(
+        {"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "delta": piece}
+        for piece in reply.pieces()
+    )
+    events.append({"type": "response.output_text.done", "item_id": mid, "output_index": 0, "text": reply.text})
+    events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
+    done = {**base, "status": "completed", "output": [item], "usage": usage if reply.usage else None}
+    events.append({"type": "response.completed", "response": done})
+    for number, event in enumerate(events):
+        yield encode_sse(orjson.dumps({**event, "sequence_number": number}), event=event["type"])
+
+
+def _response(reply: Reply, model: str) -> JSON:
+    events = list(_response_events(reply, model))
+    last = orjson.loads(events[-1].split(b"data: ", 1)[1])
+    return last["response"]
+
+
+def _check_auth(request: Request, allowed: set[str], api_version: str | None) -> Response | None:
+    auth = request.headers.get("authorization", "")
+    key = auth.removeprefix("Bearer ") if auth else request.headers.get("api-key", "")
+    if allowed and key not in allowed:
+        message = f"Incorrect API key provided: {key}"
+        body = {"error": {"message": message, "type": "invalid_request_error", "code": "invalid_api_key"}}
+        return JSONResponse(body, status_code=401)
+    if api_version and "/openai/" in request.url.path and request.query_params.get("api-version") != api_version:
+        return JSONResponse({"error": {"code": "404", "message": "Resource not found"}}, status_code=404)
+    return None
+
+
+def openai_app(script: Script, *, keys: Iterable[str] = (), api_version: str | None = None) -> Starlette:
+    """The fake. With `keys`, requests must carry one (Bearer or `api-key`); a wrong key gets a 401 whose
+    body echoes it, as the real service partially does. Azure paths require `api_version` when given.
+    """
+    allowed = set(keys)
+
+    def unauthorized(request: Request) -> Response | None:
+        return _check_auth(request, allowed, api_version)
+
+    async def chat(request: Request) -> Response:
+        denied = unauthorized(request)
+        if denied:
+            return denied
+        body = await json_body(request)
+        model = request.path_params.get("deployment") or str(body.get("model", ""))
+        is_stream = bool(body.get("stream"))
+        options = body.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage")) if isinstance(options, dict) else False
+        described = fake_request(request, "openai", body, model, is_stream, "chat")
+
+        def ok(reply: Reply, fault: Fault | None) -> Response:
+            if is_stream:
+                return stream(list(_chunks(reply, model, include_usage)), fault, "text/event-stream")
+            return JSONResponse(_completion(reply, model))
+
+        return answer(script, described, error=_error, ok=ok)
+
+    async def embeddings(request: Request) -> Response:
+        denied = unauthorized(request)
+        if denied:
+            return denied
+        body = await json_body(request)
+        model = request.path_params.get("deployment") or str(body.get("model", ""))
+        inputs = body.get("input")
+        texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        described = fake_request(request, "openai", body, model, False, "embeddings")
+
+        def ok(reply: Reply, fault: Fault | None) -> Response:
+            tokens = sum(len(str(t).split()) for t in texts)
+            data = [
+                {"object": "embedding", "index": i, "embedding": [float(len(str(t))), 0.5, -0.5, float(i)]}
+                for i, t in enumerate(texts)
+            ]
+            usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+            return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
+
+        return answer(script, described, error=_error, ok=ok)
+
+    async def responses(request: Request) -> Response:
+        denied = unauthorized(request)
+        if denied:
+            return denied
+        body = await json_body(request)
+        model = str(body.get("model", ""))
+        is_stream = bool(body.get("stream"))
+        described = fake_request(request, "openai", body, model, is_stream, "responses")
+
+        def ok(reply: Reply, fault: Fault | None) -> Response:
+            if is_stream:
+                return stream(list(_response_events(reply, model)), fault, "text/event-stream")
+            return JSONResponse(_response(reply, model))
+
+        return answer(script, described, error=_error, ok=ok)
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": []})
+
+    return Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat, methods=["POST"]),
+            Route("/v1/embeddings", embeddings, methods=["POST"]),
+            Route("/v1/responses", responses, methods=["POST"]),
+            Route("/v1/models", models, methods=["GET"]),
+            Route("/openai/deployments/{deployment}/chat/completions", chat, methods=["POST"]),
+            Route("/openai/deployments/{deployment}/embeddings", embeddings, methods=["POST"]),
+            Route("/openai/responses", responses, methods=["POST"]),
+        ]
+    )

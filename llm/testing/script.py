@@ -1,0 +1,139 @@
+"""Scripting the fakes: what the next request gets (a reply, a fault, or raw bytes)."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from llm.schema import JSON
+
+__all__ = ["FakeRequest", "FakeScript", "Fault", "Raw", "Reply", "Script", "ToolCall"]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call the fake model makes; `id` is generated when None."""
+
+    name: str
+    arguments: JSON = field(default_factory=dict[str, Any])
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful model turn. Streams split `text` into pieces of `piece` characters."""
+
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] | list[ToolCall] = ()
+    finish: Literal["stop", "length", "tool_calls"] | None = None
+    prompt_tokens: int = 12
+    completion_tokens: int | None = None
+    """Defaults to the number of stream pieces plus tool calls."""
+    usage: bool = True
+    """False omits usage entirely (the "missing usage" fault)."""
+    piece: int = 4
+
+    def pieces(self) -> list[str]:
+        """The text as streamed pieces."""
+        return [self.text[i : i + self.piece] for i in range(0, len(self.text), self.piece)]
+
+    def output_tokens(self) -> int:
+        """Completion tokens reported."""
+        if self.completion_tokens is not None:
+            return self.completion_tokens
+        return len(self.pieces()) + len(self.tool_calls)
+
+    def finish_reason(self) -> str:
+        """OpenAI finish reason."""
+        return self.finish or ("tool_calls" if self.tool_calls else "stop")
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """A failure: an error status, or a stall / reset / malformed / huge body, optionally mid-stream.
+
+    `after` is the number of wire events sent before a stall or reset (0: before any).
+    """
+
+    kind: Literal["status", "stall", "reset", "malformed", "huge"]
+    status: int = 500
+    retry_after: float | None = None
+    code: str | None = None
+    after: int = 0
+    size: int = 0
+
+    @classmethod
+    def http(cls, status: int, *, retry_after: float | None = None, code: str | None = None) -> Fault:
+        """An error response with the wire's error body (and Retry-After when given)."""
+        return cls("status", status=status, retry_after=retry_after, code=code)
+
+    @classmethod
+    def stall(cls, after: int = 0) -> Fault:
+        """Send `after` events (or headers only), then go silent until the client leaves."""
+        return cls("stall", after=after)
+
+    @classmethod
+    def reset(cls, after: int = 0) -> Fault:
+        """Send `after` events (or headers only), then drop the connection."""
+        return cls("reset", after=after)
+
+    @classmethod
+    def malformed(cls, after: int = 0) -> Fault:
+        """A 200 whose body (or event number `after`) is not valid JSON."""
+        return cls("malformed", after=after)
+
+    @classmethod
+    def huge(cls, size: int = 1_000_000) -> Fault:
+        """A 200 with a valid but `size`-byte JSON body."""
+        return cls("huge", size=size)
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """Exact bytes to answer with (replaying a recorded payload)."""
+
+    body: bytes
+    status: int = 200
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict[str, str])
+
+
+@dataclass(frozen=True, slots=True)
+class FakeRequest:
+    """What a fake received: its wire, path, headers (lowercase), JSON body, model and stream flag."""
+
+    wire: str
+    path: str
+    headers: dict[str, str]
+    body: JSON
+    model: str
+    stream: bool
+    operation: str = "chat"
+
+
+Script = Callable[[FakeRequest], "Reply | Fault | Raw"]
+
+
+class FakeScript:
+    """A queue of answers (or callables of the request); `default` answers once it is empty.
+
+    Every request is recorded in `requests`.
+    """
+
+    def __init__(self, *items: Reply | Fault | Raw | Script, default: Reply | Fault | Raw | None = None) -> None:
+        self._queue: deque[Reply | Fault | Raw | Script] = deque(items)
+        self.default = default or Reply("ok")
+        self.requests: list[FakeRequest] = []
+
+    def push(self, *items: Reply | Fault | Raw | Script) -> None:
+        """Queue more answers."""
+        self._queue.extend(items)
+
+    def __call__(self, request: FakeRequest) -> Reply | Fault | Raw:
+        self.requests.append(request)
+        item = self._queue.popleft() if self._queue else self.default
+        if isinstance(item, Reply | Fault | Raw):
+            return item
+        return item(request)
