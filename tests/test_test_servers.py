@@ -8,6 +8,9 @@ conformance suite), and fail with a hint when they are missing.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncGenerator
@@ -23,7 +26,7 @@ from mcp.client.session import ClientRequestContext, IncomingMessage
 from mcp.client.sse import sse_client
 
 from tests.servers.extra_tools import extra_tool_name
-from tests.tools import REPO_ROOT, ServerStartError, node_tools, run_conformance, served, server_argv
+from tests.tools import REPO_ROOT, ServerStartError, node_tools, run_conformance, served, served_sync, server_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -204,6 +207,34 @@ def test_faulty_exit_at_startup_over_stdio() -> None:
     completed = subprocess.run(server_argv("faulty_server", "--mode", "exit"), capture_output=True, timeout=30)
     assert completed.returncode == 4
     assert completed.stdout == b""
+
+
+# --- the process helpers ---------------------------------------------------------------------------
+
+
+def test_served_sync_waits_for_the_port_and_stops_the_process() -> None:
+    argv = server_argv("fixture_server", "--transport", "streamable-http", "--port", "{port}")
+    with served_sync(argv) as process:
+        assert process.running()
+        with socket.create_connection(("127.0.0.1", process.port), timeout=2):
+            pass
+    assert process.process.returncode is not None
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", process.port), timeout=2).close()
+
+
+def test_stop_kills_a_server_that_ignores_sigterm() -> None:
+    code = (
+        "import signal, socket, sys, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+        "time.sleep(60)\n"
+    )
+    with served_sync([sys.executable, "-c", code, "{port}"], stop_timeout=0.5) as process:
+        pid = process.pid
+    assert process.process.returncode == -signal.SIGKILL
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 # --- the demo server -------------------------------------------------------------------------------
