@@ -3,7 +3,11 @@
 The scanner holds back the last ``stream_window`` characters (the largest window among its
 ``block``/``redact`` guardrails) and rescans them, together with as much already-sent context,
 whenever a chunk arrives. A value split across chunks is therefore seen whole before any of it
-leaves; a value longer than the window is held until it ends. A ``block`` raises
+leaves, provided it fits in the window; a value that already matches is held until it ends. A value
+longer than the window (a PEM private key with a 32-character window) can only match once its end
+arrives: part of it may have been sent by then, so a ``block`` still stops the stream but a
+``redact`` covers only the part still held. Size ``stream_window`` for the longest value that must
+never leave (private keys: about 4,000). A ``block`` raises
 :class:`GuardrailBlockedError` (the door turns it into an error event); a ``redact`` replaces the
 value in the text released. Remote services see the whole text once the stream ends: they can
 block the end of the stream (or log), not redact what was already sent.
@@ -21,6 +25,9 @@ from .verdict import Finding, GuardrailBlockedError, GuardrailServiceError, Scop
 
 __all__ = ["StreamScanner"]
 
+CONTEXT_MIN = 4096
+"""Already-sent characters rescanned with the held tail, so a long value is still recognised."""
+
 
 class StreamScanner:
     """Scan one output stream: ``await feed(chunk)`` returns what may be sent now, ``await finish()``
@@ -32,7 +39,8 @@ class StreamScanner:
         self.remote = [g for g in guards if g.remote is not None]
         active = [g.cfg.stream_window for g in self.local if g.cfg.action != "log"]
         self.hold = max(active, default=0)
-        self.context = max((g.cfg.stream_window for g in self.local), default=0)
+        widest = max((g.cfg.stream_window for g in self.local), default=0)
+        self.context = max(4 * widest, CONTEXT_MIN) if widest else 0
         self.findings: list[Finding] = []
         self._seen: set[tuple[str, str, int, int]] = set()
         self._sent_tail = ""  # original text already released, kept for context
