@@ -31,6 +31,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
@@ -168,6 +169,8 @@ class Upstream:
                 self.health.connected_at = time.time()
                 self._ready.set()
                 logger.info("upstream %s: ready (%d tools)", self.name, len(catalog.tools))
+                if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+                    tg.start_soon(self._listen_for_changes, client)
                 try:
                     if self._on_change is not None:
                         await self._on_change(self)
@@ -176,6 +179,23 @@ class Upstream:
                     self._client = None
             tg.cancel_scope.cancel()
         raise UpstreamUnavailable(self.name, self.health.error or "session closed")
+
+    async def _listen_for_changes(self, client: Client) -> None:
+        """On 2026-07-28 sessions list changes arrive only on a `subscriptions/listen` stream."""
+        caps = client.server_capabilities
+        wanted = {
+            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
+            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
+            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
+        }
+        if not any(wanted.values()):
+            return
+        try:
+            async with client.listen(**wanted) as subscription:
+                async for _event in subscription:
+                    await self.refresh()
+        except Exception as exc:
+            logger.info("upstream %s: change subscription ended: %s", self.name, _describe(exc))
 
     async def _connect_watchdog(self, connected: anyio.Event, scope: anyio.CancelScope) -> None:
         with anyio.move_on_after(self.config.connect_timeout_s):

@@ -23,6 +23,7 @@ from connectors.config import HttpConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError
 from connectors.upstream import Upstream
 from hub.app import env_principal, open_hub
+from hub.doors.mcp import wants_progress
 from hub.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,7 @@ def _bridge_server(upstream: Upstream) -> Server[Any]:
 
     async def call_tool(ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
         progress = None
-        if ctx.meta is not None and ctx.meta.get("progressToken") is not None:
+        if wants_progress(ctx):
             session = ctx.session
 
             async def forward(value: float, total: float | None, message: str | None) -> None:

@@ -34,6 +34,12 @@ LIST_TTL_MS = 0
 ListCache = dict[tuple[str, str, int, tuple[str, ...]], dict[str, Any]]
 
 
+def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
+    """Whether the caller asked for progress notifications on this request."""
+    meta: Any = ctx.meta or {}
+    return meta.get("progress_token") is not None or meta.get("progressToken") is not None
+
+
 class McpDoor:
     """Builds the SDK `Server` for one endpoint and keeps its per-key list caches."""
 
@@ -190,22 +196,23 @@ class McpDoor:
         for entry in entries.values():
             if entry.server == self.scope and entry.original == name:
                 return entry.exposed
-        return f"{self.scope}\0{name}"  # unknown: fails in the pipeline like any unknown name
+        return f"{self.scope}/{name}"  # never an exposed name: fails in the pipeline like any unknown name
 
-    async def _run(self, ctx: ServerRequestContext[Any, Any], call: Call) -> Any:
+    async def _run(self, call: Call, shown: str) -> Any:
+        """Run a call; errors name the target as the client called it."""
         try:
             outcome = await self._pipeline(call)
         except HubError as exc:
             message = exc.message
-            if isinstance(exc, NotFound) and self.scope is not None:
-                message = message.replace(f"{self.scope}\0", "")
+            if isinstance(exc, NotFound) and shown != call.target:
+                message = message.replace(call.target, shown)
             raise MCPError(code=exc.jsonrpc_code, message=message, data=exc.data) from None
         return outcome.value
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
         principal = self._principal(ctx)
         context: dict[str, Any] = {"downstream": ctx.session}
-        if ctx.meta is not None and ctx.meta.get("progressToken") is not None:
+        if wants_progress(ctx):
             session = ctx.session
 
             async def progress(value: float, total: float | None, message: str | None) -> None:
@@ -220,7 +227,7 @@ class McpDoor:
             principal=principal,
             context=context,
         )
-        result: types.CallToolResult = await self._run(ctx, call)
+        result: types.CallToolResult = await self._run(call, params.name)
         return result
 
     async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> Any:
@@ -233,7 +240,7 @@ class McpDoor:
             principal=principal,
             context={"downstream": ctx.session},
         )
-        return await self._run(ctx, call)
+        return await self._run(call, params.name)
 
     async def _read_resource(self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> Any:
         principal = self._principal(ctx)
@@ -252,7 +259,7 @@ class McpDoor:
             principal=principal,
             context={"downstream": ctx.session},
         )
-        result: types.ReadResourceResult = await self._run(ctx, call)
+        result: types.ReadResourceResult = await self._run(call, str(params.uri))
         if self.scope is not None and uri != str(params.uri):
             contents = [c.model_copy(update={"uri": params.uri}) for c in result.contents]
             result = result.model_copy(update={"contents": contents})

@@ -1,0 +1,45 @@
+# AgentHub: two commands for a new machine.
+#   make run    create .venv, install, start the demo upstream and the hub on 127.0.0.1:8787
+#   make test   create .venv, install (with test tools), lint, type-check, run the test suite
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= examples/quickstart.toml
+PYTEST_ARGS ?=
+
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test lint typecheck install test-tools bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	@scripts/quickstart $(CONFIG)
+
+test-tools:
+	@scripts/install-test-tools
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: $(STAMP)
+	$(BIN)/basedpyright
+
+test: $(STAMP) test-tools lint typecheck
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+bench: $(STAMP) test-tools
+	$(BIN)/python bench/mcp_bench.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
