@@ -6,7 +6,8 @@ for the router's lifetime (`open()` ... `aclose()`); nothing is created per requ
 backend of anyio (which uvicorn and the hub use).
 
 Connection and timeout failures become `ProviderUnavailable` / `ProviderTimeout` with the exception's class
-name only: URLs and headers (which may carry keys) never reach a message.
+name only: URLs and headers (which may carry keys) never reach a message. URLs are sent exactly as given
+(`encoded=True`): providers encode path segments themselves, and SigV4 signs those exact bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import aiohttp
+from yarl import URL
 
 from llm.errors import ProviderError, ProviderResponseError, ProviderTimeout, ProviderUnavailable
 
@@ -126,7 +128,7 @@ class Transport:
         try:
             async with session.request(
                 method,
-                url,
+                URL(url, encoded=True),
                 headers=headers,
                 data=body,
                 timeout=aiohttp.ClientTimeout(total=timeout, connect=self._connect_timeout),
@@ -144,7 +146,7 @@ class Transport:
         session = self._require()
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=idle_timeout)
         try:
-            resp = await session.request(method, url, headers=headers, data=body, timeout=timeout)
+            resp = await session.request(method, URL(url, encoded=True), headers=headers, data=body, timeout=timeout)
         except (TimeoutError, *_CONNECTION_ERRORS) as exc:
             raise _map_error(exc) from None
         try:
