@@ -234,6 +234,7 @@ class SandboxPool:
         catalog: ToolCatalog | None = None,
         limits: SandboxLimits | None = None,
         acquire_timeout: float = 30.0,
+        check: bool | None = None,
     ) -> RunResult:
         """Run one program. Failures of the program come back as ``RunError``; nothing it does raises here.
 
@@ -243,10 +244,11 @@ class SandboxPool:
             catalog: the tools the program sees as server objects; ``tools.call(name, args)`` works regardless.
             limits: per-run limits; default the pool's.
             acquire_timeout: seconds to wait for a free worker.
+            check: run the pre-check (default: the pool's ``check``).
         """
         limits = limits or self.limits
         started = time.perf_counter()
-        checked = precheck(code) if self.check else None
+        checked = precheck(code) if (self.check if check is None else check) else None
         if checked is not None and not checked.ok:
             return RunError(checked.kind, checked.message, line=checked.line)
         catalog = catalog or EMPTY_CATALOG
