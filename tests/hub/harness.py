@@ -84,7 +84,7 @@ async def running_hub(config: dict[str, Any], tmp_path: Path) -> AsyncIterator[R
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
         with anyio.fail_after(30):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                 await anyio.sleep(0.02)
         try:
             yield RunningHub(hub, port)

@@ -164,14 +164,21 @@ async def test_sampling_from_a_per_client_upstream_reaches_the_client_that_calle
 
 
 async def test_a_new_upstream_tool_appears_after_list_changed(config: dict[str, Any], tmp_path: Path) -> None:
-    async with running_hub(config, tmp_path) as hub, mcp_client(hub.url(), ALICE) as client:
+    changed = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            changed.set()
+
+    async with running_hub(config, tmp_path) as hub, mcp_client(hub.url(), ALICE, message_handler=on_message) as client:
         before = {t.name for t in (await client.list_tools()).tools}
         await client.call_tool("fixture__add_tool", {"name": "late"})
         with anyio.fail_after(10):
-            while "fixture__late" not in {t.name for t in (await client.list_tools()).tools}:
-                await anyio.sleep(0.05)
+            await changed.wait()
+        after = {t.name for t in (await client.list_tools()).tools}
         result = await client.call_tool("fixture__late", {"message": "hi"})
     assert "fixture__late" not in before
+    assert "fixture__late" in after
     assert not result.is_error
 
 
