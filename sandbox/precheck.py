@@ -122,7 +122,7 @@ class _Policy(RestrictingNodeTransformer):
 
     # Ordinary constructs the stock policy refuses or rewrites: check their children only.
     visit_AugAssign = visit_AsyncFunctionDef = visit_Await = visit_AsyncFor = visit_AsyncWith = _plain
-    visit_Nonlocal = visit_TryStar = visit_Subscript = visit_Assign = visit_Expr = _plain
+    visit_Nonlocal = visit_TryStar = visit_Subscript = visit_Assign = visit_AnnAssign = visit_Expr = _plain
     visit_Match = visit_match_case = visit_MatchValue = visit_MatchSingleton = visit_MatchSequence = _plain
     visit_MatchMapping = visit_MatchClass = visit_MatchStar = visit_MatchAs = visit_MatchOr = _plain
 

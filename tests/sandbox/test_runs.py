@@ -123,3 +123,17 @@ async def test_syntax_errors_are_reported_before_running(pool: SandboxPool) -> N
     result = await pool.run("def f(:\n  pass", RecordingCaller())
     assert isinstance(result, RunError)
     assert (result.kind, result.line) == ("syntax", 1)
+
+
+async def test_corpus_programs_run(pool: SandboxPool, catalog: ToolCatalog) -> None:
+    from .corpus import PROGRAMS
+
+    async def lister(name: str, arguments: dict[str, object]) -> object:
+        return [{"title": "a", "labels": ["bug"]}] if name == "github__list-issues" else {"ok": True}
+
+    failures = []
+    for code in PROGRAMS:
+        result = await pool.run(code, lister, catalog=catalog)
+        if not isinstance(result, RunOk):
+            failures.append((code, result.message))
+    assert failures == []
