@@ -272,13 +272,19 @@ class Router:
         return await self._stream(request, allow, fallbacks, source, _responses_has_content, _responses_usage, _keep)
 
     def list_models(self, *, allow: HopFilter | None = None) -> list[ModelInfo]:
-        """Aliases and `provider/model` entries (from deployments and providers' `models`) the caller may use."""
+        """Aliases (with an allowed deployment) and `provider/model` entries (deployments, fallbacks and providers'
+        `models`) the caller may use."""
         out: list[ModelInfo] = []
         for alias, targets in self._aliases.items():
             if any(self._allowed_keys(t, allow) for t in targets):
                 out.append(ModelInfo(alias, "alias", "agenthub"))
         seen: set[str] = set()
         explicit = [(t.provider, t.model) for ts in self._aliases.values() for t in ts]
+        for alias in self.config.models.values():
+            for ref in alias.fallbacks:
+                provider, sep, model = ref.partition("/")
+                if sep and provider in self.config.providers:
+                    explicit.append((provider, model))
         explicit += [(name, m) for name, p in self.config.providers.items() for m in p.models]
         for provider, model in explicit:
             ref = f"{provider}/{model}"
@@ -304,7 +310,7 @@ class Router:
 
     def _weighted_order(self, targets: list[_Target]) -> list[_Target]:
         if len(targets) == 1:
-            return targets
+            return [targets[0]]
         # Weighted sampling without replacement: sort by u ** (1 / w), largest first.
         keyed = [(self._rng.random() ** (1.0 / t.weight), i) for i, t in enumerate(targets)]
         keyed.sort(reverse=True)

@@ -91,7 +91,7 @@ def answer(
         return StreamingResponse(
             _stalled([b'{"partial": '], Fault(outcome.kind, after=1)), media_type="application/json"
         )
-    return ok(Reply(), outcome)
+    return ok(outcome.reply or Reply("This stream is cut short by a fault."), outcome)
 
 
 def status_headers(fault: Fault) -> dict[str, str]:

@@ -63,6 +63,8 @@ class Fault:
     code: str | None = None
     after: int = 0
     size: int = 0
+    reply: Reply | None = None
+    """For stream faults: the reply whose first `after` events are sent before the fault."""
 
     @classmethod
     def http(cls, status: int, *, retry_after: float | None = None, code: str | None = None) -> Fault:
@@ -70,19 +72,19 @@ class Fault:
         return cls("status", status=status, retry_after=retry_after, code=code)
 
     @classmethod
-    def stall(cls, after: int = 0) -> Fault:
+    def stall(cls, after: int = 0, reply: Reply | None = None) -> Fault:
         """Send `after` events (or headers only), then go silent until the client leaves."""
-        return cls("stall", after=after)
+        return cls("stall", after=after, reply=reply)
 
     @classmethod
-    def reset(cls, after: int = 0) -> Fault:
+    def reset(cls, after: int = 0, reply: Reply | None = None) -> Fault:
         """Send `after` events (or headers only), then drop the connection."""
-        return cls("reset", after=after)
+        return cls("reset", after=after, reply=reply)
 
     @classmethod
-    def malformed(cls, after: int = 0) -> Fault:
-        """A 200 whose body (or event number `after`) is not valid JSON."""
-        return cls("malformed", after=after)
+    def malformed(cls, after: int = 0, reply: Reply | None = None) -> Fault:
+        """A 200 whose body (or, streaming, the event after the first `after`) is not valid JSON."""
+        return cls("malformed", after=after, reply=reply)
 
     @classmethod
     def huge(cls, size: int = 1_000_000) -> Fault:
