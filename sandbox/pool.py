@@ -10,7 +10,9 @@ abort, a kill, the total timeout) is replaced in the background; the run it was 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import os
 import secrets
 import subprocess
@@ -116,7 +118,8 @@ class SandboxPool:
         self.build_seconds = 0.0
         self.built = False
         self._workers: set[_Worker] = set()
-        self._idle_send, self._idle_receive = anyio.create_memory_object_stream[_Worker](size)
+        # Unbounded: a worker that died while idle stays queued (and is skipped) next to its replacement.
+        self._idle_send, self._idle_receive = anyio.create_memory_object_stream[_Worker](math.inf)
         self._stack = AsyncExitStack()
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
@@ -154,7 +157,8 @@ class SandboxPool:
         for worker in list(self._workers):
             worker.alive = False
             if worker.process.stdin is not None:
-                await worker.process.stdin.aclose()
+                with contextlib.suppress(anyio.BrokenResourceError, OSError):
+                    await worker.process.stdin.aclose()
         with anyio.move_on_after(5):
             for worker in list(self._workers):
                 await worker.process.wait()
