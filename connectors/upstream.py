@@ -25,7 +25,7 @@ import anyio
 import httpx2
 import mcp_types as types
 from mcp import Client
-from mcp.client.session import ElicitationFnT, IncomingMessage, ListRootsFnT, SamplingFnT
+from mcp.client.session import ElicitationFnT, IncomingMessage, ListRootsFnT, LoggingFnT, SamplingFnT
 from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
@@ -35,6 +35,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from connectors.rawhttp import RawHttpSession
 from connectors.streams import WatchedTransport
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class ClientCallbacks:
     sampling: SamplingFnT | None = None
     elicitation: ElicitationFnT | None = None
     roots: ListRootsFnT | None = None
+    logging: LoggingFnT | None = None
+    """Where the upstream's `notifications/message` go (handshake-era log messages)."""
 
 
 @dataclass
@@ -98,8 +101,12 @@ class Upstream:
         *,
         on_change: ChangeHook | None = None,
         callbacks: ClientCallbacks | None = None,
+        mode: str = "auto",
     ) -> None:
+        """`mode` is the `mcp.Client` connect mode: `auto` (newest era the upstream speaks) or `legacy`
+        (the initialize handshake, where the upstream may send requests and log messages back)."""
         self.config = config
+        self.mode = mode
         self.name = config.name
         self.catalog = Catalog()
         self.health = Health()
@@ -110,7 +117,7 @@ class Upstream:
         self._ready = anyio.Event()
         self._stopped = False
         self._cancel: anyio.CancelScope | None = None
-        self._refresh_pending = False
+        self._fast: RawHttpSession | None = None
 
     # -- lifetime ------------------------------------------------------------------------------------------------
 
@@ -171,14 +178,31 @@ class Upstream:
                 logger.info("upstream %s: ready (%d tools)", self.name, len(catalog.tools))
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                     tg.start_soon(self._listen_for_changes, client)
+                if isinstance(self.config, HttpConfig) and self._callbacks == ClientCallbacks():
+                    tg.start_soon(self._open_fast_path, self.config)
                 try:
                     if self._on_change is not None:
                         await self._on_change(self)
                     await self._broken.wait()
                 finally:
                     self._client = None
+                    fast, self._fast = self._fast, None
+                    if fast is not None:
+                        with anyio.CancelScope(shield=True):
+                            await fast.aclose()
             tg.cancel_scope.cancel()
         raise UpstreamUnavailable(self.name, self.health.error or "session closed")
+
+    async def _open_fast_path(self, cfg: HttpConfig) -> None:
+        """Open the lean session used for plain tool calls; without it calls take the SDK path."""
+        fast = RawHttpSession(self.name, cfg.url, dict(cfg.headers))
+        try:
+            await fast.open()
+        except Exception as exc:
+            logger.info("upstream %s: no fast path (%s)", self.name, _describe(exc))
+            await fast.aclose()
+            return
+        self._fast = fast
 
     async def _listen_for_changes(self, client: Client) -> None:
         """On 2026-07-28 sessions list changes arrive only on a `subscriptions/listen` stream."""
@@ -219,13 +243,14 @@ class Upstream:
         cb = self._callbacks
         return Client(
             WatchedTransport(transport, on_close=self._on_transport_closed),
-            mode="auto",
+            mode=self.mode,
             cache=None,
             client_info=CLIENT_INFO,
             message_handler=self._on_message,
             sampling_callback=cb.sampling,
             elicitation_callback=cb.elicitation,
             list_roots_callback=cb.roots,
+            logging_callback=cb.logging,
         )
 
     def _on_transport_closed(self) -> None:
@@ -298,6 +323,30 @@ class Upstream:
     ) -> types.CallToolResult:
         """Call one tool by its upstream name."""
         return await self._request(lambda c: c.call_tool(name, arguments, progress_callback=progress), timeout)
+
+    async def call_tool_raw(
+        self,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        progress: ProgressFnT | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Call one tool and return the result as its wire dict (the lean session when it can carry the call)."""
+        fast = self._fast
+        if fast is None or progress is not None or not self.ready:
+            result = await self.call_tool(name, arguments, progress=progress, timeout=timeout)
+            return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+        self.health.calls += 1
+        try:
+            return await fast.request(
+                "tools/call",
+                {"name": name, "arguments": arguments or {}},
+                timeout=timeout if timeout is not None else self.config.timeout_s,
+            )
+        except (UpstreamUnavailable, UpstreamTimeout):
+            self.health.failures += 1
+            raise
 
     async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
         """Get one prompt by its upstream name."""

@@ -55,8 +55,8 @@ class McpExecutor:
         entry = self._lookup(self._registry.view.tools.get(call.target), "tool", call.target)
         upstream = await self._upstream_for(call, entry.server)
         arguments: dict[str, Any] | None = call.payload
-        result = await upstream.call_tool(entry.original, arguments, progress=call.context.get("progress"))
-        return Outcome(result, tool_error=bool(result.is_error))
+        result = await upstream.call_tool_raw(entry.original, arguments, progress=call.context.get("progress"))
+        return Outcome(result, tool_error=bool(result.get("isError")))
 
     @staticmethod
     def _lookup(entry: Entry | None, kind: str, name: str) -> Entry:

@@ -25,6 +25,7 @@ from connectors.registry import Entry, RegistryView, policy_name
 from hub.call import Call, Principal
 from hub.errors import HubError, NotFound
 from hub.pipeline import Handler
+from hub.sessions import LOG_LEVEL_KEY
 
 PRINCIPAL_SCOPE_KEY = "agenthub.principal"
 """Where the HTTP auth wrapper leaves the caller's `Principal` in the ASGI scope."""
@@ -70,6 +71,7 @@ class McpDoor:
             on_list_resource_templates=self._list_templates,
             on_read_resource=self._read_resource,
             on_completion=self._complete,
+            on_set_logging_level=self._set_logging_level,
             cache_hints={
                 method: CacheHint(ttl_ms=LIST_TTL_MS, scope="private")
                 for method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
@@ -227,7 +229,7 @@ class McpDoor:
             principal=principal,
             context=context,
         )
-        result: types.CallToolResult = await self._run(call, params.name)
+        result: dict[str, Any] = await self._run(call, params.name)
         return result
 
     async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> Any:
@@ -283,6 +285,15 @@ class McpDoor:
             return types.CompleteResult(completion=types.Completion(values=[]))
         argument = {"name": params.argument.name, "value": params.argument.value}
         return await completer(entry.server, upstream_ref, argument)
+
+    async def _set_logging_level(
+        self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
+    ) -> types.EmptyResult:
+        """Handshake-era `logging/setLevel`: the lowest level of upstream log messages this client gets (log
+        messages are passed on from `per_client` upstream sessions, see `hub.sessions`)."""
+        self._principal(ctx)
+        ctx.session._connection.state[LOG_LEVEL_KEY] = params.level
+        return types.EmptyResult()
 
     _completer: Callable[[str, Any, dict[str, str]], Any] | None = None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import mcp_types as types
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -70,15 +69,16 @@ def parse_tool_call(body: Any) -> tuple[str, str, dict[str, Any]]:
     return call_id, name, arguments
 
 
-def tool_message_content(result: types.CallToolResult) -> str:
-    """The text a model should read for a tool result: its text blocks, or its structured content as JSON."""
-    texts = [block.text for block in result.content if isinstance(block, types.TextContent)]
+def tool_message_content(result: dict[str, Any]) -> str:
+    """The text a model should read for a tool result (its wire dict): its text blocks, or else its structured
+    content as JSON, or else its content blocks as JSON."""
+    content: list[Any] = result.get("content") or []
+    texts = [str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"]
     if texts:
         return "\n".join(texts)
-    if result.structured_content is not None:
-        return orjson.dumps(result.structured_content).decode()
-    parts = [block.model_dump(by_alias=True, mode="json", exclude_none=True) for block in result.content]
-    return orjson.dumps(parts).decode()
+    if result.get("structuredContent") is not None:
+        return orjson.dumps(result["structuredContent"]).decode()
+    return orjson.dumps(content).decode()
 
 
 async def execute_tool_route(hub: Hub, request: Request) -> Response:
@@ -95,7 +95,7 @@ async def execute_tool_route(hub: Hub, request: Request) -> Response:
         )
     except HubError as exc:
         return error_response(exc)
-    result: types.CallToolResult = outcome.value
+    result: dict[str, Any] = outcome.value
     headers = {"x-agenthub-tool-error": "true"} if outcome.tool_error else None
     return json_response(
         {"role": "tool", "tool_call_id": call_id, "content": tool_message_content(result)}, headers=headers

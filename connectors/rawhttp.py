@@ -1,0 +1,141 @@
+"""A lean Streamable HTTP session for the hot path: `tools/call` as bytes in, dict out.
+
+The `mcp` SDK client is complete but heavy per call (typed models both ways, several tasks and streams per
+request). For plain tool calls to an HTTP upstream the hub opens, next to the SDK session that serves
+everything else (catalog, notifications, sampling), one handshake-era session of its own on a pooled
+aiohttp client and POSTs JSON-RPC directly, reading either a JSON or an SSE response. Any failure here is
+reported as an `UpstreamError`, exactly as on the SDK path.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import aiohttp
+import anyio
+import orjson
+
+from connectors.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+
+PROTOCOL_VERSION = "2025-11-25"
+ACCEPT = "application/json, text/event-stream"
+CLIENT_INFO = {"name": "agenthub", "version": "0.1.0"}
+
+
+class RawHttpSession:
+    """One long-lived handshake-era session with a Streamable HTTP upstream."""
+
+    def __init__(self, server: str, url: str, headers: dict[str, str], *, max_connections: int = 100) -> None:
+        self.server = server
+        self.url = url
+        self._base_headers = {"Accept": ACCEPT, "Content-Type": "application/json", **headers}
+        self._headers = dict(self._base_headers)
+        self._ids = itertools.count(1)
+        self._http: aiohttp.ClientSession | None = None
+        self._max = max_connections
+        self._reopen = anyio.Lock()
+        self.session_id: str | None = None
+
+    async def open(self) -> None:
+        """Connect and run the initialize handshake."""
+        if self._http is None:
+            connector = aiohttp.TCPConnector(limit=self._max, limit_per_host=self._max, keepalive_timeout=60)
+            self._http = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+        await self._handshake()
+
+    async def _handshake(self) -> None:
+        self._headers = dict(self._base_headers)
+        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
+        _, headers = await self._post("initialize", params, timeout=30)
+        session = headers.get("mcp-session-id")
+        self._headers["mcp-protocol-version"] = PROTOCOL_VERSION
+        if session:
+            self._headers["mcp-session-id"] = session
+        self.session_id = session
+        await self._send(orjson.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), timeout=30)
+
+    async def aclose(self) -> None:
+        http, self._http = self._http, None
+        if http is None:
+            return
+        if self.session_id:
+            with anyio.move_on_after(2):
+                try:
+                    async with http.delete(self.url, headers=self._headers) as response:
+                        await response.read()
+                except aiohttp.ClientError:
+                    pass
+        await http.close()
+
+    async def request(self, method: str, params: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """Send one request and return its `result`; re-handshake once if the upstream lost the session."""
+        try:
+            result, _ = await self._post(method, params, timeout=timeout)
+            return result
+        except _SessionGone:
+            async with self._reopen:
+                await self._handshake()
+            result, _ = await self._post(method, params, timeout=timeout)
+            return result
+
+    async def _post(self, method: str, params: dict[str, Any], *, timeout: float) -> tuple[dict[str, Any], Any]:
+        request_id = next(self._ids)
+        body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        status, content_type, payload, headers = await self._send(body, timeout=timeout)
+        if status == 404 and self.session_id:
+            raise _SessionGone
+        if status >= 400 and not payload:
+            raise UpstreamUnavailable(self.server, f"upstream '{self.server}' answered HTTP {status}")
+        message = _find_response(payload, content_type, request_id)
+        if message is None:
+            raise UpstreamUnavailable(self.server, f"upstream '{self.server}' sent no response (HTTP {status})")
+        error = message.get("error")
+        if error is not None:
+            code = error.get("code", -32603) if isinstance(error, dict) else -32603
+            text = error.get("message", "error") if isinstance(error, dict) else str(error)
+            raise UpstreamProtocolError(self.server, int(code), str(text), error.get("data"))
+        result = message.get("result")
+        if not isinstance(result, dict):
+            raise UpstreamUnavailable(self.server, f"upstream '{self.server}' sent a malformed result")
+        return result, headers
+
+    async def _send(self, body: bytes, *, timeout: float) -> tuple[int, str, bytes, Any]:
+        http = self._http
+        if http is None:
+            raise UpstreamUnavailable(self.server, f"upstream '{self.server}' is not connected")
+        try:
+            with anyio.fail_after(timeout):
+                async with http.post(self.url, data=body, headers=self._headers) as response:
+                    payload = await response.read()
+                    return response.status, response.headers.get("content-type", ""), payload, response.headers
+        except TimeoutError:
+            raise UpstreamTimeout(self.server, f"upstream '{self.server}' did not answer within {timeout:g}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamUnavailable(self.server, f"upstream '{self.server}' connection failed: {exc}") from None
+
+
+class _SessionGone(Exception):
+    pass
+
+
+def _find_response(payload: bytes, content_type: str, request_id: int) -> dict[str, Any] | None:
+    """The JSON-RPC response with `request_id` in a JSON body or an SSE stream (notifications are skipped)."""
+    if not payload:
+        return None
+    try:
+        if content_type.startswith("text/event-stream"):
+            for line in payload.split(b"\n"):
+                if line.startswith(b"data:"):
+                    data = line[5:].strip()
+                    if data:
+                        message = orjson.loads(data)
+                        if isinstance(message, dict) and message.get("id") == request_id:
+                            return message  # pyright: ignore[reportUnknownVariableType]
+            return None
+        message = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(message, list):
+        message = next((m for m in message if isinstance(m, dict) and m.get("id") == request_id), None)  # pyright: ignore[reportUnknownVariableType]
+    return message if isinstance(message, dict) else None  # pyright: ignore[reportUnknownVariableType]
