@@ -17,13 +17,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 __all__ = ["Counters", "InMemoryCounters", "ReserveResult", "Slot", "SlotValue"]
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """One counter in one operation."""
 
     key: str
@@ -36,8 +35,7 @@ class Slot:
     """Seconds from now the counter must be kept at least (window end minus now, plus a grace)."""
 
 
-@dataclass(frozen=True, slots=True)
-class SlotValue:
+class SlotValue(NamedTuple):
     """A counter's state."""
 
     used: int = 0
@@ -49,8 +47,7 @@ class SlotValue:
         return self.used + self.held
 
 
-@dataclass(frozen=True, slots=True)
-class ReserveResult:
+class ReserveResult(NamedTuple):
     """The outcome of a reservation over several slots."""
 
     refused: int
@@ -66,6 +63,9 @@ class ReserveResult:
 
 class Counters(Protocol):
     """Atomic multi-slot counters with leased reservations."""
+
+    awaits_io: ClassVar[bool]
+    """Whether operations wait on I/O; if so the limiter shields settles and refunds from cancellation."""
 
     async def reserve(self, slots: Sequence[Slot], *, hold_id: str, now: float, lease: float) -> ReserveResult:
         """Check every slot and, only if all admit, hold `slot.amount` on each under `hold_id` for `lease` s."""
@@ -118,6 +118,8 @@ class _Cell:
 class InMemoryCounters:
     """Counters in this process's memory: exact under any concurrency within the process."""
 
+    awaits_io: ClassVar[bool] = False
+
     def __init__(self, *, gc_interval: float = 60.0) -> None:
         self._cells: dict[str, _Cell] = {}
         self._lock = threading.Lock()
@@ -131,8 +133,6 @@ class InMemoryCounters:
         return cell
 
     def _collect(self, now: float) -> None:
-        if now < self._next_gc:
-            return
         self._next_gc = now + self._gc_interval
         for key in [k for k, c in self._cells.items() if c.expires <= now and not c.leases]:
             del self._cells[key]
@@ -140,22 +140,32 @@ class InMemoryCounters:
     async def reserve(self, slots: Sequence[Slot], *, hold_id: str, now: float, lease: float) -> ReserveResult:
         """See `Counters.reserve`."""
         with self._lock:
-            self._collect(now)
-            cells = [self._cell(slot.key) for slot in slots]
-            for cell in cells:
-                cell.release_expired(now)
-            for index, (slot, cell) in enumerate(zip(slots, cells, strict=True)):
+            if now >= self._next_gc:
+                self._collect(now)
+            store = self._cells
+            cells: list[_Cell] = []
+            refused = -1
+            for index, (key, limit, amount, _) in enumerate(slots):
+                cell = store.get(key)
+                if cell is None:
+                    cell = store[key] = _Cell()
+                elif now >= cell.next_deadline:
+                    cell.release_expired(now)
+                cells.append(cell)
                 total = cell.used + cell.held
-                if total >= slot.limit or total + slot.amount > slot.limit:
-                    return ReserveResult(index, tuple(c.value() for c in cells))
-            deadline = now + lease
-            for slot, cell in zip(slots, cells, strict=True):
-                if slot.amount:
-                    cell.held += slot.amount
-                    cell.leases[hold_id] = (slot.amount, deadline)
-                    cell.next_deadline = min(cell.next_deadline, deadline)
-                cell.expires = max(cell.expires, now + slot.ttl)
-            return ReserveResult(-1, tuple(c.value() for c in cells))
+                if refused < 0 and (total >= limit or total + amount > limit):
+                    refused = index
+            if refused < 0:
+                deadline = now + lease
+                for (_, _, amount, ttl), cell in zip(slots, cells, strict=True):
+                    if amount:
+                        cell.held += amount
+                        cell.leases[hold_id] = (amount, deadline)
+                        if deadline < cell.next_deadline:
+                            cell.next_deadline = deadline
+                    if now + ttl > cell.expires:
+                        cell.expires = now + ttl
+            return ReserveResult(refused, tuple([SlotValue(c.used, c.held) for c in cells]))
 
     async def settle(self, slots: Sequence[Slot], *, hold_id: str, now: float) -> None:
         """See `Counters.settle`."""

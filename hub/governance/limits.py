@@ -19,6 +19,7 @@ memory and in Redis alike.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import secrets
@@ -199,11 +200,12 @@ class Limiter:
         amounts = estimate.amounts()
         now = self._clock()
         lease = self._lease
-        windows = [line.schedule.window(now) for line in plan]
-        slots = [
-            Slot(line.key(window), line.limit, amounts[line.index], window.end - now + lease)
-            for line, window in zip(plan, windows, strict=True)
-        ]
+        windows: list[Window] = []
+        slots: list[Slot] = []
+        for line in plan:
+            window = line.schedule.window(now)
+            windows.append(window)
+            slots.append(Slot(line.key(window), line.limit, amounts[line.index], window.end - now + lease))
         hold_id = f"{self._replica}:{next(self._seq)}"
         result = await self.counters.reserve(slots, hold_id=hold_id, now=now, lease=lease)
         if not result.granted:
@@ -214,7 +216,7 @@ class Limiter:
             tuple(slots),
             tuple(line.index for line in plan),
             tuple(window.end for window in windows),
-            _statuses(plan, windows, result.values, now),
+            functools.partial(_statuses, plan, windows, result.values, now),
         )
 
     async def settle(self, reservation: Reservation, actual: Usage) -> None:
@@ -242,6 +244,9 @@ class Limiter:
             Slot(slot.key, slot.limit, amount, max(end - now, 0.0) + self._lease)
             for slot, amount, end in zip(reservation.slots, amounts, reservation.window_ends, strict=True)
         ]
+        if not self.counters.awaits_io:  # nothing to cancel: it completes without yielding
+            await self.counters.settle(slots, hold_id=reservation.hold_id, now=now)
+            return
         with anyio.CancelScope(shield=True) as scope:
             scope.deadline = anyio.current_time() + self._release_timeout
             await self.counters.settle(slots, hold_id=reservation.hold_id, now=now)

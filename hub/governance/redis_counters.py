@@ -13,7 +13,7 @@ All keys share the hash tag `{prefix}`, so a script's keys live on one Redis Clu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -136,6 +136,8 @@ class RedisCounters:
         client: a `redis.asyncio.Redis` client (see `from_url`).
         prefix: namespace of every key, also the Redis Cluster hash tag.
     """
+
+    awaits_io: ClassVar[bool] = True
 
     def __init__(self, client: aioredis.Redis, *, prefix: str = "agenthub") -> None:
         self._client = client

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 from hub.governance.counters import Slot
 
@@ -81,8 +83,7 @@ class Usage:
         return (self.requests, self.tokens, usd_to_micros(self.usd))
 
 
-@dataclass(frozen=True, slots=True)
-class LimitStatus:
+class LimitStatus(NamedTuple):
     """The binding limit of one metric (the level with the least left): what the headers report."""
 
     limit: float
@@ -116,7 +117,7 @@ class Reservation:
     The statuses reflect the counters right after this reservation (so `remaining` already counts it).
     """
 
-    __slots__ = ("budget", "done", "hold_id", "key", "metric_indexes", "requests", "slots", "tokens", "window_ends")
+    __slots__ = ("_compute", "_statuses", "done", "hold_id", "key", "metric_indexes", "slots", "window_ends")
 
     def __init__(
         self,
@@ -125,21 +126,38 @@ class Reservation:
         slots: tuple[Slot, ...],
         metric_indexes: tuple[int, ...],
         window_ends: tuple[float, ...],
-        statuses: dict[Metric, LimitStatus],
+        statuses: Callable[[], dict[Metric, LimitStatus]],
     ) -> None:
         self.key = key
         self.hold_id = hold_id
         self.slots = slots
         self.metric_indexes = metric_indexes
         self.window_ends = window_ends
-        self.requests = statuses.get(Metric.REQUESTS)
-        """Binding request limit, or None when no level limits requests."""
-        self.tokens = statuses.get(Metric.TOKENS)
-        """Binding token limit, or None when no level limits tokens."""
-        self.budget = statuses.get(Metric.USD)
-        """Binding budget (US dollars), or None when no level has a budget."""
+        self._compute = statuses
+        self._statuses: dict[Metric, LimitStatus] | None = None
         self.done = False
         """Whether it was settled or refunded."""
+
+    def _status(self, metric: Metric) -> LimitStatus | None:
+        statuses = self._statuses
+        if statuses is None:
+            statuses = self._statuses = self._compute()
+        return statuses.get(metric)
+
+    @property
+    def requests(self) -> LimitStatus | None:
+        """Binding request limit, or None when no level limits requests."""
+        return self._status(Metric.REQUESTS)
+
+    @property
+    def tokens(self) -> LimitStatus | None:
+        """Binding token limit, or None when no level limits tokens."""
+        return self._status(Metric.TOKENS)
+
+    @property
+    def budget(self) -> LimitStatus | None:
+        """Binding budget (US dollars), or None when no level has a budget."""
+        return self._status(Metric.USD)
 
     @property
     def budget_remaining_usd(self) -> float | None:
