@@ -1,0 +1,54 @@
+"""AgentHub's LLM back end: OpenAI-shaped requests routed to many providers, governance-free.
+
+Build a `Router` from `load_config(...)`, open it once (`async with router`), then call `chat`,
+`stream_chat`, `embeddings`, `responses`, `stream_responses` and `list_models`. Results carry the hop that
+served (`provider`, `model`, `key`), every attempt, token usage and cost. See `docs/llm.md`.
+"""
+
+from llm.config import LLMConfig, load_config, resolve_secret
+from llm.errors import (
+    Attempt,
+    ConfigError,
+    LLMError,
+    NoDeploymentAvailable,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderResponseError,
+    ProviderTimeout,
+    ProviderUnavailable,
+    UnknownModel,
+    UnsupportedOperation,
+    UnsupportedParameter,
+)
+from llm.pricing import Price
+from llm.result import Hop, HopFilter, ModelInfo, Result, ResultStream
+from llm.router import Router
+from llm.schema import InvalidRequest, Usage, validate_chat_request
+
+__all__ = [
+    "Attempt",
+    "ConfigError",
+    "Hop",
+    "HopFilter",
+    "InvalidRequest",
+    "LLMConfig",
+    "LLMError",
+    "ModelInfo",
+    "NoDeploymentAvailable",
+    "Price",
+    "ProviderError",
+    "ProviderHTTPError",
+    "ProviderResponseError",
+    "ProviderTimeout",
+    "ProviderUnavailable",
+    "Result",
+    "ResultStream",
+    "Router",
+    "UnknownModel",
+    "UnsupportedOperation",
+    "UnsupportedParameter",
+    "Usage",
+    "load_config",
+    "resolve_secret",
+    "validate_chat_request",
+]
