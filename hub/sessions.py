@@ -1,10 +1,12 @@
 """Upstream sessions per downstream client, for servers configured with `session = "per_client"`.
 
 Such a server keeps per-client state or asks the client for sampling, elicitation or roots, so each downstream
-MCP session gets its own upstream session, declared with exactly the capabilities that client declared.
-Server-to-client requests from the upstream go to the downstream client on the stream of the call in
-flight; a client without the capability gets the spec's `method not found` answer. The upstream session
-closes with the downstream session.
+MCP session gets its own upstream session, declared with exactly the capabilities that client declared and in
+the client's protocol era (a handshake-era client gets a handshake-era upstream session, where the upstream
+may send server-to-client requests and log messages). Server-to-client requests and log messages from the
+upstream go to the downstream client on the stream of the call in flight; a client without the capability
+gets the spec's `method not found` answer; log messages below the level the client set with
+`logging/setLevel` are dropped. The upstream session closes with the downstream session.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.registry import Registry
 from connectors.upstream import ClientCallbacks, Upstream
@@ -27,6 +30,18 @@ from hub.errors import UpstreamFailed
 
 logger = logging.getLogger(__name__)
 STATE_KEY = "agenthub.upstreams"
+LOG_LEVEL_KEY = "agenthub.log_level"
+"""Where the door keeps the level a handshake-era client set with `logging/setLevel` (connection state)."""
+LOG_LEVELS: tuple[types.LoggingLevel, ...] = (
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+)
 
 
 class _Downstream:
@@ -38,12 +53,26 @@ class _Downstream:
     def supports(self, caps: types.ClientCapabilities) -> bool:
         return self.session.check_client_capability(caps)
 
+    def request_id(self) -> Any:
+        return getattr(self.session._request_outbound, "request_id", None)
+
     async def forward(self, request: Any, result_type: type[Any]) -> Any:
         meta = None
-        request_id = getattr(self.session._request_outbound, "request_id", None)
+        request_id = self.request_id()
         if request_id is not None:
             meta = ServerMessageMetadata(related_request_id=request_id)
         return await self.session.send_request(request, result_type, metadata=meta)
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        """Pass an upstream log message on, unless it is below the level the client asked for."""
+        wanted = self.session._connection.state.get(LOG_LEVEL_KEY, "debug")
+        if LOG_LEVELS.index(params.level) < LOG_LEVELS.index(wanted):
+            return
+        notification = types.LoggingMessageNotification(params=params)
+        try:
+            await self.session.send_notification(notification, related_request_id=self.request_id())
+        except Exception as exc:
+            logger.info("passing a log message to the client failed: %s", exc)
 
 
 class PerClientUpstreams:
@@ -68,7 +97,9 @@ class PerClientUpstreams:
             upstream = found[0]
         else:
             downstream = _Downstream(downstream_session)
-            upstream = Upstream(shared.config, callbacks=_callbacks(downstream))
+            modern = downstream_session.protocol_version in MODERN_PROTOCOL_VERSIONS
+            mode = "auto" if modern else "legacy"
+            upstream = Upstream(shared.config, callbacks=_callbacks(downstream), mode=mode)
             state[server] = (upstream, downstream)
             self._tg.start_soon(upstream.run, name=f"upstream:{server}:client")
             connection.exit_stack.callback(upstream.stop)
@@ -99,6 +130,7 @@ def _callbacks(downstream: _Downstream) -> ClientCallbacks:
         sampling=sampling if caps.sampling is not None else None,
         elicitation=elicitation if caps.elicitation is not None else None,
         roots=roots if caps.roots is not None else None,
+        logging=downstream.log,
     )
 
 

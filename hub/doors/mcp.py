@@ -59,6 +59,7 @@ class McpDoor:
         self._default_principal = default_principal
         self._cache: ListCache = {}
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._scope_names: tuple[int, dict[str, str], dict[str, str]] = (-1, {}, {})
         self.server: Server[Any] = Server(
             f"agenthub/{scope}" if scope else "agenthub",
             version=version,
@@ -71,13 +72,15 @@ class McpDoor:
             on_list_resource_templates=self._list_templates,
             on_read_resource=self._read_resource,
             on_completion=self._complete,
-            on_set_logging_level=self._set_logging_level,
             cache_hints={
                 method: CacheHint(ttl_ms=LIST_TTL_MS, scope="private")
                 for method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
             },
         )
         self.server.middleware = []
+        # Registered directly: the constructor argument warns that logging is deprecated from 2026-07-28, but
+        # handshake-era clients still set their level this way.
+        self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_logging_level)
 
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options(
@@ -120,12 +123,12 @@ class McpDoor:
 
     def _cached(
         self,
-        ctx: ServerRequestContext[Any, Any],
+        ctx: ServerRequestContext[Any, Any] | None,
         kind: str,
         principal: Principal,
         build: Callable[[RegistryView], dict[str, Any]],
-    ) -> Any:
-        ctx_modern = ctx.protocol_version in MODERN_PROTOCOL_VERSIONS
+    ) -> dict[str, Any]:
+        """A list result for this key from the per-(key, registry version) cache; a shallow copy to hand out."""
         view = self._view()
         cache_key = (kind, principal.key.id, view.version, principal.key.tools)
         hit = self._cache.get(cache_key)
@@ -135,9 +138,15 @@ class McpDoor:
             hit = build(view)
             self._cache[cache_key] = hit
         result = dict(hit)
-        if ctx_modern:
+        if ctx is not None and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             result["resultType"] = "complete"
         return result
+
+    def list_tools_for(self, principal: Principal) -> dict[str, Any]:
+        """The `tools/list` result for a key (handshake era)."""
+        return self._cached(
+            None, "tools", principal, lambda v: {"tools": self._dump(self._visible(v.tools, principal))}
+        )
 
     @staticmethod
     def _check_cursor(params: types.PaginatedRequestParams | None) -> None:
@@ -155,7 +164,10 @@ class McpDoor:
     ) -> Any:
         principal = self._principal(ctx)
         self._check_cursor(params)
-        return self._cached(ctx, "tools", principal, lambda v: {"tools": self._dump(self._visible(v.tools, principal))})
+        result = self.list_tools_for(principal)
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            result["resultType"] = "complete"
+        return result
 
     async def _list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -194,21 +206,40 @@ class McpDoor:
         if self.scope is None:
             return name
         view = self._view()
-        entries = view.tools if kind == "tool" else view.prompts
-        for entry in entries.values():
-            if entry.server == self.scope and entry.original == name:
-                return entry.exposed
-        return f"{self.scope}/{name}"  # never an exposed name: fails in the pipeline like any unknown name
+        if self._scope_names[0] != view.version:
+            tools = {e.original: e.exposed for e in view.tools.values() if e.server == self.scope}
+            prompts = {e.original: e.exposed for e in view.prompts.values() if e.server == self.scope}
+            self._scope_names = (view.version, tools, prompts)
+        names = self._scope_names[1] if kind == "tool" else self._scope_names[2]
+        # An unknown name maps to something no entry is called: it fails in the pipeline like any unknown name.
+        return names.get(name, f"{self.scope}/{name}")
+
+    def exposed_tool(self, name: str) -> str:
+        """The registry name of a tool as this endpoint's clients call it."""
+        return self._exposed("tool", name)
+
+    @property
+    def pipeline(self) -> Handler:
+        return self._pipeline
+
+    def view(self) -> RegistryView:
+        return self._view()
+
+    @staticmethod
+    def client_message(exc: HubError, target: str, shown: str) -> str:
+        """An error message naming the target as the client called it."""
+        if isinstance(exc, NotFound) and shown != target:
+            return exc.message.replace(target, shown)
+        return exc.message
 
     async def _run(self, call: Call, shown: str) -> Any:
         """Run a call; errors name the target as the client called it."""
         try:
             outcome = await self._pipeline(call)
         except HubError as exc:
-            message = exc.message
-            if isinstance(exc, NotFound) and shown != call.target:
-                message = message.replace(call.target, shown)
-            raise MCPError(code=exc.jsonrpc_code, message=message, data=exc.data) from None
+            raise MCPError(
+                code=exc.jsonrpc_code, message=self.client_message(exc, call.target, shown), data=exc.data
+            ) from None
         return outcome.value
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
