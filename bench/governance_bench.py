@@ -137,7 +137,7 @@ async def main(n: int, redis_url: str | None) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--n", type=int, default=50_000)
     parser.add_argument("--redis-url")
     args = parser.parse_args()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, WithJsonSchema, model_validator
 
@@ -90,6 +90,17 @@ class BudgetConfig(_Frozen):
     """Anchor of rolling windows (timezone-aware). Unset means the Unix epoch, so e.g. a rolling `1M` budget
     then resets on the 1st of each month; set it to the billing start to roll from that instant."""
 
+    if TYPE_CHECKING:  # the constructor also takes the period as text, like the config file
+
+        def __init__(
+            self,
+            *,
+            max_usd: float,
+            reset: Period | str,
+            calendar_aligned: bool = False,
+            starts_at: datetime | None = None,
+        ) -> None: ...
+
     @model_validator(mode="after")
     def _check(self) -> Self:
         if not math.isfinite(self.max_usd):
@@ -113,6 +124,10 @@ class RateLimitConfig(_Frozen):
     """Tokens (prompt + completion) per window (unset: no token limit)."""
     period: RatePeriod
     """The window length: `1s`, `1m`, `1h`, `1d` (any N)."""
+
+    if TYPE_CHECKING:  # the constructor also takes the period as text, like the config file
+
+        def __init__(self, *, requests: int | None = None, tokens: int | None = None, period: Period | str) -> None: ...
 
     @model_validator(mode="after")
     def _check(self) -> Self:

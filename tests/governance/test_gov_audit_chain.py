@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -167,7 +168,7 @@ def test_canonical_json_and_times_are_stable():
 
 def test_the_scrubber_matches_sensitive_keys_and_spares_ordinary_ones():
     scrubber = Scrubber(["tenant_ref"], safe_keys=["session_count"])
-    data = {
+    data: dict[str, Any] = {
         "password": "p",
         "DB_PASSWD": "p",
         "client_secret": "s",

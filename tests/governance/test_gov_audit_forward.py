@@ -53,6 +53,9 @@ class Receiver:
         self.stopped = anyio.Event()
         self.port = 0
 
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        raise NotImplementedError
+
     def got(self, message: str) -> None:
         self.messages.append(message)
         self._arrived.set()

@@ -91,5 +91,5 @@ def test_inconsistent_hierarchies_are_refused(data: dict[str, object], message: 
 
 
 def test_periods_are_accepted_as_values_too():
-    assert RateLimitConfig(requests=1, period=Period(10, "s")).period == Period(10, "s")  # type: ignore[arg-type]
+    assert RateLimitConfig(requests=1, period=Period(10, "s")).period == Period(10, "s")
     assert BudgetConfig.model_json_schema()["properties"]["reset"]["pattern"] == "^[1-9][0-9]{0,3}[hdwMY]$"

@@ -34,13 +34,6 @@ def _by_metric(snapshots: list[UsageSnapshot]) -> dict[str, UsageSnapshot]:
     return {s.metric: s for s in snapshots}
 
 
-async def _admit(limiter: Limiter, key: str, estimate: Usage) -> Reservation | None:
-    try:
-        return await limiter.reserve(key, estimate)
-    except RateLimitDenied:
-        return None
-
-
 async def test_200_concurrent_calls_against_a_limit_of_50_admit_exactly_50(counters: Counters, clock: ManualClock):
     limiter = Limiter(counters, _config(), clock=clock)
     limiter.set_key("ci-bot", team="platform", rate_limit=RateLimitConfig(requests=50, period="1m"))
