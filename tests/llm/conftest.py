@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -40,7 +40,7 @@ class FakeClock:
 
 
 @asynccontextmanager
-async def open_router(config: dict[str, Any], **kwargs: Any) -> AsyncIterator[Router]:
+async def open_router(config: dict[str, Any], **kwargs: Any) -> AsyncGenerator[Router]:
     router = Router(load_config(config), **kwargs)
     async with router:
         yield router

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 import pytest
 
@@ -130,7 +132,7 @@ async def test_chat_and_stream_round_trip_through_the_fake() -> None:
 
 
 async def test_an_overloaded_error_event_before_content_is_a_retryable_failure() -> None:
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "message_start", "message": {"id": "m", "model": "c", "usage": {"input_tokens": 1}}},
         {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
     ]

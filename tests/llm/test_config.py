@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,9 +60,9 @@ def test_the_issue_example_parses_with_defaults() -> None:
         ({"providers": {"a": {"kind": "openai", "keys": [{"secret": "env:X"}], "colour": 1}}}, "colour"),
     ],
 )
-def test_invalid_configurations_are_refused_with_the_reason(mapping: dict[str, object], message: str) -> None:
+def test_invalid_configurations_are_refused_with_the_reason(mapping: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
-        load_config(mapping)  # type: ignore[arg-type]
+        load_config(mapping)
 
 
 def test_secret_references_resolve_from_env_and_file(tmp_path: Path) -> None:

@@ -196,7 +196,7 @@ async def test_everything_cooling_down_is_reported() -> None:
     a = FakeScript(default=Fault.http(502))
     clock = FakeClock()
     async with serve(openai_app(a)) as ua:
-        config = {"providers": {"a": provider("openai", f"{ua}/v1", ("main", "env:T_KEY", 1))}}
+        config: dict[str, Any] = {"providers": {"a": provider("openai", f"{ua}/v1", ("main", "env:T_KEY", 1))}}
         config["routing"] = {"max_retries": 0, "cooldown_failures": 1}
         async with open_router(config, clock=clock, sleep=clock.sleep) as router:
             with pytest.raises(NoDeploymentAvailable, match="HTTP 502"):
