@@ -116,3 +116,29 @@ async def test_a_wrong_key_maps_to_401_without_the_secret_or_the_body(monkeypatc
     first = err.attempts[0].error  # type: ignore[attr-defined]
     assert isinstance(first, ProviderHTTPError) and first.status == 401 and first.code == "invalid_api_key"
     assert isinstance(err, NoDeploymentAvailable) and "HTTP 401" in str(err)
+
+
+async def test_the_official_sdk_reads_the_fakes_wire_format() -> None:
+    import openai
+
+    script = FakeScript(
+        Reply("sdk text", prompt_tokens=3, completion_tokens=2),
+        Reply(tool_calls=[ToolCall("lookup", {"q": 1}, id="call_9")]),
+    )
+    async with serve(openai_app(script, keys=[SECRET])) as url:
+        async with openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=SECRET, max_retries=0) as client:
+            completion = await client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
+            stream = await client.chat.completions.create(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "hi"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            chunks = [c async for c in stream]
+    assert completion.choices[0].message.content == "sdk text" and completion.usage is not None
+    assert completion.usage.total_tokens == 5
+    calls = [tc for c in chunks if c.choices for tc in c.choices[0].delta.tool_calls or []]
+    assert calls[0].id == "call_9" and calls[0].function is not None and calls[0].function.name == "lookup"
+    assert chunks[-1].usage is not None and chunks[-1].choices == []
