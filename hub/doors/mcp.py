@@ -15,7 +15,7 @@ from typing import Any
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.caching import CacheHint
-from mcp.server.context import ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPError
@@ -77,10 +77,15 @@ class McpDoor:
                 for method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
             },
         )
-        self.server.middleware = []
+        self.server.middleware = [self._track_connection]
         # Registered directly: the constructor argument warns that logging is deprecated from 2026-07-28, but
         # handshake-era clients still set their level this way.
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_logging_level)
+
+    async def _track_connection(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """Remember every client connection (from its first message on) to tell it when the lists change."""
+        self._connections.add(ctx.session._connection)
+        return await call_next(ctx)
 
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options(
@@ -98,7 +103,6 @@ class McpDoor:
             principal = self._default_principal()
         if principal is None:
             raise MCPError(code=-32001, message="a valid virtual key is required")
-        self._connections.add(ctx.session._connection)
         return principal
 
     # -- lists ----------------------------------------------------------------------------------------------------
@@ -261,6 +265,9 @@ class McpDoor:
             context=context,
         )
         result: dict[str, Any] = await self._run(call, params.name)
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and "resultType" not in result:
+            # Upstream results arrive as handshake-era wire dicts; a 2026-07-28 result must say it is complete.
+            result = {**result, "resultType": "complete"}
         return result
 
     async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> Any:
