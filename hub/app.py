@@ -23,6 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from connectors.registry import Registry, RegistryView
 from hub.call import Principal
 from hub.doors.mcp import McpDoor
+from hub.doors.mcp_fast import FastPath
 from hub.executors import McpExecutor
 from hub.keys import KeyRing, new_secret
 from hub.pipeline import Handler, compose
@@ -152,6 +153,11 @@ class Hub:
             self.server_doors[server] = door
         return door
 
+    def needs_client_session(self, server: str) -> bool:
+        """Whether calls to `server` must run on the caller's own MCP session (per-client upstreams)."""
+        upstream = self.registry.upstreams.get(server)
+        return upstream is not None and upstream.config.session == "per_client"
+
     @property
     def task_group(self) -> anyio.abc.TaskGroup:
         if self._tg is None:
@@ -181,14 +187,16 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 class McpEndpoint:
     """A running SDK session manager for one door (both protocol eras, sessions bound to the creating key)."""
 
-    def __init__(self, door: McpDoor, settings: Settings) -> None:
+    def __init__(self, door: McpDoor, settings: Settings, needs_session: Callable[[str], bool]) -> None:
+        security = transport_security(settings)
         self.manager = StreamableHTTPSessionManager(
             app=door.server,
-            security_settings=transport_security(settings),
+            security_settings=security,
             max_request_body_size=settings.hub.max_body_bytes,
             session_idle_timeout=1800,
         )
         self.asgi = StreamableHTTPASGIApp(self.manager)
+        self.fast = FastPath(door, self.manager, security, settings.hub.max_body_bytes, needs_session)
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with self.manager.run():

@@ -26,7 +26,7 @@ from hub.call import Principal
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
 from hub.doors.tools_rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, error_response, json_response
-from hub.errors import Unauthenticated
+from hub.errors import PayloadTooLarge, Unauthenticated
 from hub.keys import bearer_token, constant_time_equal
 from hub.settings import Settings
 
@@ -57,9 +57,19 @@ class McpRouter:
                 send, 401, -32001, "a valid virtual key is required", {"www-authenticate": WWW_AUTHENTICATE}
             )
             return
-        user = AuthenticatedUser(AccessToken(token="", client_id=key.id, scopes=[], subject=key.id))
-        scope = {**scope, "user": user, PRINCIPAL_SCOPE_KEY: Principal(key)}
+        principal = Principal(key)
         endpoint = self._endpoints.get(server) or await self._start(hub, server)
+        if endpoint.fast.eligible(scope, headers, principal):
+            try:
+                replay = await endpoint.fast.handle(scope, receive, send, principal)
+            except PayloadTooLarge as exc:
+                await _jsonrpc_error(send, 413, exc.jsonrpc_code, exc.message)
+                return
+            if replay is None:
+                return
+            receive = replay
+        user = AuthenticatedUser(AccessToken(token="", client_id=key.id, scopes=[], subject=key.id))
+        scope = {**scope, "user": user, PRINCIPAL_SCOPE_KEY: principal}
         await endpoint.asgi(scope, receive, send)
 
     async def _start(self, hub: Hub, server: str | None) -> McpEndpoint:
@@ -68,7 +78,7 @@ class McpRouter:
             if endpoint is None:
                 door = hub.mcp if server is None else hub.door_for(server)
                 assert door is not None
-                endpoint = McpEndpoint(door, hub.settings)
+                endpoint = McpEndpoint(door, hub.settings, hub.needs_client_session)
                 await hub.task_group.start(endpoint.serve)
                 self._endpoints[server] = endpoint
             return endpoint

@@ -1,0 +1,269 @@
+"""MCP hub benchmark: `tools/call` and `tools/list` through AgentHub vs the same upstream called directly.
+
+One run starts, on 127.0.0.1:
+  - the upstream: `tests/servers/fixture_server.py` over Streamable HTTP (an `mcp` SDK server), with 200 extra tools;
+  - the hub: `agenthub serve` with that upstream and full governance on (key check, tool filter, request log);
+and drives both with the same raw JSON-RPC load generator (aiohttp, one session per worker), so the figures are
+ratios measured in the same conditions. It prints a Markdown table (paste it into docs/performance.md).
+
+    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "ahk-bench-0000000000000000000000000000000000000"
+ACCEPT = "application/json, text/event-stream"
+PROTOCOL = "2025-11-25"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def start(argv: list[str], port: int) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT
+    )
+    wait_port(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class McpSession:
+    """A minimal handshake-era Streamable HTTP client: initialize once, then POST requests on the session."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, headers: dict[str, str]) -> None:
+        self.http = http
+        self.url = url
+        self.headers = {"Accept": ACCEPT, "Content-Type": "application/json", **headers}
+        self.next_id = 0
+
+    async def open(self) -> None:
+        init = {
+            "protocolVersion": PROTOCOL,
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        }
+        async with self.http.post(self.url, json=self._msg("initialize", init), headers=self.headers) as r:
+            await r.read()
+            session = r.headers["mcp-session-id"]
+        self.headers = {**self.headers, "mcp-session-id": session, "mcp-protocol-version": PROTOCOL}
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        async with self.http.post(self.url, json=note, headers=self.headers) as r:
+            await r.read()
+
+    async def close(self) -> None:
+        async with self.http.delete(self.url, headers=self.headers) as r:
+            await r.read()
+
+    def _msg(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        self.next_id += 1
+        return {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params}
+
+    async def request(self, method: str, params: dict[str, Any]) -> bytes:
+        async with self.http.post(self.url, json=self._msg(method, params), headers=self.headers) as r:
+            body = await r.read()
+        if b'"result"' not in body:
+            raise RuntimeError(f"{method} failed: {body[:300]!r}")
+        return body
+
+
+async def latency(session: McpSession, call: Callable[[], Awaitable[Any]], n: int) -> dict[str, float]:
+    for _ in range(20):
+        await call()
+    samples: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return {"p50": statistics.median(samples), "p99": samples[int(len(samples) * 0.99) - 1]}
+
+
+async def throughput(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> float:
+    connector = aiohttp.TCPConnector(limit=concurrency * 2)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        sessions = [McpSession(http, url, headers) for _ in range(concurrency)]
+        await asyncio.gather(*(s.open() for s in sessions))
+        params = {"name": "echo", "arguments": {"message": "bench"}}
+        done = 0
+        stop_at = 0.0
+
+        async def worker(s: McpSession, name: str) -> None:
+            nonlocal done
+            p = {**params, "name": name}
+            while time.perf_counter() < stop_at:
+                await s.request("tools/call", p)
+                done += 1
+
+        name = "fixture__echo" if "8" in headers.get("x-bench", "") else "echo"
+        stop_at = time.perf_counter() + 1.0
+        await asyncio.gather(*(worker(s, name) for s in sessions))  # warm-up
+        done = 0
+        started = time.perf_counter()
+        stop_at = started + seconds
+        await asyncio.gather(*(worker(s, name) for s in sessions))
+        elapsed = time.perf_counter() - started
+        await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        return done / elapsed
+
+
+async def first_call_ms(url: str, headers: dict[str, str], tool: str, n: int = 30) -> float:
+    samples: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            s = McpSession(http, url, headers)
+            await s.open()
+            await s.request("tools/call", {"name": tool, "arguments": {"message": "first"}})
+            samples.append((time.perf_counter() - t0) * 1000)
+            await s.close()
+    return statistics.median(samples[3:])
+
+
+async def measure(target: str, url: str, headers: dict[str, str], tool: str, seconds: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    async with aiohttp.ClientSession() as http:
+        s = McpSession(http, url, headers)
+        await s.open()
+        lat = await latency(s, lambda: s.request("tools/call", {"name": tool, "arguments": {"message": "x"}}), 400)
+        out["call_p50_ms"], out["call_p99_ms"] = lat["p50"], lat["p99"]
+        lst = await latency(s, lambda: s.request("tools/list", {}), 100)
+        out["list_p50_ms"] = lst["p50"]
+        await s.close()
+    for c in (16, 64):
+        out[f"rps_c{c}"] = await throughput(url, headers, c, seconds)
+    out["first_call_ms"] = await first_call_ms(url, headers, tool)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    up_port, hub_port = free_port(), free_port()
+    upstream = start(
+        [
+            sys.executable,
+            "tests/servers/fixture_server.py",
+            "--transport",
+            "streamable-http",
+            "--port",
+            str(up_port),
+            "--extra-tools",
+            "200",
+        ],
+        up_port,
+    )
+    tmp = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
+    config = tmp / "bench.toml"
+    config.write_text(
+        f"""
+[hub]
+listen = "127.0.0.1:{hub_port}"
+database = "sqlite:///{tmp / "bench.db"}"
+
+[servers.fixture]
+transport = "http"
+url = "http://127.0.0.1:{up_port}/mcp"
+
+[[keys]]
+name = "bench"
+secret = "{KEY}"
+tools = ["fixture__*"]
+"""
+    )
+    agenthub = str(Path(sys.executable).parent / "agenthub")
+    hub = start([agenthub, "serve", "--config", str(config)], hub_port)
+    try:
+        time.sleep(2.0)
+        idle_mb = rss_mb(hub.pid)
+        direct = asyncio.run(measure("direct", f"http://127.0.0.1:{up_port}/mcp", {}, "echo", args.seconds))
+        via_hub = asyncio.run(
+            measure(
+                "hub",
+                f"http://127.0.0.1:{hub_port}/mcp",
+                {"Authorization": f"Bearer {KEY}", "x-bench": "8"},
+                "fixture__echo",
+                args.seconds,
+            )
+        )
+        loaded_mb = rss_mb(hub.pid)
+    finally:
+        stop(hub)
+        stop(upstream)
+    result = {"direct": direct, "hub": via_hub, "hub_idle_rss_mb": idle_mb, "hub_after_load_rss_mb": loaded_mb}
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    rows = [
+        ("tools/call p50 (ms), c=1", "call_p50_ms", False),
+        ("tools/call p99 (ms), c=1", "call_p99_ms", False),
+        ("tools/call throughput (calls/s), c=16", "rps_c16", True),
+        ("tools/call throughput (calls/s), c=64", "rps_c64", True),
+        ("tools/list of 206 tools p50 (ms)", "list_p50_ms", False),
+        ("first call of a fresh session (ms)", "first_call_ms", False),
+    ]
+    print("| measure | direct | through AgentHub | ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, key, higher_better in rows:
+        d, h = direct[key], via_hub[key]
+        ratio = h / d
+        note = f"{ratio:.2f}x" + (" of direct" if higher_better else "")
+        print(f"| {label} | {d:.2f} | {h:.2f} | {note} |")
+    print(f"| added latency at p50 (ms) | | {via_hub['call_p50_ms'] - direct['call_p50_ms']:.2f} | |")
+    print(f"| hub memory idle / after load (MB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |")
+
+
+if __name__ == "__main__":
+    main()
