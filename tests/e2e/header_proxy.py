@@ -58,11 +58,7 @@ class HeaderProxy:
         self.stats = ProxyStats()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await receive()  # lifespan.startup
-            await send({"type": "lifespan.startup.complete"})
-            await receive()  # lifespan.shutdown
-            await send({"type": "lifespan.shutdown.complete"})
+        if scope["type"] != "http":
             return
         body = b""
         while True:
@@ -130,7 +126,7 @@ async def header_proxy(target: str, add: Mapping[str, str], *, port: int | None 
             host="127.0.0.1",
             port=chosen,
             log_level="warning",
-            lifespan="on",
+            lifespan="off",
             server_header=False,
             date_header=False,
         )
