@@ -21,18 +21,22 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from mcp.server.transport_security import TransportSecuritySettings
 
 from connectors.registry import Registry, RegistryView
-from hub.call import Principal
+from hub.call import Call, Principal
 from hub.doors.mcp import McpDoor
 from hub.doors.mcp_fast import FastPath
 from hub.executors import McpExecutor
+from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
+from hub.guardrails import Guardrails
 from hub.keys import KeyRing, new_secret
-from hub.pipeline import Handler, compose
+from hub.pipeline import Handler, Stage, compose
 from hub.requestlog import RequestLog
 from hub.sessions import PerClientUpstreams
 from hub.settings import Settings, parse_listen
 from hub.stages.audit import AuditStage
 from hub.stages.authn import AuthnStage
 from hub.stages.authz import AuthzStage
+from hub.stages.guardrails import GuardrailsStage
+from hub.stages.limits import LimitsStage
 from hub.store.sql import SqlStore
 
 logger = logging.getLogger(__name__)
@@ -61,6 +65,7 @@ class Hub:
     mcp: McpDoor | None = None
     server_doors: dict[str, McpDoor] = field(default_factory=dict[str, McpDoor])
     default_principal: Principal | None = None
+    limiter: Limiter | None = None
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
 
@@ -69,15 +74,28 @@ class Hub:
     def sync_config_keys(self) -> None:
         """Make the database match the `[[keys]]` of the config file; generate missing secrets once."""
         for key in self.settings.keys:
-            _row, created = self.store.upsert_config_key(key.name, key.secret, key.tools)
+            policy = key.model_dump(mode="json", exclude={"name", "secret", "expires_at"})
+            _row, created = self.store.upsert_config_key(key.name, key.secret, policy, key.expires_at)
             if created and key.secret is None:
                 secret = new_secret()
-                self.store.create_key(key.name, secret, key.tools, source="config")
+                self.store.create_key(key.name, secret, policy, source="config", expires_at=key.expires_at)
                 self.generated_keys.append(GeneratedKey(key.name, secret))
 
     def reload_keys(self) -> None:
         self._keys_version = self.store.keys_version()
-        self.keyring = KeyRing(self.store.active_keys())
+        self._install_keys(KeyRing(self.store.active_keys()))
+
+    def _install_keys(self, ring: KeyRing) -> None:
+        """Make a new key ring current, and tell the limits engine about every key's levels and limits."""
+        limiter = self.limiter
+        if limiter is not None:
+            for key in ring.keys():
+                limiter.set_key(
+                    key.id, team=key.team, customer=key.customer, budget=key.budget, rate_limit=key.rate_limit
+                )
+            for gone in {k.id for k in self.keyring.keys()} - {k.id for k in ring.keys()}:
+                limiter.remove_key(gone)
+        self.keyring = ring
 
     async def _watch_keys(self, interval: float = 0.5) -> None:
         """Pick up key changes made by other processes (the CLI, other replicas) without a restart."""
@@ -87,7 +105,7 @@ class Hub:
                 version = await anyio.to_thread.run_sync(self.store.keys_version)
                 if version != self._keys_version:
                     ring = await anyio.to_thread.run_sync(self.store.active_keys)
-                    self.keyring = KeyRing(ring)
+                    self._install_keys(KeyRing(ring))
                     self._keys_version = version
             except Exception:
                 logger.exception("reloading keys failed")
@@ -100,17 +118,25 @@ class Hub:
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Hub]:
         """Start every background part; stop them all on exit."""
+        counters = await self._open_counters()
+        self.limiter = Limiter(counters, self.settings.governance())
         await anyio.to_thread.run_sync(self.sync_config_keys)
         await anyio.to_thread.run_sync(self.reload_keys)
         self.request_log = RequestLog(self.store)
+        guardrails = Guardrails(self.settings.guardrails) if self.settings.guardrails else None
         async with anyio.create_task_group() as tg:
             self._tg = tg
             per_client = PerClientUpstreams(self.registry, tg)
             executor = McpExecutor(self.registry, per_client.upstream_for)
-            self.pipeline = compose(
-                [AuditStage(self.request_log), AuthnStage(lambda: self.keyring), AuthzStage(self.view)],
-                executor,
-            )
+            stages: list[Stage] = [
+                AuditStage(self.request_log),
+                AuthnStage(lambda: self.keyring),
+                AuthzStage(self.view),
+                LimitsStage(self.limiter, ToolPricing(self.settings.pricing.tools)),
+            ]
+            if guardrails is not None:
+                stages.append(GuardrailsStage(guardrails, self._server_of))
+            self.pipeline = compose(stages, executor)
             self.mcp = self._new_door(None)
             self.registry.add_listener(self._registry_changed)
             tg.start_soon(self.request_log.run)
@@ -124,6 +150,33 @@ class Hub:
                     upstream.stop()
                 tg.cancel_scope.cancel()
         self._tg = None
+        with anyio.CancelScope(shield=True):
+            if guardrails is not None:
+                await guardrails.aclose()
+            closer = getattr(counters, "aclose", None)
+            if closer is not None:
+                await closer()
+
+    async def _open_counters(self) -> Counters:
+        url = self.settings.redis_url()
+        if url is None:
+            return InMemoryCounters()
+        from hub.governance.redis_counters import RedisCounters
+
+        return RedisCounters.from_url(url)
+
+    def _server_of(self, call: Call) -> str | None:
+        """The upstream a call goes to, for guardrail rules scoped to servers."""
+        view = self.registry.view
+        if call.operation == "mcp.tool":
+            entry = view.tools.get(call.target)
+        elif call.operation == "mcp.prompt":
+            entry = view.prompts.get(call.target)
+        elif call.operation == "mcp.resource":
+            entry = view.resolve_resource(call.target)
+        else:
+            return None
+        return entry.server if entry else None
 
     def _new_door(self, scope: str | None) -> McpDoor:
         assert self.pipeline is not None

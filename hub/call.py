@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hub.governance.usage import Usage
 from hub.keys import VirtualKey
 
 Door = Literal["mcp", "openai", "rest", "code", "agent", "admin"]
@@ -50,7 +51,14 @@ class Call:
 
 @dataclass(slots=True)
 class Outcome:
-    """What a call produced. `tool_error` marks an MCP tool result with `isError` (the call itself worked)."""
+    """What a call produced.
+
+    `tool_error` marks an MCP tool result with `isError` (the call itself worked). `usage` is what the call
+    used when the executor knows better than the estimate (LLM tokens and cost). `headers` collects what stages
+    want on an HTTP response (rate-limit and budget headers).
+    """
 
     value: Any
     tool_error: bool = False
+    usage: Usage | None = None
+    headers: dict[str, str] = field(default_factory=dict[str, str])

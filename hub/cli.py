@@ -118,7 +118,10 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
     secret = new_secret()
     expires = datetime.now(UTC) + timedelta(days=args.expires_days) if args.expires_days else None
     try:
-        row = store.create_key(args.name, secret, args.tools or [], source="cli", expires_at=expires)
+        policy: dict[str, Any] = {"tools": args.tools or [], "models": args.models or []}
+        if args.team:
+            policy["team"] = args.team
+        row = store.create_key(args.name, secret, policy, source="cli", expires_at=expires)
     except DuplicateName as exc:
         _err(f"error: {exc}")
         return 1
@@ -141,7 +144,7 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
                         "id": r.id,
                         "name": r.name,
                         "prefix": r.prefix,
-                        "tools": orjson.loads(r.tools),
+                        "policy": orjson.loads(r.policy),
                         "source": r.source,
                         "revoked": r.revoked_at is not None,
                     }
@@ -152,7 +155,8 @@ def cmd_keys_list(args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         state = " (revoked)" if r.revoked_at else ""
-        _out(f"{r.name:24} {r.id:22} {r.prefix}...  tools={','.join(orjson.loads(r.tools)) or '-'}{state}")
+        tools = orjson.loads(r.policy).get("tools") or []
+        _out(f"{r.name:24} {r.id:22} {r.prefix}...  tools={','.join(tools) or '-'}{state}")
     return 0
 
 
@@ -256,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     create = keys.add_parser("create", parents=[common], help="create a key; prints its secret once")
     create.add_argument("--name", required=True)
     create.add_argument("--tools", nargs="*", default=[], metavar="GLOB", help="globs over exposed tool names")
+    create.add_argument("--models", nargs="*", default=[], metavar="GLOB", help="globs over models")
+    create.add_argument("--team", default=None)
     create.add_argument("--expires-days", type=float, default=None)
     create.set_defaults(func=cmd_keys_create)
     listing = keys.add_parser("list", parents=[common], help="list keys")

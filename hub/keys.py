@@ -7,14 +7,16 @@ so a lookup is one dictionary access and a revocation takes effect on the next c
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import hmac
-import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+from hub.governance.config import BudgetConfig, RateLimitConfig
+from hub.governance.filters import GlobSet
 
 KEY_PREFIX = "ahk-"
 
@@ -29,31 +31,93 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def compile_globs(globs: Iterable[str]) -> re.Pattern[str] | None:
-    """One regex for a list of shell-style globs (`*`, `?`, `[...]`); None matches nothing."""
-    parts = [fnmatch.translate(g) for g in globs if g]
-    return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
+POLICY_FIELDS = (
+    "tools",
+    "team",
+    "customer",
+    "budget",
+    "rate_limit",
+    "models",
+    "providers",
+    "provider_keys",
+    "code_mode",
+    "chat_tools",
+    "auto_execute",
+    "max_agent_depth",
+)
+"""What a key carries besides its identity, stored as one JSON document per key."""
 
 
 @dataclass(frozen=True)
 class VirtualKey:
-    """A key as the hot path sees it: identity plus compiled filters."""
+    """A key as the hot path sees it: identity, grouping, limits and compiled filters."""
 
     id: str
     name: str
     tools: tuple[str, ...] = ()
     team: str | None = None
     customer: str | None = None
+    budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    models: tuple[str, ...] = ()
+    providers: tuple[str, ...] = ("*",)
+    provider_keys: tuple[str, ...] | None = None
     expires_at: datetime | None = None
-    _tools_re: re.Pattern[str] | None = field(default=None, repr=False, compare=False)
+    code_mode: bool = False
+    chat_tools: tuple[str, ...] = ()
+    auto_execute: tuple[str, ...] = ()
+    max_agent_depth: int = 10
+    _tools: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
+    _models: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
+    _providers: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
+    _provider_keys: GlobSet | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_tools_re", compile_globs(self.tools))
+        object.__setattr__(self, "_tools", GlobSet(self.tools))
+        object.__setattr__(self, "_models", GlobSet(self.models))
+        object.__setattr__(self, "_providers", GlobSet(self.providers))
+        if self.provider_keys is not None:
+            object.__setattr__(self, "_provider_keys", GlobSet(self.provider_keys))
+
+    @classmethod
+    def from_policy(
+        cls, key_id: str, name: str, policy: Mapping[str, Any], expires_at: datetime | None = None
+    ) -> VirtualKey:
+        """Build from a stored policy document (unknown fields are ignored)."""
+        budget = policy.get("budget")
+        rate = policy.get("rate_limit")
+        provider_keys = policy.get("provider_keys")
+        return cls(
+            id=key_id,
+            name=name,
+            tools=tuple(policy.get("tools") or ()),
+            team=policy.get("team"),
+            customer=policy.get("customer"),
+            budget=BudgetConfig.model_validate(budget) if budget else None,
+            rate_limit=RateLimitConfig.model_validate(rate) if rate else None,
+            models=tuple(policy.get("models") or ()),
+            providers=tuple(policy.get("providers") or ("*",)),
+            provider_keys=tuple(provider_keys) if provider_keys is not None else None,
+            expires_at=expires_at,
+            code_mode=bool(policy.get("code_mode", False)),
+            chat_tools=tuple(policy.get("chat_tools") or ()),
+            auto_execute=tuple(policy.get("auto_execute") or ()),
+            max_agent_depth=int(policy.get("max_agent_depth", 10)),
+        )
 
     def allows_tool(self, name: str) -> bool:
         """Whether the key's tool globs allow an exposed name (tools, prompts, `server__uri` resources)."""
-        pattern = self._tools_re
-        return pattern is not None and pattern.match(name) is not None
+        return self._tools.matches(name)
+
+    def allows_model(self, name: str) -> bool:
+        """Whether the key may use a model alias or `provider/model`."""
+        return self._models.matches(name)
+
+    def allows_hop(self, provider: str, model: str, key_name: str) -> bool:
+        """Whether one routing hop (provider, model, provider key) is within the key's filters."""
+        if not self._providers.matches(provider) or not self._models.matches(f"{provider}/{model}"):
+            return False
+        return self._provider_keys is None or self._provider_keys.matches(f"{provider}:{key_name}")
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at
@@ -82,6 +146,9 @@ class KeyRing:
 
     def __len__(self) -> int:
         return len(self._by_hash)
+
+    def keys(self) -> list[VirtualKey]:
+        return list(self._by_id.values())
 
 
 def bearer_token(authorization: str | None) -> str | None:

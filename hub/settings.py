@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.config import UpstreamConfig
+from hub.governance.config import (
+    BudgetConfig,
+    CustomerConfig,
+    GovernanceConfig,
+    PricingConfig,
+    RateLimitConfig,
+    TeamConfig,
+)
+from hub.guardrails.config import GuardrailConfig
+from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
 
 DEFAULT_CONFIG = "agenthub.toml"
 DEFAULT_LISTEN = "127.0.0.1:8787"
@@ -44,6 +55,9 @@ class HubSection(BaseModel):
     """How long start-up waits for upstreams before serving anyway (the rest keep connecting)."""
     insecure_loopback: bool = False
     """Allow plain http to loopback addresses where https is otherwise required."""
+    redis_url: str | None = None
+    """Redis for rate-limit and budget counters shared by replicas; `AGENTHUB_REDIS_URL` overrides. Without it
+    counters live in this process."""
 
     @field_validator("listen")
     @classmethod
@@ -62,6 +76,22 @@ class KeyConfig(BaseModel):
     """`env:NAME` or `file:PATH`; omitted means generated on first start and printed once."""
     tools: list[str] = Field(default_factory=list[str])
     """Globs over exposed names (`server__tool`); none means no tools."""
+    team: str | None = None
+    customer: str | None = None
+    """The customer the key belongs to directly (a key under a team inherits the team's customer)."""
+    budget: BudgetConfig | None = None
+    rate_limit: RateLimitConfig | None = None
+    models: list[str] = Field(default_factory=list[str])
+    """Globs over model aliases and `provider/model` names; none means no models."""
+    providers: list[str] = Field(default_factory=lambda: ["*"])
+    """Globs over provider names the key may reach (every hop is checked)."""
+    provider_keys: list[str] | None = None
+    """Optional restriction to named provider keys, as `provider:key-name` globs."""
+    expires_at: datetime | None = None
+    code_mode: bool = False
+    chat_tools: list[str] = Field(default_factory=list[str])
+    auto_execute: list[str] = Field(default_factory=list[str])
+    max_agent_depth: int = Field(default=10, ge=1, le=100)
 
 
 class Settings(BaseModel):
@@ -72,6 +102,14 @@ class Settings(BaseModel):
     hub: HubSection = Field(default_factory=HubSection)
     servers: dict[str, UpstreamConfig] = Field(default_factory=dict[str, UpstreamConfig])
     keys: list[KeyConfig] = Field(default_factory=list[KeyConfig])
+    customers: list[CustomerConfig] = Field(default_factory=list[CustomerConfig])
+    teams: list[TeamConfig] = Field(default_factory=list[TeamConfig])
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    guardrails: list[GuardrailConfig] = Field(default_factory=list[GuardrailConfig])
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict[str, ProviderConfig])
+    models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
+    prices: dict[str, PriceConfig] = Field(default_factory=dict[str, PriceConfig])
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     path: Path | None = None
     """Where the settings were read from (not a config key)."""
 
@@ -84,6 +122,25 @@ class Settings(BaseModel):
                 raise ValueError(f"two keys are named '{key.name}'")
             seen.add(key.name)
         return keys
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        self.governance()  # duplicate customers/teams, teams under unknown customers
+        teams = {t.name for t in self.teams}
+        customers = {c.name for c in self.customers}
+        for key in self.keys:
+            if key.team is not None and key.team not in teams:
+                raise ValueError(f"key '{key.name}' names unknown team '{key.team}'")
+            if key.customer is not None and key.customer not in customers:
+                raise ValueError(f"key '{key.name}' names unknown customer '{key.customer}'")
+        return self
+
+    def governance(self) -> GovernanceConfig:
+        """Customers, teams and pricing as the limits engine takes them."""
+        return GovernanceConfig(customers=self.customers, teams=self.teams, pricing=self.pricing)
+
+    def redis_url(self) -> str | None:
+        return os.environ.get("AGENTHUB_REDIS_URL") or self.hub.redis_url
 
     @property
     def base_dir(self) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, create_engine, select
 
-from hub.keys import VirtualKey, hash_secret
+from hub.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.tables import KeyRow, MetaRow, RequestLogRow
 
 SCHEMA_VERSION = 1
@@ -68,7 +68,7 @@ class SqlStore:
         self,
         name: str,
         secret: str,
-        tools: Sequence[str],
+        policy: Mapping[str, Any],
         *,
         source: str = "cli",
         expires_at: datetime | None = None,
@@ -90,7 +90,7 @@ class SqlStore:
                 name=name,
                 secret_hash=hash_secret(secret),
                 prefix=secret[:8],
-                tools=json.dumps(list(tools)),
+                policy=policy_json(policy),
                 source=source,
                 created_at=datetime.now(UTC),
                 expires_at=expires_at,
@@ -101,7 +101,9 @@ class SqlStore:
             s.refresh(row)
             return row
 
-    def upsert_config_key(self, name: str, secret: str | None, tools: Sequence[str]) -> tuple[KeyRow, bool]:
+    def upsert_config_key(
+        self, name: str, secret: str | None, policy: Mapping[str, Any], expires_at: datetime | None = None
+    ) -> tuple[KeyRow, bool]:
         """Make a config-declared key match the file; returns (row, created). A given secret replaces the stored
         hash; without one an existing key keeps its secret."""
         with Session(self.engine) as s:
@@ -113,11 +115,11 @@ class SqlStore:
                 if secret is None:
                     return KeyRow(id="", name=name, secret_hash="", prefix="", created_at=datetime.now(UTC)), True
                 s.commit()
-                return self.create_key(name, secret, tools, source="config"), True
+                return self.create_key(name, secret, policy, source="config", expires_at=expires_at), True
             changed = False
-            new_tools = json.dumps(list(tools))
-            if row.tools != new_tools:
-                row.tools, changed = new_tools, True
+            new_policy = policy_json(policy)
+            if row.policy != new_policy or row.expires_at != expires_at:
+                row.policy, row.expires_at, changed = new_policy, expires_at, True
             if secret is not None and row.secret_hash != hash_secret(secret):
                 row.secret_hash, row.prefix, changed = hash_secret(secret), secret[:8], True
             if changed:
@@ -166,7 +168,19 @@ def to_virtual_key(row: KeyRow) -> VirtualKey:
     expires = row.expires_at
     if expires is not None and expires.tzinfo is None:
         expires = expires.replace(tzinfo=UTC)
-    return VirtualKey(id=row.id, name=row.name, tools=tuple(json.loads(row.tools)), expires_at=expires)
+    return VirtualKey.from_policy(row.id, row.name, json.loads(row.policy), expires)
+
+
+def policy_json(policy: Mapping[str, Any]) -> str:
+    """The stored form of a key's policy: only known fields, stable order, JSON-safe values."""
+    clean = {k: policy[k] for k in POLICY_FIELDS if k in policy and policy[k] is not None}
+    return json.dumps(clean, sort_keys=True, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    raise TypeError(f"cannot store {type(value).__name__} in a key policy")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -25,8 +25,8 @@ class KeyRow(SQLModel, table=True):
     name: str = Field(index=True, unique=True)
     secret_hash: str = Field(index=True, unique=True)
     prefix: str
-    tools: str = "[]"
-    """JSON list of globs."""
+    policy: str = "{}"
+    """JSON document: tool/model/provider filters, team, customer, budget, rate limit, agent settings."""
     source: str = "cli"
     """Where the key was declared: `config`, `cli` or `api`."""
     created_at: datetime
