@@ -41,6 +41,23 @@ def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
     return meta.get("progress_token") is not None or meta.get("progressToken") is not None
 
 
+def without_upstream_identity(result: Any) -> Any:
+    """Drop the upstream's `serverInfo` stamp from a result's `_meta`: the client talks to the hub, and on
+    2026-07-28 the SDK stamps the hub's own identity only where none is present."""
+    if isinstance(result, dict):
+        meta: Any = result.get("_meta")
+        if not isinstance(meta, dict) or types.SERVER_INFO_META_KEY not in meta:
+            return result
+        rest = {k: v for k, v in meta.items() if k != types.SERVER_INFO_META_KEY}
+        trimmed = {k: v for k, v in result.items() if k != "_meta"}
+        return {**trimmed, "_meta": rest} if rest else trimmed
+    meta = getattr(result, "meta", None)
+    if isinstance(meta, dict) and types.SERVER_INFO_META_KEY in meta:
+        rest = {k: v for k, v in meta.items() if k != types.SERVER_INFO_META_KEY}
+        return result.model_copy(update={"meta": rest or None})
+    return result
+
+
 class McpDoor:
     """Builds the SDK `Server` for one endpoint and keeps its per-key list caches."""
 
@@ -244,7 +261,7 @@ class McpDoor:
             raise MCPError(
                 code=exc.jsonrpc_code, message=self.client_message(exc, call.target, shown), data=exc.data
             ) from None
-        return outcome.value
+        return without_upstream_identity(outcome.value)
 
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
         principal = self._principal(ctx)
