@@ -187,7 +187,8 @@ class UpstreamAuth:
 
     def _record(self, key: str, exc: AuthError) -> None:
         self._errors[key] = exc
-        logger.warning("upstream %s: no token for %s: %s", self.server, key, exc.message)
+        reason = exc.reason if isinstance(exc, AuthorizationRequired) else exc.message
+        logger.warning("upstream %s: no token for %s: %s", self.server, key, reason)
 
     def _early(self, tokens: TokenSet) -> float:
         return min(self.config.refresh_ahead_s, tokens.lifetime / 2)
@@ -294,7 +295,12 @@ class UpstreamAuth:
         discovery, client = await self._ready(None)
         self.token_requests += 1
         return await request_token(
-            self._http, discovery.metadata.token_endpoint, client, form, issuer=discovery.metadata.issuer
+            self._http,
+            discovery.metadata.token_endpoint,
+            client,
+            form,
+            issuer=discovery.metadata.issuer,
+            now=self._clock(),
         )
 
     # -- authorization code flow -------------------------------------------------------------------------------
