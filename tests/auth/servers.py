@@ -37,7 +37,7 @@ from mcp.server.auth.routes import create_auth_routes
 from mcp.server.auth.settings import AuthSettings, ClientRegistrationOptions, RevocationOptions
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, AnyUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -47,6 +47,8 @@ _user: contextvars.ContextVar[str] = contextvars.ContextVar("test_user", default
 
 HUB_CLIENT_ID = "hub"
 HUB_CLIENT_SECRET = "hub-secret-0123456789"
+REDIRECT = "http://127.0.0.1:9/oauth/callback"
+"""The hub's callback URL as registered for the pre-registered client (tests read the redirect, never follow it)."""
 
 
 @dataclass
@@ -286,7 +288,7 @@ async def oauth_stack(*, lifetime_s: int = 3600, rotate: bool = True) -> AsyncIt
         client_secret=HUB_CLIENT_SECRET,
         token_endpoint_auth_method="client_secret_basic",
         grant_types=["client_credentials", "authorization_code", "refresh_token"],
-        redirect_uris=None,
+        redirect_uris=[AnyUrl(REDIRECT)],
         scope="tickets.read",
     )
     async with serve([(auth_server_app(provider), as_sock), (upstream_app(provider, upstream_url), rs_sock)]):

@@ -17,11 +17,10 @@ from connectors.auth import (
     callback_params,
 )
 from tests.auth.conftest import upstream_client, whoami
-from tests.auth.servers import oauth_stack
+from tests.auth.servers import REDIRECT, oauth_stack
 
 pytestmark = pytest.mark.anyio
 
-REDIRECT = "http://127.0.0.1:9/oauth/callback"
 PER_USER = OAuth2Auth(type="oauth2", grant="authorization_code", per_user=True)
 
 
