@@ -131,11 +131,11 @@ def _find_response(payload: bytes, content_type: str, request_id: int) -> dict[s
                     if data:
                         message = orjson.loads(data)
                         if isinstance(message, dict) and message.get("id") == request_id:
-                            return message  # pyright: ignore[reportUnknownVariableType]
+                            return message
             return None
         message = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
     if isinstance(message, list):
-        message = next((m for m in message if isinstance(m, dict) and m.get("id") == request_id), None)  # pyright: ignore[reportUnknownVariableType]
-    return message if isinstance(message, dict) else None  # pyright: ignore[reportUnknownVariableType]
+        message = next((m for m in message if isinstance(m, dict) and m.get("id") == request_id), None)
+    return message if isinstance(message, dict) else None

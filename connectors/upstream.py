@@ -15,7 +15,7 @@ import random
 import shutil
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +87,8 @@ class Health:
     calls: int = 0
     failures: int = 0
     extra: dict[str, Any] = field(default_factory=dict[str, Any])
+    unauthorized: bool = False
+    """The last connection attempt got HTTP 401 or 403: a credential problem, not an outage."""
 
 
 ChangeHook = Callable[["Upstream"], Awaitable[None]]
@@ -115,6 +117,7 @@ class Upstream:
         self._client: Client | None = None
         self._broken = anyio.Event()
         self._ready = anyio.Event()
+        self._attempted = anyio.Event()
         self._stopped = False
         self._cancel: anyio.CancelScope | None = None
         self._fast: RawHttpSession | None = None
@@ -133,6 +136,7 @@ class Upstream:
                     await self._serve_one_session()
                 except Exception as exc:
                     self._mark_failed(exc)
+                    self._attempted.set()
                 if self._stopped:
                     break
                 if time.monotonic() - started > 60:
@@ -157,6 +161,12 @@ class Upstream:
             return True
         return False
 
+    async def wait_attempt(self, timeout: float) -> bool:
+        """Wait until the first connection attempt has succeeded or failed (bounded); True when ready."""
+        with anyio.move_on_after(timeout):
+            await self._attempted.wait()
+        return self.ready
+
     @property
     def ready(self) -> bool:
         return self.health.state is UpstreamState.READY and self._client is not None
@@ -174,7 +184,9 @@ class Upstream:
                 self.health.state = UpstreamState.READY
                 self.health.error = None
                 self.health.connected_at = time.time()
+                self.health.unauthorized = False
                 self._ready.set()
+                self._attempted.set()
                 logger.info("upstream %s: ready (%d tools)", self.name, len(catalog.tools))
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                     tg.start_soon(self._listen_for_changes, client)
@@ -215,7 +227,11 @@ class Upstream:
         if not any(wanted.values()):
             return
         try:
-            async with client.listen(**wanted) as subscription:
+            async with client.listen(
+                tools_list_changed=wanted["tools_list_changed"],
+                prompts_list_changed=wanted["prompts_list_changed"],
+                resources_list_changed=wanted["resources_list_changed"],
+            ) as subscription:
                 async for _event in subscription:
                     await self.refresh()
         except Exception as exc:
@@ -239,7 +255,7 @@ class Upstream:
         elif isinstance(cfg, SseConfig):
             transport = sse_client(cfg.url, headers=dict(cfg.headers), timeout=cfg.connect_timeout_s)
         else:
-            transport = _http_transport(cfg)
+            transport = _http_transport(cfg, self._saw_status)
         cb = self._callbacks
         return Client(
             WatchedTransport(transport, on_close=self._on_transport_closed),
@@ -252,6 +268,10 @@ class Upstream:
             list_roots_callback=cb.roots,
             logging_callback=cb.logging,
         )
+
+    def _saw_status(self, status: int) -> None:
+        if status in (401, 403):
+            self.health.unauthorized = True
 
     def _on_transport_closed(self) -> None:
         self._mark_broken("the connection closed")
@@ -399,12 +419,18 @@ def resolve_command(command: str) -> str:
     return str(beside) if beside.exists() else command
 
 
-def _http_transport(cfg: HttpConfig) -> AbstractAsyncContextManager[Any]:
+def _http_transport(cfg: HttpConfig, on_status: Callable[[int], None]) -> AbstractAsyncContextManager[Any]:
+    async def record(response: httpx2.Response) -> None:
+        on_status(response.status_code)
+
     @asynccontextmanager
-    async def transport() -> Any:
+    async def transport() -> AsyncGenerator[Any, None]:
         timeout = httpx2.Timeout(cfg.connect_timeout_s, read=cfg.timeout_s + 5)
+        hooks = {"response": [record]}
         async with (
-            httpx2.AsyncClient(headers=dict(cfg.headers), timeout=timeout, follow_redirects=False) as http,
+            httpx2.AsyncClient(
+                headers=dict(cfg.headers), timeout=timeout, follow_redirects=False, event_hooks=hooks
+            ) as http,
             streamable_http_client(cfg.url, http_client=http) as streams,
         ):
             yield streams
@@ -430,7 +456,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "connection attempt timed out"
     if isinstance(exc, BaseExceptionGroup):
-        inner: list[BaseException] = list(exc.exceptions)  # pyright: ignore[reportUnknownMemberType,reportUnknownArgumentType]
+        inner: list[BaseException] = list(exc.exceptions)
         return "; ".join(_describe(e) for e in inner[:3])
     if isinstance(exc, MCPError):
         return f"protocol error {exc.error.code}: {exc.error.message}"

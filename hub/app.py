@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,7 +116,7 @@ class Hub:
         return self.registry.view
 
     @asynccontextmanager
-    async def running(self) -> AsyncIterator[Hub]:
+    async def running(self) -> AsyncGenerator[Hub, None]:
         """Start every background part; stop them all on exit."""
         counters = await self._open_counters()
         self.limiter = Limiter(counters, self.settings.governance())

@@ -217,6 +217,7 @@ async def _servers_embedded(settings: Settings) -> list[dict[str, Any]]:
         def __init__(self) -> None:
             self.registry = registry
 
+    rows: list[dict[str, Any]] = []
     async with anyio.create_task_group() as tg:
         await tg.start(registry.run, list(settings.servers.values()))
         await registry.wait_ready(max(settings.hub.upstream_start_timeout_s, 1.0))

@@ -7,7 +7,7 @@ stack on the hot path); the REST and admin routes are ordinary Starlette routes.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -136,7 +136,7 @@ def build_app(
     router_holder: list[McpRouter] = []
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
         running_hub = hub or open_hub(settings)
         async with running_hub.running():
             ref._hub = running_hub

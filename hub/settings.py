@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connectors.config import UpstreamConfig
+from connectors.config import StdioConfig, UpstreamConfig
 from hub.governance.config import (
     BudgetConfig,
     CustomerConfig,
@@ -24,7 +24,9 @@ from hub.governance.config import (
     RateLimitConfig,
     TeamConfig,
 )
+from hub.audit import AuditSection
 from hub.guardrails.config import GuardrailConfig
+from hub.oidc import AdminSection
 from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
 
 DEFAULT_CONFIG = "agenthub.toml"
@@ -110,6 +112,8 @@ class Settings(BaseModel):
     models: dict[str, ModelConfig] = Field(default_factory=dict[str, ModelConfig])
     prices: dict[str, PriceConfig] = Field(default_factory=dict[str, PriceConfig])
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    audit: AuditSection = Field(default_factory=AuditSection)
+    admin: AdminSection = Field(default_factory=AdminSection)
     path: Path | None = None
     """Where the settings were read from (not a config key)."""
 
@@ -202,9 +206,9 @@ def settings_from_dict(raw: dict[str, Any], file: Path | None = None, *, listen:
     label = str(file) if file is not None else "<config>"
     servers = raw.get("servers")
     if isinstance(servers, dict):
-        for name, table in servers.items():  # pyright: ignore[reportUnknownVariableType]
+        for name, table in servers.items():
             if isinstance(table, dict):
-                table.setdefault("name", name)  # pyright: ignore[reportUnknownMemberType]
+                table.setdefault("name", name)
     if listen is not None:
         raw.setdefault("hub", {})["listen"] = listen
     try:
@@ -219,14 +223,14 @@ def _resolve_secrets(settings: Settings, label: str) -> Settings:
     servers: dict[str, Any] = {}
     for name, server in settings.servers.items():
         update: dict[str, Any] = {}
-        if hasattr(server, "headers"):
-            headers: dict[str, str] = server.headers
-            update["headers"] = {
-                k: resolve_secret(v, base, f"{label}: servers.{name}.headers.{k}") for k, v in headers.items()
+        if isinstance(server, StdioConfig):
+            update["env"] = {
+                k: resolve_secret(v, base, f"{label}: servers.{name}.env.{k}") for k, v in server.env.items()
             }
-        if hasattr(server, "env"):
-            env: dict[str, str] = server.env
-            update["env"] = {k: resolve_secret(v, base, f"{label}: servers.{name}.env.{k}") for k, v in env.items()}
+        else:
+            update["headers"] = {
+                k: resolve_secret(v, base, f"{label}: servers.{name}.headers.{k}") for k, v in server.headers.items()
+            }
         servers[name] = server.model_copy(update=update)
     keys = [
         k.model_copy(update={"secret": resolve_secret(k.secret, base, f"{label}: keys.{k.name}.secret")})
@@ -234,7 +238,12 @@ def _resolve_secrets(settings: Settings, label: str) -> Settings:
         else k
         for k in settings.keys
     ]
-    return settings.model_copy(update={"servers": servers, "keys": keys})
+    update: dict[str, Any] = {"servers": servers, "keys": keys}
+    oidc = settings.admin.oidc
+    if oidc is not None and oidc.client_secret is not None:
+        secret = resolve_secret(oidc.client_secret, base, f"{label}: admin.oidc.client_secret")
+        update["admin"] = settings.admin.model_copy(update={"oidc": oidc.model_copy(update={"client_secret": secret})})
+    return settings.model_copy(update=update)
 
 
 def format_validation_error(label: str, exc: ValidationError) -> str:

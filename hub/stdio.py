@@ -65,8 +65,8 @@ def _bridge_server(upstream: Upstream) -> Server[Any]:
         if wants_progress(ctx):
             session = ctx.session
 
-            async def forward(value: float, total: float | None, message: str | None) -> None:
-                await session.report_progress(value, total, message)
+            async def forward(progress: float, total: float | None, message: str | None) -> None:
+                await session.report_progress(progress, total, message)
 
             progress = forward
         try:
@@ -105,15 +105,22 @@ async def serve_bridge(url: str, key: str | None, timeout_s: float = 300.0) -> N
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     config = HttpConfig(name="hub", transport="http", url=url, headers=headers, timeout_s=timeout_s)
     upstream = Upstream(config)
+    refused = False
     async with anyio.create_task_group() as tg:
         tg.start_soon(upstream.run)
-        if not await upstream.wait_ready(config.connect_timeout_s):
-            logger.error("cannot reach the hub at %s: %s", url, upstream.health.error)
-        server = _bridge_server(upstream)
-        options = server.create_initialization_options(
-            NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
-        )
-        async with stdio_server() as (read, write):
-            await server.run(read, write, options)
+        refused = not await upstream.wait_attempt(config.connect_timeout_s) and upstream.health.unauthorized
+        if not refused:
+            if not await upstream.wait_ready(config.connect_timeout_s):
+                logger.error("cannot reach the hub at %s: %s", url, upstream.health.error)
+            server = _bridge_server(upstream)
+            options = server.create_initialization_options(
+                NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
+            )
+            async with stdio_server() as (read, write):
+                await server.run(read, write, options)
         upstream.stop()
         tg.cancel_scope.cancel()
+    if refused:
+        # A key the hub refuses will not start working by retrying: stop with a message the MCP client shows.
+        why = "no key in AGENTHUB_KEY" if not key else "it refused the key in AGENTHUB_KEY"
+        raise SystemExit(f"agenthub stdio: the hub at {url} requires a valid virtual key; {why}")

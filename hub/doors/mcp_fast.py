@@ -130,7 +130,7 @@ def _parse(body: bytes) -> tuple[str, Any, dict[str, Any]] | None:
         return None
     if method == "tools/list" and params.get("cursor"):
         return None
-    return method, request_id, params  # pyright: ignore[reportUnknownVariableType]
+    return method, request_id, params
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:

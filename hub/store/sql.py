@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from hub.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.tables import KeyRow, MetaRow, RequestLogRow
@@ -131,7 +131,7 @@ class SqlStore:
 
     def list_keys(self, *, include_revoked: bool = False) -> list[KeyRow]:
         with Session(self.engine) as s:
-            query = select(KeyRow).order_by(KeyRow.name)  # pyright: ignore[reportArgumentType]
+            query = select(KeyRow).order_by(col(KeyRow.name))
             rows = list(s.exec(query))
         return [r for r in rows if include_revoked or r.revoked_at is None]
 
@@ -160,7 +160,7 @@ class SqlStore:
 
     def recent_log(self, limit: int = 100) -> list[RequestLogRow]:
         with Session(self.engine) as s:
-            query = select(RequestLogRow).order_by(RequestLogRow.id.desc()).limit(limit)  # pyright: ignore[reportOptionalMemberAccess,reportUnknownArgumentType]
+            query = select(RequestLogRow).order_by(col(RequestLogRow.id).desc()).limit(limit)
             return list(s.exec(query))
 
 
