@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.config import StdioConfig, UpstreamConfig
+from hub.audit import AuditSection
 from hub.governance.config import (
     BudgetConfig,
     CustomerConfig,
@@ -24,7 +25,6 @@ from hub.governance.config import (
     RateLimitConfig,
     TeamConfig,
 )
-from hub.audit import AuditSection
 from hub.guardrails.config import GuardrailConfig
 from hub.oidc import AdminSection
 from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
@@ -238,12 +238,12 @@ def _resolve_secrets(settings: Settings, label: str) -> Settings:
         else k
         for k in settings.keys
     ]
-    update: dict[str, Any] = {"servers": servers, "keys": keys}
+    changes: dict[str, Any] = {"servers": servers, "keys": keys}
     oidc = settings.admin.oidc
     if oidc is not None and oidc.client_secret is not None:
         secret = resolve_secret(oidc.client_secret, base, f"{label}: admin.oidc.client_secret")
-        update["admin"] = settings.admin.model_copy(update={"oidc": oidc.model_copy(update={"client_secret": secret})})
-    return settings.model_copy(update=update)
+        changes["admin"] = settings.admin.model_copy(update={"oidc": oidc.model_copy(update={"client_secret": secret})})
+    return settings.model_copy(update=changes)
 
 
 def format_validation_error(label: str, exc: ValidationError) -> str:
