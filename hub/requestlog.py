@@ -9,13 +9,32 @@ are dropped and counted).
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime
 
 import anyio
 
 from hub.store.sql import SqlStore
-from hub.store.tables import RequestLogRow
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class LogEntry:
+    """One request-log row as the hot path records it (a plain object: building ORM rows is left to the flush)."""
+
+    ts: datetime
+    call_id: str
+    parent_id: str | None
+    key_id: str | None
+    key_name: str | None
+    door: str
+    operation: str
+    target: str
+    outcome: str
+    status: int
+    latency_ms: float
+    error: str | None
 
 
 class RequestLog:
@@ -23,11 +42,11 @@ class RequestLog:
         self._store = store
         self._interval = interval
         self._max = max_buffer
-        self._buffer: list[RequestLogRow] = []
+        self._buffer: list[LogEntry] = []
         self.dropped = 0
         self.written = 0
 
-    def record(self, row: RequestLogRow) -> None:
+    def record(self, row: LogEntry) -> None:
         self._buffer.append(row)
         if len(self._buffer) > self._max:
             excess = len(self._buffer) - self._max
@@ -49,7 +68,7 @@ class RequestLog:
             return
         batch, self._buffer = self._buffer, []
         try:
-            await anyio.to_thread.run_sync(self._store.write_log, batch)
+            await anyio.to_thread.run_sync(self._store.write_log, [asdict(entry) for entry in batch])
             self.written += len(batch)
         except Exception:
             logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))

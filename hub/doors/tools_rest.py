@@ -96,7 +96,9 @@ async def execute_tool_route(hub: Hub, request: Request) -> Response:
     except HubError as exc:
         return error_response(exc)
     result: dict[str, Any] = outcome.value
-    headers = {"x-agenthub-tool-error": "true"} if outcome.tool_error else None
+    headers = dict(outcome.headers)
+    if outcome.tool_error:
+        headers["x-agenthub-tool-error"] = "true"
     return json_response(
         {"role": "tool", "tool_call_id": call_id, "content": tool_message_content(result)}, headers=headers
     )

@@ -10,8 +10,7 @@ from datetime import UTC, datetime
 from hub.call import Call, Outcome
 from hub.errors import HubError, Internal
 from hub.pipeline import Handler
-from hub.requestlog import RequestLog
-from hub.store.tables import RequestLogRow
+from hub.requestlog import LogEntry, RequestLog
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class AuditStage:
         finally:
             key = call.principal.key if call.principal else None
             self._log.record(
-                RequestLogRow(
+                LogEntry(
                     ts=datetime.now(UTC),
                     call_id=call.call_id,
                     parent_id=call.parent_id,

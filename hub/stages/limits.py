@@ -12,10 +12,13 @@ import logging
 from hub.call import Call, Outcome
 from hub.errors import BudgetExceeded, Internal, RateLimited
 from hub.governance import BudgetDenied, GovernanceError, Limiter, RateLimitDenied, ToolPricing, Usage
+from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 
 logger = logging.getLogger(__name__)
 
+HTTP_DOORS = frozenset({"rest", "openai"})
+"""Doors whose responses carry the `x-ratelimit-*` and budget headers (MCP responses have no place for them)."""
 METERED = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
 
 
@@ -47,7 +50,13 @@ class LimitsStage:
         except BaseException:
             await self._limiter.refund(reservation)
             raise
+        stream = outcome.value
+        if isinstance(stream, OutcomeStream):  # settled once, when the door closes the stream however it ends
+            stream.on_close(lambda s: self._limiter.settle(reservation, s.usage or Usage(requests=1)))
+            outcome.headers.update(reservation.headers())
+            return outcome
         actual = outcome.usage or Usage(requests=1, tokens=0, usd=price)
         await self._limiter.settle(reservation, actual)
-        outcome.headers.update(reservation.headers())
+        if call.door in HTTP_DOORS:
+            outcome.headers.update(reservation.headers())
         return outcome

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
@@ -147,16 +147,36 @@ class SqlStore:
             s.commit()
             return True
 
+    def get_key(self, name_or_id: str) -> KeyRow | None:
+        """The key with this id or name (revoked ones too), or None."""
+        with Session(self.engine) as s:
+            return s.exec(select(KeyRow).where((KeyRow.name == name_or_id) | (KeyRow.id == name_or_id))).first()
+
+    def update_key(self, key_id: str, policy: Mapping[str, Any], expires_at: datetime | None) -> KeyRow | None:
+        """Replace an active key's policy and expiry (the secret stays); None when no active key has this id."""
+        with Session(self.engine) as s:
+            row = s.get(KeyRow, key_id)
+            if row is None or row.revoked_at is not None:
+                return None
+            row.policy, row.expires_at = policy_json(policy), expires_at
+            s.add(row)
+            self._bump_keys_version(s)
+            s.commit()
+            s.refresh(row)
+            return row
+
     def active_keys(self) -> list[tuple[str, VirtualKey]]:
         """(hash, compiled key) for every active key."""
         return [(row.secret_hash, to_virtual_key(row)) for row in self.list_keys()]
 
     # -- request log -------------------------------------------------------------------------------------------
 
-    def write_log(self, rows: Sequence[RequestLogRow]) -> None:
-        with Session(self.engine) as s:
-            s.add_all(rows)
-            s.commit()
+    def write_log(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Append request-log rows (dicts of `RequestLogRow` columns) in one statement."""
+        if not rows:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(insert(RequestLogRow), list(rows))
 
     def recent_log(self, limit: int = 100) -> list[RequestLogRow]:
         with Session(self.engine) as s:
