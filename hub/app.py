@@ -28,6 +28,7 @@ from hub.executors import McpExecutor
 from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
 from hub.guardrails import Guardrails
 from hub.keys import KeyRing, new_secret
+from hub.llm_executor import LlmExecutor, dispatching
 from hub.pipeline import Handler, Stage, compose
 from hub.requestlog import RequestLog
 from hub.sessions import PerClientUpstreams
@@ -38,6 +39,7 @@ from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
 from hub.store.sql import SqlStore
+from llm import LLMConfig, Router
 
 logger = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -66,6 +68,7 @@ class Hub:
     server_doors: dict[str, McpDoor] = field(default_factory=dict[str, McpDoor])
     default_principal: Principal | None = None
     limiter: Limiter | None = None
+    llm_router: Router | None = None
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
 
@@ -127,7 +130,9 @@ class Hub:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             per_client = PerClientUpstreams(self.registry, tg)
-            executor = McpExecutor(self.registry, per_client.upstream_for)
+            self.llm_router = await self._open_llm_router()
+            llm = LlmExecutor(self.llm_router) if self.llm_router is not None else None
+            executor = dispatching(McpExecutor(self.registry, per_client.upstream_for), llm)
             stages: list[Stage] = [
                 AuditStage(self.request_log),
                 AuthnStage(lambda: self.keyring),
@@ -153,9 +158,21 @@ class Hub:
         with anyio.CancelScope(shield=True):
             if guardrails is not None:
                 await guardrails.aclose()
+            if self.llm_router is not None:
+                await self.llm_router.aclose()
+                self.llm_router = None
             closer = getattr(counters, "aclose", None)
             if closer is not None:
                 await closer()
+
+    async def _open_llm_router(self) -> Router | None:
+        """The LLM router for `[providers]`, `[models]`, `[prices]` and `[routing]`, opened; None without providers."""
+        s = self.settings
+        if not s.providers:
+            return None
+        router = Router(LLMConfig(providers=s.providers, models=s.models, prices=s.prices, routing=s.routing))
+        await router.open()
+        return router
 
     async def _open_counters(self) -> Counters:
         url = self.settings.redis_url()

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.app import Hub, McpEndpoint, open_hub
 from hub.call import Principal
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
+from hub.doors.openai import openai_routes
 from hub.doors.tools_rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, error_response, json_response
 from hub.errors import PayloadTooLarge, Unauthenticated
@@ -156,6 +157,7 @@ def build_app(
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             Route("/api/v1/servers", servers, methods=["GET"]),
+            *openai_routes(lambda: ref.hub),
         ],
         lifespan=lifespan,
     )

@@ -12,6 +12,7 @@ from dataclasses import replace
 from hub.call import Call, Outcome
 from hub.errors import Forbidden
 from hub.guardrails import Guardrails, Scope
+from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 
 CHECKED = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
@@ -35,9 +36,14 @@ class GuardrailsStage:
         if verdict.redacted:
             call = replace(call, payload=verdict.payload)
         outcome = await call_next(call)
-        if call.context.get("stream"):
-            return outcome
         outbound = Scope("output", door, call.operation, key=key.name, team=key.team, server=server)
+        if call.context.get("stream"):
+            if isinstance(outcome.value, OutcomeStream):  # scanned chunk by chunk, one scanner per choice
+                first = self._guardrails.stream(outbound)
+                if first is not None:
+                    made = [first]
+                    outcome.value.add_text_filter(lambda: made.pop() if made else self._guardrails.stream(outbound))
+            return outcome
         verdict = await self._guardrails.check(outcome.value, outbound)
         if verdict.blocked:
             raise Forbidden(verdict.message)

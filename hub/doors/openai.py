@@ -1,0 +1,272 @@
+"""The OpenAI-compatible front door: `/v1/chat/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/models`.
+
+The door only translates: the body becomes a `Call` (`llm.chat` or `llm.embed`, target = the requested model,
+payload = the body as sent, with `stream`, `api` and the token estimates in its context), the pipeline governs
+and runs it, and the `Outcome` goes back as JSON or as server-sent events. Errors use the OpenAI error envelope
+with the hub's status table; after a stream has started, an error ends it with an error event
+(`data: {"error": {...}}`, which the OpenAI SDKs raise as `APIError`).
+
+Response headers: `x-agenthub-provider` / `x-agenthub-model` (the deployment that served), `x-agenthub-cost-usd`
+(non-streaming), `x-agenthub-upstream-ms`, `x-agenthub-overhead-ms` (time spent in the hub, not upstream) and
+the limits stage's `x-ratelimit-*` / `x-budget-remaining-usd`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from hub.call import Call, Operation
+from hub.doors.web import credential, error_response, json_response
+from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, Unauthenticated, openai_envelope
+from hub.llm_executor import hop_filter, unknown_model
+from hub.llm_stream import OutcomeStream
+
+if TYPE_CHECKING:
+    from hub.app import Hub
+
+__all__ = ["chat_route", "embeddings_route", "model_route", "models_route", "openai_routes", "responses_route"]
+
+_JSON = "application/json"
+_NO_KEY = "a valid virtual key is required (Authorization: Bearer ahk-...)"
+_DONE = b"data: [DONE]\n\n"
+
+
+def openai_routes(hub: Callable[[], Hub]) -> list[Route]:
+    """The door's Starlette routes; `hub` returns the running hub."""
+
+    async def chat(request: Request) -> Response:
+        return await _serve(hub(), request, "llm.chat", "chat")
+
+    async def responses(request: Request) -> Response:
+        return await _serve(hub(), request, "llm.chat", "responses")
+
+    async def embeddings(request: Request) -> Response:
+        return await _serve(hub(), request, "llm.embed", "embeddings")
+
+    async def models(request: Request) -> Response:
+        return await models_route(hub(), request)
+
+    async def model(request: Request) -> Response:
+        return await model_route(hub(), request)
+
+    return [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/models/{model:path}", model, methods=["GET"]),
+    ]
+
+
+async def chat_route(hub: Hub, request: Request) -> Response:
+    """`POST /v1/chat/completions`, streaming or not; every parameter is passed on as sent."""
+    return await _serve(hub, request, "llm.chat", "chat")
+
+
+async def responses_route(hub: Hub, request: Request) -> Response:
+    """`POST /v1/responses` (providers that have the Responses API), streaming or not."""
+    return await _serve(hub, request, "llm.chat", "responses")
+
+
+async def embeddings_route(hub: Hub, request: Request) -> Response:
+    """`POST /v1/embeddings`."""
+    return await _serve(hub, request, "llm.embed", "embeddings")
+
+
+async def models_route(hub: Hub, request: Request) -> Response:
+    """`GET /v1/models`: the aliases and `provider/model` names this key may use."""
+    try:
+        return json_response({"object": "list", "data": _visible_models(hub, request)})
+    except HubError as exc:
+        return error_response(exc)
+
+
+async def model_route(hub: Hub, request: Request) -> Response:
+    """`GET /v1/models/{model}`: one model, or 404 when it does not exist or the key may not use it."""
+    name = request.path_params["model"]
+    try:
+        for entry in _visible_models(hub, request):
+            if entry["id"] == name:
+                return json_response(entry)
+        raise unknown_model(name)
+    except HubError as exc:
+        return error_response(exc)
+
+
+def _visible_models(hub: Hub, request: Request) -> list[dict[str, Any]]:
+    key = hub.keyring.verify(credential(request.headers) or "")
+    if key is None:
+        raise Unauthenticated(_NO_KEY)
+    router = hub.llm_router
+    if router is None:
+        return []
+    return [m.to_openai() for m in router.list_models(allow=hop_filter(key)) if key.allows_model(m.id)]
+
+
+async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> Response:
+    started = time.perf_counter()
+    try:
+        presented = credential(request.headers)
+        if not presented:
+            raise Unauthenticated(_NO_KEY)
+        raw = await _read_body(request, hub.settings.hub.max_body_bytes)
+        body = _parse(raw, api)
+        model: str = body["model"]
+        stream = body.get("stream") is True and api != "embeddings"
+        prompt = len(raw) // 4
+        context = {
+            "api": api,
+            "stream": stream,
+            "prompt_estimate": prompt,
+            "token_estimate": prompt + _output_estimate(body),
+        }
+        pipeline = hub.pipeline
+        if pipeline is None:
+            raise Internal("the hub is not running")
+        outcome = await pipeline(
+            Call(door="openai", operation=operation, target=model, payload=body, credential=presented, context=context)
+        )
+    except HubError as exc:
+        return error_response(exc)
+    headers = outcome.headers
+    value = outcome.value
+    if isinstance(value, OutcomeStream):
+        return EventStreamResponse(value, headers, started)
+    payload = orjson.dumps(value)
+    headers["x-agenthub-overhead-ms"] = _overhead(started, headers)
+    return Response(payload, media_type=_JSON, headers=headers)
+
+
+def _overhead(started: float, headers: Mapping[str, str]) -> str:
+    upstream = float(headers.get("x-agenthub-upstream-ms", "0"))
+    return f"{max(0.0, (time.perf_counter() - started) * 1000 - upstream):.3f}"
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise BadRequest("the client went away") from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _parse(raw: bytes, api: str) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("'model' must be a non-empty string")
+    if api == "chat":
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("'messages' must be a non-empty array")
+        for message in messages:
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise BadRequest("each message must be an object with a 'role'")
+    elif body.get("input") is None:
+        raise BadRequest("'input' is required")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise BadRequest("'stream' must be a boolean")
+    return body
+
+
+def _output_estimate(body: dict[str, Any]) -> int:
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0
+    n = body.get("n") or 1
+    if not isinstance(limit, int) or not isinstance(n, int) or limit < 0 or n < 1:
+        return 0
+    return limit * n
+
+
+class EventStreamResponse(Response):
+    """Server-sent events from an `OutcomeStream`, closing it exactly once however the stream ends (last chunk,
+    upstream failure, guardrail block, client disconnect)."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, stream: OutcomeStream, headers: dict[str, str], started: float) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = b""
+        self.stream = stream
+        self.started = started
+        self.route_headers = headers
+        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers += [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream = self.stream
+        try:
+            overhead = _overhead(self.started, self.route_headers).encode()
+            headers = [*self.raw_headers, (b"x-agenthub-overhead-ms", overhead)]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            gone = await _relay(stream, receive, send)
+            if not gone:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away while we wrote
+        finally:
+            await stream.aclose()
+
+
+async def _relay(stream: OutcomeStream, receive: Receive, send: Send) -> bool:
+    """Send every event; return True when the client disconnected first."""
+    encode = _encode_event if stream.responses else _encode_chunk
+    gone = False
+    async with anyio.create_task_group() as tg:
+
+        async def watch(scope: anyio.CancelScope) -> None:
+            nonlocal gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            gone = True
+            scope.cancel()
+
+        tg.start_soon(watch, tg.cancel_scope)
+        try:
+            async for item in stream:
+                await send({"type": "http.response.body", "body": encode(item), "more_body": True})
+            if not stream.responses:
+                await send({"type": "http.response.body", "body": _DONE, "more_body": True})
+        except HubError as exc:
+            await send({"type": "http.response.body", "body": _error_event(exc, stream.responses), "more_body": True})
+        tg.cancel_scope.cancel()
+    return gone
+
+
+def _encode_chunk(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _encode_event(event: dict[str, Any]) -> bytes:
+    return b"event: " + str(event.get("type", "message")).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+
+
+def _error_event(error: HubError, responses: bool) -> bytes:
+    envelope = openai_envelope(error)
+    if not responses:
+        return b"data: " + orjson.dumps(envelope) + b"\n\n"
+    body = {"type": "error", "code": error.code, "message": error.message, "param": None, **envelope}
+    return b"event: error\ndata: " + orjson.dumps(body) + b"\n\n"

@@ -1,0 +1,186 @@
+"""The terminal step for `llm.*` calls: run an authorised `Call` on the LLM `Router`.
+
+Governance-free: the executor applies no limit or guardrail itself. It hands the router the caller's key as a
+hop predicate (`allows_hop`, so fallbacks obey the key's model, provider and provider-key filters), maps the
+back end's errors onto the hub's table, and reports what the call used (`Outcome.usage`: tokens and US dollars)
+plus the deployment that served (`x-agenthub-provider`, `x-agenthub-model`, `x-agenthub-cost-usd`,
+`x-agenthub-upstream-ms` in `Outcome.headers`).
+
+Call shape (built by the OpenAI door):
+
+- `operation`: `llm.chat` (chat completions, and `/v1/responses` with `context["api"] == "responses"`) or
+  `llm.embed`; `target`: the requested model (an alias or `provider/model`); `payload`: the request body.
+- `context["stream"]`: the outcome's value is then an `OutcomeStream` (see `hub.llm_stream`), otherwise the
+  OpenAI response dict.
+- `context["token_estimate"]`: read by the limits stage before the call; also the prompt estimate used when a
+  stream ends without upstream usage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from hub.call import Call, Outcome
+from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut
+from hub.governance.usage import Usage
+from hub.keys import VirtualKey
+from hub.llm_stream import OutcomeStream, estimate_text_tokens
+from hub.pipeline import Handler
+from llm import (
+    Hop,
+    InvalidRequest,
+    LLMError,
+    NoDeploymentAvailable,
+    ProviderError,
+    ProviderHTTPError,
+    ProviderTimeout,
+    Result,
+    Router,
+    UnknownModel,
+    UnsupportedOperation,
+    UnsupportedParameter,
+    Usage as TokenUsage,
+)
+
+__all__ = ["LLM_OPERATIONS", "LlmExecutor", "dispatching", "hop_filter", "to_hub_error"]
+
+LLM_OPERATIONS = frozenset({"llm.chat", "llm.embed"})
+_CALLER_STATUSES = frozenset({400, 413, 422})
+
+
+def hop_filter(key: VirtualKey) -> Callable[[Hop], bool]:
+    """The router's hop predicate for a virtual key: its model, provider and provider-key filters."""
+    allows = key.allows_hop
+    return lambda hop: allows(hop.provider, hop.model, hop.key)
+
+
+def unknown_model(model: str) -> NotFound:
+    """The one error for a model that does not exist and for a model the key may not use (indistinguishable)."""
+    return NotFound(f"unknown model: {model[:200]}")
+
+
+class LlmExecutor:
+    """Runs `llm.chat` / `llm.embed` calls on an open `Router`."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+
+    async def __call__(self, call: Call) -> Outcome:
+        if call.principal is None:
+            raise Internal("the LLM executor was reached without a principal")
+        key = call.principal.key
+        if not key.allows_model(call.target):
+            raise unknown_model(call.target)
+        allow = hop_filter(key)
+        body: dict[str, Any] = call.payload
+        context = call.context
+        router = self.router
+        started = time.perf_counter()
+        try:
+            if call.operation == "llm.embed":
+                return _complete(await router.embeddings(body, allow=allow), started)
+            responses = context.get("api") == "responses"
+            if context.get("stream"):
+                if responses:
+                    source = await router.stream_responses(body, allow=allow)
+                else:
+                    source = await router.stream_chat(body, allow=allow)
+                upstream_ms = (time.perf_counter() - started) * 1000
+                stream = OutcomeStream(
+                    source, responses=responses, prompt_estimate=int(context.get("prompt_estimate", 0))
+                )
+                return Outcome(stream, headers=_route_headers(source.hop, None, upstream_ms))
+            if responses:
+                return _complete(await router.responses(body, allow=allow), started)
+            return _complete(await router.chat(body, allow=allow), started, context.get("prompt_estimate", 0))
+        except LLMError as exc:
+            raise to_hub_error(exc, call.target) from None
+
+
+def _complete(result: Result, started: float, prompt_estimate: int = 0) -> Outcome:
+    upstream_ms = (time.perf_counter() - started) * 1000
+    usage = result.usage
+    cost = result.cost
+    if usage is None:  # the provider sent none: bill an estimate rather than nothing
+        usage = TokenUsage(prompt_estimate, _completion_estimate(result.response))
+        cost = result.price.cost(usage) if result.price is not None else None
+    return Outcome(
+        result.response,
+        usage=Usage(requests=1, tokens=usage.total_tokens, usd=cost or 0.0),
+        headers=_route_headers(result.hop, cost, upstream_ms),
+    )
+
+
+def _completion_estimate(response: dict[str, Any]) -> int:
+    chars = 0
+    for choice in response.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(message, dict):
+            content = message.get("content")
+            chars += len(content) if isinstance(content, str) else 0
+    return estimate_text_tokens(chars)
+
+
+def _route_headers(hop: Hop, cost: float | None, upstream_ms: float) -> dict[str, str]:
+    headers = {
+        "x-agenthub-provider": hop.provider,
+        "x-agenthub-model": hop.model,
+        "x-agenthub-upstream-ms": f"{upstream_ms:.3f}",
+    }
+    if cost is not None:
+        headers["x-agenthub-cost-usd"] = f"{cost:.8f}"
+    return headers
+
+
+def to_hub_error(exc: LLMError, model: str) -> HubError:
+    """The hub's view of a back-end failure: a status from the hub's table, never a provider's own body."""
+    if isinstance(exc, UnknownModel):
+        return unknown_model(model)
+    if isinstance(exc, InvalidRequest):
+        return BadRequest(exc.message)
+    if isinstance(exc, NoDeploymentAvailable):
+        return _no_deployment(exc, model)
+    if isinstance(exc, ProviderHTTPError) and exc.status in _CALLER_STATUSES:
+        code = f" ({exc.code})" if exc.code else ""
+        return BadRequest(f"the provider rejected the request: HTTP {exc.status}{code}")
+    if isinstance(exc, ProviderTimeout):
+        return UpstreamTimedOut(f"the provider did not answer in time: {exc.reason}")
+    if isinstance(exc, ProviderError):
+        return UpstreamFailed(f"the provider failed: {exc.reason}")
+    return UpstreamFailed(exc.message)
+
+
+def _no_deployment(exc: NoDeploymentAvailable, model: str) -> HubError:
+    if not exc.attempts:
+        if all(s.endswith(": not allowed") for s in exc.skipped):
+            return unknown_model(model)
+        return UpstreamFailed(f"no deployment of {model[:200]} is available right now (cooling down)")
+    errors = [a.error for a in exc.attempts if a.error is not None]
+    if errors and all(isinstance(e, UnsupportedParameter | UnsupportedOperation) for e in errors):
+        return BadRequest(errors[-1].message)
+    last = exc.last_error
+    if isinstance(last, ProviderTimeout):
+        return UpstreamTimedOut(exc.message)
+    if isinstance(last, ProviderHTTPError) and last.status == 429:
+        retry = max(1, math.ceil(last.retry_after)) if last.retry_after is not None else 1
+        return RateLimited(
+            f"the provider is rate limiting requests for {model[:200]}", headers={"retry-after": str(retry)}
+        )
+    return UpstreamFailed(exc.message)
+
+
+def dispatching(mcp: Handler, llm: Handler | None) -> Handler:
+    """One terminal handler for the pipeline: `llm.*` calls to `llm` (404 when no providers are configured),
+    everything else to `mcp`."""
+
+    async def run(call: Call) -> Outcome:
+        if call.operation in LLM_OPERATIONS:
+            if llm is None:
+                raise unknown_model(call.target)
+            return await llm(call)
+        return await mcp(call)
+
+    return run

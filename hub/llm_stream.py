@@ -1,0 +1,243 @@
+"""A streamed `Outcome`: the value an `llm.*` call returns when the caller asked for a stream.
+
+How a stream flows through the pipeline: the executor returns `Outcome(OutcomeStream(...))` as soon as the
+router has the first content. Stages that need to see the output do not wait for it; they hook in:
+
+- `add_text_filter(factory)`: the guardrails stage adds its `StreamScanner` (one per choice / output part,
+  made on first use). Every text delta passes through it: held-back text is released later, redactions are
+  applied, a block raises `Forbidden` from the iteration and the door ends the stream with an error event.
+- `on_close(callback)`: the limits stage settles its reservation with the stream's final `usage`. Callbacks run
+  exactly once, when the door closes the stream: after the last chunk, on an upstream failure, on a guardrail
+  block, or when the client went away (shielded from the cancellation).
+
+Usage is the provider's when it reported any, otherwise an estimate (prompt estimate plus streamed characters
+/ 4), flagged by `estimated`, so a cancelled stream is billed for what was sent and never twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import anyio
+
+from hub.errors import Forbidden, HubError, UpstreamFailed, UpstreamTimedOut
+from hub.governance.usage import Usage
+from hub.guardrails import GuardrailBlockedError
+from llm import ProviderError, ProviderTimeout, ResultStream, Usage as TokenUsage
+
+__all__ = ["OutcomeStream", "TextFilter", "estimate_text_tokens"]
+
+logger = logging.getLogger(__name__)
+JSON = dict[str, Any]
+CLOSE_TIMEOUT_S = 10.0
+
+
+def estimate_text_tokens(chars: int) -> int:
+    """A rough token count for `chars` characters of text (4 characters a token)."""
+    return math.ceil(chars / 4)
+
+
+class TextFilter(Protocol):
+    """What the guardrails' `StreamScanner` offers: feed text, get what may be sent now; finish for the rest."""
+
+    async def feed(self, chunk: str) -> str: ...
+
+    async def finish(self) -> str: ...
+
+
+FilterFactory = Callable[[], TextFilter | None]
+CloseCallback = Callable[["OutcomeStream"], Awaitable[None]]
+
+
+class OutcomeStream:
+    """Chunks of a chat stream (`chat.completion.chunk` dicts) or events of a Responses stream (dicts with
+    `type`), with the hooks the stages use. Iterate once; always `aclose()` (the door does, in `finally`)."""
+
+    def __init__(self, source: ResultStream, *, responses: bool = False, prompt_estimate: int = 0) -> None:
+        self.source = source
+        self.hop = source.hop
+        self.responses = responses
+        self.prompt_estimate = prompt_estimate
+        self.usage: Usage | None = None
+        """Final usage (tokens and US dollars), set when the stream is closed."""
+        self.cost: float | None = None
+        self.estimated = False
+        """Whether `usage` is an estimate (the provider reported none)."""
+        self._factories: list[FilterFactory] = []
+        self._chains: dict[Any, list[TextFilter]] = {}
+        self._released: dict[Any, str] = {}
+        self._callbacks: list[CloseCallback] = []
+        self._chars = 0
+        self._last: JSON = {}
+        self._gen: AsyncGenerator[JSON] | None = None
+        self._closed = False
+
+    # -- hooks ------------------------------------------------------------------------------------------------
+
+    def add_text_filter(self, factory: FilterFactory) -> None:
+        """Pass every text delta through filters made by `factory` (one per choice or output part)."""
+        self._factories.append(factory)
+
+    def on_close(self, callback: CloseCallback) -> None:
+        """Run `callback(self)` once when the stream is closed, after `usage` is final."""
+        self._callbacks.append(callback)
+
+    # -- iteration --------------------------------------------------------------------------------------------
+
+    def __aiter__(self) -> AsyncIterator[JSON]:
+        if self._gen is None:
+            self._gen = self._iterate()
+        return self._gen
+
+    async def _iterate(self) -> AsyncGenerator[JSON]:
+        handle = self._event if self.responses else self._chunk
+        try:
+            async for item in self.source:
+                for out in await handle(item):
+                    yield out
+            if self._chains:
+                for out in await self._flush():
+                    yield out
+        except ProviderError as exc:
+            raise _stream_error(exc) from None
+        except GuardrailBlockedError as exc:
+            raise Forbidden(exc.verdict.message) from None
+
+    async def _chunk(self, chunk: JSON) -> list[JSON]:
+        self._last = chunk
+        choices = chunk.get("choices")
+        if not choices:
+            return [chunk]
+        for choice in choices:
+            delta = choice.get("delta")
+            text = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(text, str) and text:
+                self._chars += len(text)
+                if self._factories:
+                    delta["content"] = await self._feed(choice.get("index", 0), text)
+            if self._factories and choice.get("finish_reason") is not None:
+                tail = await self._finish(choice.get("index", 0))
+                if tail:
+                    if not isinstance(delta, dict):
+                        delta = choice["delta"] = {}
+                    delta["content"] = (delta.get("content") or "") + tail
+        return [chunk]
+
+    async def _event(self, event: JSON) -> list[JSON]:
+        kind = event.get("type")
+        if kind == "response.output_text.delta":
+            text = event.get("delta")
+            if isinstance(text, str) and text:
+                self._chars += len(text)
+                if self._factories:
+                    event["delta"] = await self._feed(_part(event), text)
+            return [event]
+        if not self._factories:
+            return [event]
+        out: list[JSON] = []
+        if kind == "response.output_text.done":
+            tail = await self._finish(_part(event))
+            if tail:
+                out.append({**event, "type": "response.output_text.delta", "delta": tail})
+            event["text"] = self._released.get(_part(event), "")
+        elif kind == "response.content_part.done":
+            part = event.get("part")
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                part["text"] = self._released.get(_part(event), "")
+        elif kind == "response.output_item.done":
+            self._rewrite_item(event.get("item"))
+        elif kind in ("response.completed", "response.incomplete"):
+            response = event.get("response")
+            if isinstance(response, dict):
+                for item in response.get("output") or ():
+                    self._rewrite_item(item)
+        out.append(event)
+        return out
+
+    def _rewrite_item(self, item: Any) -> None:
+        if not isinstance(item, dict) or not isinstance(item.get("content"), list):
+            return
+        for index, part in enumerate(item["content"]):
+            if isinstance(part, dict) and part.get("type") == "output_text":
+                part["text"] = self._released.get((item.get("id"), index), "")
+
+    async def _feed(self, where: Any, text: str) -> str:
+        chain = self._chains.get(where)
+        if chain is None:
+            chain = self._chains[where] = [f for f in (make() for make in self._factories) if f is not None]
+        for flt in chain:
+            text = await flt.feed(text)
+        self._released[where] = self._released.get(where, "") + text
+        return text
+
+    async def _finish(self, where: Any) -> str:
+        chain = self._chains.pop(where, None)
+        out = ""
+        for flt in chain or ():
+            if out:
+                out = await flt.feed(out)
+            out += await flt.finish()
+        self._released[where] = self._released.get(where, "") + out
+        return out
+
+    async def _flush(self) -> list[JSON]:
+        """The stream ended without a finish marker: release what the filters still hold."""
+        out: list[JSON] = []
+        for where in list(self._chains):
+            tail = await self._finish(where)
+            if not tail:
+                continue
+            if self.responses:
+                item_id, index = where
+                out.append({"type": "response.output_text.delta", "item_id": item_id, "content_index": index,
+                            "output_index": 0, "delta": tail})  # fmt: skip
+            else:
+                base = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
+                out.append({**base, "choices": [{"index": where, "delta": {"content": tail}, "finish_reason": None}]})
+        return out
+
+    # -- closing ----------------------------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Release the upstream stream, fix the final usage and run the close callbacks; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + CLOSE_TIMEOUT_S
+            try:
+                if self._gen is not None:
+                    await self._gen.aclose()
+                await self.source.aclose()
+            except Exception:
+                logger.exception("closing the upstream stream failed")
+            self._final_usage()
+            for callback in self._callbacks:
+                try:
+                    await callback(self)
+                except Exception:
+                    logger.exception("a stream close callback failed")
+
+    def _final_usage(self) -> None:
+        tokens = self.source.usage
+        cost = self.source.cost
+        if tokens is None:
+            self.estimated = True
+            tokens = TokenUsage(self.prompt_estimate, estimate_text_tokens(self._chars))
+            price = self.source.price
+            cost = price.cost(tokens) if price is not None else None
+        self.cost = cost
+        self.usage = Usage(requests=1, tokens=tokens.total_tokens, usd=cost or 0.0)
+
+
+def _part(event: JSON) -> tuple[Any, Any]:
+    return (event.get("item_id"), event.get("content_index", 0))
+
+
+def _stream_error(exc: ProviderError) -> HubError:
+    if isinstance(exc, ProviderTimeout):
+        return UpstreamTimedOut(f"the provider stalled mid-stream: {exc.reason}")
+    return UpstreamFailed(f"the provider stream failed: {exc.reason}")
