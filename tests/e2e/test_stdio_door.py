@@ -1,0 +1,184 @@
+"""`agenthub stdio`, driven by the `mcp` SDK client over stdio as Claude Desktop would launch it.
+
+- `agenthub stdio --config FILE`: an embedded hub in the child process; the key comes from `AGENTHUB_KEY`.
+- `agenthub stdio --url http://127.0.0.1:PORT/mcp`: a bridge to a real `agenthub serve` subprocess (its own
+  temp config and SQLite database), sending `AGENTHUB_KEY` as bearer token. A key the hub refuses makes the
+  bridge exit at once with a message, instead of serving an empty tool list.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import mcp_types as types
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.shared.exceptions import MCPError
+
+from tests.hub.harness import ALICE, BOB
+from tests.tools import ServedProcess, served
+from tests.tools.node import REPO_ROOT
+
+pytestmark = pytest.mark.anyio
+
+AGENTHUB = str(Path(sys.executable).with_name("agenthub"))
+FIXTURE = REPO_ROOT / "tests" / "servers" / "fixture_server.py"
+
+
+def write_config(folder: Path) -> Path:
+    """A config file with the fixture upstream over stdio, keys alice (every tool) and bob (echo only)."""
+    path = folder / "agenthub.toml"
+    path.write_text(
+        f"""
+[hub]
+listen = "127.0.0.1:1"
+database = "sqlite:///{folder / "hub.db"}"
+upstream_start_timeout_s = 20
+
+[servers.fixture]
+transport = "stdio"
+command = "{sys.executable}"
+args = ["{FIXTURE}"]
+
+[[keys]]
+name = "alice"
+secret = "{ALICE}"
+tools = ["*"]
+
+[[keys]]
+name = "bob"
+secret = "{BOB}"
+tools = ["fixture__echo"]
+"""
+    )
+    return path
+
+
+def stdio_params(args: list[str], key: str | None) -> StdioServerParameters:
+    env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/tmp")}
+    if key is not None:
+        env["AGENTHUB_KEY"] = key
+    return StdioServerParameters(command=AGENTHUB, args=args, env=env, cwd=REPO_ROOT)
+
+
+@pytest.fixture(scope="module")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+async def serving_hub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ServedProcess]:
+    """A real `agenthub serve` on a free port, with its own config and database (one for this module)."""
+    config = write_config(tmp_path_factory.mktemp("serve"))
+    argv = [AGENTHUB, "serve", "--config", str(config), "--listen", "127.0.0.1:{port}"]
+    async with served(argv, ready_timeout=30) as hub:
+        yield hub
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_embedded_hub_over_stdio_lists_and_calls_tools(tmp_path: Path, mode: str) -> None:
+    params = stdio_params(["stdio", "--config", str(write_config(tmp_path))], ALICE)
+    with anyio.fail_after(45):
+        async with Client(params, mode=mode) as client:
+            names = [tool.name for tool in (await client.list_tools()).tools]
+            echoed = await client.call_tool("fixture__echo", {"message": "over stdio"})
+            added = await client.call_tool("fixture__add", {"a": 40, "b": 2})
+            with pytest.raises(MCPError) as unknown:
+                await client.call_tool("fixture__nope", {})
+    assert names == sorted(names) and {"fixture__echo", "fixture__add", "fixture__slow"} <= set(names)
+    assert echoed.content == [types.TextContent(type="text", text="over stdio")]
+    assert added.structured_content == {"result": 42}
+    assert unknown.value.error.message == "unknown tool: fixture__nope"
+
+
+async def test_embedded_hub_applies_the_keys_tool_globs(tmp_path: Path) -> None:
+    params = stdio_params(["stdio", "--config", str(write_config(tmp_path))], BOB)
+    with anyio.fail_after(45):
+        async with Client(params, mode="legacy") as client:
+            names = [tool.name for tool in (await client.list_tools()).tools]
+            with pytest.raises(MCPError) as denied:
+                await client.call_tool("fixture__add", {"a": 1, "b": 2})
+    assert names == ["fixture__echo"]
+    assert denied.value.error.message == "unknown tool: fixture__add"
+
+
+async def test_embedded_hub_with_a_wrong_key_refuses_every_request(tmp_path: Path) -> None:
+    params = stdio_params(["stdio", "--config", str(write_config(tmp_path))], "ahk-not-a-key")
+    with anyio.fail_after(45):
+        async with Client(params, mode="legacy") as client:
+            with pytest.raises(MCPError) as listing:
+                await client.list_tools()
+            with pytest.raises(MCPError) as calling:
+                await client.call_tool("fixture__echo", {"message": "x"})
+    for refused in (listing, calling):
+        assert refused.value.error.code == -32001
+        assert "virtual key" in refused.value.error.message
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_bridge_to_a_running_hub_lists_and_calls_tools(serving_hub: ServedProcess, mode: str) -> None:
+    seen: list[float] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append(progress)
+
+    params = stdio_params(["stdio", "--url", serving_hub.url("/mcp")], ALICE)
+    with anyio.fail_after(45):
+        async with Client(params, mode=mode) as client:
+            names = [tool.name for tool in (await client.list_tools()).tools]
+            echoed = await client.call_tool("fixture__echo", {"message": "bridged"})
+            slow = await client.call_tool("fixture__slow", {"seconds": 0.1, "steps": 2}, progress_callback=on_progress)
+            prompt = await client.get_prompt("fixture__greeting", {"name": "Ada"})
+    assert names == sorted(names) and {"fixture__echo", "fixture__add"} <= set(names)
+    assert echoed.content == [types.TextContent(type="text", text="bridged")]
+    assert not slow.is_error and seen == [1, 2]
+    assert prompt.messages[0].content == types.TextContent(type="text", text="Say hello to Ada.")
+
+
+async def test_bridge_passes_on_the_keys_restrictions(serving_hub: ServedProcess) -> None:
+    params = stdio_params(["stdio", "--url", serving_hub.url("/mcp")], BOB)
+    with anyio.fail_after(45):
+        async with Client(params, mode="legacy") as client:
+            names = [tool.name for tool in (await client.list_tools()).tools]
+            with pytest.raises(MCPError) as denied:
+                await client.call_tool("fixture__add", {"a": 1, "b": 2})
+    assert names == ["fixture__echo"]
+    assert "unknown tool: fixture__add" in denied.value.error.message
+
+
+@pytest.mark.parametrize("key", ["ahk-not-a-key", None], ids=["bad-key", "no-key"])
+async def test_bridge_with_a_refused_key_exits_at_once_with_a_message(
+    serving_hub: ServedProcess, key: str | None
+) -> None:
+    params = stdio_params(["stdio", "--url", serving_hub.url("/mcp")], key)
+    started = time.monotonic()
+    completed = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [params.command, *params.args],
+            input=b"",
+            capture_output=True,
+            env=params.env,
+            cwd=params.cwd,
+            timeout=30,
+            check=False,
+        )
+    )
+    elapsed = time.monotonic() - started
+    stderr = completed.stderr.decode(errors="replace")
+    assert completed.returncode == 1, stderr
+    assert completed.stdout == b""
+    assert f"the hub at {serving_hub.url('/mcp')} requires a valid virtual key" in stderr
+    assert ("no key in AGENTHUB_KEY" if key is None else "refused the key in AGENTHUB_KEY") in stderr
+    assert elapsed < 15  # not after the 30 s connect timeout
+    if key is not None:
+        # The SDK client sees the server go away instead of waiting on an empty bridge.
+        with anyio.fail_after(30), pytest.raises(BaseException) as raised:
+            async with Client(params, mode="legacy") as client:
+                await client.list_tools()
+        assert isinstance(raised.value, MCPError | BaseExceptionGroup)
