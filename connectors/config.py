@@ -28,6 +28,8 @@ class _UpstreamBase(BaseModel):
     """`shared`: one long-lived session for every caller. `per_client`: one upstream session per downstream MCP
     session, for servers that keep per-client state or ask the client for sampling, elicitation or roots."""
     enabled: bool = True
+    code_mode: bool = False
+    """Offer this server's tools through the Code Mode meta-tools instead of the plain tool list."""
 
     @field_validator("name")
     @classmethod

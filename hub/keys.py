@@ -44,6 +44,7 @@ POLICY_FIELDS = (
     "chat_tools",
     "auto_execute",
     "max_agent_depth",
+    "code_limits",
 )
 """What a key carries besides its identity, stored as one JSON document per key."""
 
@@ -67,6 +68,8 @@ class VirtualKey:
     chat_tools: tuple[str, ...] = ()
     auto_execute: tuple[str, ...] = ()
     max_agent_depth: int = 10
+    code_limits: tuple[tuple[str, float], ...] = ()
+    """Code Mode sandbox limits for this key (`SandboxLimits` field names); empty means the defaults."""
     _tools: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
     _models: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
     _providers: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
@@ -103,6 +106,7 @@ class VirtualKey:
             chat_tools=tuple(policy.get("chat_tools") or ()),
             auto_execute=tuple(policy.get("auto_execute") or ()),
             max_agent_depth=int(policy.get("max_agent_depth", 10)),
+            code_limits=tuple(sorted((policy.get("code_limits") or {}).items())),
         )
 
     def allows_tool(self, name: str) -> bool:

@@ -68,6 +68,22 @@ class HubSection(BaseModel):
         return value
 
 
+class CodeLimits(BaseModel):
+    """Per-key Code Mode limits (any subset; the rest keep the sandbox defaults)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    wall_time: float | None = Field(default=None, gt=0, le=600)
+    memory_bytes: int | None = Field(default=None, ge=16 << 20, le=4 << 30)
+    fuel: int | None = Field(default=None, gt=0)
+    max_tool_calls: int | None = Field(default=None, ge=0, le=10_000)
+    max_tool_result_bytes: int | None = Field(default=None, gt=0)
+    max_output_bytes: int | None = Field(default=None, gt=0)
+    max_result_bytes: int | None = Field(default=None, gt=0)
+    tool_timeout: float | None = Field(default=None, gt=0, le=3600)
+    total_timeout: float | None = Field(default=None, gt=0, le=3600)
+
+
 class KeyConfig(BaseModel):
     """`[[keys]]`: a virtual key declared in the config file (bootstrap keys)."""
 
@@ -94,6 +110,8 @@ class KeyConfig(BaseModel):
     chat_tools: list[str] = Field(default_factory=list[str])
     auto_execute: list[str] = Field(default_factory=list[str])
     max_agent_depth: int = Field(default=10, ge=1, le=100)
+    code_limits: CodeLimits | None = None
+    """Code Mode limits for this key's programs (wall time, memory, tool calls, output sizes, timeouts)."""
 
 
 class Settings(BaseModel):

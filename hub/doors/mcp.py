@@ -23,6 +23,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.registry import Entry, RegistryView, policy_name
 from hub.call import Call, Principal
+from hub.codemode import CodeMode
 from hub.errors import HubError, NotFound
 from hub.pipeline import Handler
 from hub.sessions import LOG_LEVEL_KEY
@@ -68,12 +69,14 @@ class McpDoor:
         *,
         scope: str | None = None,
         default_principal: Callable[[], Principal | None] | None = None,
+        codemode: CodeMode | None = None,
         version: str = "0.1.0",
     ) -> None:
         self._pipeline = pipeline
         self._view = view
         self.scope = scope
         self._default_principal = default_principal
+        self.codemode = codemode
         self._cache: ListCache = {}
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._scope_names: tuple[int, dict[str, str], dict[str, str]] = (-1, {}, {})
@@ -164,10 +167,17 @@ class McpDoor:
         return result
 
     def list_tools_for(self, principal: Principal) -> dict[str, Any]:
-        """The `tools/list` result for a key (handshake era)."""
-        return self._cached(
-            None, "tools", principal, lambda v: {"tools": self._dump(self._visible(v.tools, principal))}
-        )
+        """The `tools/list` result for a key (handshake era): its tools, with Code Mode tools behind the meta-tools."""
+
+        def build(view: RegistryView) -> dict[str, Any]:
+            visible = self._visible(view.tools, principal)
+            codemode = self.codemode
+            if codemode is None:
+                return {"tools": self._dump(visible)}
+            plain = [e for e in visible if not codemode.hides(principal.key, e)]
+            return {"tools": codemode.meta_tools(principal.key, view) + self._dump(plain)}
+
+        return self._cached(None, "tools", principal, build)
 
     @staticmethod
     def _check_cursor(params: types.PaginatedRequestParams | None) -> None:
@@ -263,6 +273,34 @@ class McpDoor:
             ) from None
         return without_upstream_identity(outcome.value)
 
+    async def call_tool_value(
+        self, principal: Principal, name: str, arguments: dict[str, Any], context: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """One `tools/call` as the client made it: a Code Mode meta-tool, or a governed `mcp.tool` call.
+
+        Raises:
+            HubError: the call was refused or failed; the message names the tool as the client called it.
+        """
+        view = self._view()
+        codemode = self.codemode
+        if codemode is not None and codemode.handles(principal.key, view, name):
+            result: dict[str, Any] = await codemode.call(principal, view, name, arguments)
+            return result
+        call = Call(
+            door="mcp",
+            operation="mcp.tool",
+            target=self._exposed("tool", name),
+            payload=arguments,
+            principal=principal,
+            context=context or {},
+        )
+        try:
+            outcome = await self._pipeline(call)
+        except HubError as exc:
+            exc.message = self.client_message(exc, call.target, name)
+            raise
+        return without_upstream_identity(outcome.value)
+
     async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
         principal = self._principal(ctx)
         context: dict[str, Any] = {"downstream": ctx.session}
@@ -273,15 +311,10 @@ class McpDoor:
                 await session.report_progress(value, total, message)
 
             context["progress"] = progress
-        call = Call(
-            door="mcp",
-            operation="mcp.tool",
-            target=self._exposed("tool", params.name),
-            payload=params.arguments or {},
-            principal=principal,
-            context=context,
-        )
-        result: dict[str, Any] = await self._run(call, params.name)
+        try:
+            result = await self.call_tool_value(principal, params.name, params.arguments or {}, context)
+        except HubError as exc:
+            raise MCPError(code=exc.jsonrpc_code, message=exc.message, data=exc.data) from None
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and "resultType" not in result:
             # Upstream results arrive as handshake-era wire dicts; a 2026-07-28 result must say it is complete.
             result = {**result, "resultType": "complete"}

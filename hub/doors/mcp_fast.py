@@ -18,7 +18,7 @@ from mcp.server.transport_security import TransportSecurityMiddleware, Transport
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.types import Message, Receive, Scope, Send
 
-from hub.call import Call, Principal
+from hub.call import Principal
 from hub.doors.mcp import McpDoor
 from hub.errors import HubError, PayloadTooLarge
 
@@ -83,24 +83,15 @@ class FastPath:
             arguments = params.get("arguments", {})
             if not isinstance(name, str) or not isinstance(arguments, dict):
                 return _replay(body, receive)
-            target = self._door.exposed_tool(name)
-            entry = self._door.view().tools.get(target)
+            entry = self._door.view().tools.get(self._door.exposed_tool(name))
             if entry is not None and self._needs_session(entry.server):
                 return _replay(body, receive)
-            call = Call(
-                door="mcp",
-                operation="mcp.tool",
-                target=target,
-                payload=arguments,
-                principal=principal,
-            )
             try:
-                outcome = await self._door.pipeline(call)
+                result = await self._door.call_tool_value(principal, name, arguments)
             except HubError as exc:
-                error = {"code": exc.jsonrpc_code, "message": self._door.client_message(exc, call.target, name)}
+                error = {"code": exc.jsonrpc_code, "message": exc.message}
                 await _respond(send, {"jsonrpc": "2.0", "id": request_id, "error": error})
                 return None
-            result = outcome.value
         await _respond(send, {"jsonrpc": "2.0", "id": request_id, "result": result})
         return None
 
