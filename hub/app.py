@@ -22,6 +22,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from connectors.registry import Registry, RegistryView
 from hub.call import Call, Principal
+from hub.codemode import CodeMode, with_code_mode
 from hub.doors.mcp import McpDoor
 from hub.doors.mcp_fast import FastPath
 from hub.executors import McpExecutor
@@ -69,15 +70,22 @@ class Hub:
     default_principal: Principal | None = None
     limiter: Limiter | None = None
     llm_router: Router | None = None
+    codemode: CodeMode = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
 
     # -- keys -------------------------------------------------------------------------------------------------
 
+    def __post_init__(self) -> None:
+        self.codemode = CodeMode(self._code_mode_servers)
+
+    def _code_mode_servers(self) -> frozenset[str]:
+        return frozenset(name for name, up in self.registry.upstreams.items() if up.config.code_mode)
+
     def sync_config_keys(self) -> None:
         """Make the database match the `[[keys]]` of the config file; generate missing secrets once."""
         for key in self.settings.keys:
-            policy = key.model_dump(mode="json", exclude={"name", "secret", "expires_at"})
+            policy = key.model_dump(mode="json", exclude={"name", "secret", "expires_at"}, exclude_none=True)
             _row, created = self.store.upsert_config_key(key.name, key.secret, policy, key.expires_at)
             if created and key.secret is None:
                 secret = new_secret()
@@ -133,6 +141,7 @@ class Hub:
             self.llm_router = await self._open_llm_router()
             llm = LlmExecutor(self.llm_router) if self.llm_router is not None else None
             executor = dispatching(McpExecutor(self.registry, per_client.upstream_for), llm)
+            executor = with_code_mode(executor, self.codemode, self.view)
             stages: list[Stage] = [
                 AuditStage(self.request_log),
                 AuthnStage(lambda: self.keyring),
@@ -142,6 +151,8 @@ class Hub:
             if guardrails is not None:
                 stages.append(GuardrailsStage(guardrails, self._server_of))
             self.pipeline = compose(stages, executor)
+            self.codemode.pipeline = self.pipeline
+            self.codemode.task_group = tg
             self.mcp = self._new_door(None)
             self.registry.add_listener(self._registry_changed)
             tg.start_soon(self.request_log.run)
@@ -197,7 +208,13 @@ class Hub:
 
     def _new_door(self, scope: str | None) -> McpDoor:
         assert self.pipeline is not None
-        door = McpDoor(self.pipeline, self.view, scope=scope, default_principal=lambda: self.default_principal)
+        door = McpDoor(
+            self.pipeline,
+            self.view,
+            scope=scope,
+            default_principal=lambda: self.default_principal,
+            codemode=self.codemode,
+        )
         door.set_completer(self._complete)
         return door
 
