@@ -23,6 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from connectors.registry import Registry, RegistryView
 from hub.call import Call, Principal
 from hub.codemode import CodeMode, with_code_mode
+from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
 from hub.doors.mcp_fast import FastPath
 from hub.executors import McpExecutor
@@ -69,6 +70,8 @@ class Hub:
     server_doors: dict[str, McpDoor] = field(default_factory=dict[str, McpDoor])
     default_principal: Principal | None = None
     limiter: Limiter | None = None
+    control: ControlPlane | None = None
+    """Admin tables, audit log and run-time servers (set while running)."""
     llm_router: Router | None = None
     codemode: CodeMode = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
@@ -131,6 +134,7 @@ class Hub:
         """Start every background part; stop them all on exit."""
         counters = await self._open_counters()
         self.limiter = Limiter(counters, self.settings.governance())
+        self.control = ControlPlane(self)
         await anyio.to_thread.run_sync(self.sync_config_keys)
         await anyio.to_thread.run_sync(self.reload_keys)
         self.request_log = RequestLog(self.store)
@@ -158,6 +162,7 @@ class Hub:
             tg.start_soon(self.request_log.run)
             tg.start_soon(self._watch_keys)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
+            await self.control.start(tg)
             await self.registry.wait_ready(self.settings.hub.upstream_start_timeout_s)
             try:
                 yield self

@@ -127,6 +127,9 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
+    from hub.admin_cli import audit_change
+
+    audit_change(args.config, "key.create", "key", row.id, None, {"name": row.name, "prefix": row.prefix, **policy})
     _out(f"Created key '{row.name}' ({row.id}). Its secret is shown once:")
     _out(secret)
     return 0
@@ -167,6 +170,9 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     if not done:
         _err(f"error: no active key named '{args.name}'")
         return 1
+    from hub.admin_cli import audit_change
+
+    audit_change(args.config, "key.revoke", "key", args.name, None, {"revoked": True})
     _out(f"Revoked key '{args.name}'.")
     return 0
 
@@ -281,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     check = config.add_parser("check", parents=[common], help="validate a config file")
     check.add_argument("file", nargs="?", default=None)
     check.set_defaults(func=cmd_config_check)
+    from hub.admin_cli import add_admin_commands
+
+    add_admin_commands(sub, common, servers, keys)
     return parser
 
 

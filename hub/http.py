@@ -23,11 +23,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub, McpEndpoint, open_hub
 from hub.call import Principal
+from hub.doors.admin_ops import admin_routes
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
 from hub.doors.openai import openai_routes
 from hub.doors.tools_rest import execute_tool_route
-from hub.doors.web import WWW_AUTHENTICATE, credential, error_response, json_response
-from hub.errors import PayloadTooLarge, Unauthenticated
+from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
+from hub.errors import PayloadTooLarge
 from hub.keys import bearer_token, constant_time_equal
 from hub.settings import Settings
 
@@ -123,11 +124,6 @@ def build_app(
     `on_ready`."""
     ref = HubRef()
 
-    async def servers(request: Request) -> Response:
-        if not admin_authorized(request):
-            return error_response(Unauthenticated("an admin token is required (AGENTHUB_ADMIN_TOKEN)"))
-        return json_response({"data": server_status(ref.hub)})
-
     async def health(request: Request) -> Response:
         return json_response({"status": "ok"})
 
@@ -156,7 +152,7 @@ def build_app(
         routes=[
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
-            Route("/api/v1/servers", servers, methods=["GET"]),
+            *admin_routes(ref),
             *openai_routes(lambda: ref.hub),
         ],
         lifespan=lifespan,
