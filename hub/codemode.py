@@ -179,7 +179,10 @@ class CodeMode:
 
     @staticmethod
     def _limits(key: VirtualKey) -> SandboxLimits | None:
-        return SandboxLimits(**dict(key.code_limits)) if key.code_limits else None
+        if not key.code_limits:
+            return None
+        fields: dict[str, Any] = dict(key.code_limits)
+        return SandboxLimits(**fields)
 
     def auto_approved(self, key: VirtualKey, view: RegistryView, code: str, approved: Callable[[str], bool]) -> bool:
         """Whether a program may run without asking: every tool it can call is approved (decided with `ast`)."""
