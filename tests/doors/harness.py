@@ -4,12 +4,13 @@ Bedrock), each scriptable, and a hub config whose providers point at them."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from llm.testing import FakeScript, anthropic_app, bedrock_app, gemini_app, openai_app, serve
 from tests.hub.harness import ALICE, RunningHub, running_hub
@@ -40,6 +41,16 @@ MODELS = {
 PRICES = {f"{p}/{m}": {"input": 1000.0, "output": 2000.0} for p, m in MODELS.items()}
 """USD per million tokens: a default fake reply (12 prompt tokens, 1 completion token) costs 0.014 USD."""
 
+USER: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello"}]
+
+
+def error_of(exc: openai.APIError) -> dict[str, Any]:
+    """The OpenAI error envelope's inner object of an SDK error."""
+    body = exc.body
+    assert isinstance(body, dict)
+    return cast(dict[str, Any], body)
+
+
 FAST_ROUTING = {"max_retries": 1, "backoff_initial": 0.01, "backoff_max": 0.05, "max_retry_after": 1.0}
 
 
@@ -55,7 +66,7 @@ class Fakes:
 
 
 @contextlib.asynccontextmanager
-async def running_fakes(**provider_extra: dict[str, Any]) -> AsyncIterator[Fakes]:
+async def running_fakes(**provider_extra: dict[str, Any]) -> AsyncGenerator[Fakes]:
     """Start the five fakes. `provider_extra` adds settings to a provider's table (e.g. timeouts)."""
     fakes = Fakes({name: FakeScript() for name in MODELS})
     s = fakes.scripts
@@ -125,7 +136,7 @@ def llm_config(
 @contextlib.asynccontextmanager
 async def hub_with_fakes(
     tmp_path: Path, fakes: Fakes, keys: list[dict[str, Any]] | None = None, **kwargs: Any
-) -> AsyncIterator[RunningHub]:
+) -> AsyncGenerator[RunningHub]:
     async with running_hub(llm_config(fakes, keys, **kwargs), tmp_path) as hub:
         yield hub
 

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import anyio
 import openai
 import pytest
 
 from llm.testing import Reply, ToolCall
-from tests.doors.harness import MODELS, async_client, hub_with_fakes, running_fakes, sync_client
+from tests.doors.harness import MODELS, USER, async_client, hub_with_fakes, running_fakes, sync_client
 
 pytestmark = pytest.mark.anyio
 PROVIDERS = list(MODELS)
-USER = [{"role": "user", "content": "What time is it?"}]
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -126,17 +126,18 @@ async def test_embeddings_and_responses(tmp_path: Path) -> None:
 
 
 async def test_models_lists_only_what_the_key_may_use(tmp_path: Path) -> None:
-    keys = [
-        {"name": "alice", "secret": "ahk-alice-models-00000000000000000000000000", "models": ["*"]},
-        {"name": "bob", "secret": "ahk-bob-models-0000000000000000000000000000", "models": ["anthropic/*"]},
+    alice, bob = "ahk-alice-models-00000000000000000000000000", "ahk-bob-models-0000000000000000000000000000"
+    keys: list[dict[str, Any]] = [
+        {"name": "alice", "secret": alice, "models": ["*"]},
+        {"name": "bob", "secret": bob, "models": ["anthropic/*"]},
     ]
     async with running_fakes() as fakes, hub_with_fakes(tmp_path, fakes, keys) as hub:
-        async with async_client(hub, keys[0]["secret"]) as alice, async_client(hub, keys[1]["secret"]) as bob:
-            everything = [m.id async for m in alice.models.list()]
-            bobs = [m.id async for m in bob.models.list()]
-            one = await alice.models.retrieve("fast")
+        async with async_client(hub, alice) as alice_client, async_client(hub, bob) as bob_client:
+            everything = [m.id async for m in alice_client.models.list()]
+            bobs = [m.id async for m in bob_client.models.list()]
+            one = await alice_client.models.retrieve("fast")
             with pytest.raises(openai.NotFoundError):
-                await bob.models.retrieve("fast")
+                await bob_client.models.retrieve("fast")
     assert "fast" in everything and "openai/gpt-4o-mini" in everything
     assert bobs == ["anthropic/claude-3-5-haiku"]  # "fast" routes to openai only
     assert one.id == "fast"
