@@ -250,6 +250,7 @@ class AdminStore:
         with Session(self.engine) as s:
             s.add(row)
             s.commit()
+            s.refresh(row)
 
     def token_by_hash(self, token_hash: str) -> AdminTokenRow | None:
         with Session(self.engine) as s:
