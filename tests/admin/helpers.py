@@ -4,11 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
+import uvicorn
 
+from hub.app import open_hub
+from hub.http import build_app
+from hub.settings import settings_from_dict
 from tests.admin.conftest import ADMIN
+from tests.hub.harness import RunningHub
 
 
 @asynccontextmanager
@@ -22,3 +29,25 @@ async def admin_client(base: str, token: str = ADMIN) -> AsyncIterator[httpx2.As
 def tool_call(name: str, arguments: str = "{}") -> dict[str, Any]:
     """A `POST /v1/mcp/tool/execute` body."""
     return {"id": "call_1", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+@asynccontextmanager
+async def hub_on_port(config: dict[str, Any], tmp_path: Path, port: int) -> AsyncIterator[RunningHub]:
+    """Like `tests.hub.harness.running_hub`, on a port chosen beforehand (for URLs that must be known early)."""
+    config = {**config, "hub": {**config.get("hub", {}), "listen": f"127.0.0.1:{port}"}}
+    config["hub"].setdefault("database", f"sqlite:///{tmp_path / 'hub.db'}")
+    settings = settings_from_dict(config, tmp_path / "agenthub.toml")
+    hub = open_hub(settings)
+    server = uvicorn.Server(
+        uvicorn.Config(build_app(settings, hub), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(server.serve)
+        with anyio.fail_after(30):
+            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+                await anyio.sleep(0.02)
+        try:
+            yield RunningHub(hub, port)
+        finally:
+            server.should_exit = True
+    hub.store.close()
