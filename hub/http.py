@@ -150,10 +150,10 @@ def build_app(
 
     app = Starlette(
         routes=[
+            *openai_routes(lambda: ref.hub),  # first: the LLM hot path matches on the first routes tried
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             *admin_routes(ref),
-            *openai_routes(lambda: ref.hub),
         ],
         lifespan=lifespan,
     )

@@ -1,0 +1,260 @@
+"""The OpenAI door's cost: the hub against the same mock upstream called directly, and against a bare proxy.
+
+Three targets, each a separate process, all in front of one mock upstream (the `llm.testing` OpenAI fake under
+uvicorn with uvloop and httptools):
+
+  - direct: the mock itself (the floor);
+  - bare:   a pass-through proxy, starlette + one pooled aiohttp client, no governance (the Python ceiling);
+  - hub:    `agenthub serve` with a key that has a budget and a rate limit (authn, limits, audit all active).
+
+For each: non-streaming chat throughput at concurrency 32 and 128, p50/p99 latency at concurrency 1, the same
+for streaming chat (16 chunks, read to the end) and embeddings. The load generator is aiohttp in this process.
+
+Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "ahk-bench-llm-000000000000000000000000000000000"
+CHAT = b'{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hello there"}],"max_tokens":64}'
+STREAM = CHAT[:-1] + b',"stream":true}'
+EMBED = b'{"model":"openai/text-embedding-3-small","input":["one sentence to embed","and another one"]}'
+ANSWER = "a sixty-four character answer, split in sixteen pieces of four."
+
+MOCK = f"""
+import sys, uvicorn
+from llm.testing import FakeScript, Reply, openai_app
+app = openai_app(FakeScript(default=Reply({ANSWER!r})))
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", loop="uvloop", http="httptools",
+            access_log=False)
+"""
+
+BARE = """
+import sys, aiohttp, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+upstream = sys.argv[2]
+state = {}
+
+async def lifespan(app):
+    state["s"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+    yield
+    await state["s"].close()
+
+async def forward(request):
+    body = await request.body()
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    url = upstream + request.url.path
+    if b'"stream":true' in body:
+        response = await state["s"].post(url, data=body, headers=headers)
+        async def relay():
+            try:
+                async for chunk in response.content.iter_any():
+                    yield chunk
+            finally:
+                response.release()
+        return StreamingResponse(relay(), media_type="text/event-stream")
+    async with state["s"].post(url, data=body, headers=headers) as response:
+        return Response(await response.read(), status_code=response.status, media_type="application/json")
+
+app = Starlette(routes=[Route("/v1/chat/completions", forward, methods=["POST"]),
+                        Route("/v1/embeddings", forward, methods=["POST"])], lifespan=lifespan)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", loop="uvloop", http="httptools",
+            access_log=False)
+"""
+
+HUB_CONFIG = """
+[hub]
+listen = "127.0.0.1:{port}"
+database = "sqlite:///{dir}/hub.db"
+
+[[keys]]
+name = "bench"
+secret = "{key}"
+models = ["*"]
+budget = {{ max_usd = 1000000.0, reset = "1d" }}
+rate_limit = {{ requests = 100000000, tokens = 100000000000, period = "1m" }}
+
+[providers.openai]
+kind = "openai"
+base_url = "{upstream}/v1"
+keys = [ {{ name = "main", secret = "env:BENCH_OPENAI_KEY" }} ]
+max_connections = 256
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def start(argv: list[str], port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, cwd=ROOT, env=env
+    )
+    wait_port(port, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+Request = Callable[[], Awaitable[float | None]]
+
+
+def requester(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool) -> Request:
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+
+    async def one() -> float | None:
+        async with session.post(url, data=body, headers=headers) as response:
+            if response.status != 200:
+                raise RuntimeError(f"{url}: HTTP {response.status}: {(await response.read())[:200]!r}")
+            if stream:
+                async for _ in response.content.iter_any():
+                    pass
+            else:
+                await response.read()
+            overhead = response.headers.get("x-agenthub-overhead-ms")
+            return float(overhead) if overhead is not None else None
+
+    return one
+
+
+async def throughput(one: Request, concurrency: int, seconds: float) -> float:
+    deadline = time.perf_counter() + seconds
+    done = 0
+
+    async def worker() -> None:
+        nonlocal done
+        while time.perf_counter() < deadline:
+            await one()
+            done += 1
+
+    start_at = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return done / (time.perf_counter() - start_at)
+
+
+async def latency(one: Request, n: int) -> tuple[float, float, float | None]:
+    for _ in range(50):
+        await one()
+    samples: list[float] = []
+    overheads: list[float] = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        overhead = await one()
+        samples.append((time.perf_counter() - t0) * 1000)
+        if overhead is not None:
+            overheads.append(overhead)
+    samples.sort()
+    p50 = statistics.median(samples)
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return p50, p99, statistics.median(overheads) if overheads else None
+
+
+KINDS = {
+    "chat": ("/v1/chat/completions", CHAT, False),
+    "stream": ("/v1/chat/completions", STREAM, True),
+    "embed": ("/v1/embeddings", EMBED, False),
+}
+
+
+async def measure(targets: dict[str, str], seconds: float) -> dict[tuple[str, str], dict[str, float]]:
+    results: dict[tuple[str, str], dict[str, float]] = {}
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for kind, (path, body, stream) in KINDS.items():
+            for target, base in targets.items():
+                one = requester(session, base + path, body, stream)
+                row: dict[str, float] = {}
+                row["rps32"] = await throughput(one, 32, seconds)
+                row["rps128"] = await throughput(one, 128, seconds)
+                p50, p99, overhead = await latency(one, 400)
+                row["p50"], row["p99"] = p50, p99
+                if overhead is not None:
+                    row["overhead"] = overhead
+                results[(kind, target)] = row
+                print(f"{kind:<7}{target:<8}" + "  ".join(f"{k}={v:8.2f}" for k, v in row.items()), flush=True)
+    return results
+
+
+def report(results: dict[tuple[str, str], dict[str, float]]) -> None:
+    columns = [
+        "case", "direct req/s (32 / 128)", "bare proxy req/s", "hub req/s", "hub / bare",
+        "p50 direct / bare / hub (ms)", "p99 hub (ms)", "added p50 vs bare", "overhead header p50",
+    ]  # fmt: skip
+    print("\n| " + " | ".join(columns) + " |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in KINDS:
+        d, b, h = results[(kind, "direct")], results[(kind, "bare")], results[(kind, "hub")]
+        ratio = f"{h['rps32'] / b['rps32']:.0%} / {h['rps128'] / b['rps128']:.0%}"
+        print(
+            f"| {kind} | {d['rps32']:.0f} / {d['rps128']:.0f} | {b['rps32']:.0f} / {b['rps128']:.0f} | "
+            f"{h['rps32']:.0f} / {h['rps128']:.0f} | {ratio} | {d['p50']:.2f} / {b['p50']:.2f} / {h['p50']:.2f} | "
+            f"{h['p99']:.2f} | {h['p50'] - b['p50']:+.2f} ms | {h.get('overhead', float('nan')):.3f} ms |"
+        )
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            mock_port, bare_port, hub_port = free_port(), free_port(), free_port()
+            procs.append(start([sys.executable, "-c", MOCK, str(mock_port)], mock_port))
+            upstream = f"http://127.0.0.1:{mock_port}"
+            procs.append(start([sys.executable, "-c", BARE, str(bare_port), upstream], bare_port))
+            config = Path(tmp) / "agenthub.toml"
+            config.write_text(HUB_CONFIG.format(port=hub_port, dir=tmp, key=KEY, upstream=upstream))
+            env = {**os.environ, "BENCH_OPENAI_KEY": "sk-bench", "AGENTHUB_MASTER_KEY": "bench-" + "0" * 40}
+            serve = "import sys; from hub.cli import main; sys.exit(main(['serve', '--config', sys.argv[1]]))"
+            procs.append(start([sys.executable, "-c", serve, str(config)], hub_port, env))
+            targets = {
+                "direct": upstream,
+                "bare": f"http://127.0.0.1:{bare_port}",
+                "hub": f"http://127.0.0.1:{hub_port}",
+            }
+            report(asyncio.run(measure(targets, seconds)))
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+
+
+if __name__ == "__main__":
+    main()
