@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.auth.config import AuthConfig, NoAuth
+
 SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 """Server names become tool prefixes: short, and from the alphabet MCP clients accept in tool names."""
 
@@ -58,6 +60,8 @@ class SseConfig(_UpstreamBase):
     transport: Literal["sse"]
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict[str, str])
+    auth: AuthConfig = Field(default_factory=NoAuth)
+    """How the hub authenticates to this upstream: `none`, static `headers` or `oauth2` (see docs/upstream-auth.md)."""
 
 
 class HttpConfig(_UpstreamBase):
@@ -66,6 +70,8 @@ class HttpConfig(_UpstreamBase):
     transport: Literal["http"]
     url: str = Field(pattern=r"^https?://")
     headers: dict[str, str] = Field(default_factory=dict[str, str])
+    auth: AuthConfig = Field(default_factory=NoAuth)
+    """How the hub authenticates to this upstream: `none`, static `headers` or `oauth2` (see docs/upstream-auth.md)."""
 
 
 UpstreamConfig = Annotated[StdioConfig | SseConfig | HttpConfig, Field(discriminator="transport")]

@@ -5,6 +5,9 @@ request). For plain tool calls to an HTTP upstream the hub opens, next to the SD
 everything else (catalog, notifications, sampling), one handshake-era session of its own on a pooled
 aiohttp client and POSTs JSON-RPC directly, reading either a JSON or an SSE response. Any failure here is
 reported as an `UpstreamError`, exactly as on the SDK path.
+
+Credentials come from the same `httpx2.Auth` plug-in as the SDK session's (`connectors.auth`): each request is
+run through the plug-in's auth flow, so it carries the current token and a 401 gets one refreshed retry.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 
 import aiohttp
 import anyio
+import httpx2
 import orjson
 
 from connectors.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
@@ -21,13 +25,26 @@ from connectors.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUn
 PROTOCOL_VERSION = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
 CLIENT_INFO = {"name": "agenthub", "version": "0.1.0"}
+_NOT_FORWARDED = frozenset({"host", "content-length", "connection", "transfer-encoding"})
+
+_Sent = tuple[int, str, bytes, Any]
 
 
 class RawHttpSession:
     """One long-lived handshake-era session with a Streamable HTTP upstream."""
 
-    def __init__(self, server: str, url: str, headers: dict[str, str], *, max_connections: int = 100) -> None:
+    def __init__(
+        self,
+        server: str,
+        url: str,
+        headers: dict[str, str],
+        *,
+        max_connections: int = 100,
+        auth: httpx2.Auth | None = None,
+    ) -> None:
+        """`auth` sets credentials on every request (its auth flow runs per request, with its retries)."""
         self.server = server
+        self._auth = auth
         self.url = url
         self._base_headers = {"Accept": ACCEPT, "Content-Type": "application/json", **headers}
         self._headers = dict(self._base_headers)
@@ -100,13 +117,31 @@ class RawHttpSession:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' sent a malformed result")
         return result, headers
 
-    async def _send(self, body: bytes, *, timeout: float) -> tuple[int, str, bytes, Any]:
+    async def _send(self, body: bytes, *, timeout: float) -> _Sent:
+        if self._auth is None:
+            return await self._send_once(body, self._headers, timeout=timeout)
+        request = httpx2.Request("POST", self.url, headers=self._headers, content=body)
+        flow = self._auth.async_auth_flow(request)
+        try:
+            outgoing = await flow.__anext__()
+            while True:
+                headers = {k: v for k, v in outgoing.headers.items() if k.lower() not in _NOT_FORWARDED}
+                sent = await self._send_once(body, headers, timeout=timeout)
+                response = httpx2.Response(sent[0], headers=list(sent[3].items()), request=outgoing)
+                try:
+                    outgoing = await flow.asend(response)
+                except StopAsyncIteration:
+                    return sent
+        finally:
+            await flow.aclose()
+
+    async def _send_once(self, body: bytes, headers: dict[str, str], *, timeout: float) -> _Sent:
         http = self._http
         if http is None:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' is not connected")
         try:
             with anyio.fail_after(timeout):
-                async with http.post(self.url, data=body, headers=self._headers) as response:
+                async with http.post(self.url, data=body, headers=headers) as response:
                     payload = await response.read()
                     return response.status, response.headers.get("content-type", ""), payload, response.headers
         except TimeoutError:

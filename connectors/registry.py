@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import anyio
+import httpx2
 import mcp_types as types
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
@@ -58,12 +59,16 @@ class RegistryView:
 
 
 Listener = Callable[[RegistryView], Awaitable[None]]
+AuthFor = Callable[[StdioConfig | SseConfig | HttpConfig], httpx2.Auth | None]
+"""The HTTP auth plug-in for an upstream's shared session (may raise to refuse the configuration)."""
 
 
 class Registry:
     """Owns the upstreams and the current `RegistryView`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, auth_for: AuthFor | None = None) -> None:
+        """`auth_for` gives each added upstream's shared session its credentials (set it before `run`)."""
+        self.auth_for = auth_for
         self.upstreams: dict[str, Upstream] = {}
         self.view = RegistryView()
         self._listeners: list[Listener] = []
@@ -89,13 +94,18 @@ class Registry:
             await anyio.sleep_forever()
 
     def add(self, config: StdioConfig | SseConfig | HttpConfig) -> Upstream:
-        """Add (or replace) an upstream at run time and start connecting it in the background."""
+        """Add (or replace) an upstream at run time and start connecting it in the background.
+
+        Raises:
+            Exception: whatever `auth_for` raises for a configuration it refuses (nothing is replaced then).
+        """
         if self._tg is None:
             raise RuntimeError("the registry is not running")
+        http_auth = self.auth_for(config) if self.auth_for is not None else None
         old = self.upstreams.pop(config.name, None)
         if old is not None:
             old.stop()
-        upstream = Upstream(config, on_change=self._changed)
+        upstream = Upstream(config, on_change=self._changed, http_auth=http_auth)
         self.upstreams[config.name] = upstream
         if config.enabled:
             self._tg.start_soon(upstream.run, name=f"upstream:{config.name}")

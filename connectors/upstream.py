@@ -104,11 +104,15 @@ class Upstream:
         on_change: ChangeHook | None = None,
         callbacks: ClientCallbacks | None = None,
         mode: str = "auto",
+        http_auth: httpx2.Auth | None = None,
     ) -> None:
         """`mode` is the `mcp.Client` connect mode: `auto` (newest era the upstream speaks) or `legacy`
-        (the initialize handshake, where the upstream may send requests and log messages back)."""
+        (the initialize handshake, where the upstream may send requests and log messages back). `http_auth`
+        authenticates every HTTP request to an SSE or Streamable HTTP upstream (headers or OAuth tokens, see
+        `connectors.auth`); it replaces any `Authorization` header the request carried."""
         self.config = config
         self.mode = mode
+        self.http_auth = http_auth
         self.name = config.name
         self.catalog = Catalog()
         self.health = Health()
@@ -207,7 +211,7 @@ class Upstream:
 
     async def _open_fast_path(self, cfg: HttpConfig) -> None:
         """Open the lean session used for plain tool calls; without it calls take the SDK path."""
-        fast = RawHttpSession(self.name, cfg.url, dict(cfg.headers))
+        fast = RawHttpSession(self.name, cfg.url, dict(cfg.headers), auth=self.http_auth)
         try:
             await fast.open()
         except Exception as exc:
@@ -253,9 +257,11 @@ class Upstream:
             )
             transport = stdio_client(params)
         elif isinstance(cfg, SseConfig):
-            transport = sse_client(cfg.url, headers=dict(cfg.headers), timeout=cfg.connect_timeout_s)
+            transport = sse_client(
+                cfg.url, headers=dict(cfg.headers), timeout=cfg.connect_timeout_s, auth=self.http_auth
+            )
         else:
-            transport = _http_transport(cfg, self._saw_status)
+            transport = _http_transport(cfg, self._saw_status, self.http_auth)
         cb = self._callbacks
         return Client(
             WatchedTransport(transport, on_close=self._on_transport_closed),
@@ -419,7 +425,9 @@ def resolve_command(command: str) -> str:
     return str(beside) if beside.exists() else command
 
 
-def _http_transport(cfg: HttpConfig, on_status: Callable[[int], None]) -> AbstractAsyncContextManager[Any]:
+def _http_transport(
+    cfg: HttpConfig, on_status: Callable[[int], None], auth: httpx2.Auth | None
+) -> AbstractAsyncContextManager[Any]:
     async def record(response: httpx2.Response) -> None:
         on_status(response.status_code)
 
@@ -429,7 +437,7 @@ def _http_transport(cfg: HttpConfig, on_status: Callable[[int], None]) -> Abstra
         hooks = {"response": [record]}
         async with (
             httpx2.AsyncClient(
-                headers=dict(cfg.headers), timeout=timeout, follow_redirects=False, event_hooks=hooks
+                headers=dict(cfg.headers), auth=auth, timeout=timeout, follow_redirects=False, event_hooks=hooks
             ) as http,
             streamable_http_client(cfg.url, http_client=http) as streams,
         ):

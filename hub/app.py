@@ -41,6 +41,7 @@ from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
 from hub.store.sql import SqlStore
+from hub.upstream_auth import HubAuth, open_token_store
 from llm import LLMConfig, Router
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class Hub:
     default_principal: Principal | None = None
     limiter: Limiter | None = None
     control: ControlPlane | None = None
+    auth: HubAuth | None = None
+    """Upstream credentials, per-user OAuth sessions and authorizations (set while running)."""
     """Admin tables, audit log and run-time servers (set while running)."""
     llm_router: Router | None = None
     codemode: CodeMode = field(init=False)
@@ -131,7 +134,14 @@ class Hub:
 
     @asynccontextmanager
     async def running(self) -> AsyncGenerator[Hub, None]:
-        """Start every background part; stop them all on exit."""
+        """Start every background part; stop them all on exit.
+
+        Raises:
+            ConfigError: a server's auth configuration cannot work, or the master key its tokens need is wrong.
+        """
+        store = await anyio.to_thread.run_sync(open_token_store, self.settings, self.store.engine)
+        self.auth = auth = HubAuth(self.settings, store, self.registry)
+        auth.check(self.settings.servers)
         counters = await self._open_counters()
         self.limiter = Limiter(counters, self.settings.governance())
         self.control = ControlPlane(self)
@@ -141,10 +151,11 @@ class Hub:
         guardrails = Guardrails(self.settings.guardrails) if self.settings.guardrails else None
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            per_client = PerClientUpstreams(self.registry, tg)
+            await tg.start(auth.run)
+            per_client = PerClientUpstreams(self.registry, tg, auth.http_auth_for)
             self.llm_router = await self._open_llm_router()
             llm = LlmExecutor(self.llm_router) if self.llm_router is not None else None
-            executor = dispatching(McpExecutor(self.registry, per_client.upstream_for), llm)
+            executor = dispatching(McpExecutor(self.registry, auth.upstream_for(per_client.upstream_for)), llm)
             executor = with_code_mode(executor, self.codemode, self.view)
             stages: list[Stage] = [
                 AuditStage(self.request_log),
@@ -172,6 +183,7 @@ class Hub:
                 tg.cancel_scope.cancel()
         self._tg = None
         with anyio.CancelScope(shield=True):
+            await auth.aclose()
             if guardrails is not None:
                 await guardrails.aclose()
             if self.llm_router is not None:

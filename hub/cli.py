@@ -6,6 +6,7 @@ agenthub stdio   [--config FILE | --url URL]           key from AGENTHUB_KEY
 agenthub keys    create --name NAME [--tools GLOB ...] | list | revoke NAME
 agenthub servers [--config FILE] [--json]
 agenthub config  check [FILE]
+agenthub auth    login|logout SERVER [--subject KEY_NAME]
 ```
 Every command takes `--config FILE` (default `./agenthub.toml`).
 """
@@ -63,7 +64,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             extra = f" ({upstream.health.error})" if upstream.health.error and state != "ready" else ""
             _out(f"  upstream {name}: {state}, {len(upstream.catalog.tools)} tools{extra}")
 
-    app = build_app(settings, open_hub(settings), on_ready=announce)
+    from hub.upstream_auth import open_token_store
+
+    opened = open_hub(settings)
+    open_token_store(settings, opened.store.engine)  # a missing or wrong master key stops here, with its reason
+    app = build_app(settings, opened, on_ready=announce)
 
     config = uvicorn.Config(
         app,
@@ -290,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.admin_cli import add_admin_commands
 
     add_admin_commands(sub, common, servers, keys)
+    from hub.auth_cli import add_auth_commands
+
+    add_auth_commands(sub, common)
     return parser
 
 

@@ -6,6 +6,7 @@ HubError                       base; never shown with internals
 │   └── PayloadTooLarge        body over the configured limit          413  invalid_request_error   -32600
 ├── Unauthenticated            missing, unknown, revoked, expired key  401  authentication_error    -32001
 ├── Forbidden                  not permitted / blocked by a guardrail  403  permission_error        -32003
+│   └── AuthorizationNeeded    the caller must authorize an upstream   403  permission_error        -32042
 ├── NotFound                   unknown tool/prompt/resource/model      404  not_found_error         -32602
 ├── BudgetExceeded             a budget on some level is spent         402  insufficient_quota      -32004
 ├── RateLimited                too many requests or tokens             429  rate_limit_error        -32005
@@ -14,7 +15,8 @@ HubError                       base; never shown with internals
 └── Internal                   anything unexpected (fail closed)       500  internal_error          -32603
 ```
 
-On MCP a tool the key may not use raises `NotFound`, exactly like an unknown name.
+On MCP a tool the key may not use raises `NotFound`, exactly like an unknown name. `AuthorizationNeeded` is the
+MCP URL-elicitation-required error: its `data` lists the URL the caller must open.
 """
 
 from __future__ import annotations
@@ -76,6 +78,27 @@ class Unauthenticated(HubError):
 
 class Forbidden(HubError):
     wire = Wire(403, "permission_error", -32003)
+
+
+class AuthorizationNeeded(Forbidden):
+    """The caller has not authorized the hub at an upstream yet (per-user OAuth); `url` is where to do it.
+
+    On MCP it is the URL-elicitation-required error (-32042) with `data.elicitations`; on REST a 403 whose message
+    carries the URL.
+    """
+
+    wire = Wire(403, "permission_error", -32042)
+
+    def __init__(self, server: str, url: str, elicitation_id: str) -> None:
+        message = f"authorize AgentHub to use '{server}' on your behalf: open {url}"
+        elicitation = {"mode": "url", "url": url, "message": message, "elicitationId": elicitation_id}
+        super().__init__(message, data={"elicitations": [elicitation]})
+        self.server = server
+        self.url = url
+
+    @property
+    def code(self) -> str:
+        return "upstream_authorization_required"
 
 
 class NotFound(HubError):

@@ -25,6 +25,7 @@ from hub.app import Hub, McpEndpoint, open_hub
 from hub.call import Principal
 from hub.doors.admin_ops import admin_routes
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
+from hub.doors.oauth import CALLBACK_PATH, callback_endpoint
 from hub.doors.openai import openai_routes
 from hub.doors.tools_rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
@@ -153,6 +154,7 @@ def build_app(
             *openai_routes(lambda: ref.hub),  # first: the LLM hot path matches on the first routes tried
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
+            Route(CALLBACK_PATH, callback_endpoint(lambda: ref.hub), methods=["GET"]),
             *admin_routes(ref),
         ],
         lifespan=lifespan,

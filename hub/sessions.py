@@ -12,10 +12,12 @@ gets the spec's `method not found` answer; log messages below the level the clie
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import anyio.abc
+import httpx2
 import mcp_types as types
 from mcp.client.session import ClientRequestContext
 from mcp.server.session import ServerSession
@@ -78,9 +80,16 @@ class _Downstream:
 class PerClientUpstreams:
     """Creates, reuses and closes per-client upstream sessions."""
 
-    def __init__(self, registry: Registry, task_group: anyio.abc.TaskGroup) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        task_group: anyio.abc.TaskGroup,
+        http_auth: Callable[[Call, str], httpx2.Auth | None] | None = None,
+    ) -> None:
+        """`http_auth(call, server)` gives a new session its credentials (the caller's own on per-user upstreams)."""
         self._registry = registry
         self._tg = task_group
+        self._http_auth = http_auth
 
     async def upstream_for(self, call: Call, server: str) -> Upstream:
         shared = self._registry.upstreams.get(server)
@@ -99,7 +108,8 @@ class PerClientUpstreams:
             downstream = _Downstream(downstream_session)
             modern = downstream_session.protocol_version in MODERN_PROTOCOL_VERSIONS
             mode = "auto" if modern else "legacy"
-            upstream = Upstream(shared.config, callbacks=_callbacks(downstream), mode=mode)
+            auth = self._http_auth(call, server) if self._http_auth is not None else shared.http_auth
+            upstream = Upstream(shared.config, callbacks=_callbacks(downstream), mode=mode, http_auth=auth)
             state[server] = (upstream, downstream)
             self._tg.start_soon(upstream.run, name=f"upstream:{server}:client")
             connection.exit_stack.callback(upstream.stop)

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connectors.auth import AuthConfigError, resolve_auth_secrets
 from connectors.config import StdioConfig, UpstreamConfig
 from hub.audit import AuditSection
 from hub.governance.config import (
@@ -57,6 +58,9 @@ class HubSection(BaseModel):
     """How long start-up waits for upstreams before serving anyway (the rest keep connecting)."""
     insecure_loopback: bool = False
     """Allow plain http to loopback addresses where https is otherwise required."""
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$")
+    """The hub's address as browsers reach it (`https://hub.example.com`); the upstream OAuth redirect URI is
+    `{public_url}/oauth/callback`. Default: `http://{listen}`."""
     redis_url: str | None = None
     """Redis for rate-limit and budget counters shared by replicas; `AGENTHUB_REDIS_URL` overrides. Without it
     counters live in this process."""
@@ -161,6 +165,16 @@ class Settings(BaseModel):
         """Customers, teams and pricing as the limits engine takes them."""
         return GovernanceConfig(customers=self.customers, teams=self.teams, pricing=self.pricing)
 
+    def oauth_redirect_uri(self) -> str:
+        """Where upstream authorization servers send the browser back (`/oauth/callback` on the hub)."""
+        base = self.hub.public_url
+        if base is None:
+            host, port = parse_listen(self.hub.listen)
+            host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared, not bound
+            shown = f"[{host}]" if ":" in host else host
+            base = f"http://{shown}:{port}"
+        return base.rstrip("/") + "/oauth/callback"
+
     def redis_url(self) -> str | None:
         return os.environ.get("AGENTHUB_REDIS_URL") or self.hub.redis_url
 
@@ -249,6 +263,10 @@ def _resolve_secrets(settings: Settings, label: str) -> Settings:
             update["headers"] = {
                 k: resolve_secret(v, base, f"{label}: servers.{name}.headers.{k}") for k, v in server.headers.items()
             }
+            try:
+                update["auth"] = resolve_auth_secrets(server.auth, base, f"{label}: servers.{name}.auth")
+            except AuthConfigError as exc:
+                raise ConfigError(exc.message) from None
         servers[name] = server.model_copy(update=update)
     keys = [
         k.model_copy(update={"secret": resolve_secret(k.secret, base, f"{label}: keys.{k.name}.secret")})

@@ -36,11 +36,14 @@ class UpstreamAuths:
     ) -> None:
         """Register an upstream's auth configuration (no I/O).
 
+        Replaces the upstream's previous configuration; an `UpstreamAuth` it replaces is not closed here (see
+        `remove`).
+
         Raises:
             AuthConfigError: the configuration cannot work for this URL.
         """
         if isinstance(config, OAuth2Auth):
-            self._oauth[server] = UpstreamAuth(
+            auth = UpstreamAuth(
                 server,
                 url,
                 config,
@@ -49,8 +52,17 @@ class UpstreamAuths:
                 insecure_loopback=insecure_loopback,
                 clock=self._clock,
             )
-        elif isinstance(config, HeadersAuth):
-            self._headers[server] = config
+            self.remove(server)
+            self._oauth[server] = auth
+        else:
+            self.remove(server)
+            if isinstance(config, HeadersAuth):
+                self._headers[server] = config
+
+    def remove(self, server: str) -> UpstreamAuth | None:
+        """Forget an upstream's configuration; returns its `UpstreamAuth` (for the caller to close), if any."""
+        self._headers.pop(server, None)
+        return self._oauth.pop(server, None)
 
     def __iter__(self) -> Iterator[UpstreamAuth]:
         return iter(self._oauth.values())

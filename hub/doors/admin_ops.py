@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from hub.control import SERVER_CONFIG, config_dict
-from hub.doors import admin_entities as ent
+from hub.doors import admin_entities as ent, oauth
 from hub.doors.admin import (
     PREFIX,
     AdminApi,
@@ -31,7 +31,7 @@ from hub.doors.admin import (
     record,
     validation_message,
 )
-from hub.doors.admin_schema import PurgeIn, RoleIn, RolePatch, TokenIn, openapi_document
+from hub.doors.admin_schema import AuthLoginIn, PurgeIn, RoleIn, RolePatch, TokenIn, openapi_document
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.governance.audit_chain import AuditEvent
 from hub.governance.audit_export import to_json, to_jsonl, to_syslog
@@ -391,6 +391,10 @@ OPERATIONS: list[Op] = [
     Op("PUT", f"{_R}/servers/{{name}}", "Replace a run-time upstream's configuration", replace_server, "servers",
        "update", "server"),
     Op("DELETE", f"{_R}/servers/{{name}}", "Remove a run-time upstream", delete_server, "servers", "delete"),
+    Op("POST", f"{_R}/servers/{{name}}/auth/login", "Start an upstream OAuth authorization; returns the URL",
+       oauth.login, "servers", "update", AuthLoginIn),
+    Op("POST", f"{_R}/servers/{{name}}/auth/logout", "Delete a key's (or the hub's) upstream OAuth tokens",
+       oauth.logout, "servers", "update", AuthLoginIn),
     Op("GET", f"{_R}/roles", "Built-in and custom roles", list_roles, "roles"),
     Op("POST", f"{_R}/roles", "Create a custom role", create_role, "roles", "create", RoleIn, 201),
     Op("GET", f"{_R}/roles/{{name}}", "Get a role", get_role, "roles"),

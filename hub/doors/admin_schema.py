@@ -111,6 +111,13 @@ class PurgeIn(_Body):
     retention_days: float = Field(ge=0)
 
 
+class AuthLoginIn(_Body):
+    """Start (or end) an upstream OAuth authorization: for a key (its name or id), or without one for the hub's
+    own identity at the server."""
+
+    subject: str | None = Field(default=None, min_length=1, max_length=64)
+
+
 SERVER_BODY: dict[str, Any] = {
     "type": "object",
     "description": "An upstream MCP server: `name` plus the fields of a `[servers.NAME]` table "
@@ -132,6 +139,7 @@ SERVER_BODY: dict[str, Any] = {
 
 MODELS: tuple[type[BaseModel], ...] = (
     CustomerIn, CustomerPatch, TeamIn, TeamPatch, KeyIn, KeyPatch, RoleIn, RolePatch, TokenIn, UsageReset, PurgeIn,
+    AuthLoginIn,
 )  # fmt: skip
 
 

@@ -89,7 +89,9 @@ class FastPath:
             try:
                 result = await self._door.call_tool_value(principal, name, arguments)
             except HubError as exc:
-                error = {"code": exc.jsonrpc_code, "message": exc.message}
+                error: dict[str, Any] = {"code": exc.jsonrpc_code, "message": exc.message}
+                if exc.data is not None:
+                    error["data"] = exc.data
                 await _respond(send, {"jsonrpc": "2.0", "id": request_id, "error": error})
                 return None
         await _respond(send, {"jsonrpc": "2.0", "id": request_id, "result": result})
