@@ -9,7 +9,7 @@ are dropped and counted).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 import anyio
@@ -35,6 +35,9 @@ class LogEntry:
     status: int
     latency_ms: float
     error: str | None
+
+
+FIELDS = tuple(f.name for f in fields(LogEntry))
 
 
 class RequestLog:
@@ -63,12 +66,16 @@ class RequestLog:
             with anyio.CancelScope(shield=True):
                 await self.flush()
 
+    def _write(self, batch: list[LogEntry]) -> None:
+        """In a worker thread: turn entries into rows and insert them in one statement."""
+        self._store.write_log([{name: getattr(entry, name) for name in FIELDS} for entry in batch])
+
     async def flush(self) -> None:
         if not self._buffer:
             return
         batch, self._buffer = self._buffer, []
         try:
-            await anyio.to_thread.run_sync(self._store.write_log, [asdict(entry) for entry in batch])
+            await anyio.to_thread.run_sync(self._write, batch)
             self.written += len(batch)
         except Exception:
             logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))
