@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from tests.hub.harness import RunningHub
 
 
 @asynccontextmanager
-async def admin_client(base: str, token: str = ADMIN) -> AsyncIterator[httpx2.AsyncClient]:
+async def admin_client(base: str, token: str = ADMIN) -> AsyncGenerator[httpx2.AsyncClient]:
     """An HTTP client for `base` that presents `token` as the admin bearer token."""
     headers = {"Authorization": f"Bearer {token}", "User-Agent": "admin-tests/1.0"}
     async with httpx2.AsyncClient(base_url=base, headers=headers, timeout=20) as http:
@@ -32,7 +32,7 @@ def tool_call(name: str, arguments: str = "{}") -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def hub_on_port(config: dict[str, Any], tmp_path: Path, port: int) -> AsyncIterator[RunningHub]:
+async def hub_on_port(config: dict[str, Any], tmp_path: Path, port: int) -> AsyncGenerator[RunningHub]:
     """Like `tests.hub.harness.running_hub`, on a port chosen beforehand (for URLs that must be known early)."""
     config = {**config, "hub": {**config.get("hub", {}), "listen": f"127.0.0.1:{port}"}}
     config["hub"].setdefault("database", f"sqlite:///{tmp_path / 'hub.db'}")

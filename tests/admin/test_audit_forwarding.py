@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,7 @@ async def _read_frames(stream: anyio.abc.ByteStream, receiver: Receiver) -> None
 
 
 @asynccontextmanager
-async def tcp_receiver(port: int, receiver: Receiver) -> AsyncIterator[None]:
+async def tcp_receiver(port: int, receiver: Receiver) -> AsyncGenerator[None]:
     """A syslog-over-TCP receiver on 127.0.0.1:`port` until the block ends (connections are closed then)."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=port)
     async with anyio.create_task_group() as tg:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -22,7 +22,7 @@ CLIENT_SECRET = "client-secret-for-the-oidc-tests-0123456789"
 
 
 @pytest.fixture
-async def oidc_hub(tmp_path: Path) -> AsyncIterator[tuple[RunningHub, ServedProcess]]:
+async def oidc_hub(tmp_path: Path) -> AsyncGenerator[tuple[RunningHub, ServedProcess]]:
     try:
         tools = node_tools()
     except NodeToolsMissing as exc:
