@@ -72,9 +72,9 @@ class Hub:
     default_principal: Principal | None = None
     limiter: Limiter | None = None
     control: ControlPlane | None = None
+    """Admin tables, audit log and run-time servers (set while running)."""
     auth: HubAuth | None = None
     """Upstream credentials, per-user OAuth sessions and authorizations (set while running)."""
-    """Admin tables, audit log and run-time servers (set while running)."""
     llm_router: Router | None = None
     codemode: CodeMode = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
