@@ -110,6 +110,10 @@ async def record(
     await ctx.control.audit.append(event)
 
 
+ANONYMOUS = AdminPrincipal("anonymous", (), via="none")
+"""The caller of a public route (no permissions)."""
+
+
 def hash_token(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -217,7 +221,7 @@ class AdminApi:
             body = None
             if op.body is not None:
                 body = await read_body(request, op.body, hub.settings.admin.max_body_bytes)
-            return await op.handler(ctx, principal or _bootstrap(), body)
+            return await op.handler(ctx, principal or ANONYMOUS, body)
         except HubError as exc:
             await self._record_refusal(ctx, op, principal, exc)
             return error_response(exc)

@@ -50,7 +50,10 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None or value.tzinfo else value.replace(tzinfo=UTC)
+    """A datetime with a time zone (UTC assumed when none is given)."""
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # -- customers and teams -----------------------------------------------------------------------------------

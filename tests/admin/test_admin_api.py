@@ -78,6 +78,13 @@ async def test_customers_teams_and_keys_made_through_the_api_govern_calls_at_onc
         await api.patch("/api/v1/teams/platform", json={"rate_limit": None})
         assert await call("fixture__add", '{"a": 1, "b": 2}') == 200
 
+        expired = await api.patch(f"/api/v1/keys/{key_id}", json={"expires_at": "2001-01-01T00:00:00Z"})
+        assert expired.status_code == 200 and expired.json()["expires_at"].startswith("2001-01-01")
+        assert await call("fixture__add", '{"a": 1, "b": 2}') == 401
+        renewed = await api.patch(f"/api/v1/keys/{key_id}", json={"expires_at": None})
+        assert renewed.status_code == 200 and renewed.json()["expires_at"] is None
+        assert await call("fixture__add", '{"a": 1, "b": 2}') == 200
+
         revoked = await api.delete(f"/api/v1/keys/{key_id}")
         assert revoked.status_code == 200 and revoked.json()["revoked"] is True
         assert await call("fixture__add", '{"a": 1, "b": 2}') == 401
