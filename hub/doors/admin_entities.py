@@ -16,7 +16,7 @@ from hub.doors.admin_schema import CustomerIn, CustomerPatch, KeyIn, KeyPatch, T
 from hub.errors import BadRequest, NotFound
 from hub.governance import EntityKind, EntityRef, Metric, UnknownSubject
 from hub.governance.scrub import JSONValue
-from hub.keys import new_secret
+from hub.keys import KeyRing, new_secret
 from hub.rbac import AdminPrincipal
 from hub.store.admin_tables import CustomerRow, TeamRow, loads_opt, now_utc
 from hub.store.sql import DuplicateName
@@ -193,6 +193,15 @@ async def _key(ctx: Ctx, name_or_id: str) -> KeyRow:
     return row
 
 
+async def reload_keys(ctx: Ctx) -> None:
+    """Read the keys off the loop, then install them on it (the limiter is only touched from the loop)."""
+    hub = ctx.hub
+    version = await off_loop(hub.store.keys_version)
+    ring = KeyRing(await off_loop(hub.store.active_keys))
+    hub._install_keys(ring)
+    hub._keys_version = version
+
+
 def _team_of(row: KeyRow) -> str | None:
     return json.loads(row.policy).get("team")
 
@@ -222,7 +231,7 @@ async def create_key(ctx: Ctx, who: AdminPrincipal, body: KeyIn) -> Response:
         row = await off_loop(create)
     except DuplicateName as exc:
         raise Conflict(str(exc)) from None
-    await off_loop(ctx.hub.reload_keys)
+    await reload_keys(ctx)
     view = key_view(row)
     await record(ctx, who, "key.create", "key", row.id, None, view)
     return json_response({**view, "secret": secret}, 201)
@@ -243,7 +252,7 @@ async def update_key(ctx: Ctx, who: AdminPrincipal, body: KeyPatch) -> Response:
     updated = await off_loop(ctx.hub.store.update_key, row.id, policy, expires)
     if updated is None:
         raise NotFound(f"no active key '{ctx.params['key']}'")
-    await off_loop(ctx.hub.reload_keys)
+    await reload_keys(ctx)
     await record(ctx, who, "key.update", "key", row.id, key_view(row), key_view(updated))
     return json_response(key_view(updated))
 
@@ -253,7 +262,7 @@ async def revoke_key(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     who.require("keys", "delete", _team_of(row))
     if not await off_loop(ctx.hub.store.revoke_key, row.id):
         raise NotFound(f"no active key '{ctx.params['key']}'")
-    await off_loop(ctx.hub.reload_keys)
+    await reload_keys(ctx)
     await record(ctx, who, "key.revoke", "key", row.id, key_view(row), {"revoked": True})
     return json_response({"id": row.id, "name": row.name, "revoked": True})
 
