@@ -22,6 +22,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from connectors.registry import Registry, RegistryView
 from hub.call import Call, Principal
+from hub.agent import AgentMode
 from hub.codemode import CodeMode, with_code_mode
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
@@ -77,6 +78,7 @@ class Hub:
     """Upstream credentials, per-user OAuth sessions and authorizations (set while running)."""
     llm_router: Router | None = None
     codemode: CodeMode = field(init=False)
+    agent: AgentMode = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
 
@@ -84,6 +86,7 @@ class Hub:
 
     def __post_init__(self) -> None:
         self.codemode = CodeMode(self._code_mode_servers)
+        self.agent = AgentMode(lambda: self.pipeline, self.view, self.codemode, lambda: self.request_log)
 
     def _code_mode_servers(self) -> frozenset[str]:
         return frozenset(name for name, up in self.registry.upstreams.items() if up.config.code_mode)

@@ -14,7 +14,7 @@ the limits stage's `x-ratelimit-*` / `x-budget-remaining-usd`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -24,11 +24,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from hub.call import Call, Operation
+from hub.agent import agent_options
+from hub.call import Call, Operation, Principal, new_call_id
 from hub.doors.web import credential, error_response, json_response
 from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, Unauthenticated, openai_envelope
 from hub.llm_executor import hop_filter, unknown_model
 from hub.llm_stream import OutcomeStream
+from hub.pipeline import Handler
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -132,6 +134,10 @@ async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> 
         pipeline = hub.pipeline
         if pipeline is None:
             raise Internal("the hub is not running")
+        if api == "chat":
+            agent = await _agent_response(hub, pipeline, presented, body, context, started)
+            if agent is not None:
+                return agent
         outcome = await pipeline(
             Call(door="openai", operation=operation, target=model, payload=body, credential=presented, context=context)
         )
@@ -144,6 +150,80 @@ async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> 
     payload = orjson.dumps(value)
     headers["x-agenthub-overhead-ms"] = _overhead(started, headers)
     return Response(payload, media_type=_JSON, headers=headers)
+
+
+async def _agent_response(
+    hub: Hub, pipeline: Handler, presented: str, body: dict[str, Any], context: dict[str, Any], started: float
+) -> Response | None:
+    """Chat with MCP tools (explicit or Agent Mode) when the key offers any; None for a plain chat request."""
+    key = hub.keyring.verify(presented)
+    if key is None:
+        raise Unauthenticated(_NO_KEY)
+    if not key.chat_tools and "agenthub" not in body:
+        return None
+    principal = Principal(key)
+    options = agent_options(principal, body.get("agenthub"))
+    agent = hub.agent
+    model: str = body["model"]
+    last_headers: dict[str, str] = {}
+
+    def turn_call(request: dict[str, Any], loop_id: str, stream: bool) -> Call:
+        estimate = len(orjson.dumps(request["messages"])) // 4
+        turn_context = {**context, "stream": stream, "prompt_estimate": estimate}
+        turn_context["token_estimate"] = estimate + _output_estimate(request)
+        return Call(
+            door="openai",
+            operation="llm.chat",
+            target=model,
+            payload=request,
+            principal=principal,
+            parent_id=loop_id,
+            context=turn_context,
+        )
+
+    if not options.active:
+        request, _ = agent.inject(body, principal, options)
+        outcome = await pipeline(turn_call(request, new_call_id(), context["stream"]))
+        if isinstance(outcome.value, OutcomeStream):
+            return EventStreamResponse(outcome.value, outcome.headers, started)
+        return Response(orjson.dumps(outcome.value), media_type=_JSON, headers=outcome.headers)
+
+    async def turn(request: dict[str, Any], loop_id: str) -> dict[str, Any]:
+        outcome = await pipeline(turn_call({**request, "stream": False}, loop_id, False))
+        last_headers.clear()
+        last_headers.update(outcome.headers)
+        response: dict[str, Any] = outcome.value
+        return response
+
+    async def stream_turn(request: dict[str, Any], loop_id: str) -> AsyncGenerator[dict[str, Any], None]:
+        outcome = await pipeline(turn_call({**request, "stream": True}, loop_id, True))
+        turn_stream: OutcomeStream = outcome.value
+        try:
+            async for chunk in turn_stream:
+                yield chunk
+        finally:
+            await turn_stream.aclose()
+
+    if context["stream"]:
+        return EventStreamResponse(_AgentStream(agent.stream(principal, body, options, stream_turn)), {}, started)
+    response = await agent.complete(principal, body, options, turn)
+    headers = {k: v for k, v in last_headers.items() if k.startswith("x-agenthub-") or k.startswith("x-ratelimit")}
+    return Response(orjson.dumps(response), media_type=_JSON, headers=headers)
+
+
+class _AgentStream:
+    """The agent loop's chunks, shaped like an `OutcomeStream` for `EventStreamResponse`."""
+
+    responses = False
+
+    def __init__(self, source: AsyncGenerator[dict[str, Any], None]) -> None:
+        self._source = source
+
+    def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
+        return self._source
+
+    async def aclose(self) -> None:
+        await self._source.aclose()
 
 
 def _overhead(started: float, headers: Mapping[str, str]) -> str:
@@ -206,7 +286,7 @@ class EventStreamResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, stream: OutcomeStream, headers: dict[str, str], started: float) -> None:
+    def __init__(self, stream: OutcomeStream | _AgentStream, headers: dict[str, str], started: float) -> None:
         self.status_code = 200
         self.background = None
         self.body = b""
@@ -231,7 +311,7 @@ class EventStreamResponse(Response):
             await stream.aclose()
 
 
-async def _relay(stream: OutcomeStream, receive: Receive, send: Send) -> bool:
+async def _relay(stream: OutcomeStream | _AgentStream, receive: Receive, send: Send) -> bool:
     """Send every event; return True when the client disconnected first."""
     encode = _encode_event if stream.responses else _encode_chunk
     gone = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
@@ -17,6 +18,9 @@ from starlette.responses import Response
 from hub.call import Call, Principal
 from hub.doors.web import credential, error_response, json_response
 from hub.errors import BadRequest, HubError, PayloadTooLarge, Unauthenticated
+
+MAX_BATCH = 64
+"""Most tool calls one batch request may carry."""
 
 if TYPE_CHECKING:
     from hub.app import Hub
@@ -82,23 +86,50 @@ def tool_message_content(result: dict[str, Any]) -> str:
 
 
 async def execute_tool_route(hub: Hub, request: Request) -> Response:
+    """One tool call (`{id, type, function}`) -> one tool message; or a batch (`{"tool_calls": [...]}`) ->
+    `{"messages": [...]}`, run in parallel, each failure reported as its own tool message."""
     try:
         key = hub.keyring.verify(credential(request.headers) or "")
         if key is None:
             raise Unauthenticated("a valid virtual key is required (Authorization: Bearer ahk-...)")
         body = await read_json(request, hub.settings.hub.max_body_bytes)
-        call_id, name, arguments = parse_tool_call(body)
         if hub.pipeline is None:
             raise HubError("the hub is not running")
-        outcome = await hub.pipeline(
-            Call(door="rest", operation="mcp.tool", target=name, payload=arguments, principal=Principal(key))
-        )
+        pipeline = hub.pipeline
+        principal = Principal(key)
+        if isinstance(body, dict) and "tool_calls" in body:
+            calls = body["tool_calls"]
+            if not isinstance(calls, list) or not calls or len(calls) > MAX_BATCH:
+                raise BadRequest(f"'tool_calls' must be a list of 1 to {MAX_BATCH} tool calls")
+            parsed = [parse_tool_call(c) for c in calls]
+        else:
+            parsed = [parse_tool_call(body)]
+            call_id, name, arguments = parsed[0]
+            outcome = await pipeline(
+                Call(door="rest", operation="mcp.tool", target=name, payload=arguments, principal=principal)
+            )
+            result: dict[str, Any] = outcome.value
+            headers = dict(outcome.headers)
+            if outcome.tool_error:
+                headers["x-agenthub-tool-error"] = "true"
+            return json_response(
+                {"role": "tool", "tool_call_id": call_id, "content": tool_message_content(result)}, headers=headers
+            )
     except HubError as exc:
         return error_response(exc)
-    result: dict[str, Any] = outcome.value
-    headers = dict(outcome.headers)
-    if outcome.tool_error:
-        headers["x-agenthub-tool-error"] = "true"
-    return json_response(
-        {"role": "tool", "tool_call_id": call_id, "content": tool_message_content(result)}, headers=headers
-    )
+    messages: list[dict[str, Any] | None] = [None] * len(parsed)
+
+    async def one(index: int, call_id: str, name: str, arguments: dict[str, Any]) -> None:
+        try:
+            outcome = await pipeline(
+                Call(door="rest", operation="mcp.tool", target=name, payload=arguments, principal=principal)
+            )
+            content = tool_message_content(outcome.value)
+        except HubError as exc:
+            content = f"error: {exc.message}"
+        messages[index] = {"role": "tool", "tool_call_id": call_id, "content": content}
+
+    async with anyio.create_task_group() as tg:
+        for index, (call_id, name, arguments) in enumerate(parsed):
+            tg.start_soon(one, index, call_id, name, arguments)
+    return json_response({"messages": messages})

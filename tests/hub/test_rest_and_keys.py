@@ -102,3 +102,24 @@ async def test_only_a_hash_of_each_secret_is_stored(tmp_path: Path) -> None:
     assert {r.name for r in rows} == {"alice", "bob"}
     assert ALICE.encode() not in raw and BOB.encode() not in raw
     assert all(len(r.secret_hash) == 64 for r in rows)
+
+
+async def test_a_batch_of_tool_calls_runs_in_parallel_with_one_message_each(tmp_path: Path) -> None:
+    config = base_config({"fixture": fixture_stdio()})
+    batch = {
+        "tool_calls": [
+            _tool_call("fixture__echo", '{"message": "one"}', "a"),
+            _tool_call("fixture__add", '{"a": 2, "b": 2}', "b"),
+            _tool_call("fixture__nope", "{}", "c"),
+        ]
+    }
+    async with running_hub(config, tmp_path) as hub, httpx2.AsyncClient(timeout=20) as http:
+        url = hub.url("/v1/mcp/tool/execute")
+        ok = await http.post(url, json=batch, headers={"Authorization": f"Bearer {ALICE}"})
+        empty = await http.post(url, json={"tool_calls": []}, headers={"Authorization": f"Bearer {ALICE}"})
+    messages = ok.json()["messages"]
+    assert ok.status_code == 200
+    assert [m["tool_call_id"] for m in messages] == ["a", "b", "c"]
+    assert messages[0]["content"] == "one" and "4" in messages[1]["content"]
+    assert messages[2]["content"] == "error: unknown tool: fixture__nope"
+    assert empty.status_code == 400

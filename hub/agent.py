@@ -1,0 +1,470 @@
+"""Agent Mode: MCP tools in chat completions, and the model <-> tool loop run in the hub for approved tools.
+
+Tool injection: a key's `chat_tools` globs (narrowed, never widened, by the request's `agenthub.chat_tools`)
+choose which MCP tools the model is offered, in the OpenAI `tools` format, next to the application's own tools
+(on a name collision the application's tool wins and the MCP tool is left out). Code Mode tools are offered
+as the four meta-tools instead.
+
+Explicit execution (the default): the model's tool calls come back unchanged; the application runs them with
+`POST /v1/mcp/tool/execute` and calls the model again.
+
+Agent Mode (a key's `auto_execute` globs, narrowed by the request): while the model asks only for approved
+tools, the hub runs them (in parallel), appends the results and calls the model again, up to `max_agent_depth`
+turns and an overall deadline. When the model asks for anything else, the hub stops and returns the response
+with `finish_reason: "tool_calls"` and only the pending calls; the messages it already added to the
+conversation come back in `agenthub.executed_messages`, ready to append verbatim, with one entry per executed
+tool in `agenthub.steps`. Every model turn is an `llm.chat` call and every tool run an `mcp.tool` call through the
+pipeline (limits, guardrails, request log), all linked by the loop's id as parent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import orjson
+
+from connectors.registry import RegistryView
+from hub.call import Call, Principal, new_call_id
+from hub.codemode import EXECUTE, CodeMode
+from hub.doors.tools_rest import tool_message_content
+from hub.errors import BadRequest, HubError
+from hub.governance.filters import GlobSet
+from hub.pipeline import Handler
+from hub.requestlog import LogEntry, RequestLog
+
+DEFAULT_DEADLINE_S = 300.0
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """What one request may do: offered MCP tools, auto-approved tools, depth and deadline."""
+
+    chat_tools: GlobSet
+    auto_execute: GlobSet
+    max_depth: int
+    deadline_s: float
+    narrowed_chat: GlobSet | None = None
+    narrowed_auto: GlobSet | None = None
+
+    def offers(self, name: str) -> bool:
+        return self.chat_tools.matches(name) and (self.narrowed_chat is None or self.narrowed_chat.matches(name))
+
+    def approves(self, name: str) -> bool:
+        return self.auto_execute.matches(name) and (self.narrowed_auto is None or self.narrowed_auto.matches(name))
+
+    @property
+    def active(self) -> bool:
+        """Whether the loop may run at all (some tool is auto-approved)."""
+        return bool(self.auto_execute.patterns) and (self.narrowed_auto is None or bool(self.narrowed_auto.patterns))
+
+
+def agent_options(principal: Principal, overrides: Any) -> AgentOptions:
+    """The key's agent settings, narrowed by the request's `agenthub` field.
+
+    Raises:
+        BadRequest: the `agenthub` field is malformed.
+    """
+    key = principal.key
+    if overrides is None:
+        overrides = {}
+    if not isinstance(overrides, dict):
+        raise BadRequest("'agenthub' must be an object")
+    unknown = set(overrides) - {"chat_tools", "auto_execute", "max_agent_depth", "deadline_s"}
+    if unknown:
+        raise BadRequest(f"unknown 'agenthub' fields: {', '.join(sorted(unknown))}")
+    depth = overrides.get("max_agent_depth", key.max_agent_depth)
+    deadline = overrides.get("deadline_s", DEFAULT_DEADLINE_S)
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise BadRequest("'agenthub.max_agent_depth' must be a positive integer")
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
+        raise BadRequest("'agenthub.deadline_s' must be a positive number")
+    return AgentOptions(
+        chat_tools=GlobSet(key.chat_tools),
+        auto_execute=GlobSet(key.auto_execute),
+        max_depth=min(depth, key.max_agent_depth),
+        deadline_s=min(float(deadline), DEFAULT_DEADLINE_S),
+        narrowed_chat=_globs(overrides, "chat_tools"),
+        narrowed_auto=_globs(overrides, "auto_execute"),
+    )
+
+
+def _globs(overrides: Mapping[str, Any], name: str) -> GlobSet | None:
+    value = overrides.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise BadRequest(f"'agenthub.{name}' must be a list of strings")
+    return GlobSet(value)
+
+
+@dataclass
+class LoopState:
+    """One loop's running record."""
+
+    loop_id: str
+    steps: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    executed: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    usage: dict[str, int] = field(
+        default_factory=lambda: {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    )
+    turns: int = 0
+    stopped: str | None = None
+
+
+class AgentMode:
+    """Tool injection and the agent loop for the OpenAI door."""
+
+    def __init__(
+        self,
+        pipeline: Callable[[], Handler | None],
+        view: Callable[[], RegistryView],
+        codemode: CodeMode,
+        request_log: Callable[[], RequestLog | None],
+    ) -> None:
+        self._pipeline = pipeline
+        self._view = view
+        self._codemode = codemode
+        self._log = request_log
+
+    # -- tools offered -----------------------------------------------------------------------------------------
+
+    def mcp_tools(self, principal: Principal, options: AgentOptions) -> list[dict[str, Any]]:
+        """The MCP tools offered to the model for this key, as OpenAI tool definitions (sorted by name)."""
+        key = principal.key
+        view = self._view()
+        tools: list[dict[str, Any]] = []
+        hidden = False
+        for name in sorted(view.tools):
+            entry = view.tools[name]
+            if not key.allows_tool(name) or not options.offers(name):
+                continue
+            if self._codemode.hides(key, entry):
+                hidden = True
+                continue
+            definition = entry.definition.model_dump(by_alias=True, mode="json", exclude_none=True)
+            tools.append(_openai_tool(name, definition.get("description"), definition.get("inputSchema")))
+        if hidden:
+            meta = self._codemode.meta_tools(key, view)
+            tools = [_openai_tool(str(t["name"]), t.get("description"), t.get("inputSchema")) for t in meta] + tools
+        return tools
+
+    def inject(
+        self, body: dict[str, Any], principal: Principal, options: AgentOptions
+    ) -> tuple[dict[str, Any], set[str]]:
+        """The request body with the MCP tools merged in (the application's tools win name collisions), and the
+        names of the MCP tools that were added."""
+        own = body.get("tools") or []
+        if not isinstance(own, list):
+            raise BadRequest("'tools' must be an array")
+        taken = {t.get("function", {}).get("name") for t in own if isinstance(t, dict)}
+        added = [t for t in self.mcp_tools(principal, options) if t["function"]["name"] not in taken]
+        names = {t["function"]["name"] for t in added}
+        out = {k: v for k, v in body.items() if k != "agenthub"}
+        if added:
+            out["tools"] = [*own, *added]
+        return out, names
+
+    # -- one turn and its tools ----------------------------------------------------------------------------------
+
+    def _approved(
+        self, principal: Principal, options: AgentOptions, mcp_names: set[str], call: Mapping[str, Any]
+    ) -> bool:
+        name = call.get("function", {}).get("name")
+        if name not in mcp_names:
+            return False
+        if name == EXECUTE:
+            code = _arguments(call).get("code")
+            return (
+                options.approves(EXECUTE)
+                or isinstance(code, str)
+                and self._codemode.auto_approved(principal.key, self._view(), code, options.approves)
+            )
+        return options.approves(name)
+
+    async def _run_tool(self, principal: Principal, call: Mapping[str, Any], state: LoopState) -> dict[str, Any]:
+        """Execute one approved tool call; failures become the tool message the model reads."""
+        name = str(call.get("function", {}).get("name"))
+        started = time.perf_counter()
+        view = self._view()
+        error = False
+        try:
+            arguments = _arguments(call)
+            if self._codemode.handles(principal.key, view, name):
+                result: dict[str, Any] = await self._codemode.call(principal, view, name, arguments)
+            else:
+                pipeline = self._pipeline()
+                assert pipeline is not None
+                outcome = await pipeline(
+                    Call(
+                        door="agent",
+                        operation="mcp.tool",
+                        target=name,
+                        payload=arguments,
+                        principal=principal,
+                        parent_id=state.loop_id,
+                    )
+                )
+                result = outcome.value
+            content = tool_message_content(result)
+            error = bool(result.get("isError"))
+        except HubError as exc:
+            content, error = f"error: {exc.message}", True
+        state.steps.append(
+            {
+                "type": "tool_execution",
+                "tool_call_id": call.get("id"),
+                "name": name,
+                "is_error": error,
+                "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        )
+        return {"role": "tool", "tool_call_id": call.get("id"), "content": content}
+
+    async def _run_tools(
+        self, principal: Principal, calls: Sequence[Mapping[str, Any]], state: LoopState
+    ) -> list[dict[str, Any]]:
+        results: list[dict[str, Any] | None] = [None] * len(calls)
+
+        async def one(i: int, call: Mapping[str, Any]) -> None:
+            results[i] = await self._run_tool(principal, call, state)
+
+        async with anyio.create_task_group() as tg:
+            for i, call in enumerate(calls):
+                tg.start_soon(one, i, call)
+        return [r for r in results if r is not None]
+
+    # -- the loop (non-streaming) ----------------------------------------------------------------------------------
+
+    async def complete(
+        self, principal: Principal, body: dict[str, Any], options: AgentOptions, turn: TurnFn
+    ) -> dict[str, Any]:
+        """Run the loop without streaming; return the final OpenAI response with the `agenthub` field."""
+        request, mcp_names = self.inject(body, principal, options)
+        state = LoopState(loop_id=new_call_id())
+        started = time.perf_counter()
+        messages = list(request["messages"])
+        response: dict[str, Any] = {}
+        try:
+            with anyio.move_on_after(options.deadline_s) as deadline:
+                while True:
+                    response = await turn({**request, "messages": messages}, state.loop_id)
+                    state.turns += 1
+                    _add_usage(state.usage, response.get("usage"))
+                    message = _first_message(response)
+                    calls = message.get("tool_calls") or []
+                    if not calls or not options.active:
+                        break
+                    approved = [c for c in calls if self._approved(principal, options, mcp_names, c)]
+                    if not approved or state.turns >= options.max_depth:
+                        state.stopped = "max_depth" if approved else "approval_required"
+                        break
+                    results = await self._run_tools(principal, approved, state)
+                    step = [_assistant(message, calls), *results]
+                    pending = [c for c in calls if c not in approved]
+                    state.executed.extend(step)
+                    messages.extend(step)
+                    if pending:
+                        state.stopped = "approval_required"
+                        response = _pending_response(response, message, pending)
+                        break
+            if deadline.cancelled_caught:
+                state.stopped = "deadline"
+        finally:
+            self._record(principal, state, started, "ok" if response else "cancelled")
+        return self._finish(response, state)
+
+    def _finish(self, response: dict[str, Any], state: LoopState) -> dict[str, Any]:
+        out = dict(response)
+        if state.turns > 1 or state.steps:
+            out["usage"] = dict(state.usage)
+        out["agenthub"] = {
+            "loop_id": state.loop_id,
+            "turns": state.turns,
+            "steps": state.steps,
+            "executed_messages": state.executed,
+            "stopped": state.stopped,
+        }
+        return out
+
+    def _record(self, principal: Principal, state: LoopState, started: float, outcome: str) -> None:
+        log = self._log()
+        if log is None:
+            return
+        log.record(
+            LogEntry(
+                ts=datetime.now(UTC),
+                call_id=state.loop_id,
+                parent_id=None,
+                key_id=principal.key.id,
+                key_name=principal.key.name,
+                door="agent",
+                operation="agent.loop",
+                target=f"{state.turns} turns, {len(state.steps)} tools",
+                outcome=outcome,
+                status=200 if outcome == "ok" else 499,
+                latency_ms=round((time.perf_counter() - started) * 1000, 3),
+                error=state.stopped,
+            )
+        )
+
+    # -- the loop (streaming) -------------------------------------------------------------------------------------
+
+    async def stream(
+        self, principal: Principal, body: dict[str, Any], options: AgentOptions, turn: StreamTurnFn
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Run the loop streaming: every turn's chunks as they come, a chunk per tool execution (with
+        `choices: []` and an `agenthub` event), and a final chunk with the loop's summary."""
+        request, mcp_names = self.inject(body, principal, options)
+        state = LoopState(loop_id=new_call_id())
+        started = time.perf_counter()
+        messages = list(request["messages"])
+        outcome = "cancelled"
+        try:
+            with anyio.move_on_after(options.deadline_s) as deadline:
+                while True:
+                    acc = _Accumulator()
+                    async for chunk in turn({**request, "messages": messages}, state.loop_id):
+                        acc.add(chunk)
+                        yield chunk
+                    state.turns += 1
+                    _add_usage(state.usage, acc.usage)
+                    message = acc.message()
+                    calls = message.get("tool_calls") or []
+                    if not calls or not options.active:
+                        break
+                    approved = [c for c in calls if self._approved(principal, options, mcp_names, c)]
+                    if not approved or state.turns >= options.max_depth:
+                        state.stopped = "max_depth" if approved else "approval_required"
+                        break
+                    before = len(state.steps)
+                    results = await self._run_tools(principal, approved, state)
+                    for step in state.steps[before:]:
+                        yield _event_chunk(acc.chunk_id, {**step})
+                    executed = [_assistant(message, calls), *results]
+                    state.executed.extend(executed)
+                    messages.extend(executed)
+                    pending = [c for c in calls if c not in approved]
+                    if pending:
+                        state.stopped = "approval_required"
+                        yield _event_chunk(acc.chunk_id, {"type": "approval_required", "tool_calls": pending})
+                        break
+            if deadline.cancelled_caught:
+                state.stopped = "deadline"
+            outcome = "ok"
+            summary = self._finish({}, state)["agenthub"]
+            yield {
+                "id": state.loop_id,
+                "object": "chat.completion.chunk",
+                "created": int(time.time()),
+                "model": str(body.get("model")),
+                "choices": [],
+                "usage": dict(state.usage),
+                "agenthub": {"type": "summary", **summary},
+            }
+        finally:
+            self._record(principal, state, started, outcome)
+
+
+TurnFn = Callable[[dict[str, Any], str], Any]
+"""Runs one non-streaming model turn through the pipeline: (request body, loop id) -> response dict."""
+StreamTurnFn = Callable[[dict[str, Any], str], Any]
+"""Runs one streaming model turn through the pipeline: (request body, loop id) -> async iterator of chunks."""
+
+
+class _Accumulator:
+    """Rebuilds the assistant message (content and tool calls) from a turn's streamed chunks."""
+
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.calls: dict[int, dict[str, Any]] = {}
+        self.usage: Mapping[str, Any] | None = None
+        self.chunk_id = ""
+
+    def add(self, chunk: Mapping[str, Any]) -> None:
+        self.chunk_id = str(chunk.get("id") or self.chunk_id)
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            if choice.get("index", 0) != 0:
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                self.content.append(delta["content"])
+            for part in delta.get("tool_calls") or []:
+                slot = self.calls.setdefault(
+                    int(part.get("index", 0)), {"id": "", "type": "function", "function": {"name": "", "arguments": ""}}
+                )
+                if part.get("id"):
+                    slot["id"] = part["id"]
+                function = part.get("function") or {}
+                slot["function"]["name"] += function.get("name") or ""
+                slot["function"]["arguments"] += function.get("arguments") or ""
+
+    def message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(self.content) or None}
+        if self.calls:
+            message["tool_calls"] = [self.calls[i] for i in sorted(self.calls)]
+        return message
+
+
+def _openai_tool(name: str, description: Any, schema: Any) -> dict[str, Any]:
+    parameters = schema if isinstance(schema, dict) and schema else {"type": "object", "properties": {}}
+    function: dict[str, Any] = {"name": name, "parameters": parameters}
+    if description:
+        function["description"] = str(description)
+    return {"type": "function", "function": function}
+
+
+def _arguments(call: Mapping[str, Any]) -> dict[str, Any]:
+    raw = call.get("function", {}).get("arguments") or "{}"
+    try:
+        value = orjson.loads(raw) if isinstance(raw, str) else raw
+    except orjson.JSONDecodeError:
+        raise BadRequest("the model sent tool arguments that are not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest("tool arguments must be a JSON object")
+    return value
+
+
+def _first_message(response: Mapping[str, Any]) -> dict[str, Any]:
+    choices = response.get("choices") or [{}]
+    message: dict[str, Any] = choices[0].get("message") or {}
+    return message
+
+
+def _assistant(message: Mapping[str, Any], calls: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    return {"role": "assistant", "content": message.get("content"), "tool_calls": list(calls)}
+
+
+def _pending_response(response: dict[str, Any], message: Mapping[str, Any], pending: list[Any]) -> dict[str, Any]:
+    choice = dict((response.get("choices") or [{}])[0])
+    choice["message"] = {**message, "tool_calls": pending}
+    choice["finish_reason"] = "tool_calls"
+    return {**response, "choices": [choice]}
+
+
+def _add_usage(total: dict[str, int], usage: Any) -> None:
+    if isinstance(usage, dict):
+        for name in total:
+            value = usage.get(name)
+            if isinstance(value, int):
+                total[name] += value
+
+
+def _event_chunk(chunk_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": chunk_id or "agenthub",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": "agenthub",
+        "choices": [],
+        "agenthub": event,
+    }
+
+
+__all__ = ["AgentMode", "AgentOptions", "agent_options", "replace"]
