@@ -59,9 +59,12 @@ def _via_api(settings: Settings, action: str, server: str, subject: str | None) 
         )
     except httpx2.HTTPError:
         return None
-    body: dict[str, Any] = response.json()
+    try:
+        body: dict[str, Any] = response.json()
+    except ValueError:
+        body = {}
     if response.status_code != 200:
-        raise HubError(str(body.get("error", {}).get("message", f"HTTP {response.status_code}")))
+        raise HubError(str(body.get("error", {}).get("message", f"the hub answered HTTP {response.status_code}")))
     return body
 
 

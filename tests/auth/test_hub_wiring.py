@@ -217,7 +217,9 @@ async def test_client_credentials_shared_identity_through_both_doors(tmp_path: P
         assert_only_hub_credentials(s)
 
 
-async def test_per_user_authorization_keeps_keys_apart(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+async def test_per_user_authorization_keeps_keys_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with stack() as s:
         config = base_config({"tickets": per_user(s)}, KEYS, insecure_loopback=True, upstream_start_timeout_s=0.5)
         async with running_hub(config, tmp_path) as hub:
@@ -229,8 +231,11 @@ async def test_per_user_authorization_keeps_keys_apart(tmp_path: Path, capsys: p
                 'auth = { type = "oauth2", grant = "authorization_code", per_user = true }\n'
             )
             with anyio.fail_after(40):
-                # The catalog session runs as the hub's own identity, which an admin authorizes once (CLI).
+                # The catalog session runs as the hub's own identity, which an admin authorizes once (the CLI,
+                # here on the database directly: without an admin token it does not ask the running hub).
+                monkeypatch.delenv("AGENTHUB_ADMIN_TOKEN")
                 assert await anyio.to_thread.run_sync(cli, ["auth", "login", "tickets", "--config", str(cfg)]) == 0
+                monkeypatch.setenv("AGENTHUB_ADMIN_TOKEN", ADMIN_TOKEN)
                 url = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("http"))
                 page = await browse(url, "catalog-admin")
                 assert page.status_code == 200 and "You can close this tab" in page.text
@@ -278,6 +283,13 @@ async def test_per_user_authorization_keeps_keys_apart(tmp_path: Path, capsys: p
 
                     replayed = await browse_callback_again(hub)
                     assert replayed.status_code == 400
+
+                    logout = ["auth", "logout", "tickets", "--subject", "bob", "--config", str(cfg)]
+                    assert await anyio.to_thread.run_sync(cli, logout) == 0
+                    with pytest.raises(MCPError) as again:
+                        await bob.call_tool("tickets__whoami", {})
+                    assert again.value.error.code == -32042
+                    assert await text_of(alice, "tickets__whoami") == "alice-user"
         assert s.provider.registrations == 1, "one dynamic registration serves the hub and every user"
         assert s.provider.grants["authorization_code"] == 3
         assert_only_hub_credentials(s)
