@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
@@ -35,7 +35,7 @@ def _page(title: str, text: str, status: int) -> Response:
     return HTMLResponse(body, status_code=status, headers=_NO_STORE)
 
 
-def callback_endpoint(hub: Callable[[], Hub]) -> Callable[[Request], object]:
+def callback_endpoint(hub: Callable[[], Hub]) -> Callable[[Request], Awaitable[Response]]:
     """The handler of `GET /oauth/callback`: finishes the authorization the `state` names."""
 
     async def callback(request: Request) -> Response:
