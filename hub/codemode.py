@@ -55,7 +55,7 @@ class CodeMode:
         self._pool_size = pool_size
         self._pool: SandboxPool | None = None
         self._pool_lock = anyio.Lock()
-        self._catalogs: dict[tuple[str, int, tuple[str, ...]], _KeyCatalog] = {}
+        self._catalogs: dict[tuple[str, int, tuple[str, ...], bool, str | None], _KeyCatalog] = {}
         self.pipeline: Handler | None = None
         self.task_group: anyio.abc.TaskGroup | None = None
 
@@ -65,13 +65,16 @@ class CodeMode:
         """Whether a tool is reached through the meta-tools for this key (instead of the plain list)."""
         return key.code_mode or entry.server in self._servers()
 
-    def _catalog(self, key: VirtualKey, view: RegistryView) -> _KeyCatalog:
-        cache_key = (key.id, view.version, key.tools)
+    def _catalog(self, key: VirtualKey, view: RegistryView, scope: str | None = None) -> _KeyCatalog:
+        """The key's Code Mode tools; `scope` keeps one server's (the `/mcp/{server}` endpoint)."""
+        cache_key = (key.id, view.version, key.tools, key.code_mode, scope)
         found = self._catalogs.get(cache_key)
         if found is None:
             servers: dict[str, list[Mapping[str, Any]]] = {}
             names: dict[tuple[str, str], str] = {}
             for entry in sorted(view.tools.values(), key=lambda e: e.exposed):
+                if scope is not None and entry.server != scope:
+                    continue
                 if key.allows_tool(entry.exposed) and self.hides(key, entry):
                     tool = entry.definition.model_dump(by_alias=True, mode="json", exclude_none=True)
                     tool["name"] = entry.original
@@ -84,18 +87,29 @@ class CodeMode:
             found = self._catalogs[cache_key] = _KeyCatalog(catalog, definitions)
         return found
 
-    def meta_tools(self, key: VirtualKey, view: RegistryView) -> list[dict[str, Any]]:
-        """The meta-tool definitions for this key (none when no tool of the key is in Code Mode)."""
-        return self._catalog(key, view).definitions
+    def meta_tools(self, key: VirtualKey, view: RegistryView, scope: str | None = None) -> list[dict[str, Any]]:
+        """The meta-tool definitions for this key (none when no tool of the key is in Code Mode).
 
-    def handles(self, key: VirtualKey, view: RegistryView, name: str) -> bool:
-        return name in META_NAMES and bool(self._catalog(key, view).definitions)
+        `scope` is the server of a single-server endpoint (`/mcp/{server}`): only its tools count there.
+        """
+        return self._catalog(key, view, scope).definitions
+
+    def handles(self, key: VirtualKey, view: RegistryView, name: str, scope: str | None = None) -> bool:
+        """Whether `name` is a meta-tool this key has (on the endpoint of `scope`)."""
+        return name in META_NAMES and bool(self._catalog(key, view, scope).definitions)
 
     # -- meta-tools ------------------------------------------------------------------------------------------------
 
-    async def call(self, principal: Principal, view: RegistryView, name: str, arguments: dict[str, Any]) -> Any:
-        """Answer one meta-tool call as an MCP tool result (a wire dict)."""
-        entry = self._catalog(principal.key, view)
+    async def call(
+        self,
+        principal: Principal,
+        view: RegistryView,
+        name: str,
+        arguments: dict[str, Any],
+        scope: str | None = None,
+    ) -> Any:
+        """Answer one meta-tool call as an MCP tool result (a wire dict); `scope` as for `meta_tools`."""
+        entry = self._catalog(principal.key, view, scope)
         try:
             if name == "list_tool_files":
                 return _text(list_tool_files(entry.catalog))
@@ -112,7 +126,14 @@ class CodeMode:
         if self.pipeline is None:
             raise UpstreamFailed("Code Mode is not running")
         outcome = await self.pipeline(
-            Call(door="code", operation="code.run", target=EXECUTE, payload={"code": code}, principal=principal)
+            Call(
+                door="code",
+                operation="code.run",
+                target=EXECUTE,
+                payload={"code": code},
+                principal=principal,
+                context={"scope": scope} if scope is not None else {},
+            )
         )
         return outcome.value
 
@@ -129,13 +150,20 @@ class CodeMode:
             return self._pool
 
     async def _own_pool(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        try:
+        # The hub stops by cancelling its task group. Closing the pool under that cancellation would stop at its
+        # first checkpoint, leaving the pool's own task group open and its workers running. So the pool lives in a
+        # shielded scope and a watcher task, which the hub's cancellation does reach, tells it to close.
+        assert self.task_group is not None
+        stop = anyio.Event()
+        with anyio.CancelScope(shield=True):
             async with SandboxPool(size=self._pool_size) as pool:
+                self.task_group.start_soon(_set_when_cancelled, stop)
                 self._pool = pool
                 task_status.started()
-                await anyio.sleep_forever()
-        finally:
-            self._pool = None
+                try:
+                    await stop.wait()
+                finally:
+                    self._pool = None
 
     async def execute(self, call: Call, view: RegistryView) -> Outcome:
         """The executor for `code.run`: run the program; its tool calls re-enter the pipeline."""
@@ -146,9 +174,13 @@ class CodeMode:
         code = call.payload.get("code") if isinstance(call.payload, dict) else None
         if not isinstance(code, str) or not code.strip():
             raise BadRequest("execute_tool_code needs a non-empty 'code' string")
-        catalog = self._catalog(principal.key, view).catalog
+        scope: str | None = call.context.get("scope")
+        catalog = self._catalog(principal.key, view, scope).catalog
 
         async def tool_caller(name: str, arguments: dict[str, Any]) -> Any:
+            if scope is not None and catalog.resolve(name) is None and _server_of(view, name) != scope:
+                # A single-server endpoint reaches that server's tools only, also through `tools.call`.
+                raise ToolCallError(f"unknown tool: {name}")
             inner = Call(
                 door="code",
                 operation="mcp.tool",
@@ -184,9 +216,20 @@ class CodeMode:
         fields: dict[str, Any] = dict(key.code_limits)
         return SandboxLimits(**fields)
 
-    def auto_approved(self, key: VirtualKey, view: RegistryView, code: str, approved: Callable[[str], bool]) -> bool:
-        """Whether a program may run without asking: every tool it can call is approved (decided with `ast`)."""
-        usage = tools_used(code, self._catalog(key, view).catalog)
+    def auto_approved(
+        self,
+        key: VirtualKey,
+        view: RegistryView,
+        code: str,
+        approved: Callable[[str], bool],
+        scope: str | None = None,
+    ) -> bool:
+        """Whether a program may run without asking: every tool it can call is approved (decided with `ast`).
+
+        False when the set cannot be determined (a computed tool name, a server object passed around, ...) or names
+        a tool outside the key's Code Mode catalog.
+        """
+        usage = tools_used(code, self._catalog(key, view, scope).catalog)
         return bool(usage.determined) and all(approved(name) for name in usage.tools)
 
 
@@ -201,11 +244,23 @@ def with_code_mode(inner: Handler, codemode: CodeMode, view: Callable[[], Regist
     return execute
 
 
+async def _set_when_cancelled(event: anyio.Event) -> None:
+    try:
+        await anyio.sleep_forever()
+    finally:
+        event.set()
+
+
 def _text(text: str, *, error: bool = False) -> dict[str, Any]:
     result: dict[str, Any] = {"content": [{"type": "text", "text": text}]}
     if error:
         result["isError"] = True
     return result
+
+
+def _server_of(view: RegistryView, name: str) -> str | None:
+    entry = view.tools.get(name)
+    return entry.server if entry is not None else None
 
 
 def _result_text(result: Mapping[str, Any]) -> str:

@@ -175,7 +175,7 @@ class McpDoor:
             if codemode is None:
                 return {"tools": self._dump(visible)}
             plain = [e for e in visible if not codemode.hides(principal.key, e)]
-            return {"tools": codemode.meta_tools(principal.key, view) + self._dump(plain)}
+            return {"tools": codemode.meta_tools(principal.key, view, self.scope) + self._dump(plain)}
 
         return self._cached(None, "tools", principal, build)
 
@@ -283,8 +283,8 @@ class McpDoor:
         """
         view = self._view()
         codemode = self.codemode
-        if codemode is not None and codemode.handles(principal.key, view, name):
-            result: dict[str, Any] = await codemode.call(principal, view, name, arguments)
+        if codemode is not None and codemode.handles(principal.key, view, name, self.scope):
+            result: dict[str, Any] = await codemode.call(principal, view, name, arguments, self.scope)
             return result
         call = Call(
             door="mcp",
