@@ -44,7 +44,11 @@ async def agent_hub(tmp_path: Path, script: FakeScript, **key: Any) -> AsyncGene
             "hub": {"upstream_start_timeout_s": 15},
             "servers": {"fixture": fixture_stdio()},
             "providers": {
-                "openai": {"kind": "openai", "base_url": f"{base}/v1", "keys": [{"name": "main", "secret": "env:T_AGENT_KEY"}]}
+                "openai": {
+                    "kind": "openai",
+                    "base_url": f"{base}/v1",
+                    "keys": [{"name": "main", "secret": "env:T_AGENT_KEY"}],
+                }
             },
             "keys": [
                 {
@@ -115,7 +119,10 @@ async def test_the_hub_runs_approved_tools_over_several_turns(tmp_path: Path) ->
 
     script = FakeScript(default=Reply("unused"))
     script.push(model, model, model)
-    async with agent_hub(tmp_path, script, auto_execute=["fixture__add", "fixture__echo"]) as hub, _client(hub) as client:
+    async with (
+        agent_hub(tmp_path, script, auto_execute=["fixture__add", "fixture__echo"]) as hub,
+        _client(hub) as client,
+    ):
         response = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "go"}])
         assert hub.hub.request_log is not None
         await hub.hub.request_log.flush()
