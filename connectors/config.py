@@ -32,6 +32,9 @@ class _UpstreamBase(BaseModel):
     enabled: bool = True
     code_mode: bool = False
     """Offer this server's tools through the Code Mode meta-tools instead of the plain tool list."""
+    pin: bool = False
+    """Pin this server's tool definitions when they are first seen: a definition that later changes (or a tool that
+    appears) is held back from every key until an admin approves it again."""
 
     @field_validator("name")
     @classmethod

@@ -59,6 +59,9 @@ class RegistryView:
 
 
 Listener = Callable[[RegistryView], Awaitable[None]]
+ToolFilter = Callable[[str, tuple[types.Tool, ...]], list[types.Tool]]
+"""Chooses which of a server's tools (as the upstream defines them) are exposed; the rest are absent from the view,
+so every lookup treats them as unknown (the hub holds back changed definitions this way)."""
 AuthFor = Callable[[StdioConfig | SseConfig | HttpConfig], httpx2.Auth | None]
 """The HTTP auth plug-in for an upstream's shared session (may raise to refuse the configuration)."""
 
@@ -70,6 +73,8 @@ class Registry:
         """`auth_for` gives each added upstream's shared session its credentials (set it before `run`)."""
         self.auth_for = auth_for
         self.upstreams: dict[str, Upstream] = {}
+        self.tool_filter: ToolFilter | None = None
+        """Consulted at every rebuild (set it before `run`; call `refresh` when its decisions change)."""
         self.view = RegistryView()
         self._listeners: list[Listener] = []
         self._tg: anyio.abc.TaskGroup | None = None
@@ -128,13 +133,17 @@ class Registry:
                     if upstream.config.enabled:
                         tg.start_soon(upstream.wait_ready, timeout)
 
+    async def refresh(self) -> None:
+        """Rebuild the view from the current catalogs (after the tool filter's decisions changed)."""
+        await self._rebuild()
+
     async def _changed(self, upstream: Upstream) -> None:
         if self.upstreams.get(upstream.name) is upstream:
             await self._rebuild()
 
     async def _rebuild(self) -> None:
         self._version += 1
-        self.view = build_view(self.upstreams.values(), self._version)
+        self.view = build_view(self.upstreams.values(), self._version, self.tool_filter)
         for listener in self._listeners:
             try:
                 await listener(self.view)
@@ -142,15 +151,16 @@ class Registry:
                 logger.exception("registry listener failed")
 
 
-def build_view(upstreams: Iterable[Upstream], version: int) -> RegistryView:
-    """Build the exposed maps from each upstream's catalog, in server-name order (deterministic)."""
+def build_view(upstreams: Iterable[Upstream], version: int, tool_filter: ToolFilter | None = None) -> RegistryView:
+    """Build the exposed maps from each upstream's catalog, in server-name order (deterministic); only the tools
+    `tool_filter` keeps are exposed."""
     tools: dict[str, Entry] = {}
     prompts: dict[str, Entry] = {}
     resources: dict[str, Entry] = {}
     templates: list[tuple[re.Pattern[str], Entry]] = []
     for up in sorted(upstreams, key=lambda u: u.name):
         cat = up.catalog
-        for tool in cat.tools:
+        for tool in cat.tools if tool_filter is None else tool_filter(up.name, cat.tools):
             name = exposed_name(up.name, tool.name)
             tools[name] = Entry(up.name, tool.name, name, tool.model_copy(update={"name": name}))
         for prompt in cat.prompts:

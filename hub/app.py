@@ -21,17 +21,18 @@ from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, Streamable
 from mcp.server.transport_security import TransportSecuritySettings
 
 from connectors.registry import Registry, RegistryView
-from hub.call import Call, Principal
 from hub.agent import AgentMode
+from hub.call import Call, Principal
 from hub.codemode import CodeMode, with_code_mode
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
 from hub.doors.mcp_fast import FastPath
 from hub.executors import McpExecutor
 from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
-from hub.guardrails import Guardrails
+from hub.guardrail_rules import GuardrailRules
 from hub.keys import KeyRing, new_secret
 from hub.llm_executor import LlmExecutor, dispatching
+from hub.pinning import ToolPins
 from hub.pipeline import Handler, Stage, compose
 from hub.requestlog import RequestLog
 from hub.sessions import PerClientUpstreams
@@ -77,6 +78,10 @@ class Hub:
     auth: HubAuth | None = None
     """Upstream credentials, per-user OAuth sessions and authorizations (set while running)."""
     llm_router: Router | None = None
+    guardrails: GuardrailRules | None = None
+    """The guardrails in force: the config file's and the admin API's (set while running)."""
+    pins: ToolPins | None = None
+    """Approved tool definitions; changed ones are held back (set while running)."""
     codemode: CodeMode = field(init=False)
     agent: AgentMode = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
@@ -151,7 +156,10 @@ class Hub:
         await anyio.to_thread.run_sync(self.sync_config_keys)
         await anyio.to_thread.run_sync(self.reload_keys)
         self.request_log = RequestLog(self.store)
-        guardrails = Guardrails(self.settings.guardrails) if self.settings.guardrails else None
+        self.guardrails = guardrails = GuardrailRules(self.settings.guardrails, self.store.engine)
+        await guardrails.apply()
+        self.pins = pins = ToolPins(self.registry, self.store.engine, self.control.audit.append)
+        await anyio.to_thread.run_sync(pins.load)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await tg.start(auth.run)
@@ -166,8 +174,7 @@ class Hub:
                 AuthzStage(self.view),
                 LimitsStage(self.limiter, ToolPricing(self.settings.pricing.tools)),
             ]
-            if guardrails is not None:
-                stages.append(GuardrailsStage(guardrails, self._server_of))
+            stages.append(GuardrailsStage(guardrails.current, self._server_of))
             self.pipeline = compose(stages, executor)
             self.codemode.pipeline = self.pipeline
             self.codemode.task_group = tg
@@ -175,6 +182,8 @@ class Hub:
             self.registry.add_listener(self._registry_changed)
             tg.start_soon(self.request_log.run)
             tg.start_soon(self._watch_keys)
+            tg.start_soon(guardrails.watch)
+            tg.start_soon(pins.watch)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
             await self.control.start(tg)
             await self.registry.wait_ready(self.settings.hub.upstream_start_timeout_s)
@@ -187,8 +196,7 @@ class Hub:
         self._tg = None
         with anyio.CancelScope(shield=True):
             await auth.aclose()
-            if guardrails is not None:
-                await guardrails.aclose()
+            await guardrails.aclose()
             if self.llm_router is not None:
                 await self.llm_router.aclose()
                 self.llm_router = None

@@ -6,8 +6,8 @@ A permission is `resource:action`, optionally limited to the caller's own teams 
 | role      | may                                                                                      |
 |-----------|------------------------------------------------------------------------------------------|
 | admin     | everything                                                                               |
-| developer | read customers, teams, servers, usage, roles; create/update/revoke keys of its own teams  |
-| viewer    | read customers, teams, keys, servers, usage, roles                                       |
+| developer | read customers, teams, servers, usage, roles, guardrails; manage keys of its own teams    |
+| viewer    | read customers, teams, keys, servers, usage, roles, guardrails                           |
 
 Only `admin` manages servers, roles, admin tokens and the audit log's settings (retention, purge). Custom
 roles are any set of permissions, stored in the database. Role names are case-insensitive.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from hub.errors import Forbidden
 
-RESOURCES = ("customers", "teams", "keys", "servers", "usage", "roles", "tokens", "audit")
+RESOURCES = ("customers", "teams", "keys", "servers", "usage", "roles", "tokens", "audit", "guardrails")
 """Everything the admin API manages."""
 
 ACTIONS = ("read", "create", "update", "delete", "export")
@@ -37,6 +37,7 @@ BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
         "servers:read",
         "usage:read",
         "roles:read",
+        "guardrails:read",
         "keys:read:own",
         "keys:create:own",
         "keys:update:own",
@@ -50,6 +51,7 @@ BUILTIN_ROLES: dict[str, tuple[str, ...]] = {
         "servers:read",
         "usage:read",
         "roles:read",
+        "guardrails:read",
     ),
 }
 

@@ -15,7 +15,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from hub.control import SERVER_CONFIG, config_dict
-from hub.doors import admin_entities as ent, oauth
+from hub.doors import admin_entities as ent, admin_guardrails, oauth
 from hub.doors.admin import (
     PREFIX,
     AdminApi,
@@ -395,6 +395,7 @@ OPERATIONS: list[Op] = [
        oauth.login, "servers", "update", AuthLoginIn),
     Op("POST", f"{_R}/servers/{{name}}/auth/logout", "Delete a key's (or the hub's) upstream OAuth tokens",
        oauth.logout, "servers", "update", AuthLoginIn),
+    *admin_guardrails.OPERATIONS,
     Op("GET", f"{_R}/roles", "Built-in and custom roles", list_roles, "roles"),
     Op("POST", f"{_R}/roles", "Create a custom role", create_role, "roles", "create", RoleIn, 201),
     Op("GET", f"{_R}/roles/{{name}}", "Get a role", get_role, "roles"),

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from hub.governance.config import BudgetConfig, RateLimitConfig
+from hub.guardrails import GuardrailConfig
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 
@@ -118,6 +119,13 @@ class AuthLoginIn(_Body):
     subject: str | None = Field(default=None, min_length=1, max_length=64)
 
 
+class ApproveIn(_Body):
+    """Approve a server's tool definitions; with `tools`, only if they are exactly the ones reviewed."""
+
+    tools: dict[str, str] | None = None
+    """Tool name -> SHA-256 of its canonical definition, as `GET /api/v1/servers/{name}/pins` shows them."""
+
+
 SERVER_BODY: dict[str, Any] = {
     "type": "object",
     "description": "An upstream MCP server: `name` plus the fields of a `[servers.NAME]` table "
@@ -139,7 +147,7 @@ SERVER_BODY: dict[str, Any] = {
 
 MODELS: tuple[type[BaseModel], ...] = (
     CustomerIn, CustomerPatch, TeamIn, TeamPatch, KeyIn, KeyPatch, RoleIn, RolePatch, TokenIn, UsageReset, PurgeIn,
-    AuthLoginIn,
+    AuthLoginIn, ApproveIn, GuardrailConfig,
 )  # fmt: skip
 
 

@@ -1,36 +1,68 @@
 """guardrails: content checks on what goes in (arguments, prompts) and what comes out (results, completions).
 
 A block raises `Forbidden` with the guardrail's message (never the offending text); a redaction passes a
-copy of the payload or result on. Streams are checked by the door chunk by chunk with a sliding window.
+copy of the payload or result on; every finding (block, redact, log, or a failed check) is logged with the call
+id, never with the value found. Streams are checked by the door chunk by chunk with a sliding window. The
+rules in force can change at run time (admin API): each call uses the engine current when it started.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 from hub.call import Call, Outcome
 from hub.errors import Forbidden
-from hub.guardrails import Guardrails, Scope
+from hub.guardrails import Guardrails, Scope, Verdict
 from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 
 CHECKED = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
+logger = logging.getLogger("hub.guardrails.findings")
+
+
+def log_findings(call: Call, scope: Scope, verdict: Verdict) -> None:
+    """One log record per check that found something (`extra`: call id, direction, decision, findings)."""
+    if not verdict.findings:
+        return
+    findings = [f.as_log() for f in verdict.findings]
+    logger.warning(
+        "guardrails %s %s %s: %s (%s)",
+        scope.direction,
+        call.operation,
+        call.target,
+        verdict.decision,
+        ", ".join(sorted({f"{f['guardrail']}/{f['rule']}" for f in findings})),
+        extra={
+            "call_id": call.call_id,
+            "direction": scope.direction,
+            "decision": verdict.decision,
+            "guardrail_findings": findings,
+        },
+    )
 
 
 class GuardrailsStage:
-    def __init__(self, guardrails: Guardrails, server_of: Callable[[Call], str | None]) -> None:
-        self._guardrails = guardrails
+    def __init__(
+        self, guardrails: Guardrails | Callable[[], Guardrails | None], server_of: Callable[[Call], str | None]
+    ) -> None:
+        """`guardrails` is an engine, or a function returning the engine in force (None: nothing to check)."""
+        self._current: Callable[[], Guardrails | None] = (
+            (lambda: guardrails) if isinstance(guardrails, Guardrails) else guardrails
+        )
         self._server_of = server_of
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
-        if call.operation not in CHECKED or call.principal is None:
+        guardrails = self._current()
+        if guardrails is None or call.operation not in CHECKED or call.principal is None:
             return await call_next(call)
         key = call.principal.key
         door = "llm" if call.operation.startswith("llm.") else "mcp"
         server = self._server_of(call)
         inbound = Scope("input", door, call.operation, key=key.name, team=key.team, server=server)
-        verdict = await self._guardrails.check(call.payload, inbound)
+        verdict = await guardrails.check(call.payload, inbound)
+        log_findings(call, inbound, verdict)
         if verdict.blocked:
             raise Forbidden(verdict.message)
         if verdict.redacted:
@@ -39,12 +71,13 @@ class GuardrailsStage:
         outbound = Scope("output", door, call.operation, key=key.name, team=key.team, server=server)
         if call.context.get("stream"):
             if isinstance(outcome.value, OutcomeStream):  # scanned chunk by chunk, one scanner per choice
-                first = self._guardrails.stream(outbound)
+                first = guardrails.stream(outbound)
                 if first is not None:
                     made = [first]
-                    outcome.value.add_text_filter(lambda: made.pop() if made else self._guardrails.stream(outbound))
+                    outcome.value.add_text_filter(lambda: made.pop() if made else guardrails.stream(outbound))
             return outcome
-        verdict = await self._guardrails.check(outcome.value, outbound)
+        verdict = await guardrails.check(outcome.value, outbound)
+        log_findings(call, outbound, verdict)
         if verdict.blocked:
             raise Forbidden(verdict.message)
         if verdict.redacted:

@@ -14,6 +14,8 @@ Tools:
     ask_llm(prompt)            asks the client's model (`sampling/createMessage`) and returns its text
     ask_user(question)         asks the client's user (`elicitation/create`) for a name
     add_tool(name)             registers a new echo-like tool and sends `notifications/tools/list_changed`
+    set_description(tool, description)
+                               changes the description of `echo` or `add` and sends `tools/list_changed`
     whoami()                   returns the HTTP headers the server saw (lower-cased), as JSON
 Resources: `fixture://readme` (text), `fixture://logo.png` (binary), template `fixture://items/{item_id}`.
 Prompts: `greeting(name)`, `review_code(code, language="python")`.
@@ -157,6 +159,20 @@ def build_server(name: str = "fixture", extra_tools: int = 0) -> MCPServer:
         else:
             await ctx.session.send_tool_list_changed()
         return f"added {name}"
+
+    @server.tool()
+    async def set_description(tool: str, description: str, ctx: Context) -> str:
+        """Change the description of `echo` or `add` (same behaviour, new definition) and notify the clients."""
+        functions = {"echo": echo, "add": add}
+        if tool not in functions:
+            raise ToolError(f"only {sorted(functions)} can be changed")
+        server.remove_tool(tool)
+        server.add_tool(functions[tool], name=tool, description=description)
+        if ctx.protocol_version and ctx.protocol_version >= "2026-07-28":
+            await ctx.notify_tools_changed()
+        else:
+            await ctx.session.send_tool_list_changed()
+        return f"changed {tool}"
 
     @server.tool()
     def whoami(ctx: Context) -> str:
