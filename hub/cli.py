@@ -79,6 +79,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         http="httptools" if _has("httptools") else "auto",
         lifespan="on",
         access_log=False,
+        server_header=False,
+        date_header=False,
+        proxy_headers=False,
     )
     uvicorn.Server(config).run()
     return 0
