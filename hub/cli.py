@@ -81,7 +81,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         access_log=False,
         server_header=False,
         date_header=False,
-        proxy_headers=False,
     )
     uvicorn.Server(config).run()
     return 0
