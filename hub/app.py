@@ -129,6 +129,8 @@ class Hub:
             try:
                 version = await anyio.to_thread.run_sync(self.store.keys_version)
                 if version != self._keys_version:
+                    if self.control is not None:  # teams and customers first: new keys may name new ones
+                        await self.control.apply_governance()
                     ring = await anyio.to_thread.run_sync(self.store.active_keys)
                     self._install_keys(KeyRing(ring))
                     self._keys_version = version

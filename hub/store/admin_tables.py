@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.store.tables import MetaRow
@@ -167,6 +168,22 @@ class AdminStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         SQLModel.metadata.create_all(engine)
+        # Rows that concurrent writers update must exist first: two first-time inserts would collide.
+        self._insert_once(AuditHeadRow())
+        for name in ("governance_version", "servers_version", "keys_version"):
+            self._insert_once(MetaRow(key=name, value="0"))
+
+    def _insert_once(self, row: SQLModel) -> None:
+        """Insert a singleton row unless it exists (another process may insert it at the same moment)."""
+        with Session(self.engine) as s:
+            key = row.model_dump()["id" if isinstance(row, AuditHeadRow) else "key"]
+            if s.get(type(row), key) is not None:
+                return
+            s.add(row)
+            try:
+                s.commit()
+            except IntegrityError:
+                s.rollback()
 
     # -- versions --------------------------------------------------------------------------------------------
 
@@ -359,7 +376,11 @@ class AdminStore:
                 return False
             row.owner, row.lease_until = owner, now + duration
             s.add(row)
-            s.commit()
+            try:
+                s.commit()
+            except IntegrityError:  # another process created the cursor row first: it holds the lease
+                s.rollback()
+                return False
             return True
 
 
