@@ -33,7 +33,7 @@ PRINCIPAL_SCOPE_KEY = "agenthub.principal"
 LIST_TTL_MS = 0
 """Lists may change at any time (upstreams connect, keys change): clients should not serve them from cache."""
 
-ListCache = dict[tuple[str, str, int, tuple[str, ...]], dict[str, Any]]
+ListCache = dict[tuple[str, str, int, tuple[str, ...], bool], dict[str, Any]]
 
 
 def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
@@ -154,7 +154,7 @@ class McpDoor:
     ) -> dict[str, Any]:
         """A list result for this key from the per-(key, registry version) cache; a shallow copy to hand out."""
         view = self._view()
-        cache_key = (kind, principal.key.id, view.version, principal.key.tools)
+        cache_key = (kind, principal.key.id, view.version, principal.key.tools, principal.key.code_mode)
         hit = self._cache.get(cache_key)
         if hit is None:
             if len(self._cache) > 4096:
