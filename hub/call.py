@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,8 +15,13 @@ Door = Literal["mcp", "openai", "rest", "code", "agent", "admin"]
 Operation = Literal["llm.chat", "llm.embed", "mcp.list", "mcp.tool", "mcp.resource", "mcp.prompt", "code.run"]
 
 
+_PROCESS = secrets.token_hex(4)
+_COUNTER = itertools.count(1)
+
+
 def new_call_id() -> str:
-    return "call_" + secrets.token_hex(8)
+    """A call id unique across processes: a random per-process prefix and a counter (no syscall per call)."""
+    return f"call_{_PROCESS}{next(_COUNTER):x}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,23 @@ from hub.keys import bearer_token
 WWW_AUTHENTICATE = 'Bearer realm="agenthub"'
 
 
+_KEY_HEADERS = frozenset({b"authorization", b"x-api-key", b"api-key"})
+
+
 def credential(headers: Any) -> str | None:
-    """The virtual key from `Authorization: Bearer`, `x-api-key` or `api-key`."""
-    return bearer_token(headers.get("authorization")) or headers.get("x-api-key") or headers.get("api-key")
+    """The virtual key from `Authorization: Bearer`, `x-api-key` or `api-key` (in that order of preference).
+
+    Accepts Starlette `Headers` (read in one pass over the raw list) or any mapping with lower-case names.
+    """
+    raw = getattr(headers, "raw", None)
+    if raw is None:
+        return bearer_token(headers.get("authorization")) or headers.get("x-api-key") or headers.get("api-key")
+    found: dict[bytes, str] = {}
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in _KEY_HEADERS and lowered not in found:
+            found[lowered] = value.decode("latin-1")
+    return bearer_token(found.get(b"authorization")) or found.get(b"x-api-key") or found.get(b"api-key")
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
