@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connectors.auth import AuthConfigError, resolve_auth_secrets
+from connectors.auth.config import resolve_reference
 from connectors.config import StdioConfig, UpstreamConfig
 from hub.audit import AuditSection
 from hub.governance.config import (
@@ -200,21 +201,15 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 
 def resolve_secret(value: str, base_dir: Path, where: str) -> str:
-    """Resolve an `env:NAME` / `file:PATH` reference; any other string is taken literally."""
-    if value.startswith("env:"):
-        name = value[4:]
-        found = os.environ.get(name)
-        if found is None:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return found
-    if value.startswith("file:"):
-        path = Path(value[5:])
-        path = path if path.is_absolute() else base_dir / path
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read {path}: {exc.strerror}") from None
-    return value
+    """Resolve an `env:NAME` / `file:PATH` reference; any other string is taken literally.
+
+    Raises:
+        ConfigError: the variable is not set or the file cannot be read.
+    """
+    try:
+        return resolve_reference(value, base_dir, where)
+    except AuthConfigError as exc:
+        raise ConfigError(exc.message) from None
 
 
 def load_settings(path: str | Path, *, listen: str | None = None) -> Settings:
