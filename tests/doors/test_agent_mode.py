@@ -18,7 +18,7 @@ import openai
 import pytest
 
 from hub.governance import EntityKind, EntityRef
-from llm.testing import FakeRequest, FakeScript, Reply, ToolCall, openai_app, serve
+from llm.testing import FakeRequest, FakeScript, Reply, ToolCall, anthropic_app, openai_app, serve
 from tests.hub.harness import ALICE, RunningHub, fixture_stdio, running_hub
 
 pytestmark = pytest.mark.anyio
@@ -27,8 +27,18 @@ MODEL = "openai/gpt-4o-mini"
 
 
 def _last(request: FakeRequest) -> dict[str, Any]:
+    """The conversation's last message, as OpenAI shapes it, whichever wire format the fake received."""
     messages: list[dict[str, Any]] = request.body["messages"]  # type: ignore[index]
-    return messages[-1]
+    last = messages[-1]
+    content = last.get("content")
+    if request.wire == "anthropic" and isinstance(content, list):
+        for block in content:
+            if block.get("type") == "tool_result":
+                inner = block.get("content")
+                text = inner if isinstance(inner, str) else "".join(b.get("text", "") for b in inner or [])
+                return {"role": "tool", "tool_call_id": block["tool_use_id"], "content": text}
+        return {"role": last["role"], "content": "".join(b.get("text", "") for b in content)}
+    return last
 
 
 def _tool_names(request: FakeRequest) -> list[str]:
@@ -37,16 +47,19 @@ def _tool_names(request: FakeRequest) -> list[str]:
 
 
 @asynccontextmanager
-async def agent_hub(tmp_path: Path, script: FakeScript, **key: Any) -> AsyncGenerator[RunningHub]:
+async def agent_hub(tmp_path: Path, script: FakeScript, wire: str = "openai", **key: Any) -> AsyncGenerator[RunningHub]:
+    """A hub whose provider `openai` is a scripted fake speaking `wire` (OpenAI or Anthropic Messages)."""
     os.environ["T_AGENT_KEY"] = "sk-agent-test"
-    async with serve(openai_app(script, keys=["sk-agent-test"])) as base:
+    keys = ["sk-agent-test"]
+    app = anthropic_app(script, keys=keys) if wire == "anthropic" else openai_app(script, keys=keys)
+    async with serve(app) as base:
         config = {
             "hub": {"upstream_start_timeout_s": 15},
             "servers": {"fixture": fixture_stdio()},
             "providers": {
                 "openai": {
-                    "kind": "openai",
-                    "base_url": f"{base}/v1",
+                    "kind": wire,
+                    "base_url": f"{base}/v1" if wire == "openai" else base,
                     "keys": [{"name": "main", "secret": "env:T_AGENT_KEY"}],
                 }
             },
@@ -108,7 +121,8 @@ async def test_explicit_execution_returns_tool_calls_and_the_app_runs_them(tmp_p
     assert second.choices[0].message.content is not None and "5" in second.choices[0].message.content
 
 
-async def test_the_hub_runs_approved_tools_over_several_turns(tmp_path: Path) -> None:
+@pytest.mark.parametrize("wire", ["openai", "anthropic"])
+async def test_the_hub_runs_approved_tools_over_several_turns(tmp_path: Path, wire: str) -> None:
     def model(request: FakeRequest) -> Reply:
         last = _last(request)
         if last["role"] == "user":
@@ -120,7 +134,7 @@ async def test_the_hub_runs_approved_tools_over_several_turns(tmp_path: Path) ->
     script = FakeScript(default=Reply("unused"))
     script.push(model, model, model)
     async with (
-        agent_hub(tmp_path, script, auto_execute=["fixture__add", "fixture__echo"]) as hub,
+        agent_hub(tmp_path, script, wire, auto_execute=["fixture__add", "fixture__echo"]) as hub,
         _client(hub) as client,
     ):
         response = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "go"}])
@@ -128,6 +142,7 @@ async def test_the_hub_runs_approved_tools_over_several_turns(tmp_path: Path) ->
         await hub.hub.request_log.flush()
         rows = hub.hub.store.recent_log(50)
     extra: dict[str, Any] = response.model_extra["agenthub"]  # type: ignore[index]
+    assert {r.wire for r in script.requests} == {wire}
     assert response.choices[0].finish_reason == "stop"
     assert response.choices[0].message.content is not None and "sum" in response.choices[0].message.content
     assert extra["turns"] == 3 and [s["name"] for s in extra["steps"]] == ["fixture__add", "fixture__echo"]
