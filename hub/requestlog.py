@@ -47,6 +47,7 @@ class RequestLog:
         self._max = max_buffer
         self._buffer: list[LogEntry] = []
         self.dropped = 0
+        self._flushing = anyio.Lock()
         self.written = 0
 
     def record(self, row: LogEntry) -> None:
@@ -71,12 +72,15 @@ class RequestLog:
         self._store.write_log([{name: getattr(entry, name) for name in FIELDS} for entry in batch])
 
     async def flush(self) -> None:
-        if not self._buffer:
-            return
-        batch, self._buffer = self._buffer, []
-        try:
-            await anyio.to_thread.run_sync(self._write, batch)
-            self.written += len(batch)
-        except Exception:
-            logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))
-            self._buffer[:0] = batch
+        """Write what is buffered; returns once every entry recorded before the call is in the database (a
+        flush already under way is waited for, not overtaken)."""
+        async with self._flushing:
+            if not self._buffer:
+                return
+            batch, self._buffer = self._buffer, []
+            try:
+                await anyio.to_thread.run_sync(self._write, batch)
+                self.written += len(batch)
+            except Exception:
+                logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))
+                self._buffer[:0] = batch
