@@ -59,6 +59,8 @@ class RegistryView:
 
 
 Listener = Callable[[RegistryView], Awaitable[None]]
+ResourceListener = Callable[[str, str], Awaitable[None]]
+"""Told `(server, uri)` for each resource update a shared upstream reports (the URI as the upstream names it)."""
 ToolFilter = Callable[[str, tuple[types.Tool, ...]], list[types.Tool]]
 """Chooses which of a server's tools (as the upstream defines them) are exposed; the rest are absent from the view,
 so every lookup treats them as unknown (the hub holds back changed definitions this way)."""
@@ -77,12 +79,18 @@ class Registry:
         """Consulted at every rebuild (set it before `run`; call `refresh` when its decisions change)."""
         self.view = RegistryView()
         self._listeners: list[Listener] = []
+        self._resource_listeners: list[ResourceListener] = []
         self._tg: anyio.abc.TaskGroup | None = None
         self._version = 0
 
     def add_listener(self, listener: Listener) -> None:
         """Be told of every new view (after connects, reconnects, list changes, adds and removals)."""
         self._listeners.append(listener)
+
+    def add_resource_listener(self, listener: ResourceListener) -> None:
+        """Be told of every `notifications/resources/updated` from a shared upstream (see
+        `Upstream.subscribe_resource`)."""
+        self._resource_listeners.append(listener)
 
     async def run(
         self,
@@ -110,7 +118,9 @@ class Registry:
         old = self.upstreams.pop(config.name, None)
         if old is not None:
             old.stop()
-        upstream = Upstream(config, on_change=self._changed, http_auth=http_auth)
+        upstream = Upstream(
+            config, on_change=self._changed, http_auth=http_auth, on_resource_updated=self._resource_updated
+        )
         self.upstreams[config.name] = upstream
         if config.enabled:
             self._tg.start_soon(upstream.run, name=f"upstream:{config.name}")
@@ -140,6 +150,15 @@ class Registry:
     async def _changed(self, upstream: Upstream) -> None:
         if self.upstreams.get(upstream.name) is upstream:
             await self._rebuild()
+
+    async def _resource_updated(self, upstream: Upstream, uri: str) -> None:
+        if self.upstreams.get(upstream.name) is not upstream:
+            return
+        for listener in self._resource_listeners:
+            try:
+                await listener(upstream.name, uri)
+            except Exception:
+                logger.exception("resource listener failed")
 
     async def _rebuild(self) -> None:
         self._version += 1

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx2
 import mcp_types as types
 from mcp import Client
@@ -31,6 +32,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
@@ -92,6 +94,8 @@ class Health:
 
 
 ChangeHook = Callable[["Upstream"], Awaitable[None]]
+ResourceUpdatedHook = Callable[["Upstream", str], Awaitable[None]]
+"""Told of each `notifications/resources/updated` the upstream sends (with the URI as the upstream names it)."""
 
 
 class Upstream:
@@ -105,11 +109,14 @@ class Upstream:
         callbacks: ClientCallbacks | None = None,
         mode: str = "auto",
         http_auth: httpx2.Auth | None = None,
+        on_resource_updated: ResourceUpdatedHook | None = None,
     ) -> None:
         """`mode` is the `mcp.Client` connect mode: `auto` (newest era the upstream speaks) or `legacy`
         (the initialize handshake, where the upstream may send requests and log messages back). `http_auth`
         authenticates every HTTP request to an SSE or Streamable HTTP upstream (headers or OAuth tokens, see
-        `connectors.auth`); it replaces any `Authorization` header the request carried."""
+        `connectors.auth`); it replaces any `Authorization` header the request carried. `on_resource_updated`
+        hears the upstream's `notifications/resources/updated` for resources subscribed with
+        `subscribe_resource`."""
         self.config = config
         self.mode = mode
         self.http_auth = http_auth
@@ -117,6 +124,10 @@ class Upstream:
         self.catalog = Catalog()
         self.health = Health()
         self._on_change = on_change
+        self._on_resource_updated = on_resource_updated
+        self._subscriptions: dict[str, int] = {}
+        self._listens: dict[str, anyio.CancelScope] = {}
+        self._session_tg: anyio.abc.TaskGroup | None = None
         self._callbacks = callbacks or ClientCallbacks()
         self._client: Client | None = None
         self._broken = anyio.Event()
@@ -196,18 +207,78 @@ class Upstream:
                     tg.start_soon(self._listen_for_changes, client)
                 if isinstance(self.config, HttpConfig) and self._callbacks == ClientCallbacks():
                     tg.start_soon(self._open_fast_path, self.config)
+                self._session_tg = tg
+                tg.start_soon(self._resubscribe, client)
                 try:
                     if self._on_change is not None:
                         await self._on_change(self)
                     await self._broken.wait()
                 finally:
                     self._client = None
+                    self._session_tg = None
+                    self._listens.clear()
                     fast, self._fast = self._fast, None
                     if fast is not None:
                         with anyio.CancelScope(shield=True):
                             await fast.aclose()
             tg.cancel_scope.cancel()
         raise UpstreamUnavailable(self.name, self.health.error or "session closed")
+
+    async def _resubscribe(self, client: Client) -> None:
+        """Renew the resource subscriptions a new session does not have (after a reconnect)."""
+        for uri in list(self._subscriptions):
+            try:
+                with anyio.fail_after(self.config.timeout_s):
+                    await self._send_subscribe(client, uri)
+            except Exception as exc:
+                logger.info("upstream %s: renewing the subscription to %s failed: %s", self.name, uri, _describe(exc))
+
+    async def _send_subscribe(self, client: Client, uri: str) -> None:
+        """Subscribe on this session: `resources/subscribe` (handshake era) or a `subscriptions/listen` stream
+        for the URI (2026-07-28), open once its acknowledgement arrived."""
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            request = types.SubscribeRequest(params=types.SubscribeRequestParams(uri=uri))
+            await client.session.send_request(request, types.EmptyResult)
+            return
+        tg = self._session_tg
+        if tg is None:
+            raise UpstreamUnavailable(self.name, f"upstream '{self.name}' is not connected")
+        if uri not in self._listens:
+            await tg.start(self._listen_resource, client, uri)
+
+    async def _send_unsubscribe(self, client: Client, uri: str) -> None:
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            request = types.UnsubscribeRequest(params=types.UnsubscribeRequestParams(uri=uri))
+            await client.session.send_request(request, types.EmptyResult)
+            return
+        scope = self._listens.pop(uri, None)
+        if scope is not None:
+            scope.cancel()
+
+    async def _listen_resource(
+        self, client: Client, uri: str, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """One 2026-07-28 `subscriptions/listen` stream for one resource, until unsubscribed or the session ends."""
+        started = False
+        with anyio.CancelScope() as scope:
+            try:
+                async with client.listen(resource_subscriptions=[uri]) as subscription:
+                    self._listens[uri] = scope
+                    started = True
+                    task_status.started()
+                    async for event in subscription:
+                        if isinstance(event, ResourceUpdated):
+                            await self._resource_updated(event.uri)
+            except Exception as exc:
+                if not started:
+                    raise
+                logger.info("upstream %s: the subscription to %s ended: %s", self.name, uri, _describe(exc))
+        if self._listens.get(uri) is scope:
+            del self._listens[uri]
+
+    async def _resource_updated(self, uri: str) -> None:
+        if self._on_resource_updated is not None and uri in self._subscriptions:
+            await self._on_resource_updated(self, uri)
 
     async def _open_fast_path(self, cfg: HttpConfig) -> None:
         """Open the lean session used for plain tool calls; without it calls take the SDK path."""
@@ -336,6 +407,48 @@ class Upstream:
             | types.ResourceListChangedNotification,
         ):
             await self.refresh()
+        elif isinstance(message, types.ResourceUpdatedNotification) and not self._modern():
+            # On 2026-07-28 sessions the same notification is also a `subscriptions/listen` event, handled there.
+            await self._resource_updated(str(message.params.uri))
+
+    def _modern(self) -> bool:
+        client = self._client
+        return client is not None and client.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+    # -- subscriptions ---------------------------------------------------------------------------------------------
+
+    async def subscribe_resource(self, uri: str) -> None:
+        """Hold one subscription to a resource's updates (handshake era): the first holder sends
+        `resources/subscribe`, later holders only count. Every `subscribe_resource` that returns needs one
+        `unsubscribe_resource`; a subscription survives reconnects.
+
+        Raises:
+            UpstreamError: the upstream refused the subscription or could not be reached (nothing is held then).
+        """
+        held = self._subscriptions.get(uri, 0)
+        if held == 0:
+            await self._request(lambda c: self._send_subscribe(c, uri), None)
+        self._subscriptions[uri] = self._subscriptions.get(uri, 0) + 1
+
+    async def unsubscribe_resource(self, uri: str) -> None:
+        """Release one subscription; the last holder sends `resources/unsubscribe` (failures are only logged:
+        the hub stops passing the updates on either way)."""
+        held = self._subscriptions.get(uri, 0)
+        if held > 1:
+            self._subscriptions[uri] = held - 1
+            return
+        self._subscriptions.pop(uri, None)
+        if held == 0 or not self.ready:
+            return
+        try:
+            await self._request(lambda c: self._send_unsubscribe(c, uri), None)
+        except UpstreamError as exc:
+            logger.info("upstream %s: unsubscribing from %s failed: %s", self.name, uri, exc.message)
+
+    @property
+    def subscriptions(self) -> dict[str, int]:
+        """Subscribed upstream URIs and how many holders each has (a copy)."""
+        return dict(self._subscriptions)
 
     # -- calls -----------------------------------------------------------------------------------------------------
 

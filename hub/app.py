@@ -20,14 +20,17 @@ import anyio.abc
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
+from connectors.errors import UpstreamError
 from connectors.registry import Registry, RegistryView
+from connectors.upstream import Upstream
 from hub.agent import AgentMode
 from hub.call import Call, Principal
 from hub.codemode import CodeMode, with_code_mode
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
 from hub.doors.mcp_fast import FastPath
-from hub.executors import McpExecutor
+from hub.errors import UpstreamFailed
+from hub.executors import McpExecutor, to_hub_error
 from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
 from hub.guardrail_rules import GuardrailRules
 from hub.keys import KeyRing, new_secret
@@ -171,7 +174,7 @@ class Hub:
             executor = dispatching(McpExecutor(self.registry, auth.upstream_for(per_client.upstream_for)), llm)
             executor = with_code_mode(executor, self.codemode, self.view)
             stages: list[Stage] = [
-                AuditStage(self.request_log),
+                AuditStage(self.request_log, lambda: self.keyring),
                 AuthnStage(lambda: self.keyring),
                 AuthzStage(self.view),
                 LimitsStage(self.limiter, ToolPricing(self.settings.pricing.tools)),
@@ -182,6 +185,7 @@ class Hub:
             self.codemode.task_group = tg
             self.mcp = self._new_door(None)
             self.registry.add_listener(self._registry_changed)
+            self.registry.add_resource_listener(self._resource_updated)
             tg.start_soon(self.request_log.run)
             tg.start_soon(self._watch_keys)
             tg.start_soon(guardrails.watch)
@@ -246,7 +250,35 @@ class Hub:
             codemode=self.codemode,
         )
         door.set_completer(self._complete)
+        door.set_subscriber(self._subscribe_resource, self._unsubscribe_resource)
         return door
+
+    def _shared_upstream(self, server: str) -> Upstream:
+        upstream = self.registry.upstreams.get(server)
+        if upstream is None:
+            raise UpstreamFailed(f"server '{server}' is not configured")
+        return upstream
+
+    async def _subscribe_resource(self, server: str, uri: str) -> None:
+        """Hold a subscription to a resource's updates on the server's shared session.
+
+        Raises:
+            HubError: the server is gone, unreachable, or refused the subscription.
+        """
+        try:
+            await self._shared_upstream(server).subscribe_resource(uri)
+        except UpstreamError as exc:
+            raise to_hub_error(exc) from None
+
+    async def _unsubscribe_resource(self, server: str, uri: str) -> None:
+        upstream = self.registry.upstreams.get(server)
+        if upstream is not None:
+            await upstream.unsubscribe_resource(uri)
+
+    async def _resource_updated(self, server: str, uri: str) -> None:
+        for door in [self.mcp, *self.server_doors.values()]:
+            if door is not None:
+                await door.resource_updated(server, uri)
 
     async def _complete(self, server: str, ref: Any, argument: dict[str, str]) -> Any:
         upstream = self.registry.upstreams.get(server)

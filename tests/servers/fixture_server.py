@@ -17,7 +17,10 @@ Tools:
     set_description(tool, description)
                                changes the description of `echo` or `add` and sends `tools/list_changed`
     whoami()                   returns the HTTP headers the server saw (lower-cased), as JSON
-Resources: `fixture://readme` (text), `fixture://logo.png` (binary), template `fixture://items/{item_id}`.
+    touch_resource(uri)        reports the resource changed: `notifications/resources/updated` to the sessions
+                               subscribed with `resources/subscribe`, and to `subscriptions/listen` streams
+Resources: `fixture://readme` (text), `fixture://logo.png` (binary), template `fixture://items/{item_id}`;
+`resources/subscribe` and `resources/unsubscribe` are served.
 Prompts: `greeting(name)`, `review_code(code, language="python")`.
 Completion: the `language` argument of `review_code`.
 `--extra-tools N` adds N generated tools with realistic schemas (for list benchmarks).
@@ -28,10 +31,13 @@ from __future__ import annotations
 import base64
 import json
 import sys
+import weakref
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
+from mcp.server import Server
+from mcp.server.connection import Connection
 from mcp.server.mcpserver import Context, MCPServer, Resolve, Sample
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.resolve import AcceptedElicitation, Elicit, ElicitationResult
@@ -42,12 +48,15 @@ from mcp_types import (
     CompletionContext,
     CreateMessageResult,
     EmbeddedResource,
+    EmptyResult,
     ImageContent,
     PromptReference,
     ResourceTemplateReference,
     SamplingMessage,
+    SubscribeRequestParams,
     TextContent,
     TextResourceContents,
+    UnsubscribeRequestParams,
 )
 from pydantic import BaseModel, Field
 
@@ -84,6 +93,25 @@ def _sample_prompt(prompt: str) -> Sample:
 
 def _ask_name(question: str) -> Elicit[Name]:
     return Elicit(question, Name)
+
+
+def _serve_subscriptions(server: MCPServer) -> dict[str, weakref.WeakSet[Connection]]:
+    """Serve handshake-era `resources/(un)subscribe` (which `MCPServer` does not serve by itself); returns the
+    subscribed client connections by URI."""
+    subscribed: dict[str, weakref.WeakSet[Connection]] = {}
+
+    async def subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+        subscribed.setdefault(str(params.uri), weakref.WeakSet()).add(ctx.session._connection)
+        return EmptyResult()
+
+    async def unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+        subscribed.get(str(params.uri), weakref.WeakSet()).discard(ctx.session._connection)
+        return EmptyResult()
+
+    lowlevel: Server[Any] = server._lowlevel_server
+    lowlevel.add_request_handler("resources/subscribe", SubscribeRequestParams, subscribe)
+    lowlevel.add_request_handler("resources/unsubscribe", UnsubscribeRequestParams, unsubscribe)
+    return subscribed
 
 
 def build_server(name: str = "fixture", extra_tools: int = 0) -> MCPServer:
@@ -179,6 +207,17 @@ def build_server(name: str = "fixture", extra_tools: int = 0) -> MCPServer:
         """Return the request's HTTP headers as JSON (empty on stdio)."""
         headers = dict(ctx.headers or {})
         return json.dumps({k.lower(): v for k, v in headers.items()}, sort_keys=True)
+
+    subscribed = _serve_subscriptions(server)
+
+    @server.tool()
+    async def touch_resource(uri: str, ctx: Context) -> str:
+        """Report that a resource changed."""
+        await ctx.notify_resource_updated(uri)
+        connections = list(subscribed.get(uri, ()))
+        for connection in connections:
+            await connection.outbound.notify("notifications/resources/updated", {"uri": uri})
+        return f"notified {len(connections)} subscriber(s)"
 
     @server.resource("fixture://readme", name="readme", description="A short text file.", mime_type="text/plain")
     def readme() -> str:
