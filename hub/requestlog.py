@@ -35,6 +35,10 @@ class LogEntry:
     status: int
     latency_ms: float
     error: str | None
+    deployment: str | None = None
+    """`provider/model` that served an LLM call."""
+    tokens: int | None = None
+    cost_usd: float | None = None
 
 
 FIELDS = tuple(f.name for f in fields(LogEntry))

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from hub.call import Call, Outcome
 from hub.errors import HubError, Internal
+from hub.keys import KeyRing
+from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 from hub.requestlog import LogEntry, RequestLog
 
@@ -16,45 +19,73 @@ logger = logging.getLogger(__name__)
 
 
 class AuditStage:
-    def __init__(self, log: RequestLog) -> None:
+    def __init__(self, log: RequestLog, keyring: Callable[[], KeyRing] | None = None) -> None:
         self._log = log
+        self._keyring = keyring
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         started = time.perf_counter()
-        outcome_label = "ok"
-        status = 200
-        error: str | None = None
+        entry = self._entry(call)
+        deferred = False
         try:
             outcome = await call_next(call)
             if outcome.tool_error:
-                outcome_label = "tool_error"
+                entry.outcome = "tool_error"
+            _usage(entry, outcome)
+            if isinstance(outcome.value, OutcomeStream):
+                deferred = True
+                outcome.value.on_close(self._closer(entry, started))
             return outcome
         except HubError as exc:
-            outcome_label, status, error = exc.code, exc.wire.status, exc.message
+            entry.outcome, entry.status, entry.error = exc.code, exc.wire.status, exc.message
             raise
         except BaseException as exc:
             if isinstance(exc, Exception):
                 logger.exception("unexpected failure in %s %s", call.operation, call.target)
                 denied = Internal("internal error")
-                outcome_label, status, error = denied.code, 500, type(exc).__name__
+                entry.outcome, entry.status, entry.error = denied.code, 500, type(exc).__name__
                 raise denied from exc
-            outcome_label, status, error = "cancelled", 499, "the caller went away"
+            entry.outcome, entry.status, entry.error = "cancelled", 499, "the caller went away"
             raise
         finally:
-            key = call.principal.key if call.principal else None
-            self._log.record(
-                LogEntry(
-                    ts=datetime.now(UTC),
-                    call_id=call.call_id,
-                    parent_id=call.parent_id,
-                    key_id=key.id if key else None,
-                    key_name=key.name if key else None,
-                    door=call.door,
-                    operation=call.operation,
-                    target=call.target,
-                    outcome=outcome_label,
-                    status=status,
-                    latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                    error=error,
-                )
-            )
+            if not deferred:
+                entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+                self._log.record(entry)
+
+    def _entry(self, call: Call) -> LogEntry:
+        key = call.principal.key if call.principal else None
+        if key is None and call.credential and self._keyring is not None:
+            key = self._keyring().verify(call.credential)
+        return LogEntry(
+            ts=datetime.now(UTC),
+            call_id=call.call_id,
+            parent_id=call.parent_id,
+            key_id=key.id if key else None,
+            key_name=key.name if key else None,
+            door=call.door,
+            operation=call.operation,
+            target=call.target,
+            outcome="ok",
+            status=200,
+            latency_ms=0.0,
+            error=None,
+        )
+
+    def _closer(self, entry: LogEntry, started: float) -> Callable[[OutcomeStream], Awaitable[None]]:
+        """Record a stream's row when it ends, with its final usage and its whole duration."""
+
+        async def close(stream: OutcomeStream) -> None:
+            if stream.usage is not None:
+                entry.tokens, entry.cost_usd = stream.usage.tokens, stream.usage.usd
+            entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+            self._log.record(entry)
+
+        return close
+
+
+def _usage(entry: LogEntry, outcome: Outcome) -> None:
+    if outcome.usage is not None:
+        entry.tokens, entry.cost_usd = outcome.usage.tokens, outcome.usage.usd
+    provider = outcome.headers.get("x-agenthub-provider")
+    if provider:
+        entry.deployment = f"{provider}/{outcome.headers.get('x-agenthub-model', '')}"

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from hub.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.tables import KeyRow, MetaRow, RequestLogRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class DuplicateName(ValueError):
@@ -44,13 +44,20 @@ class SqlStore:
     # -- schema ------------------------------------------------------------------------------------------------
 
     def migrate(self) -> None:
-        """Create missing tables and record the schema version (later versions add steps here)."""
+        """Bring the schema to `SCHEMA_VERSION`: create missing tables, then run each step past the stored version.
+
+        Steps only add (columns, indexes) and are idempotent, so a replica that races another through the same
+        step does no harm.
+        """
         SQLModel.metadata.create_all(self.engine)
         with Session(self.engine) as s:
             row = s.get(MetaRow, "schema_version")
             current = int(row.value) if row else 0
-            if current > SCHEMA_VERSION:
-                raise RuntimeError(f"database schema {current} is newer than this AgentHub ({SCHEMA_VERSION})")
+        if current > SCHEMA_VERSION:
+            raise RuntimeError(f"database schema {current} is newer than this AgentHub ({SCHEMA_VERSION})")
+        for version in range(max(current, 1) + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](self.engine)
+        with Session(self.engine) as s:
             s.merge(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
             s.commit()
 
@@ -182,6 +189,23 @@ class SqlStore:
         with Session(self.engine) as s:
             query = select(RequestLogRow).order_by(col(RequestLogRow.id).desc()).limit(limit)
             return list(s.exec(query))
+
+
+def _add_columns(engine: Engine, table: str, columns: Mapping[str, str]) -> None:
+    present = {c["name"] for c in inspect(engine).get_columns(table)}
+    with engine.begin() as conn:
+        for name, ddl in columns.items():
+            if name not in present:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl}"))
+
+
+def _v2_request_log_usage(engine: Engine) -> None:
+    """Version 2: the request log records the deployment, tokens and cost of LLM calls."""
+    _add_columns(engine, "request_log", {"deployment": "VARCHAR", "tokens": "INTEGER", "cost_usd": "FLOAT"})
+
+
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _v2_request_log_usage}
+"""Schema step per version: `MIGRATIONS[n]` upgrades a version n-1 database to version n."""
 
 
 def to_virtual_key(row: KeyRow) -> VirtualKey:

@@ -53,3 +53,7 @@ class RequestLogRow(SQLModel, table=True):
     status: int
     latency_ms: float
     error: str | None = None
+    deployment: str | None = None
+    """`provider/model` that served an LLM call (schema version 2)."""
+    tokens: int | None = None
+    cost_usd: float | None = None

@@ -151,6 +151,8 @@ async def test_the_hub_runs_approved_tools_over_several_turns(tmp_path: Path, wi
     loop = next(r for r in rows if r.operation == "agent.loop")
     children = [r for r in rows if r.parent_id == loop.call_id]
     assert sorted(r.operation for r in children) == ["llm.chat"] * 3 + ["mcp.tool"] * 2
+    turns = [r for r in children if r.operation == "llm.chat"]
+    assert all(r.key_name == "agent" and r.deployment == MODEL and r.tokens and r.tokens > 0 for r in turns)
 
 
 async def test_a_mix_of_approved_and_unapproved_calls_returns_the_pending_ones(tmp_path: Path) -> None:
