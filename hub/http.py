@@ -1,7 +1,8 @@
 """The HTTP surface: `build_app(settings)` returns the ASGI app with one lifespan that runs the `Hub`.
 
-`/mcp` and `/mcp/{server}` are routed by a plain ASGI layer in front of Starlette (no per-request middleware
-stack on the hot path); the REST and admin routes are ordinary Starlette routes.
+`/mcp` and `/mcp/{server}`, and `POST` to the OpenAI door's paths, are routed by a plain ASGI layer in front of
+Starlette (no per-request middleware stack on the hot path); the REST and admin routes are ordinary Starlette
+routes.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from hub.call import Principal
 from hub.doors.admin_ops import admin_routes
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
 from hub.doors.oauth import CALLBACK_PATH, callback_endpoint
-from hub.doors.openai import openai_routes
+from hub.doors.openai import openai_endpoints, openai_routes
 from hub.doors.tools_rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
 from hub.errors import PayloadTooLarge
@@ -35,16 +36,23 @@ from hub.settings import Settings
 
 
 class McpRouter:
-    """Routes `/mcp` and `/mcp/{server}` to the MCP session managers after checking the virtual key."""
+    """Routes `/mcp` and `/mcp/{server}` to the MCP session managers after checking the virtual key, and `POST`
+    to the OpenAI door's paths straight to its handlers."""
 
     def __init__(self, app: ASGIApp, hub_ref: HubRef) -> None:
         self.app = app
         self.ref = hub_ref
+        self._llm = openai_endpoints(lambda: hub_ref.hub)
         self._endpoints: dict[str | None, McpEndpoint] = {}
         self._lock = anyio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
+        if scope["type"] == "http" and scope["method"] == "POST":
+            llm = self._llm.get(path)
+            if llm is not None:
+                await llm(scope, receive, send)
+                return
         if scope["type"] != "http" or not (path == "/mcp" or path.startswith("/mcp/")):
             await self.app(scope, receive, send)
             return

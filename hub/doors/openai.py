@@ -19,15 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.agent import agent_options
 from hub.call import Call, Operation, Principal, new_call_id
 from hub.doors.web import credential, error_response, json_response
 from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, Unauthenticated, openai_envelope
+from hub.keys import VirtualKey
 from hub.llm_executor import hop_filter, unknown_model
 from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
@@ -35,7 +36,15 @@ from hub.pipeline import Handler
 if TYPE_CHECKING:
     from hub.app import Hub
 
-__all__ = ["chat_route", "embeddings_route", "model_route", "models_route", "openai_routes", "responses_route"]
+__all__ = [
+    "chat_route",
+    "embeddings_route",
+    "model_route",
+    "models_route",
+    "openai_endpoints",
+    "openai_routes",
+    "responses_route",
+]
 
 _JSON = "application/json"
 _NO_KEY = "a valid virtual key is required (Authorization: Bearer ahk-...)"
@@ -67,6 +76,25 @@ def openai_routes(hub: Callable[[], Hub]) -> list[Route]:
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),
     ]
+
+
+def openai_endpoints(hub: Callable[[], Hub]) -> dict[str, ASGIApp]:
+    """Plain ASGI apps for the door's `POST` paths, keyed by path, for a router placed in front of Starlette: the
+    LLM hot path then skips route matching and the exception-handling wrappers (the handlers turn every hub
+    error into a response themselves). Other methods on these paths are left to the Starlette routes."""
+
+    def endpoint(operation: Operation, api: str) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            response = await _serve(hub(), Request(scope, receive), operation, api)
+            await response(scope, receive, send)
+
+        return app
+
+    return {
+        "/v1/chat/completions": endpoint("llm.chat", "chat"),
+        "/v1/responses": endpoint("llm.chat", "responses"),
+        "/v1/embeddings": endpoint("llm.embed", "embeddings"),
+    }
 
 
 async def chat_route(hub: Hub, request: Request) -> Response:
@@ -134,13 +162,25 @@ async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> 
         pipeline = hub.pipeline
         if pipeline is None:
             raise Internal("the hub is not running")
+        key = hub.keyring.verify(presented)
         if api == "chat":
-            agent = await _agent_response(hub, pipeline, presented, body, context, started)
+            if key is None:
+                raise Unauthenticated(_NO_KEY)
+            agent = await _agent_response(hub, pipeline, key, body, context, started)
             if agent is not None:
                 return agent
-        outcome = await pipeline(
-            Call(door="openai", operation=operation, target=model, payload=body, credential=presented, context=context)
-        )
+        # A key verified here goes on as the principal (authn re-checks it by id); an unknown one is left to
+        # authn, which denies it with an audit record.
+        if key is not None:
+            call = Call(
+                door="openai", operation=operation, target=model, payload=body, principal=Principal(key),
+                context=context,
+            )  # fmt: skip
+        else:
+            call = Call(
+                door="openai", operation=operation, target=model, payload=body, credential=presented, context=context
+            )
+        outcome = await pipeline(call)
     except HubError as exc:
         return error_response(exc)
     headers = outcome.headers
@@ -153,12 +193,9 @@ async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> 
 
 
 async def _agent_response(
-    hub: Hub, pipeline: Handler, presented: str, body: dict[str, Any], context: dict[str, Any], started: float
+    hub: Hub, pipeline: Handler, key: VirtualKey, body: dict[str, Any], context: dict[str, Any], started: float
 ) -> Response | None:
     """Chat with MCP tools (explicit or Agent Mode) when the key offers any; None for a plain chat request."""
-    key = hub.keyring.verify(presented)
-    if key is None:
-        raise Unauthenticated(_NO_KEY)
     if not key.chat_tools and "agenthub" not in body:
         return None
     principal = Principal(key)
@@ -235,16 +272,21 @@ async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    receive = request.receive
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise BadRequest("the client went away")
+        chunk: bytes = message.get("body", b"")
+        if chunk:
             size += len(chunk)
             if size > limit:
                 raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
             chunks.append(chunk)
-    except ClientDisconnect:
-        raise BadRequest("the client went away") from None
+        if not message.get("more_body", False):
+            break
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
