@@ -94,6 +94,15 @@ async def _save(ctx: Ctx, row: CustomerRow | TeamRow) -> None:
     await ctx.control.apply_governance()
 
 
+async def _create(ctx: Ctx, row: CustomerRow | TeamRow) -> None:
+    """Store a new customer or team; a name another writer took since the pre-check is the same 409."""
+    try:
+        await off_loop(ctx.control.store.create, row)
+    except DuplicateName as exc:
+        raise Conflict(str(exc)) from None
+    await ctx.control.apply_governance()
+
+
 async def create_customer(ctx: Ctx, who: AdminPrincipal, body: CustomerIn) -> Response:
     if await off_loop(ctx.control.store.get_customer, body.name) is not None:
         raise Conflict(f"a customer named '{body.name}' exists already")
@@ -102,7 +111,7 @@ async def create_customer(ctx: Ctx, who: AdminPrincipal, body: CustomerIn) -> Re
         name=body.name, budget=limits_json(body.budget), rate_limit=limits_json(body.rate_limit),
         created_at=now, updated_at=now,
     )  # fmt: skip
-    await _save(ctx, row)
+    await _create(ctx, row)
     await record(ctx, who, "customer.create", "customer", row.name, None, entity_view(row))
     return json_response(entity_view(row), 201)
 
@@ -150,7 +159,7 @@ async def create_team(ctx: Ctx, who: AdminPrincipal, body: TeamIn) -> Response:
         name=body.name, customer=body.customer, budget=limits_json(body.budget),
         rate_limit=limits_json(body.rate_limit), created_at=now, updated_at=now,
     )  # fmt: skip
-    await _save(ctx, row)
+    await _create(ctx, row)
     await record(ctx, who, "team.create", "team", row.name, None, entity_view(row))
     return json_response(entity_view(row), 201)
 

@@ -39,6 +39,7 @@ from hub.governance.scrub import scrub
 from hub.oidc import SESSION_COOKIE, STATE_COOKIE, OidcError, OidcLogin
 from hub.rbac import BUILTIN_ROLES, AdminPrincipal, map_groups
 from hub.store.admin_tables import AdminTokenRow, RoleRow, now_utc
+from hub.store.tables import DuplicateName
 
 # -- servers -----------------------------------------------------------------------------------------------
 
@@ -84,7 +85,10 @@ async def create_server(ctx: Ctx, who: AdminPrincipal, body: dict[str, Any]) -> 
     config = _parse_server(body, name)
     if name in ctx.hub.settings.servers or await off_loop(ctx.control.store.get_server, name) is not None:
         raise Conflict(f"a server named '{name}' exists already")
-    await off_loop(ctx.control.store.save_server, name, config)
+    try:
+        await off_loop(ctx.control.store.create_server, name, config)
+    except DuplicateName as exc:
+        raise Conflict(str(exc)) from None
     await ctx.control.apply_servers()
     await record(ctx, who, "server.create", "server", name, None, {"name": name, **config})
     return json_response({"name": name, "source": "api", "config": scrub(config)}, 201)
@@ -157,7 +161,10 @@ async def create_role(ctx: Ctx, who: AdminPrincipal, body: RoleIn) -> Response:
     now = now_utc()
     row = RoleRow(name=body.name, permissions=orjson.dumps(body.permissions).decode(), description=body.description,
                   created_at=now, updated_at=now)  # fmt: skip
-    await off_loop(ctx.control.store.save_role, row)
+    try:
+        await off_loop(ctx.control.store.create_role, row)
+    except DuplicateName as exc:
+        raise Conflict(str(exc)) from None
     await record(ctx, who, "role.create", "role", row.name, None, _role_view(row))
     return json_response(_role_view(row), 201)
 

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from hub.store.tables import MetaRow
+from hub.store.tables import MetaRow, commit_new, insert_new
 
 
 class CustomerRow(SQLModel, table=True):
@@ -222,6 +222,19 @@ class AdminStore:
             self.bump(s, "governance_version")
             s.commit()
 
+    def create(self, row: CustomerRow | TeamRow) -> None:
+        """Insert a new customer or team and move `governance_version`.
+
+        Raises:
+            DuplicateName: one with that name exists (also when another writer stored it first).
+        """
+        what = f"a {'customer' if isinstance(row, CustomerRow) else 'team'} named '{row.name}'"
+        with Session(self.engine) as s:
+            insert_new(s, row, what)
+            self.bump(s, "governance_version")
+            commit_new(s, what)
+            s.refresh(row)
+
     def delete_entity(self, kind: type[CustomerRow] | type[TeamRow], name: str) -> bool:
         with Session(self.engine) as s:
             row = s.get(kind, name)
@@ -250,6 +263,19 @@ class AdminStore:
             s.merge(ServerRow(name=name, config=dumps(config), created_at=created, updated_at=now))
             self.bump(s, "servers_version")
             s.commit()
+
+    def create_server(self, name: str, config: dict[str, Any]) -> None:
+        """Insert a new runtime server and move `servers_version`.
+
+        Raises:
+            DuplicateName: one with that name exists (also when another writer stored it first).
+        """
+        now = now_utc()
+        what = f"a server named '{name}'"
+        with Session(self.engine) as s:
+            insert_new(s, ServerRow(name=name, config=dumps(config), created_at=now, updated_at=now), what)
+            self.bump(s, "servers_version")
+            commit_new(s, what)
 
     def delete_server(self, name: str) -> bool:
         with Session(self.engine) as s:
@@ -305,6 +331,18 @@ class AdminStore:
         with Session(self.engine) as s:
             s.merge(row)
             s.commit()
+
+    def create_role(self, row: RoleRow) -> None:
+        """Insert a new custom role.
+
+        Raises:
+            DuplicateName: one with that name exists (also when another writer stored it first).
+        """
+        what = f"a role named '{row.name}'"
+        with Session(self.engine) as s:
+            insert_new(s, row, what)
+            commit_new(s, what)
+            s.refresh(row)
 
     def delete_role(self, name: str) -> bool:
         with Session(self.engine) as s:

@@ -16,13 +16,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from hub.keys import POLICY_FIELDS, VirtualKey, hash_secret
-from hub.store.tables import KeyRow, MetaRow, RequestLogRow
+from hub.store.tables import DuplicateName, KeyRow, MetaRow, RequestLogRow, commit_new, insert_new
 
 SCHEMA_VERSION = 2
-
-
-class DuplicateName(ValueError):
-    """An entity with that name exists already."""
 
 
 class SqlStore:
@@ -83,7 +79,7 @@ class SqlStore:
         """Store a new key (by hash).
 
         Raises:
-            DuplicateName: an active key already has this name.
+            DuplicateName: an active key already has this name (also when another writer stored it first).
         """
         with Session(self.engine) as s:
             existing = s.exec(select(KeyRow).where(KeyRow.name == name)).first()
@@ -102,9 +98,9 @@ class SqlStore:
                 created_at=datetime.now(UTC),
                 expires_at=expires_at,
             )
-            s.add(row)
+            insert_new(s, row, f"a key named '{name}'")
             self._bump_keys_version(s)
-            s.commit()
+            commit_new(s, f"a key named '{name}'")
             s.refresh(row)
             return row
 

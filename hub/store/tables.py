@@ -4,7 +4,40 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlmodel import Field, SQLModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel
+
+
+class DuplicateName(ValueError):
+    """An entity with that name exists already."""
+
+
+def insert_new(s: Session, row: SQLModel, what: str) -> None:
+    """Insert a new named row now (flushed); the database's unique constraint is the final word when two writers
+    create the same name at once (the loser's pre-check saw nothing). Commit with `commit_new`.
+
+    Raises:
+        DuplicateName: the name was taken (`what` names it, e.g. "a team named 'x'").
+    """
+    s.add(row)
+    try:
+        s.flush()
+    except IntegrityError:
+        s.rollback()
+        raise DuplicateName(f"{what} exists already") from None
+
+
+def commit_new(s: Session, what: str) -> None:
+    """Commit a session that inserted a new named row (see `insert_new`).
+
+    Raises:
+        DuplicateName: the name was taken meanwhile.
+    """
+    try:
+        s.commit()
+    except IntegrityError:
+        s.rollback()
+        raise DuplicateName(f"{what} exists already") from None
 
 
 class MetaRow(SQLModel, table=True):
