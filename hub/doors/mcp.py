@@ -9,11 +9,9 @@ fails exactly like an unknown one.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-import anyio
 import mcp_types as types
 from mcp.server import Server
 from mcp.server.caching import CacheHint
@@ -26,6 +24,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from connectors.registry import Entry, RegistryView, policy_name
 from hub.call import Call, Principal
 from hub.codemode import CodeMode
+from hub.doors.mcp_watches import ResourceSubscriber, ResourceWatches, WatchKey
 from hub.errors import HubError, NotFound
 from hub.pipeline import Handler
 from hub.sessions import LOG_LEVEL_KEY
@@ -36,18 +35,6 @@ LIST_TTL_MS = 0
 """Lists may change at any time (upstreams connect, keys change): clients should not serve them from cache."""
 
 ListCache = dict[tuple[str, str, int, tuple[str, ...], bool], dict[str, Any]]
-ResourceSubscriber = Callable[[str, str], Awaitable[None]]
-"""`(server, upstream URI)`: hold (or release) one subscription to the upstream's updates of a resource."""
-_WATCHED_KEY = "agenthub.resource_watches"
-"""Connection state: the doors that release this connection's subscriptions when it closes."""
-
-
-@dataclass
-class _Watch:
-    """The clients of one door subscribed to one upstream resource, and the URI they know it by."""
-
-    shown: str
-    connections: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet[Any])
 
 
 def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
@@ -94,9 +81,7 @@ class McpDoor:
         self._cache: ListCache = {}
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._scope_names: tuple[int, dict[str, str], dict[str, str]] = (-1, {}, {})
-        self._watches: dict[tuple[str, str], _Watch] = {}
-        self._watch_lock = anyio.Lock()
-        self._subscriber: tuple[ResourceSubscriber, ResourceSubscriber] | None = None
+        self._watches: ResourceWatches | None = None
         self.server: Server[Any] = Server(
             f"agenthub/{scope}" if scope else "agenthub",
             version=version,
@@ -414,11 +399,11 @@ class McpDoor:
     # -- resource subscriptions (handshake era) -------------------------------------------------------------------
 
     def set_subscriber(self, subscribe: ResourceSubscriber, unsubscribe: ResourceSubscriber) -> None:
-        """Where `resources/subscribe` and `resources/unsubscribe` go: each door holds one upstream subscription
-        per `(server, upstream URI)` while at least one of its clients is subscribed."""
-        self._subscriber = (subscribe, unsubscribe)
+        """Where `resources/subscribe` and `resources/unsubscribe` go: the door holds one upstream subscription
+        per `(server, upstream URI)` while at least one of its clients is subscribed (see `ResourceWatches`)."""
+        self._watches = ResourceWatches(subscribe, unsubscribe)
 
-    def _watch_key(self, principal: Principal, shown: str) -> tuple[str, str]:
+    def _watch_key(self, principal: Principal, shown: str) -> WatchKey:
         """`(server, upstream URI)` of a resource the key may read; anything else fails like `resources/read` of
         an unknown resource."""
         uri = self._resource_uri(shown)
@@ -433,81 +418,36 @@ class McpDoor:
         upstream_uri = entry.original if entry.original == uri or "{" not in entry.original else uri
         return entry.server, upstream_uri
 
-    def _subscriber_or_fail(self) -> tuple[ResourceSubscriber, ResourceSubscriber]:
-        if self._subscriber is None:
+    def _watches_or_fail(self) -> ResourceWatches:
+        if self._watches is None:
             raise MCPError(code=types.METHOD_NOT_FOUND, message="resource subscriptions are not served here")
-        return self._subscriber
+        return self._watches
 
     async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> Any:
         principal = self._principal(ctx)
-        subscribe, _ = self._subscriber_or_fail()
+        watches = self._watches_or_fail()
         shown = str(params.uri)
-        key = self._watch_key(principal, shown)
-        connection = ctx.session._connection
-        async with self._watch_lock:
-            watch = self._watches.get(key)
-            if watch is None:
-                try:
-                    await subscribe(*key)
-                except HubError as exc:
-                    raise MCPError(code=exc.jsonrpc_code, message=exc.message, data=exc.data) from None
-                watch = self._watches[key] = _Watch(shown)
-            watch.connections.add(connection)
-        doors: set[int] = connection.state.setdefault(_WATCHED_KEY, set())
-        if id(self) not in doors:
-            doors.add(id(self))
-            connection.exit_stack.push_async_callback(self._connection_closed, connection)
+        try:
+            await watches.add(self._watch_key(principal, shown), shown, ctx.session._connection)
+        except HubError as exc:
+            raise MCPError(code=exc.jsonrpc_code, message=exc.message, data=exc.data) from None
         return types.EmptyResult()
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams) -> Any:
         principal = self._principal(ctx)
-        self._subscriber_or_fail()
-        key = self._watch_key(principal, str(params.uri))
-        async with self._watch_lock:
-            watch = self._watches.get(key)
-            if watch is not None:
-                watch.connections.discard(ctx.session._connection)
-                await self._release_if_idle(key, watch)
+        watches = self._watches_or_fail()
+        await watches.remove(self._watch_key(principal, str(params.uri)), ctx.session._connection)
         return types.EmptyResult()
 
-    async def _release_if_idle(self, key: tuple[str, str], watch: _Watch) -> None:
-        """Drop the upstream subscription of a watch no client holds any more (call with the lock held)."""
-        if len(watch.connections) or self._watches.get(key) is not watch or self._subscriber is None:
-            return
-        del self._watches[key]
-        try:
-            await self._subscriber[1](*key)
-        except HubError:
-            return
-
-    async def _connection_closed(self, connection: Any) -> None:
-        """A client went away: release its subscriptions."""
-        with anyio.CancelScope(shield=True):
-            async with self._watch_lock:
-                for key, watch in list(self._watches.items()):
-                    watch.connections.discard(connection)
-                    await self._release_if_idle(key, watch)
-
     @property
-    def watched(self) -> dict[tuple[str, str], int]:
+    def watched(self) -> dict[WatchKey, int]:
         """`(server, upstream URI)` -> how many of this door's clients are subscribed."""
-        return {key: len(watch.connections) for key, watch in self._watches.items()}
+        return self._watches.counts() if self._watches is not None else {}
 
     async def resource_updated(self, server: str, uri: str) -> None:
         """An upstream reported `notifications/resources/updated`: tell this door's subscribed clients."""
-        watch = self._watches.get((server, uri))
-        if watch is None:
-            return
-        connections = list(watch.connections)
-        if not connections:
-            async with self._watch_lock:
-                await self._release_if_idle((server, uri), watch)
-            return
-        for connection in connections:
-            try:
-                await connection.outbound.notify("notifications/resources/updated", {"uri": watch.shown})
-            except Exception:  # noqa: S112 - a gone client must not stop the others' notifications
-                continue
+        if self._watches is not None:
+            await self._watches.updated(server, uri)
 
     # -- notifications --------------------------------------------------------------------------------------------
 
