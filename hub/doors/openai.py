@@ -344,38 +344,93 @@ class EventStreamResponse(Response):
             overhead = _overhead(self.started, self.route_headers).encode()
             headers = [*self.raw_headers, (b"x-agenthub-overhead-ms", overhead)]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            gone = await _relay(stream, receive, send)
-            if not gone:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await _relay(stream, receive, send)
         except OSError:
             pass  # the client went away while we wrote
         finally:
             await stream.aclose()
 
 
-async def _relay(stream: OutcomeStream | _AgentStream, receive: Receive, send: Send) -> bool:
-    """Send every event; return True when the client disconnected first."""
+_HIGH_WATER = 64 * 1024
+"""Bytes queued for the client before the stream waits for the writer (a slow reader slows the upstream)."""
+
+
+class _Writer:
+    """Sends queued event bytes in as few writes as possible: every event that became ready while the writer
+    was asleep or busy (all the chunks of one upstream read, typically) goes out in one body message; the last
+    message also ends the response."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self._pending: list[bytes] = []
+        self._size = 0
+        self._wake = anyio.Event()
+        self._space = anyio.Event()
+        self._closed = False
+        self.done = anyio.Event()
+        self.failed = False
+
+    async def put(self, data: bytes) -> None:
+        """Queue `data`; wait when too much is queued already."""
+        self._pending.append(data)
+        self._size += len(data)
+        self._wake.set()
+        if self._size >= _HIGH_WATER:
+            self._space = anyio.Event()
+            await self._space.wait()
+
+    def close(self) -> None:
+        """No more data: the writer sends what is queued, ends the response and sets `done`."""
+        self._closed = True
+        self._wake.set()
+
+    async def run(self, scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                if not self._pending:
+                    if self._closed:
+                        await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+                        return
+                    await self._wake.wait()
+                    self._wake = anyio.Event()
+                    continue
+                pending, self._pending, self._size = self._pending, [], 0
+                self._space.set()
+                body = pending[0] if len(pending) == 1 else b"".join(pending)
+                last = self._closed
+                await self._send({"type": "http.response.body", "body": body, "more_body": not last})
+                if last:
+                    return
+        except OSError:
+            self.failed = True  # the client went away while we wrote
+            scope.cancel()
+        finally:
+            self.done.set()
+
+
+async def _relay(stream: OutcomeStream | _AgentStream, receive: Receive, send: Send) -> None:
+    """Send every event, then end the response, unless the client disconnected first."""
     encode = _encode_event if stream.responses else _encode_chunk
-    gone = False
+    writer = _Writer(send)
     async with anyio.create_task_group() as tg:
 
         async def watch(scope: anyio.CancelScope) -> None:
-            nonlocal gone
             while (await receive())["type"] != "http.disconnect":
                 pass
-            gone = True
             scope.cancel()
 
         tg.start_soon(watch, tg.cancel_scope)
+        tg.start_soon(writer.run, tg.cancel_scope)
         try:
             async for item in stream:
-                await send({"type": "http.response.body", "body": encode(item), "more_body": True})
+                await writer.put(encode(item))
             if not stream.responses:
-                await send({"type": "http.response.body", "body": _DONE, "more_body": True})
+                await writer.put(_DONE)
         except HubError as exc:
-            await send({"type": "http.response.body", "body": _error_event(exc, stream.responses), "more_body": True})
+            await writer.put(_error_event(exc, stream.responses))
+        writer.close()
+        await writer.done.wait()
         tg.cancel_scope.cancel()
-    return gone
 
 
 def _encode_chunk(chunk: dict[str, Any]) -> bytes:
