@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from hub.guardrails import GuardrailConfig, GuardrailConfigError, Guardrails
+from hub.store.sql import read_meta
 from hub.store.tables import MetaRow
 
 logger = logging.getLogger(__name__)
@@ -86,9 +87,7 @@ class GuardrailRuleStore:
         SQLModel.metadata.create_all(engine, tables=[GuardrailRuleRow.__table__, MetaRow.__table__])  # pyright: ignore[reportAttributeAccessIssue]
 
     def version(self) -> str:
-        with Session(self.engine) as s:
-            row = s.get(MetaRow, VERSION_KEY)
-            return row.value if row else "0"
+        return read_meta(self.engine, VERSION_KEY)
 
     def rules(self) -> list[GuardrailConfig]:
         """Stored rules by name (a row that no longer validates is skipped and logged)."""

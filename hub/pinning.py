@@ -30,6 +30,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from connectors.registry import Registry, RegistryView
 from hub.governance.audit_chain import AuditEvent
 from hub.governance.scrub import JSONValue
+from hub.store.sql import read_meta
 from hub.store.tables import MetaRow
 
 logger = logging.getLogger(__name__)
@@ -113,9 +114,7 @@ class PinStore:
         SQLModel.metadata.create_all(engine, tables=[ToolPinRow.__table__, MetaRow.__table__])  # pyright: ignore[reportAttributeAccessIssue]
 
     def version(self) -> str:
-        with Session(self.engine) as s:
-            row = s.get(MetaRow, VERSION_KEY)
-            return row.value if row else "0"
+        return read_meta(self.engine, VERSION_KEY)
 
     def all(self) -> dict[str, ServerPins]:
         with Session(self.engine) as s:

@@ -60,9 +60,7 @@ class SqlStore:
     # -- keys ----------------------------------------------------------------------------------------------------
 
     def keys_version(self) -> str:
-        with Session(self.engine) as s:
-            row = s.get(MetaRow, "keys_version")
-            return row.value if row else "0"
+        return read_meta(self.engine, "keys_version")
 
     def _bump_keys_version(self, s: Session) -> None:
         s.merge(MetaRow(key="keys_version", value=uuid.uuid4().hex))
@@ -185,6 +183,13 @@ class SqlStore:
         with Session(self.engine) as s:
             query = select(RequestLogRow).order_by(col(RequestLogRow.id).desc()).limit(limit)
             return list(s.exec(query))
+
+
+def read_meta(engine: Engine, key: str, default: str = "0") -> str:
+    """One value of the `meta` table (versions that other processes move when they change something)."""
+    with Session(engine) as s:
+        row = s.get(MetaRow, key)
+        return row.value if row else default
 
 
 def _add_columns(engine: Engine, table: str, columns: Mapping[str, str]) -> None:
