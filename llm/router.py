@@ -197,6 +197,16 @@ class Router:
         async def call(provider: Provider, model: str, key: str) -> JSON:
             return await provider.chat(request, model, key)
 
+        return await self._complete(request, allow, fallbacks, call)
+
+    async def _complete(
+        self,
+        request: JSON,
+        allow: HopFilter | None,
+        fallbacks: Sequence[str] | None,
+        call: Callable[[Provider, str, str], Awaitable[JSON]],
+    ) -> Result:
+        """Route a non-streaming request and wrap the response with its hop, attempts, usage and price."""
         response, hop, attempts = await self._route(request, allow, fallbacks, call)
         return Result(
             response,
@@ -235,14 +245,7 @@ class Router:
         async def call(provider: Provider, model: str, key: str) -> JSON:
             return await provider.embeddings(request, model, key)
 
-        response, hop, attempts = await self._route(request, allow, fallbacks, call)
-        return Result(
-            response,
-            hop,
-            attempts,
-            Usage.from_openai(response.get("usage")),
-            self._prices.price(hop.provider, hop.model),
-        )
+        return await self._complete(request, allow, fallbacks, call)
 
     async def responses(
         self, request: JSON, *, allow: HopFilter | None = None, fallbacks: Sequence[str] | None = None
@@ -252,14 +255,7 @@ class Router:
         async def call(provider: Provider, model: str, key: str) -> JSON:
             return await provider.responses(request, model, key)
 
-        response, hop, attempts = await self._route(request, allow, fallbacks, call)
-        return Result(
-            response,
-            hop,
-            attempts,
-            Usage.from_openai(response.get("usage")),
-            self._prices.price(hop.provider, hop.model),
-        )
+        return await self._complete(request, allow, fallbacks, call)
 
     async def stream_responses(
         self, request: JSON, *, allow: HopFilter | None = None, fallbacks: Sequence[str] | None = None
