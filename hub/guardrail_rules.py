@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
@@ -23,9 +23,12 @@ from pydantic import SecretStr
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from hub.guardrails import GuardrailConfig, GuardrailConfigError, Guardrails
+from hub.guardrails import GuardrailConfig, GuardrailConfigError
 from hub.store.sql import read_meta
 from hub.store.tables import MetaRow
+
+if TYPE_CHECKING:
+    from hub.guardrails import Guardrails
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +153,11 @@ class GuardrailRules:
         Raises:
             GuardrailConfigError: a rule does not build (bad rule id, duplicate name, missing credential).
         """
-        return Guardrails(configs) if configs else None
+        if not configs:
+            return None
+        from hub.guardrails.engine import Guardrails  # loaded with the first rule
+
+        return Guardrails(configs)
 
     async def apply(self) -> None:
         """Load the stored rules and put an engine for them and the file's rules in force.

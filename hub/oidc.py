@@ -5,7 +5,8 @@ travel in a short-lived HMAC-signed cookie (so any replica can finish the login)
 state (and `iss` when the provider sends it, RFC 9207), redeems the code with the verifier, verifies the ID
 token's signature against the provider's JWKS and its claims (issuer, audience, expiry, nonce, `azp`,
 `at_hash`) with authlib, reads the groups claim (from the ID token, else from userinfo) and maps groups to
-roles and teams through the `[admin.oidc]` tables.
+roles and teams through the `[admin.oidc]` tables. authlib and joserfc load with the first login, so a hub
+without OIDC does not carry them.
 """
 
 from __future__ import annotations
@@ -20,13 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx2
-from authlib.common.security import generate_token
-from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
-from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from authlib.oidc.core import CodeIDToken
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 from pydantic import BaseModel, ConfigDict, Field
 
 STATE_COOKIE = "agenthub_oidc"
@@ -122,6 +116,10 @@ class OidcLogin:
 
     async def start(self) -> tuple[str, str]:
         """The authorization URL to redirect to, and the signed state cookie to set."""
+        from authlib.common.security import generate_token
+        from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
+        from authlib.oauth2.rfc7636 import create_s256_code_challenge
+
         meta = await self.metadata()
         state, nonce, verifier = generate_token(32), generate_token(32), generate_token(64)
         url = prepare_grant_uri(
@@ -193,6 +191,11 @@ class OidcLogin:
         return body
 
     async def _id_token_claims(self, meta: Mapping[str, Any], tokens: Mapping[str, Any], nonce: str) -> dict[str, Any]:
+        from authlib.oidc.core import CodeIDToken
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         keys = KeySet.import_key_set(await self._get_json(meta["jwks_uri"]))  # pyright: ignore[reportArgumentType]
         try:
             token = jwt.decode(str(tokens["id_token"]), keys, algorithms=_ALGORITHMS)

@@ -20,10 +20,7 @@ import os
 from pathlib import Path
 from typing import Literal, Self
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-
-from .pii import PII_ENTITIES, PiiEntity
 
 __all__ = [
     "GuardrailConfig",
@@ -81,7 +78,13 @@ def resolve_secret(value: SecretStr | None) -> str | None:
     return raw
 
 
+PiiEntity = Literal["email", "phone", "card", "iban", "ssn", "ip"]
+PII_ENTITIES: tuple[PiiEntity, ...] = ("email", "phone", "card", "iban", "ssn", "ip")
+
+
 def _check_re2(pattern: str) -> str:
+    import re2  # only when a pattern is configured: the RE2 module is not needed by a hub without guardrails
+
     try:
         re2.compile(pattern)
     except re2.error as exc:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import phonenumbers
 import re2
 
+from .config import PII_ENTITIES, PiiEntity
 from .text import Hit
 
 __all__ = [
@@ -26,8 +27,6 @@ __all__ = [
     "ssn_valid",
 ]
 
-PiiEntity = Literal["email", "phone", "card", "iban", "ssn", "ip"]
-PII_ENTITIES: tuple[PiiEntity, ...] = ("email", "phone", "card", "iban", "ssn", "ip")
 Validator = Literal["none", "luhn", "iban", "ssn", "ip"]
 
 

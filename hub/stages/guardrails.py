@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from hub.call import Call, Outcome
 from hub.errors import Forbidden
-from hub.guardrails import Guardrails, Scope, Verdict
+from hub.guardrails import Scope, Verdict
 from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
+
+if TYPE_CHECKING:
+    from hub.guardrails import Guardrails
 
 CHECKED = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
 logger = logging.getLogger("hub.guardrails.findings")
@@ -48,9 +52,7 @@ class GuardrailsStage:
         self, guardrails: Guardrails | Callable[[], Guardrails | None], server_of: Callable[[Call], str | None]
     ) -> None:
         """`guardrails` is an engine, or a function returning the engine in force (None: nothing to check)."""
-        self._current: Callable[[], Guardrails | None] = (
-            (lambda: guardrails) if isinstance(guardrails, Guardrails) else guardrails
-        )
+        self._current: Callable[[], Guardrails | None] = guardrails if callable(guardrails) else (lambda: guardrails)
         self._server_of = server_of
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:

@@ -1,0 +1,58 @@
+"""What a running hub imports: optional features load their libraries only when they are configured or used.
+
+Idle memory is mostly imported code, so each optional part (guardrail engines and RE2, OIDC login with authlib)
+must stay out of `sys.modules` for a hub that does not use it, and come in when it is used.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+OPTIONAL = ("re2", "phonenumbers", "ahocorasick", "authlib", "joserfc", "hub.guardrails.engine")
+
+
+def _loaded_after(code: str) -> set[str]:
+    """The OPTIONAL modules in `sys.modules` after running `code` in a fresh interpreter."""
+    probe = textwrap.dedent(code) + textwrap.dedent(
+        f"""
+        import json, sys
+        print(json.dumps(sorted(m for m in {OPTIONAL!r} if m in sys.modules)))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_the_serving_modules_leave_optional_libraries_out() -> None:
+    loaded = _loaded_after(
+        """
+        import hub.cli, hub.app, hub.http
+        from hub.settings import Settings
+        Settings.model_validate({"servers": {}, "keys": []})
+        """
+    )
+    assert loaded == set()
+
+
+def test_guardrails_load_their_engine_when_one_is_configured() -> None:
+    loaded = _loaded_after(
+        """
+        from hub.guardrail_rules import GuardrailRules
+        from hub.guardrails import GuardrailConfig
+        GuardrailRules.build([GuardrailConfig(name="pii", kind="pii")])
+        """
+    )
+    assert {"re2", "phonenumbers", "hub.guardrails.engine"} <= loaded
+
+
+def test_a_regex_guardrail_is_checked_on_re2_at_load() -> None:
+    loaded = _loaded_after(
+        """
+        from hub.guardrails import GuardrailConfig
+        GuardrailConfig.model_validate({"name": "ids", "kind": "regex", "patterns": [{"name": "id", "pattern": "x+"}]})
+        """
+    )
+    assert "re2" in loaded
