@@ -4,17 +4,27 @@
 worker thread. On shutdown the remainder is flushed. A failed write keeps the rows and retries, so an
 unavailable database delays entries but does not lose them (up to `max_buffer` rows, past which the oldest
 are dropped and counted).
+
+A flush is one `executemany` of plain tuples through the driver (`Connection.exec_driver_sql`) with an `INSERT`
+compiled once for the database's dialect, the columns' own bind processors applied: the rows stored are the
+ones the ORM would store, at a fraction of the work the flush thread does while it holds the GIL.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
+from typing import Any
 
 import anyio
+from sqlalchemy import Table, insert
+from sqlalchemy.engine import Engine
 
 from hub.store.sql import SqlStore
+from hub.store.tables import RequestLogRow
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +52,42 @@ class LogEntry:
 
 
 FIELDS = tuple(f.name for f in fields(LogEntry))
+_values = attrgetter(*FIELDS)
+
+
+class _Insert:
+    """The request-log `INSERT` for one engine: driver SQL, parameter shape and bind processors, built once."""
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        table: Table = RequestLogRow.__table__  # pyright: ignore[reportAttributeAccessIssue]
+        compiled = insert(table).compile(dialect=dialect, column_keys=list(FIELDS))
+        self.sql = compiled.string
+        order = compiled.positiontup if dialect.positional else None
+        self.names: tuple[str, ...] = tuple(order) if order is not None else FIELDS
+        index = {name: i for i, name in enumerate(FIELDS)}
+        self.picks = tuple(index[name] for name in self.names)
+        processors: list[tuple[int, Callable[[Any], Any]]] = []
+        for i, name in enumerate(self.names):
+            column_type: Any = table.c[name].type
+            process = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if process is not None:
+                processors.append((i, process))
+        self.processors = tuple(processors)
+        self.positional = dialect.positional
+
+    def rows(self, batch: Sequence[LogEntry]) -> list[Any]:
+        """Driver parameters for `batch`: tuples in statement order, or dicts for named parameter styles."""
+        picks, processors = self.picks, self.processors
+        out: list[Any] = []
+        for entry in batch:
+            values = _values(entry)
+            row = [values[i] for i in picks]
+            for i, process in processors:
+                if row[i] is not None:
+                    row[i] = process(row[i])
+            out.append(tuple(row) if self.positional else dict(zip(self.names, row, strict=True)))
+        return out
 
 
 class RequestLog:
@@ -52,6 +98,7 @@ class RequestLog:
         self._buffer: list[LogEntry] = []
         self.dropped = 0
         self._flushing = anyio.Lock()
+        self._insert: _Insert | None = None
         self.written = 0
 
     def record(self, row: LogEntry) -> None:
@@ -72,8 +119,14 @@ class RequestLog:
                 await self.flush()
 
     def _write(self, batch: list[LogEntry]) -> None:
-        """In a worker thread: turn entries into rows and insert them in one statement."""
-        self._store.write_log([{name: getattr(entry, name) for name in FIELDS} for entry in batch])
+        """In a worker thread: turn entries into driver rows and insert them in one `executemany`."""
+        engine = self._store.engine
+        if self._insert is None:
+            self._insert = _Insert(engine)
+        statement = self._insert
+        rows = statement.rows(batch)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(statement.sql, rows)
 
     async def flush(self) -> None:
         """Write what is buffered; returns once every entry recorded before the call is in the database (a
