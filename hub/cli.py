@@ -14,6 +14,7 @@ Every command takes `--config FILE` (default `./agenthub.toml`).
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -63,6 +64,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             state = upstream.health.state.value
             extra = f" ({upstream.health.error})" if upstream.health.error and state != "ready" else ""
             _out(f"  upstream {name}: {state}, {len(upstream.catalog.tools)} tools{extra}")
+        _settle_gc()
 
     from hub.upstream_auth import open_token_store
 
@@ -84,6 +86,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     uvicorn.Server(config).run()
     return 0
+
+
+_GC_YOUNG_THRESHOLD = 30_000
+"""Allocations between collections of the youngest generation (CPython's default is 700)."""
+
+
+def _settle_gc() -> None:
+    """Once the hub is up: what exists now (modules, settings, the open hub) lives as long as the process, so it is
+    moved out of the collector's reach (`gc.freeze`) and later collections scan only what requests allocate; the
+    youngest generation is collected less often, since reference counting already frees almost everything a
+    request allocates. Without this, full collections over the startup objects cost the LLM door about a third of
+    its CPU time under load."""
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, oldest)
 
 
 def _has(module: str) -> bool:
