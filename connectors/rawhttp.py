@@ -3,8 +3,8 @@
 The `mcp` SDK client is complete but heavy per call (typed models both ways, several tasks and streams per
 request). For plain tool calls to an HTTP upstream the hub opens, next to the SDK session that serves
 everything else (catalog, notifications, sampling), one handshake-era session of its own on a pooled
-aiohttp client and POSTs JSON-RPC directly, reading either a JSON or an SSE response. Any failure here is
-reported as an `UpstreamError`, exactly as on the SDK path.
+HTTP/1.1 client (`connectors.h1`) and POSTs JSON-RPC directly, reading either a JSON or an SSE response. Any
+failure here is reported as an `UpstreamError`, exactly as on the SDK path.
 
 Credentials come from the same `httpx2.Auth` plug-in as the SDK session's (`connectors.auth`): each request is
 run through the plug-in's auth flow, so it carries the current token and a 401 gets one refreshed retry.
@@ -15,19 +15,17 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import aiohttp
 import anyio
 import httpx2
 import orjson
 
 from connectors.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from connectors.h1 import H1Pool, HttpError, HttpResponse
 
 PROTOCOL_VERSION = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
 CLIENT_INFO = {"name": "agenthub", "version": "0.1.0"}
 _NOT_FORWARDED = frozenset({"host", "content-length", "connection", "transfer-encoding"})
-
-_Sent = tuple[int, str, bytes, Any]
 
 
 class RawHttpSession:
@@ -49,7 +47,8 @@ class RawHttpSession:
         self._base_headers = {"Accept": ACCEPT, "Content-Type": "application/json", **headers}
         self._headers = dict(self._base_headers)
         self._ids = itertools.count(1)
-        self._http: aiohttp.ClientSession | None = None
+        self._http: H1Pool | None = None
+        self._target = "/"
         self._max = max_connections
         self._reopen = anyio.Lock()
         self.session_id: str | None = None
@@ -57,15 +56,18 @@ class RawHttpSession:
     async def open(self) -> None:
         """Connect and run the initialize handshake."""
         if self._http is None:
-            connector = aiohttp.TCPConnector(limit=self._max, limit_per_host=self._max, keepalive_timeout=60)
-            self._http = aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",))
+            try:
+                self._http = H1Pool(self.url, max_connections=self._max)
+            except ValueError as exc:
+                raise UpstreamUnavailable(self.server, f"upstream '{self.server}': {exc}") from None
+            self._target = self._http.target(self.url)
         await self._handshake()
 
     async def _handshake(self) -> None:
         self._headers = dict(self._base_headers)
         params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": CLIENT_INFO}
-        _, headers = await self._post("initialize", params, timeout=30)
-        session = headers.get("mcp-session-id")
+        _, response = await self._post("initialize", params, timeout=30)
+        session = response.header("mcp-session-id") or None
         self._headers["mcp-protocol-version"] = PROTOCOL_VERSION
         if session:
             self._headers["mcp-session-id"] = session
@@ -79,11 +81,10 @@ class RawHttpSession:
         if self.session_id:
             with anyio.move_on_after(2):
                 try:
-                    async with http.delete(self.url, headers=self._headers) as response:
-                        await response.read()
-                except aiohttp.ClientError:
+                    await http.request("DELETE", self._target, self._headers.items())
+                except (HttpError, ValueError):
                     pass
-        await http.close()
+        await http.aclose()
 
     async def request(self, method: str, params: dict[str, Any], *, timeout: float) -> dict[str, Any]:
         """Send one request and return its `result`; re-handshake once if the upstream lost the session."""
@@ -96,15 +97,18 @@ class RawHttpSession:
             result, _ = await self._post(method, params, timeout=timeout)
             return result
 
-    async def _post(self, method: str, params: dict[str, Any], *, timeout: float) -> tuple[dict[str, Any], Any]:
+    async def _post(
+        self, method: str, params: dict[str, Any], *, timeout: float
+    ) -> tuple[dict[str, Any], HttpResponse]:
         request_id = next(self._ids)
         body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        status, content_type, payload, headers = await self._send(body, timeout=timeout)
+        response = await self._send(body, timeout=timeout)
+        status, payload = response.status, response.body
         if status == 404 and self.session_id:
             raise _SessionGone
         if status >= 400 and not payload:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' answered HTTP {status}")
-        message = _find_response(payload, content_type, request_id)
+        message = _find_response(payload, response.header("content-type"), request_id)
         if message is None:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' sent no response (HTTP {status})")
         error = message.get("error")
@@ -115,9 +119,9 @@ class RawHttpSession:
         result = message.get("result")
         if not isinstance(result, dict):
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' sent a malformed result")
-        return result, headers
+        return result, response
 
-    async def _send(self, body: bytes, *, timeout: float) -> _Sent:
+    async def _send(self, body: bytes, *, timeout: float) -> HttpResponse:
         if self._auth is None:
             return await self._send_once(body, self._headers, timeout=timeout)
         request = httpx2.Request("POST", self.url, headers=self._headers, content=body)
@@ -127,7 +131,7 @@ class RawHttpSession:
             while True:
                 headers = {k: v for k, v in outgoing.headers.items() if k.lower() not in _NOT_FORWARDED}
                 sent = await self._send_once(body, headers, timeout=timeout)
-                response = httpx2.Response(sent[0], headers=list(sent[3].items()), request=outgoing)
+                response = httpx2.Response(sent.status, headers=sent.headers, request=outgoing)
                 try:
                     outgoing = await flow.asend(response)
                 except StopAsyncIteration:
@@ -135,18 +139,16 @@ class RawHttpSession:
         finally:
             await flow.aclose()
 
-    async def _send_once(self, body: bytes, headers: dict[str, str], *, timeout: float) -> _Sent:
+    async def _send_once(self, body: bytes, headers: dict[str, str], *, timeout: float) -> HttpResponse:
         http = self._http
         if http is None:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' is not connected")
         try:
             with anyio.fail_after(timeout):
-                async with http.post(self.url, data=body, headers=headers) as response:
-                    payload = await response.read()
-                    return response.status, response.headers.get("content-type", ""), payload, response.headers
+                return await http.request("POST", self._target, headers.items(), body)
         except TimeoutError:
             raise UpstreamTimeout(self.server, f"upstream '{self.server}' did not answer within {timeout:g}s") from None
-        except (aiohttp.ClientError, OSError) as exc:
+        except (HttpError, ValueError) as exc:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' connection failed: {exc}") from None
 
 

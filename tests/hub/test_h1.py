@@ -1,0 +1,297 @@
+"""The lean HTTP/1.1 client of the tool-call hot path, against raw TCP servers that answer exactly as scripted.
+
+Runs on both event loops the hub uses: plain asyncio (tests, embedded use) and uvloop (`agenthub serve`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.abc
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+from anyio.streams.tls import TLSStream
+
+from connectors.h1 import H1Pool, HttpError
+
+Handler = Callable[[anyio.abc.SocketStream, BufferedByteReceiveStream], Awaitable[None]]
+
+
+@pytest.fixture(params=[pytest.param(False, id="asyncio"), pytest.param(True, id="uvloop")])
+def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    return "asyncio", {"use_uvloop": request.param}
+
+
+class Server:
+    """A TCP server on 127.0.0.1 that runs `handler` per connection and counts connections."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.connections = 0
+        self.handled = anyio.Event()
+        """Set when a connection's handler has ended (and the server closed it)."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/mcp?x=1"
+
+
+async def read_request(buffered: BufferedByteReceiveStream) -> bytes:
+    """One request head and its Content-Length body."""
+    head = await buffered.receive_until(b"\r\n\r\n", 65536)
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await buffered.receive_exactly(length) if length else b""
+    return head + b"\r\n\r\n" + body
+
+
+def response(body: bytes, *, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
+        len(body),
+        extra,
+        body,
+    )
+
+
+@asynccontextmanager
+async def serving(handler: Handler, *, tls: ssl.SSLContext | None = None) -> AsyncGenerator[Server]:
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    server = Server(listener.extra(anyio.abc.SocketAttribute.local_port))
+
+    async def serve(stream: anyio.abc.SocketStream) -> None:
+        server.connections += 1
+        conn: Any = stream
+        try:
+            if tls is not None:
+                conn = await TLSStream.wrap(stream, server_side=True, ssl_context=tls, standard_compatible=False)
+            async with conn:
+                await handler(conn, BufferedByteReceiveStream(conn))
+        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        except ssl.SSLError:
+            pass  # a client that refused the certificate
+        finally:
+            server.handled.set()
+
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, serve)
+        try:
+            yield server
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def answering(*bodies: bytes) -> Handler:
+    """Answer each request on a connection with the next of `bodies` (raw bytes on the wire)."""
+
+    async def handler(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        for body in bodies:
+            await read_request(buffered)
+            await stream.send(body)
+
+    return handler
+
+
+async def keep_alive(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+    while True:
+        request = await read_request(buffered)
+        await stream.send(response(b'{"echo":%d}' % len(request)))
+
+
+@pytest.mark.anyio
+async def test_sequential_requests_share_one_connection_and_send_what_was_asked() -> None:
+    seen: list[bytes] = []
+
+    async def handler(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        while True:
+            seen.append(await read_request(buffered))
+            await stream.send(response(b'{"ok":true}', extra=b"mcp-session-id: s1\r\n"))
+
+    async with serving(handler) as server:
+        pool = H1Pool(server.url)
+        target = pool.target(server.url)
+        for _ in range(5):
+            answer = await pool.request("POST", target, [("Content-Type", "application/json")], b'{"a":1}')
+            assert answer.status == 200 and answer.body == b'{"ok":true}'
+            assert answer.header("mcp-session-id") == "s1" and answer.header("missing", "-") == "-"
+        await pool.aclose()
+    assert server.connections == 1
+    assert target == "/mcp?x=1"
+    first = seen[0]
+    assert first.startswith(b"POST /mcp?x=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % server.port)
+    assert b"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n" in first and first.endswith(b'{"a":1}')
+
+
+@pytest.mark.anyio
+async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
+    async with serving(answering(chunked)) as server:
+        pool = H1Pool(server.url)
+        assert (await pool.request("GET", "/", [])).body == b"abcdefg"
+        await pool.aclose()
+
+    async def until_close(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await stream.send(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of ")
+        await stream.send(b"it")
+        await stream.aclose()
+
+    async with serving(until_close) as server:
+        pool = H1Pool(server.url)
+        assert (await pool.request("GET", "/", [])).body == b"all of it"
+        assert (await pool.request("GET", "/", [])).body == b"all of it", "a closed connection is not reused"
+        await pool.aclose()
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
+    async with serving(answering(response(b"one"))) as server:  # answers once, then closes
+        pool = H1Pool(server.url)
+        assert (await pool.request("POST", "/", [], b"x")).body == b"one"
+        with anyio.fail_after(5):
+            await server.handled.wait()
+        # Whether or not the client has seen the close yet, the next request gets its answer.
+        assert (await pool.request("POST", "/", [], b"x")).body == b"one"
+        await pool.aclose()
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_pooled_connection_dropped_without_an_answer_is_retried_once_on_a_new_one() -> None:
+    async def answer_once_then_drop(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await stream.send(response(b"fresh"))
+        await read_request(buffered)  # the server's idle timeout fires as this request arrives: no answer
+
+    async with serving(answer_once_then_drop) as server:
+        pool = H1Pool(server.url)
+        assert (await pool.request("POST", "/", [], b"{}")).body == b"fresh"
+        assert (await pool.request("POST", "/", [], b"{}")).body == b"fresh"
+        await pool.aclose()
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_broken_answers_raise_http_errors_and_the_pool_keeps_working() -> None:
+    cases = [
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort",  # then the connection closes
+        b"",  # closes without a byte
+    ]
+    for raw in cases:
+        async with serving(answering(raw)) as server:
+            pool = H1Pool(server.url)
+            with pytest.raises(HttpError):
+                await pool.request("POST", "/", [], b"{}")
+            await pool.aclose()
+
+    async with serving(answering(response(b"x" * 2048))) as server:
+        pool = H1Pool(server.url, max_body=1024)
+        with pytest.raises(HttpError, match="larger than 1024"):
+            await pool.request("POST", "/", [], b"{}")
+        await pool.aclose()
+
+    with pytest.raises(HttpError, match="cannot connect"):
+        await H1Pool("http://127.0.0.1:9/").request("GET", "/", [])
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_request_closes_its_connection_and_frees_its_slot() -> None:
+    async def slow_then_fast(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await anyio.sleep(30)
+
+    async with serving(slow_then_fast) as server:
+        pool = H1Pool(server.url, max_connections=1)
+        with anyio.move_on_after(0.2):
+            await pool.request("POST", "/", [], b"{}")
+        assert not pool._idle, "the half-used connection was not pooled"
+        with anyio.move_on_after(0.2) as scope:  # the single slot is free again: this request gets a connection
+            await pool.request("POST", "/", [], b"{}")
+        assert scope.cancelled_caught and server.connections == 2
+        await pool.aclose()
+
+
+@pytest.mark.anyio
+async def test_concurrent_requests_open_connections_up_to_the_limit() -> None:
+    async with serving(keep_alive) as server:
+        pool = H1Pool(server.url, max_connections=4)
+        results: list[bytes] = []
+
+        async def one() -> None:
+            results.append((await pool.request("POST", "/", [], b"{}")).body)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(40):
+                tg.start_soon(one)
+        await pool.aclose()
+    assert len(results) == 40 and all(body.startswith(b'{"echo":') for body in results)
+    assert 1 <= server.connections <= 4
+
+
+@pytest.mark.anyio
+async def test_header_values_with_line_breaks_are_refused() -> None:
+    pool = H1Pool("http://127.0.0.1:9/mcp")
+    with pytest.raises(ValueError, match="line break"):
+        await pool.request("POST", "/", [("X-Evil", "a\r\nInjected: yes")], b"{}")
+    with pytest.raises(ValueError, match="not an http"):
+        H1Pool("ftp://example/")
+
+
+@pytest.mark.anyio
+async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
+    server_ctx, client_ctx = tls_contexts(tmp_path)
+    async with serving(keep_alive, tls=server_ctx) as server:
+        pool = H1Pool(f"https://localhost:{server.port}/mcp", ssl_context=client_ctx)
+        for _ in range(3):
+            assert (await pool.request("POST", "/mcp", [], b"{}")).body.startswith(b'{"echo":')
+        await pool.aclose()
+    assert server.connections == 1
+
+    async with serving(keep_alive, tls=server_ctx) as server:
+        untrusting = H1Pool(f"https://localhost:{server.port}/mcp")  # the system trust store
+        with pytest.raises(HttpError, match="cannot connect"):
+            await untrusting.request("POST", "/mcp", [], b"{}")
+
+
+def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A self-signed certificate for `localhost`: the server's context and a client context that trusts it."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert_file, key_file)
+    client_ctx = ssl.create_default_context(cafile=str(cert_file))
+    return server_ctx, client_ctx
