@@ -53,13 +53,15 @@ __all__ = ["Limiter"]
 class _Line:
     """One limit of one entity: a metric, a limit and the windows it counts in."""
 
-    __slots__ = ("_key", "_window", "entity", "index", "limit", "metric", "schedule")
+    __slots__ = ("_key", "_window", "entity", "index", "limit", "metric", "scale", "schedule")
 
     def __init__(self, entity: EntityRef, metric: Metric, limit: int, schedule: WindowSchedule) -> None:
         self.entity = entity
         self.metric = metric
         self.index = METRICS.index(metric)
         self.limit = limit
+        self.scale = MICROS if metric is Metric.USD else 1
+        """Counter units per reported unit (micro-dollars per dollar; 1 for requests and tokens)."""
         self.schedule = schedule
         self._window = Window(0.0, 0.0)
         self._key = ""
@@ -83,6 +85,40 @@ def _compile(entity: EntityRef, budget: BudgetConfig | None, rate: RateLimitConf
         schedule = WindowSchedule(budget.reset, calendar_aligned=budget.calendar_aligned, anchor=budget.anchor)
         lines.append(_Line(entity, Metric.USD, usd_to_micros(budget.max_usd), schedule))
     return tuple(lines)
+
+
+class _Plan:
+    """The lines that apply to one key (its own, its team's, its customer's) and their current windows.
+
+    The windows, counter keys and window ends are worked out once per window change: between two boundaries a
+    reservation only reads them.
+    """
+
+    __slots__ = ("_from", "_until", "ends", "indexes", "lines", "specs", "windows")
+
+    def __init__(self, lines: tuple[_Line, ...]) -> None:
+        self.lines = lines
+        self.indexes = tuple(line.index for line in lines)
+        self.windows: tuple[Window, ...] = ()
+        self.ends: tuple[float, ...] = ()
+        self.specs: tuple[tuple[str, int, int, float], ...] = ()
+        """Per line: counter key, limit, metric index and window end."""
+        self._from = math.inf
+        self._until = -math.inf
+
+    def at(self, now: float) -> None:
+        """Make `windows`, `ends` and `specs` those of the windows holding `now`."""
+        if self._from <= now < self._until:
+            return
+        windows = tuple(line.schedule.window(now) for line in self.lines)
+        self.windows = windows
+        self.ends = tuple(window.end for window in windows)
+        self.specs = tuple(
+            (line.key(window), line.limit, line.index, window.end)
+            for line, window in zip(self.lines, windows, strict=True)
+        )
+        self._from = max((window.start for window in windows), default=-math.inf)
+        self._until = min(self.ends, default=math.inf)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +157,7 @@ class Limiter:
         self._lines: dict[EntityRef, tuple[_Line, ...]] = {}
         self._team_customer: dict[str, str | None] = {}
         self._keys: dict[str, _KeySpec] = {}
-        self._plans: dict[str, tuple[_Line, ...] | str] = {}
+        self._plans: dict[str, _Plan | str] = {}
         self.configure(config or GovernanceConfig())
 
     # -- configuration (off the hot path) -------------------------------------------------------------------
@@ -164,7 +200,7 @@ class Limiter:
         self._plans.pop(key, None)
         self._lines.pop(EntityRef(EntityKind.KEY, key), None)
 
-    def _plan(self, key: str, spec: _KeySpec) -> tuple[_Line, ...] | str:
+    def _plan(self, key: str, spec: _KeySpec) -> _Plan | str:
         plan = list(self._lines[EntityRef(EntityKind.KEY, key)])
         customer = spec.customer
         if spec.team is not None:
@@ -178,7 +214,7 @@ class Limiter:
             if ref not in self._lines:
                 return f"key {key!r} names unknown customer {customer!r}"
             plan += self._lines[ref]
-        return tuple(plan)
+        return _Plan(tuple(plan))
 
     # -- the hot path ----------------------------------------------------------------------------------------
 
@@ -200,23 +236,20 @@ class Limiter:
         amounts = estimate.amounts()
         now = self._clock()
         lease = self._lease
-        windows: list[Window] = []
-        slots: list[Slot] = []
-        for line in plan:
-            window = line.schedule.window(now)
-            windows.append(window)
-            slots.append(Slot(line.key(window), line.limit, amounts[line.index], window.end - now + lease))
+        plan.at(now)
+        windows = plan.windows
+        slots = tuple([Slot(name, limit, amounts[index], end - now + lease) for name, limit, index, end in plan.specs])
         hold_id = f"{self._replica}:{next(self._seq)}"
         result = await self.counters.reserve(slots, hold_id=hold_id, now=now, lease=lease)
         if not result.granted:
-            raise self._denial(plan, windows, result, now)
+            raise self._denial(plan.lines, windows, result, now)
         return Reservation(
             key,
             hold_id,
-            tuple(slots),
-            tuple(line.index for line in plan),
-            tuple(window.end for window in windows),
-            functools.partial(_statuses, plan, windows, result.values, now),
+            slots,
+            plan.indexes,
+            plan.ends,
+            functools.partial(_statuses, plan.lines, windows, result.values, now),
         )
 
     async def settle(self, reservation: Reservation, actual: Usage) -> None:
@@ -240,8 +273,9 @@ class Limiter:
 
     async def _release(self, reservation: Reservation, amounts: Sequence[int]) -> None:
         now = self._clock()
+        lease = self._lease
         slots = [
-            Slot(slot.key, slot.limit, amount, max(end - now, 0.0) + self._lease)
+            Slot(slot.key, slot.limit, amount, (end - now if end > now else 0.0) + lease)
             for slot, amount, end in zip(reservation.slots, amounts, reservation.window_ends, strict=True)
         ]
         if not self.counters.awaits_io:  # nothing to cancel: it completes without yielding
@@ -254,7 +288,7 @@ class Limiter:
             raise CountersUnavailable("settling a reservation timed out; its lease will expire")
 
     def _denial(
-        self, plan: tuple[_Line, ...], windows: list[Window], result: ReserveResult, now: float
+        self, plan: tuple[_Line, ...], windows: Sequence[Window], result: ReserveResult, now: float
     ) -> RateLimitDenied | BudgetDenied:
         line = plan[result.refused]
         window = windows[result.refused]
@@ -311,12 +345,12 @@ def _statuses(
 ) -> dict[Metric, LimitStatus]:
     """Per metric, the binding line (the one with the least remaining); US dollars scaled to dollars."""
     best: dict[Metric, LimitStatus] = {}
-    for line, window, value in zip(plan, windows, values, strict=True):
-        scale = MICROS if line.metric is Metric.USD else 1
-        remaining = max(0, line.limit - value.total) / scale
+    for line, window, (used, held) in zip(plan, windows, values, strict=True):
+        left = line.limit - used - held
+        remaining = (left if left > 0 else 0) / line.scale
         current = best.get(line.metric)
         if current is None or remaining < current.remaining:
-            best[line.metric] = LimitStatus(line.limit / scale, remaining, window.end - now)
+            best[line.metric] = LimitStatus(line.limit / line.scale, remaining, window.end - now)
     return best
 
 

@@ -166,8 +166,10 @@ class Reservation:
 
     def headers(self) -> dict[str, str]:
         """`x-ratelimit-*` headers (OpenAI's names) plus `x-budget-remaining-usd`."""
-        pairs = ((Metric.REQUESTS, self.requests), (Metric.TOKENS, self.tokens), (Metric.USD, self.budget))
-        return rate_headers({metric: status for metric, status in pairs if status is not None})
+        statuses = self._statuses
+        if statuses is None:
+            statuses = self._statuses = self._compute()
+        return rate_headers(statuses)
 
 
 def format_reset(seconds: float) -> str:
@@ -185,16 +187,22 @@ def format_reset(seconds: float) -> str:
     return f"{secs}s"
 
 
+_RATE_HEADERS = tuple(
+    (metric, f"x-ratelimit-limit-{metric}", f"x-ratelimit-remaining-{metric}", f"x-ratelimit-reset-{metric}")
+    for metric in (Metric.REQUESTS, Metric.TOKENS)
+)
+
+
 def rate_headers(statuses: dict[Metric, LimitStatus]) -> dict[str, str]:
     """Response headers for the binding limits: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and
     `x-budget-remaining-usd`; metrics without a limit are left out."""
     headers: dict[str, str] = {}
-    for metric in (Metric.REQUESTS, Metric.TOKENS):
+    for metric, limit_name, remaining_name, reset_name in _RATE_HEADERS:
         status = statuses.get(metric)
         if status is not None:
-            headers[f"x-ratelimit-limit-{metric}"] = str(int(status.limit))
-            headers[f"x-ratelimit-remaining-{metric}"] = str(int(status.remaining))
-            headers[f"x-ratelimit-reset-{metric}"] = format_reset(status.resets_in)
+            headers[limit_name] = str(int(status.limit))
+            headers[remaining_name] = str(int(status.remaining))
+            headers[reset_name] = format_reset(status.resets_in)
     budget = statuses.get(Metric.USD)
     if budget is not None:
         headers["x-budget-remaining-usd"] = f"{budget.remaining:.6f}"
