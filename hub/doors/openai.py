@@ -13,11 +13,11 @@ the limits stage's `x-ratelimit-*` / `x-budget-remaining-usd`.
 
 from __future__ import annotations
 
+import asyncio  # noqa: TID251 - event streams: plain futures and tasks on the asyncio loop the hub serves on (uvicorn)
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-import anyio
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -358,44 +358,68 @@ _HIGH_WATER = 64 * 1024
 class _Writer:
     """Sends queued event bytes in as few writes as possible: every event that became ready while the writer
     was asleep or busy (all the chunks of one upstream read, typically) goes out in one body message; the last
-    message also ends the response."""
+    message also ends the response.
 
-    def __init__(self, send: Send) -> None:
+    Plain asyncio futures rather than anyio events: the door only runs on uvicorn's asyncio loop, and the
+    writer is woken once per batch, not once per event.
+    """
+
+    def __init__(self, send: Send, on_failure: Callable[[], None]) -> None:
         self._send = send
+        self._on_failure = on_failure
+        self._loop = asyncio.get_running_loop()
         self._pending: list[bytes] = []
         self._size = 0
-        self._wake = anyio.Event()
-        self._space = anyio.Event()
+        self._wake: asyncio.Future[None] | None = None
+        """Set while the writer waits for data."""
+        self._space: asyncio.Future[None] | None = None
+        """Set while the producer waits for the queue to drain."""
         self._closed = False
-        self.done = anyio.Event()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+        """Resolved when the writer has ended the response or given up."""
         self.failed = False
 
-    async def put(self, data: bytes) -> None:
-        """Queue `data`; wait when too much is queued already."""
+    def put(self, data: bytes) -> bool:
+        """Queue `data`; True when so much is queued that the producer should `await space()`."""
         self._pending.append(data)
         self._size += len(data)
-        self._wake.set()
+        self._wakeup()
+        return self._size >= _HIGH_WATER
+
+    async def space(self) -> None:
+        """Wait until the writer has taken what is queued."""
         if self._size >= _HIGH_WATER:
-            self._space = anyio.Event()
-            await self._space.wait()
+            self._space = self._loop.create_future()
+            await self._space
 
     def close(self) -> None:
-        """No more data: the writer sends what is queued, ends the response and sets `done`."""
+        """No more data: the writer sends what is queued, ends the response and resolves `done`."""
         self._closed = True
-        self._wake.set()
+        self._wakeup()
 
-    async def run(self, scope: anyio.CancelScope) -> None:
+    def _wakeup(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():
+                wake.set_result(None)
+
+    async def run(self) -> None:
         try:
             while True:
                 if not self._pending:
                     if self._closed:
                         await self._send({"type": "http.response.body", "body": b"", "more_body": False})
                         return
-                    await self._wake.wait()
-                    self._wake = anyio.Event()
+                    self._wake = self._loop.create_future()
+                    await self._wake
                     continue
                 pending, self._pending, self._size = self._pending, [], 0
-                self._space.set()
+                space = self._space
+                if space is not None:
+                    self._space = None
+                    if not space.done():
+                        space.set_result(None)
                 body = pending[0] if len(pending) == 1 else b"".join(pending)
                 last = self._closed
                 await self._send({"type": "http.response.body", "body": body, "more_body": not last})
@@ -403,34 +427,58 @@ class _Writer:
                     return
         except OSError:
             self.failed = True  # the client went away while we wrote
-            scope.cancel()
+            self._on_failure()
         finally:
-            self.done.set()
+            if not self.done.done():
+                self.done.set_result(None)
 
 
 async def _relay(stream: OutcomeStream | _AgentStream, receive: Receive, send: Send) -> None:
-    """Send every event, then end the response, unless the client disconnected first."""
+    """Send every event, then end the response, unless the client disconnected first.
+
+    Two helper tasks run beside the relay: the writer, and a watcher that stops the relay when the client
+    disconnects (the writer stops it too when a write fails). Only that stop is absorbed here; any other
+    cancellation of the relay propagates.
+    """
     encode = _encode_event if stream.responses else _encode_chunk
-    writer = _Writer(send)
-    async with anyio.create_task_group() as tg:
+    relay = asyncio.current_task()
+    if relay is None:
+        raise RuntimeError("the event stream must run in an asyncio task")
+    stopped = False
+    live = True
 
-        async def watch(scope: anyio.CancelScope) -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            scope.cancel()
+    def stop() -> None:
+        nonlocal stopped
+        if live and not stopped:
+            stopped = True
+            relay.cancel()
 
-        tg.start_soon(watch, tg.cancel_scope)
-        tg.start_soon(writer.run, tg.cancel_scope)
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        stop()
+
+    writer = _Writer(send, stop)
+    watcher = asyncio.create_task(watch())
+    writing = asyncio.create_task(writer.run())
+    try:
         try:
             async for item in stream:
-                await writer.put(encode(item))
+                if writer.put(encode(item)):
+                    await writer.space()
             if not stream.responses:
-                await writer.put(_DONE)
+                writer.put(_DONE)
         except HubError as exc:
-            await writer.put(_error_event(exc, stream.responses))
+            writer.put(_error_event(exc, stream.responses))
         writer.close()
-        await writer.done.wait()
-        tg.cancel_scope.cancel()
+        await writer.done
+    except asyncio.CancelledError:
+        if not stopped or relay.uncancel() > 0:
+            raise
+    finally:
+        live = False
+        watcher.cancel()
+        writing.cancel()
 
 
 def _encode_chunk(chunk: dict[str, Any]) -> bytes:
