@@ -34,36 +34,39 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Consume `chunk`; return the events it completed."""
-        self._buf += chunk
-        events: list[SSEEvent] = []
-        start = 0
         buf = self._buf
-        while True:
-            end = buf.find(b"\n", start)
-            if end < 0:
-                break
-            line = bytes(buf[start:end])
-            start = end + 1
-            if line.endswith(b"\r"):
-                line = line[:-1]
-            event = self._line(line)
-            if event is not None:
-                events.append(event)
-        del buf[:start]
+        if b"\n" not in chunk:
+            buf += chunk
+            if len(buf) > self._max:
+                raise ProviderResponseError("server-sent event too large")
+            return []
+        if buf:
+            buf += chunk
+            lines = bytes(buf).split(b"\n")
+            buf.clear()
+        else:
+            lines = chunk.split(b"\n")
+        buf += lines.pop()
         if len(buf) > self._max:
             raise ProviderResponseError("server-sent event too large")
+        events: list[SSEEvent] = []
+        data = self._data
+        for line in lines:
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if line[:6] == b"data: ":  # the common line, handled inline
+                data.append(line[6:].decode("utf-8", "replace"))
+            elif line:
+                self._field(line)
+            elif data or self._event:
+                events.append(SSEEvent(self._event or "message", "\n".join(data)))
+                self._event = ""
+                data = self._data = []
         return events
 
-    def _line(self, line: bytes) -> SSEEvent | None:
-        if not line:
-            if not self._data and not self._event:
-                return None
-            event = SSEEvent(self._event or "message", "\n".join(self._data))
-            self._event = ""
-            self._data = []
-            return event
+    def _field(self, line: bytes) -> None:
         if line[:1] == b":":
-            return None
+            return
         name, _, value = line.partition(b":")
         if value[:1] == b" ":
             value = value[1:]
@@ -71,7 +74,6 @@ class SSEDecoder:
             self._data.append(value.decode("utf-8", "replace"))
         elif name == b"event":
             self._event = value.decode("utf-8", "replace")
-        return None
 
 
 def encode_sse(data: bytes | str, event: str | None = None) -> bytes:

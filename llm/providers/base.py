@@ -96,8 +96,8 @@ def refuse(request: JSON, checks: Mapping[str, Callable[[Any], bool]], *, provid
             raise UnsupportedParameter(field, provider=provider, model=model)
 
 
-def loads(body: bytes) -> JSON:
-    """Parse a JSON object body; anything else is a ProviderResponseError."""
+def loads(body: bytes | str) -> JSON:
+    """Parse a JSON object body (bytes, or text already decoded); anything else is a ProviderResponseError."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -64,14 +64,13 @@ class OpenAIProvider(Provider):
         body.pop("stream_options", None)
         return await self.post_json(self.url("chat/completions", model), self.headers_by_key[key], body, model)
 
-    async def stream_chat(self, request: JSON, model: str, key: str) -> AsyncIterator[JSON]:
+    def stream_chat(self, request: JSON, model: str, key: str) -> AsyncIterator[JSON]:
         """Chunks as the provider sends them, with usage requested."""
         body = self.body(request, model)
         body["stream"] = True
         options = body.get("stream_options")
         body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-        async for data in self._sse(self.url("chat/completions", model), key, body, model):
-            yield data
+        return self._sse(self.url("chat/completions", model), key, body, model)
 
     async def embeddings(self, request: JSON, model: str, key: str) -> JSON:
         """Embeddings (passed through)."""
@@ -103,7 +102,7 @@ class OpenAIProvider(Provider):
                         return
                     if not event.data:
                         continue
-                    data = loads(event.data.encode())
+                    data = loads(event.data)
                     if "error" in data and data.get("object") != "response":
                         raise _stream_error(data, self.name, model)
                     yield data
