@@ -9,8 +9,13 @@ uvicorn with uvloop and httptools):
 
 For each: non-streaming chat throughput at concurrency 32 and 128, p50/p99 latency at concurrency 1, the same
 for streaming chat (16 chunks, read to the end) and embeddings. The load generator is aiohttp in this process.
+The proxies' CPU time per request (from /proc, during the throughput runs) is printed too: on a shared machine
+it moves much less than requests per second do.
 
-Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run]`.
+With `rounds` > 1 the throughput runs of the three targets alternate that many times and each figure is the
+median, so a burst of other work on the machine does not land on one target only.
+
+Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds]`.
 """
 
 from __future__ import annotations
@@ -40,8 +45,10 @@ import sys, uvicorn
 from llm.testing import FakeScript, Reply, openai_app
 app = openai_app(FakeScript(default=Reply({ANSWER!r})))
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", loop="uvloop", http="httptools",
-            access_log=False)
+            access_log=False, timeout_keep_alive=300)
 """
+# The proxies' pooled connections to the mock sit idle while the other targets are measured: a keep-alive
+# longer than a round keeps the mock from closing them under a request.
 
 BARE = """
 import sys, aiohttp, uvicorn
@@ -119,6 +126,15 @@ def requester(session: aiohttp.ClientSession, url: str, body: bytes, stream: boo
     return one
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time of a process so far (Linux /proc), or None where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def throughput(one: Request, concurrency: int, seconds: float) -> float:
     deadline = time.perf_counter() + seconds
     done = 0
@@ -158,22 +174,40 @@ KINDS = {
 }
 
 
-async def measure(targets: dict[str, str], seconds: float) -> dict[tuple[str, str], dict[str, float]]:
+Target = tuple[str, int | None]
+"""Base URL and the PID whose CPU time is measured (None for the mock)."""
+
+
+def client() -> aiohttp.ClientSession:
+    """A fresh client per run: a pooled connection left idle while other targets run may be closed by then."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, force_close=False))
+
+
+async def measure(targets: dict[str, Target], seconds: float, rounds: int) -> dict[tuple[str, str], dict[str, float]]:
     results: dict[tuple[str, str], dict[str, float]] = {}
-    connector = aiohttp.TCPConnector(limit=0, force_close=False)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        for kind, (path, body, stream) in KINDS.items():
-            for target, base in targets.items():
-                one = requester(session, base + path, body, stream)
-                row: dict[str, float] = {}
-                row["rps32"] = await throughput(one, 32, seconds)
-                row["rps128"] = await throughput(one, 128, seconds)
-                p50, p99, overhead = await latency(one, 400)
-                row["p50"], row["p99"] = p50, p99
-                if overhead is not None:
-                    row["overhead"] = overhead
-                results[(kind, target)] = row
-                print(f"{kind:<7}{target:<8}" + "  ".join(f"{k}={v:8.2f}" for k, v in row.items()), flush=True)
+    for kind, (path, body, stream) in KINDS.items():
+        samples: dict[str, dict[str, list[float]]] = {t: {} for t in targets}
+        for _ in range(rounds):
+            for target, (base, pid) in targets.items():
+                async with client() as session:
+                    one = requester(session, base + path, body, stream)
+                    for concurrency in (32, 128):
+                        before = cpu_seconds(pid) if pid is not None else None
+                        rps = await throughput(one, concurrency, seconds)
+                        samples[target].setdefault(f"rps{concurrency}", []).append(rps)
+                        after = cpu_seconds(pid) if pid is not None else None
+                        if before is not None and after is not None and rps > 0:
+                            cpu_us = (after - before) / (rps * seconds) * 1e6
+                            samples[target].setdefault(f"cpu{concurrency}", []).append(cpu_us)
+        for target, (base, _) in targets.items():
+            row = {name: statistics.median(values) for name, values in samples[target].items()}
+            async with client() as session:
+                p50, p99, overhead = await latency(requester(session, base + path, body, stream), 400)
+            row["p50"], row["p99"] = p50, p99
+            if overhead is not None:
+                row["overhead"] = overhead
+            results[(kind, target)] = row
+            print(f"{kind:<7}{target:<8}" + "  ".join(f"{k}={v:8.2f}" for k, v in row.items()), flush=True)
     return results
 
 
@@ -181,39 +215,48 @@ def report(results: dict[tuple[str, str], dict[str, float]]) -> None:
     columns = [
         "case", "direct req/s (32 / 128)", "bare proxy req/s", "hub req/s", "hub / bare",
         "p50 direct / bare / hub (ms)", "p99 hub (ms)", "added p50 vs bare", "overhead header p50",
+        "CPU us/req bare / hub (32; 128)",
     ]  # fmt: skip
     print("\n| " + " | ".join(columns) + " |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    nan = float("nan")
     for kind in KINDS:
         d, b, h = results[(kind, "direct")], results[(kind, "bare")], results[(kind, "hub")]
         ratio = f"{h['rps32'] / b['rps32']:.0%} / {h['rps128'] / b['rps128']:.0%}"
+        cpu = (
+            f"{b.get('cpu32', nan):.0f} / {h.get('cpu32', nan):.0f}; {b.get('cpu128', nan):.0f} / "
+            f"{h.get('cpu128', nan):.0f}"
+        )
         print(
             f"| {kind} | {d['rps32']:.0f} / {d['rps128']:.0f} | {b['rps32']:.0f} / {b['rps128']:.0f} | "
             f"{h['rps32']:.0f} / {h['rps128']:.0f} | {ratio} | {d['p50']:.2f} / {b['p50']:.2f} / {h['p50']:.2f} | "
-            f"{h['p99']:.2f} | {h['p50'] - b['p50']:+.2f} ms | {h.get('overhead', float('nan')):.3f} ms |"
+            f"{h['p99']:.2f} | {h['p50'] - b['p50']:+.2f} ms | {h.get('overhead', nan):.3f} ms | {cpu} |"
         )
 
 
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
             mock_port, bare_port, hub_port = free_port(), free_port(), free_port()
             procs.append(start([sys.executable, "-c", MOCK, str(mock_port)], mock_port))
             upstream = f"http://127.0.0.1:{mock_port}"
-            procs.append(start([sys.executable, "-c", BARE, str(bare_port), upstream], bare_port))
+            bare = start([sys.executable, "-c", BARE, str(bare_port), upstream], bare_port)
+            procs.append(bare)
             config = Path(tmp) / "agenthub.toml"
             config.write_text(HUB_CONFIG.format(port=hub_port, dir=tmp, key=KEY, upstream=upstream))
             env = {**os.environ, "BENCH_OPENAI_KEY": "sk-bench", "AGENTHUB_MASTER_KEY": "bench-" + "0" * 40}
             serve = "import sys; from hub.cli import main; sys.exit(main(['serve', '--config', sys.argv[1]]))"
-            procs.append(start([sys.executable, "-c", serve, str(config)], hub_port, env))
-            targets = {
-                "direct": upstream,
-                "bare": f"http://127.0.0.1:{bare_port}",
-                "hub": f"http://127.0.0.1:{hub_port}",
+            hub = start([sys.executable, "-c", serve, str(config)], hub_port, env)
+            procs.append(hub)
+            targets: dict[str, Target] = {
+                "direct": (upstream, None),
+                "bare": (f"http://127.0.0.1:{bare_port}", bare.pid),
+                "hub": (f"http://127.0.0.1:{hub_port}", hub.pid),
             }
-            report(asyncio.run(measure(targets, seconds)))
+            report(asyncio.run(measure(targets, seconds, rounds)))
         finally:
             for proc in reversed(procs):
                 stop(proc)
