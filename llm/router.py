@@ -96,11 +96,13 @@ def _keep(chunk: JSON) -> JSON | None:
 
 
 def _strip_usage(chunk: JSON) -> JSON | None:
+    """The chunk without `usage` (in place: the chunk was parsed for this stream), or None for a usage-only one."""
     if "usage" not in chunk:
         return chunk
     if not chunk.get("choices"):
         return None
-    return {k: v for k, v in chunk.items() if k != "usage"}
+    del chunk["usage"]
+    return chunk
 
 
 class Router:
