@@ -327,6 +327,8 @@ class Router:
             if isinstance(ref, dict):
                 ref = ref.get("model", "")
             plan.extend(self._targets(str(ref)))
+        if len(plan) == 1:
+            return model, plan
         seen: set[tuple[str, str, str | None]] = set()
         unique: list[_Target] = []
         for t in plan:

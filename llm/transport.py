@@ -24,6 +24,8 @@ from llm.errors import ProviderError, ProviderResponseError, ProviderTimeout, Pr
 __all__ = ["HttpResponse", "HttpStream", "Transport"]
 
 _CONNECTION_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, ConnectionError)
+_URL_CACHE = 1024
+"""Distinct URLs a transport keeps parsed (a provider has a handful; model names in paths add a few more)."""
 
 
 def _map_error(exc: BaseException) -> ProviderError:
@@ -98,6 +100,8 @@ class Transport:
         self._connect_timeout = connect_timeout
         self._limit = max_response_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
+        self._urls: dict[str, URL] = {}
 
     async def open(self) -> None:
         """Create the pooled session (must run inside the event loop)."""
@@ -120,6 +124,21 @@ class Transport:
             raise ProviderUnavailable("transport is not open")
         return self._session
 
+    def _url(self, url: str) -> URL:
+        """`url` as sent (`encoded=True`); parsed once per distinct URL, up to `_URL_CACHE` of them."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = URL(url, encoded=True)
+            if len(self._urls) < _URL_CACHE:
+                self._urls[url] = parsed
+        return parsed
+
+    def _timeout(self, total: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(total)
+        if timeout is None:
+            timeout = self._timeouts[total] = aiohttp.ClientTimeout(total=total, connect=self._connect_timeout)
+        return timeout
+
     async def request(
         self, method: str, url: str, *, headers: Mapping[str, str], body: bytes | None, timeout: float
     ) -> HttpResponse:
@@ -127,11 +146,7 @@ class Transport:
         session = self._require()
         try:
             async with session.request(
-                method,
-                URL(url, encoded=True),
-                headers=headers,
-                data=body,
-                timeout=aiohttp.ClientTimeout(total=timeout, connect=self._connect_timeout),
+                method, self._url(url), headers=headers, data=body, timeout=self._timeout(timeout)
             ) as resp:
                 data = await _read_bounded(resp, self._limit)
                 return HttpResponse(resp.status, resp.headers, data)
@@ -146,7 +161,7 @@ class Transport:
         session = self._require()
         timeout = aiohttp.ClientTimeout(total=None, connect=self._connect_timeout, sock_read=idle_timeout)
         try:
-            resp = await session.request(method, URL(url, encoded=True), headers=headers, data=body, timeout=timeout)
+            resp = await session.request(method, self._url(url), headers=headers, data=body, timeout=timeout)
         except (TimeoutError, *_CONNECTION_ERRORS) as exc:
             raise _map_error(exc) from None
         try:
