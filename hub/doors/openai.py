@@ -166,9 +166,8 @@ async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> 
         if api == "chat":
             if key is None:
                 raise Unauthenticated(_NO_KEY)
-            agent = await _agent_response(hub, pipeline, key, body, context, started)
-            if agent is not None:
-                return agent
+            if key.chat_tools or "agenthub" in body:
+                return await _agent_response(hub, pipeline, key, body, context, started)
         # A key verified here goes on as the principal (authn re-checks it by id); an unknown one is left to
         # authn, which denies it with an audit record.
         if key is not None:
@@ -189,15 +188,13 @@ async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> 
         return EventStreamResponse(value, headers, started)
     payload = orjson.dumps(value)
     headers["x-agenthub-overhead-ms"] = _overhead(started, headers)
-    return Response(payload, media_type=_JSON, headers=headers)
+    return _JsonResponse(payload, headers)
 
 
 async def _agent_response(
     hub: Hub, pipeline: Handler, key: VirtualKey, body: dict[str, Any], context: dict[str, Any], started: float
-) -> Response | None:
-    """Chat with MCP tools (explicit or Agent Mode) when the key offers any; None for a plain chat request."""
-    if not key.chat_tools and "agenthub" not in body:
-        return None
+) -> Response:
+    """Chat with MCP tools (explicit or Agent Mode): the key offers tools or the body has `agenthub` options."""
     principal = Principal(key)
     options = agent_options(principal, body.get("agenthub"))
     agent = hub.agent
@@ -246,6 +243,22 @@ async def _agent_response(
     response = await agent.complete(principal, body, options, turn)
     headers = {k: v for k, v in last_headers.items() if k.startswith("x-agenthub-") or k.startswith("x-ratelimit")}
     return Response(orjson.dumps(response), media_type=_JSON, headers=headers)
+
+
+class _JsonResponse(Response):
+    """A JSON body with the outcome's headers, its raw header list built directly (Starlette's `Response` does
+    the same, plus checks the hub's own lower-case header names do not need)."""
+
+    media_type = _JSON
+
+    def __init__(self, body: bytes, headers: Mapping[str, str]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw.append((b"content-length", str(len(body)).encode()))
+        raw.append((b"content-type", b"application/json"))
+        self.raw_headers = raw
 
 
 class _AgentStream:
