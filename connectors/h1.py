@@ -19,14 +19,21 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["H1Pool", "HttpError", "HttpResponse"]
+__all__ = ["H1Pool", "HttpError", "HttpResponse", "default_ssl_context"]
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
+
+
+@cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The system's trust store, certificate and host name checks on: one context for every upstream client."""
+    return ssl.create_default_context()
 
 
 class HttpError(ConnectionError):
@@ -261,7 +268,7 @@ class H1Pool:
         loop = asyncio.get_running_loop()
         context: ssl.SSLContext | None = None
         if self._tls:
-            context = self._ssl = self._ssl or ssl.create_default_context()
+            context = self._ssl = self._ssl or default_ssl_context()
         try:
             _, conn = await loop.create_connection(
                 lambda: _Connection(self._max_body),

@@ -37,6 +37,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from connectors.h1 import default_ssl_context
 from connectors.rawhttp import RawHttpSession
 from connectors.streams import WatchedTransport
 
@@ -550,7 +551,12 @@ def _http_transport(
         hooks = {"response": [record]}
         async with (
             httpx2.AsyncClient(
-                headers=dict(cfg.headers), auth=auth, timeout=timeout, follow_redirects=False, event_hooks=hooks
+                headers=dict(cfg.headers),
+                auth=auth,
+                timeout=timeout,
+                follow_redirects=False,
+                event_hooks=hooks,
+                verify=default_ssl_context(),
             ) as http,
             streamable_http_client(cfg.url, http_client=http) as streams,
         ):

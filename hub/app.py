@@ -13,7 +13,7 @@ import os
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -47,7 +47,10 @@ from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
 from hub.store.sql import SqlStore
 from hub.upstream_auth import HubAuth, open_token_store
-from llm import LLMConfig, Router
+from llm.config import LLMConfig
+
+if TYPE_CHECKING:
+    from llm.router import Router
 
 logger = logging.getLogger(__name__)
 VERSION = "0.1.0"
@@ -215,6 +218,8 @@ class Hub:
         s = self.settings
         if not s.providers:
             return None
+        from llm.router import Router  # with the first provider: the providers and their HTTP client
+
         router = Router(LLMConfig(providers=s.providers, models=s.models, prices=s.prices, routing=s.routing))
         await router.open()
         return router

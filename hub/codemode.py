@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -24,7 +24,7 @@ from hub.call import Call, Outcome, Principal
 from hub.errors import BadRequest, HubError, UpstreamFailed
 from hub.keys import VirtualKey
 from hub.pipeline import Handler
-from sandbox import SandboxLimits, SandboxPool, ToolCallError, ToolCatalog, tools_used
+from sandbox import SandboxLimits, ToolCallError, ToolCatalog, tools_used
 from sandbox.metatools import (
     META_TOOLS,
     MetaToolError,
@@ -34,6 +34,9 @@ from sandbox.metatools import (
     read_tool_file as read_file,
     render_result,
 )
+
+if TYPE_CHECKING:
+    from sandbox import SandboxPool
 
 logger = logging.getLogger(__name__)
 
@@ -153,6 +156,8 @@ class CodeMode:
         # The hub stops by cancelling its task group. Closing the pool under that cancellation would stop at its
         # first checkpoint, leaving the pool's own task group open and its workers running. So the pool lives in a
         # shielded scope and a watcher task, which the hub's cancellation does reach, tells it to close.
+        from sandbox.pool import SandboxPool  # loaded with the first program
+
         assert self.task_group is not None
         stop = anyio.Event()
         with anyio.CancelScope(shield=True):

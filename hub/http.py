@@ -19,14 +19,13 @@ from mcp.server.auth.provider import AccessToken
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub, McpEndpoint, open_hub
 from hub.call import Principal
-from hub.doors.admin_ops import admin_routes
+from hub.doors import ADMIN_PREFIX, OAUTH_CALLBACK_PATH
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
-from hub.doors.oauth import CALLBACK_PATH, callback_endpoint
 from hub.doors.openai import openai_endpoints, openai_routes
 from hub.doors.tools_rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
@@ -140,6 +139,7 @@ def build_app(
         return await execute_tool_route(ref.hub, request)
 
     router_holder: list[McpRouter] = []
+    admin = _AdminSurface(ref)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
@@ -162,13 +162,36 @@ def build_app(
             *openai_routes(lambda: ref.hub),  # first: the LLM hot path matches on the first routes tried
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
-            Route(CALLBACK_PATH, callback_endpoint(lambda: ref.hub), methods=["GET"]),
-            *admin_routes(ref),
+            Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),
+            Route(ADMIN_PREFIX + "/{path:path}", admin),
         ],
         lifespan=lifespan,
     )
     app.add_middleware(_McpRouterFactory, ref=ref, holder=router_holder)
     return app
+
+
+class _AdminSurface:
+    """The admin API and the upstream OAuth callback, loaded with the first request to either.
+
+    Both are rarely used next to the MCP and LLM doors, and their modules (operations, schemas, the OpenAPI
+    document) are a noticeable part of an idle hub's memory.
+    """
+
+    def __init__(self, ref: HubRef) -> None:
+        self._ref = ref
+        self._router: Router | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._router is None:
+            from hub.doors.admin_ops import admin_routes
+            from hub.doors.oauth import callback_endpoint
+
+            ref = self._ref
+            callback = Route(OAUTH_CALLBACK_PATH, callback_endpoint(lambda: ref.hub), methods=["GET"])
+            self._router = Router(routes=[callback, *admin_routes(ref)])
+        # The inner routes bind their own path parameters; drop the catch-all's.
+        await self._router({**scope, "path_params": {}}, receive, send)
 
 
 class _McpRouterFactory:

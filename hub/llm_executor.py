@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.call import Call, Outcome
 from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut
@@ -38,12 +38,14 @@ from llm import (
     ProviderHTTPError,
     ProviderTimeout,
     Result,
-    Router,
     UnknownModel,
     UnsupportedOperation,
     UnsupportedParameter,
     Usage as TokenUsage,
 )
+
+if TYPE_CHECKING:
+    from llm.router import Router
 
 __all__ = ["LLM_OPERATIONS", "LlmExecutor", "dispatching", "hop_filter", "to_hub_error"]
 

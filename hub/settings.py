@@ -19,6 +19,7 @@ from connectors.auth import AuthConfigError, resolve_auth_secrets
 from connectors.auth.config import resolve_reference
 from connectors.config import StdioConfig, UpstreamConfig
 from hub.audit import AuditSection
+from hub.doors import OAUTH_CALLBACK_PATH
 from hub.governance.config import (
     BudgetConfig,
     CustomerConfig,
@@ -174,7 +175,7 @@ class Settings(BaseModel):
             host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # noqa: S104 - compared, not bound
             shown = f"[{host}]" if ":" in host else host
             base = f"http://{shown}:{port}"
-        return base.rstrip("/") + "/oauth/callback"
+        return base.rstrip("/") + OAUTH_CALLBACK_PATH
 
     def redis_url(self) -> str | None:
         return os.environ.get("AGENTHUB_REDIS_URL") or self.hub.redis_url

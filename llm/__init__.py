@@ -3,7 +3,12 @@
 Build a `Router` from `load_config(...)`, open it once (`async with router`), then call `chat`,
 `stream_chat`, `embeddings`, `responses`, `stream_responses` and `list_models`. Results carry the hop that
 served (`provider`, `model`, `key`), every attempt, token usage and cost. See `docs/llm.md`.
+
+`Router` (and with it the providers and their HTTP client) loads on first use: the configuration, error and
+result types are all a program needs until it routes a request.
 """
+
+import typing as _typing
 
 from llm.config import LLMConfig, load_config, resolve_secret
 from llm.errors import (
@@ -22,7 +27,6 @@ from llm.errors import (
 )
 from llm.pricing import Price
 from llm.result import Hop, HopFilter, ModelInfo, Result, ResultStream
-from llm.router import Router
 from llm.schema import InvalidRequest, Usage, validate_chat_request
 
 __all__ = [
@@ -52,3 +56,16 @@ __all__ = [
     "resolve_secret",
     "validate_chat_request",
 ]
+
+if _typing.TYPE_CHECKING:
+    from llm.router import Router
+
+
+def __getattr__(name: str) -> object:
+    """Load the router on first use."""
+    if name != "Router":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from llm.router import Router as router
+
+    globals()["Router"] = router
+    return router

@@ -8,14 +8,16 @@ needs, asks for full docs of a tool, then sends one program to ``execute_tool_co
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.bridge import ToolCaller
 from sandbox.catalog import ToolCatalog
 from sandbox.limits import SandboxLimits
-from sandbox.pool import SandboxPool
 from sandbox.result import RunError, RunResult
 from sandbox.stubs import server_stub, tool_docs
+
+if TYPE_CHECKING:
+    from sandbox.pool import SandboxPool
 
 FILE_PREFIX = "servers/"
 FILE_SUFFIX = ".py"

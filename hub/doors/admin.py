@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub.control import ControlPlane
+from hub.doors import ADMIN_PREFIX
 from hub.doors.web import error_response
 from hub.errors import BadRequest, Forbidden, HubError, Internal, PayloadTooLarge, Unauthenticated, Wire
 from hub.governance.audit_chain import AuditEvent
@@ -35,7 +36,7 @@ from hub.rbac import AdminPrincipal, parse_permissions, resolve_roles
 if TYPE_CHECKING:
     from hub.app import Hub
 
-PREFIX = "/api/v1"
+PREFIX = ADMIN_PREFIX
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
+from hub.doors import OAUTH_CALLBACK_PATH
 from hub.doors.admin import Ctx, json_response, off_loop, record
 from hub.doors.admin_schema import AuthLoginIn
 from hub.errors import HubError, NotFound, UpstreamFailed
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CALLBACK_PATH = "/oauth/callback"
+CALLBACK_PATH = OAUTH_CALLBACK_PATH
 _PAGE = (
     "<!doctype html><html><head><meta charset='utf-8'><title>AgentHub</title></head>"
     "<body style='font-family:sans-serif;margin:3em'><h1>{title}</h1><p>{text}</p></body></html>"

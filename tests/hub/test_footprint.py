@@ -1,7 +1,8 @@
 """What a running hub imports: optional features load their libraries only when they are configured or used.
 
-Idle memory is mostly imported code, so each optional part (guardrail engines and RE2, OIDC login with authlib)
-must stay out of `sys.modules` for a hub that does not use it, and come in when it is used.
+Idle memory is mostly imported code, so each optional part must stay out of `sys.modules` for a hub that does
+not use it, and come in when it is used: guardrail engines and RE2, OIDC login (authlib), the LLM router with its
+providers and HTTP client (aiohttp), the Code Mode sandbox's worker pool, and the admin API.
 """
 
 from __future__ import annotations
@@ -11,7 +12,20 @@ import subprocess
 import sys
 import textwrap
 
-OPTIONAL = ("re2", "phonenumbers", "ahocorasick", "authlib", "joserfc", "hub.guardrails.engine")
+OPTIONAL = (
+    "re2",
+    "phonenumbers",
+    "ahocorasick",
+    "authlib",
+    "joserfc",
+    "hub.guardrails.engine",
+    "aiohttp",
+    "llm.router",
+    "llm.providers",
+    "sandbox.pool",
+    "hub.doors.admin_ops",
+    "hub.doors.oauth",
+)
 
 
 def _loaded_after(code: str) -> set[str]:
@@ -31,7 +45,7 @@ def test_the_serving_modules_leave_optional_libraries_out() -> None:
         """
         import hub.cli, hub.app, hub.http
         from hub.settings import Settings
-        Settings.model_validate({"servers": {}, "keys": []})
+        hub.http.build_app(Settings.model_validate({"servers": {}, "keys": []}))
         """
     )
     assert loaded == set()
@@ -56,3 +70,23 @@ def test_a_regex_guardrail_is_checked_on_re2_at_load() -> None:
         """
     )
     assert "re2" in loaded
+
+
+def test_the_llm_router_loads_with_its_first_use() -> None:
+    loaded = _loaded_after(
+        """
+        import llm
+        llm.Router
+        """
+    )
+    assert {"aiohttp", "llm.router", "llm.providers"} <= loaded
+
+
+def test_code_mode_loads_the_pool_with_the_first_program() -> None:
+    loaded = _loaded_after(
+        """
+        import sandbox
+        sandbox.SandboxPool
+        """
+    )
+    assert "sandbox.pool" in loaded
