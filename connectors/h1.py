@@ -17,7 +17,8 @@ import asyncio  # noqa: TID251 - asyncio protocols: the hub serves on the asynci
 import ssl
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import cast
@@ -25,9 +26,11 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["H1Pool", "HttpError", "HttpResponse", "default_ssl_context"]
+__all__ = ["H1Pool", "HttpError", "HttpResponse", "StreamedResponse", "default_ssl_context"]
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
+_MAX_BUFFERED_CHUNKS = 64
+"""Body chunks a streamed response holds before the connection stops reading (until the reader catches up)."""
 
 
 @cache
@@ -53,6 +56,38 @@ class HttpResponse:
             if key == name:
                 return value
         return default
+
+
+class StreamedResponse:
+    """A response whose headers arrived; `next_chunk()` returns its body piece by piece (None at the end)."""
+
+    __slots__ = ("_conn", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], conn: _Connection) -> None:
+        self.status = status
+        self.headers = headers
+        """Header names in lower case, in the order received."""
+        self._conn = conn
+
+    def header(self, name: str, default: str = "") -> str:
+        """The first value of header `name` (lower case), or `default`."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return default
+
+    async def next_chunk(self) -> bytes | None:
+        """The body bytes that arrived since the last call (waiting for some), or None once the body ended.
+
+        Raises:
+            HttpError: the connection broke, the body is not valid HTTP/1.1 or grew past the pool's limit.
+        """
+        try:
+            return await self._conn.next_chunk()
+        except HttpError:
+            raise
+        except OSError as exc:
+            raise HttpError(str(exc) or type(exc).__name__) from None
 
 
 class _Dropped(HttpError):
@@ -82,6 +117,11 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._complete = False
         self._delimited = False
+        self._active = False
+        """Whether a request is under way (bytes arriving otherwise put the connection out of step)."""
+        self._streaming = False
+        self._paused = False
+        self._error: Exception | None = None
         self.answered = False
         """Whether any byte of the current response arrived."""
 
@@ -91,7 +131,7 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's is not a subclass)
 
     def data_received(self, data: bytes) -> None:
-        if self._waiter is None:  # bytes while idle: the connection is out of step, never reuse it
+        if not self._active:  # bytes while idle: the connection is out of step, never reuse it
             self._close()
             return
         self.answered = True
@@ -102,7 +142,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._waiter is None or self._complete:
+        if not self._active or self._complete:
             return
         if self._headers_done and not self._delimited:  # a body that ends with the connection
             self._finish()
@@ -122,6 +162,8 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
         self._headers_done = True
+        if self._streaming:
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
@@ -129,6 +171,11 @@ class _Connection(asyncio.Protocol):
             self._fail(HttpError(f"response body larger than {self._max_body} bytes"))
             return
         self._chunks.append(body)
+        if self._streaming:
+            if len(self._chunks) > _MAX_BUFFERED_CHUNKS and not self._paused and self.transport is not None:
+                self._paused = True  # the reader is behind: stop reading until it catches up
+                self.transport.pause_reading()
+            self._wake()
 
     def on_message_complete(self) -> None:
         if not self._parser.should_keep_alive():
@@ -142,6 +189,7 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closed:
             raise HttpError("the connection is closed")
+        self._active = True
         waiter = self._waiter = asyncio.get_running_loop().create_future()
         transport.write(request)
         try:
@@ -153,13 +201,64 @@ class _Connection(asyncio.Protocol):
         self._reset()
         return response
 
-    def _finish(self) -> None:
-        self._complete = True
+    async def start(self, request: bytes) -> tuple[int, list[tuple[str, str]]]:
+        """Send one request and wait for the status and headers; the body follows through `next_chunk`."""
+        transport = self.transport
+        if transport is None or self.closed:
+            raise HttpError("the connection is closed")
+        self._active = self._streaming = True
+        await self._wait(transport.write, request)
+        if self._error is not None:
+            raise self._error
+        return self._status, self._headers
+
+    async def next_chunk(self) -> bytes | None:
+        """The body bytes received since the last call, waiting for some; None once the body is complete."""
+        while True:
+            if self._chunks:
+                data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
+                self._chunks.clear()
+                if self._paused and self.transport is not None:
+                    self._paused = False
+                    self.transport.resume_reading()
+                return data
+            if self._error is not None:
+                raise self._error
+            if self._complete:
+                return None
+            await self._wait()
+
+    def release(self) -> bool:
+        """After a streamed response: True when the connection may serve another request (else it is closed)."""
+        if self._complete and self._error is None and not self.closed:
+            self._reset()
+            return True
+        self._close()
+        return False
+
+    async def _wait(self, send: Callable[[bytes], object] | None = None, data: bytes = b"") -> None:
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        if send is not None:
+            send(data)
+        try:
+            await waiter
+        except BaseException:
+            self._close()
+            raise
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
+    def _finish(self) -> None:
+        self._complete = True
+        self._wake()
+
     def _fail(self, exc: Exception) -> None:
         self._close()
+        self._error = exc
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(exc)
 
@@ -236,6 +335,42 @@ class H1Pool:
                 conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             return response
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b""
+    ) -> AsyncGenerator[StreamedResponse]:
+        """Send `method target` and yield the response once its headers arrived; its body streams from it.
+
+        Leaving the block before the body ended closes the connection; otherwise it returns to the pool.
+
+        Raises:
+            HttpError: connecting failed, the connection broke, or the response is not valid HTTP/1.1.
+            ValueError: a header name or value holds a line break.
+        """
+        request = self._head(method, target, headers, len(body)) + body
+        async with self._slots:
+            conn = self._reuse()
+            try:
+                if conn is None:
+                    conn = await self._connect()
+                    status, received = await conn.start(request)
+                else:
+                    try:
+                        status, received = await conn.start(request)
+                    except _Dropped:  # as in `request`
+                        conn = await self._connect()
+                        status, received = await conn.start(request)
+            except HttpError:
+                raise
+            except OSError as exc:
+                raise HttpError(str(exc) or type(exc).__name__) from None
+            try:
+                yield StreamedResponse(status, received, conn)
+            finally:
+                if conn.release() and not self._closed:
+                    conn.idle_since = time.monotonic()
+                    self._idle.append(conn)
 
     async def aclose(self) -> None:
         """Close every idle connection; connections in use close when their request ends."""

@@ -295,3 +295,91 @@ def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server_ctx.load_cert_chain(cert_file, key_file)
     client_ctx = ssl.create_default_context(cafile=str(cert_file))
     return server_ctx, client_ctx
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+
+
+@pytest.mark.anyio
+async def test_a_streamed_body_arrives_piece_by_piece_and_the_connection_is_reused() -> None:
+    async def events(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        while True:
+            await read_request(buffered)
+            await stream.send(CHUNKED_HEAD)
+            for n in range(3):
+                await stream.send(chunk(b"data: %d\n\n" % n))
+                await anyio.sleep(0.05)
+            await stream.send(b"0\r\n\r\n")
+
+    async with serving(events) as server:
+        pool = H1Pool(server.url)
+        for _ in range(2):
+            pieces: list[bytes] = []
+            async with pool.stream("POST", "/", [], b"{}") as response:
+                assert response.status == 200 and response.header("content-type") == "text/event-stream"
+                while (piece := await response.next_chunk()) is not None:
+                    pieces.append(piece)
+            assert b"".join(pieces) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n" and len(pieces) == 3
+        await pool.aclose()
+    assert server.connections == 1
+
+
+@pytest.mark.anyio
+async def test_leaving_a_stream_early_closes_its_connection() -> None:
+    async def endless(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await stream.send(CHUNKED_HEAD)
+        while True:
+            await stream.send(chunk(b"more"))
+            await anyio.sleep(0.01)
+
+    async with serving(endless) as server:
+        pool = H1Pool(server.url)
+        async with pool.stream("POST", "/", [], b"{}") as response:
+            assert await response.next_chunk()
+        assert not pool._idle
+        async with pool.stream("POST", "/", [], b"{}") as response:
+            assert await response.next_chunk()
+        await pool.aclose()
+    assert server.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_slow_reader_gets_every_byte_of_a_fast_stream() -> None:
+    sent = [b"%05d" % n for n in range(2000)]
+
+    async def flood(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await stream.send(CHUNKED_HEAD + b"".join(chunk(piece) for piece in sent) + b"0\r\n\r\n")
+
+    async with serving(flood) as server:
+        pool = H1Pool(server.url)
+        received: list[bytes] = []
+        async with pool.stream("GET", "/", []) as response:
+            while (piece := await response.next_chunk()) is not None:
+                received.append(piece)
+                await anyio.sleep(0.001)  # a slow reader
+        assert b"".join(received) == b"".join(sent)
+        await pool.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_stream_cut_off_in_the_middle_raises_on_the_next_read() -> None:
+    async def cut(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await stream.send(CHUNKED_HEAD + chunk(b"partial"))
+        await anyio.sleep(0.05)
+        await stream.aclose()
+
+    async with serving(cut) as server:
+        pool = H1Pool(server.url, max_body=1 << 20)
+        async with pool.stream("POST", "/", [], b"{}") as response:
+            assert await response.next_chunk() == b"partial"
+            with pytest.raises(HttpError, match="middle of the response"):
+                await response.next_chunk()
+        assert not pool._idle
+        await pool.aclose()
