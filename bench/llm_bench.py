@@ -12,8 +12,8 @@ for streaming chat (16 chunks, read to the end) and embeddings. The load generat
 The proxies' CPU time per request (from /proc, during the throughput runs) is printed too: on a shared machine
 it moves much less than requests per second do.
 
-With `rounds` > 1 the throughput runs of the three targets alternate that many times and each figure is the
-median, so a burst of other work on the machine does not land on one target only.
+With `rounds` > 1 the runs of the three targets (throughput, then latency) alternate that many times and each
+figure is the median over the rounds, so a burst of other work on the machine does not land on one target only.
 
 Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds]`.
 """
@@ -199,13 +199,13 @@ async def measure(targets: dict[str, Target], seconds: float, rounds: int) -> di
                         if before is not None and after is not None and rps > 0:
                             cpu_us = (after - before) / (rps * seconds) * 1e6
                             samples[target].setdefault(f"cpu{concurrency}", []).append(cpu_us)
-        for target, (base, _) in targets.items():
+                    p50, p99, overhead = await latency(one, 400)
+                    samples[target].setdefault("p50", []).append(p50)
+                    samples[target].setdefault("p99", []).append(p99)
+                    if overhead is not None:
+                        samples[target].setdefault("overhead", []).append(overhead)
+        for target in targets:
             row = {name: statistics.median(values) for name, values in samples[target].items()}
-            async with client() as session:
-                p50, p99, overhead = await latency(requester(session, base + path, body, stream), 400)
-            row["p50"], row["p99"] = p50, p99
-            if overhead is not None:
-                row["overhead"] = overhead
             results[(kind, target)] = row
             print(f"{kind:<7}{target:<8}" + "  ".join(f"{k}={v:8.2f}" for k, v in row.items()), flush=True)
     return results
