@@ -35,6 +35,7 @@ from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
 from hub.guardrail_rules import GuardrailRules
 from hub.keys import KeyRing, new_secret
 from hub.llm_executor import LlmExecutor, dispatching
+from hub.memory import release_free_memory
 from hub.pinning import ToolPins
 from hub.pipeline import Handler, Stage, compose
 from hub.requestlog import RequestLog
@@ -296,6 +297,7 @@ class Hub:
         for door in doors:
             if door is not None:
                 await door.registry_changed(view)
+        await anyio.to_thread.run_sync(release_free_memory)  # what reading the new catalog left behind
 
     def door_for(self, server: str) -> McpDoor | None:
         """The single-server door for `/mcp/{server}`, created on first use."""

@@ -24,6 +24,7 @@ from typing import Any
 import anyio
 import orjson
 
+from hub.memory import release_free_memory
 from hub.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_listen
 
 logger = logging.getLogger("agenthub")
@@ -102,6 +103,7 @@ def _settle_gc() -> None:
     gc.freeze()
     _, middle, oldest = gc.get_threshold()
     gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, oldest)
+    release_free_memory()  # what start-up allocated and freed (catalog parsing above all) goes back to the system
 
 
 def _has(module: str) -> bool:

@@ -90,3 +90,26 @@ def test_code_mode_loads_the_pool_with_the_first_program() -> None:
         """
     )
     assert "sandbox.pool" in loaded
+
+
+def test_freed_heap_memory_goes_back_to_the_system() -> None:
+    probe = textwrap.dedent(
+        """
+        import os
+        from hub.memory import release_free_memory
+
+        def rss_kb():
+            return int(open(f"/proc/{os.getpid()}/statm").read().split()[1]) * 4
+
+        blocks = [bytes(4000) for _ in range(8000)]  # about 32 MB on the heap, below the mmap threshold
+        keep = bytes(4000)  # allocated above them, so the heap top is never free and glibc does not trim by itself
+        del blocks
+        before = rss_kb()
+        released = release_free_memory()
+        print(released, before - rss_kb())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    released, freed_kb = done.stdout.split()
+    assert released == "True"
+    assert int(freed_kb) > 16_000, "most of the freed 32 MB was returned"
