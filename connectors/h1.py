@@ -24,9 +24,10 @@ from functools import cache
 from typing import cast
 from urllib.parse import urlsplit
 
+import anyio
 import httptools
 
-__all__ = ["H1Pool", "HttpError", "HttpResponse", "StreamedResponse", "default_ssl_context"]
+__all__ = ["BodyTooLarge", "H1Pool", "HttpError", "HttpResponse", "StreamedResponse", "default_ssl_context"]
 
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 _MAX_BUFFERED_CHUNKS = 64
@@ -41,6 +42,10 @@ def default_ssl_context() -> ssl.SSLContext:
 
 class HttpError(ConnectionError):
     """The connection failed, closed early, or the server sent something that is not HTTP/1.1."""
+
+
+class BodyTooLarge(HttpError):
+    """The response body grew past the pool's `max_body`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +173,7 @@ class _Connection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > self._max_body:
-            self._fail(HttpError(f"response body larger than {self._max_body} bytes"))
+            self._fail(BodyTooLarge(f"response body larger than {self._max_body} bytes"))
             return
         self._chunks.append(body)
         if self._streaming:
@@ -279,6 +284,7 @@ class H1Pool:
         keepalive_s: float = 60.0,
         max_body: int = DEFAULT_MAX_BODY,
         ssl_context: ssl.SSLContext | None = None,
+        connect_timeout: float = 10.0,
     ) -> None:
         """Raises: ValueError: `url` is not an absolute http(s) URL."""
         parts = urlsplit(url)
@@ -295,6 +301,7 @@ class H1Pool:
         self._slots = asyncio.Semaphore(max_connections)
         self._keepalive_s = keepalive_s
         self._max_body = max_body
+        self._connect_timeout = connect_timeout
         self._closed = False
 
     def target(self, url: str) -> str:
@@ -405,13 +412,18 @@ class H1Pool:
         if self._tls:
             context = self._ssl = self._ssl or default_ssl_context()
         try:
-            _, conn = await loop.create_connection(
-                lambda: _Connection(self._max_body),
-                self._host,
-                self._port,
-                ssl=context,
-                server_hostname=self._host if context else None,
-            )
+            with anyio.fail_after(self._connect_timeout):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self._max_body),
+                    self._host,
+                    self._port,
+                    ssl=context,
+                    server_hostname=self._host if context else None,
+                )
+        except TimeoutError:
+            raise HttpError(
+                f"cannot connect to {self._authority}: no answer within {self._connect_timeout:g}s"
+            ) from None
         except OSError as exc:
             raise HttpError(f"cannot connect to {self._authority}: {exc.strerror or exc}") from None
         return conn

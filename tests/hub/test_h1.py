@@ -18,7 +18,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.tls import TLSStream
 
-from connectors.h1 import H1Pool, HttpError
+from connectors.h1 import BodyTooLarge, H1Pool, HttpError
 
 Handler = Callable[[anyio.abc.SocketStream, BufferedByteReceiveStream], Awaitable[None]]
 
@@ -197,7 +197,7 @@ async def test_broken_answers_raise_http_errors_and_the_pool_keeps_working() -> 
 
     async with serving(answering(response(b"x" * 2048))) as server:
         pool = H1Pool(server.url, max_body=1024)
-        with pytest.raises(HttpError, match="larger than 1024"):
+        with pytest.raises(BodyTooLarge, match="larger than 1024"):
             await pool.request("POST", "/", [], b"{}")
         await pool.aclose()
 
