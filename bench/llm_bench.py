@@ -4,7 +4,8 @@ Three targets, each a separate process, all in front of one mock upstream (the `
 uvicorn with uvloop and httptools):
 
   - direct: the mock itself (the floor);
-  - bare:   a pass-through proxy, starlette + one pooled aiohttp client, no governance (the Python ceiling);
+  - bare:   a pass-through proxy, starlette + the hub's HTTP client (`connectors.h1`), no governance (the Python
+            ceiling);
   - hub:    `agenthub serve` with a key that has a budget and a rate limit (authn, limits, audit all active).
 
 For each: non-streaming chat throughput at concurrency 32 and 128, p50/p99 latency at concurrency 1, the same
@@ -51,33 +52,36 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", loo
 # longer than a round keeps the mock from closing them under a request.
 
 BARE = """
-import sys, aiohttp, uvicorn
+import sys, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from connectors.h1 import H1Pool
 upstream = sys.argv[2]
 state = {}
 
 async def lifespan(app):
-    state["s"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256))
+    state["p"] = H1Pool(upstream, max_connections=256)
     yield
-    await state["s"].close()
+    await state["p"].aclose()
+
+HEADERS = [("content-type", "application/json"), ("authorization", "Bearer sk-bench")]
 
 async def forward(request):
     body = await request.body()
-    headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
-    url = upstream + request.url.path
+    pool = state["p"]
     if b'"stream":true' in body:
-        response = await state["s"].post(url, data=body, headers=headers)
+        cm = pool.stream("POST", request.url.path, HEADERS, body)
+        response = await cm.__aenter__()
         async def relay():
             try:
-                async for chunk in response.content.iter_any():
+                while (chunk := await response.next_chunk()) is not None:
                     yield chunk
             finally:
-                response.release()
+                await cm.__aexit__(None, None, None)
         return StreamingResponse(relay(), media_type="text/event-stream")
-    async with state["s"].post(url, data=body, headers=headers) as response:
-        return Response(await response.read(), status_code=response.status, media_type="application/json")
+    response = await pool.request("POST", request.url.path, HEADERS, body)
+    return Response(response.body, status_code=response.status, media_type="application/json")
 
 app = Starlette(routes=[Route("/v1/chat/completions", forward, methods=["POST"]),
                         Route("/v1/embeddings", forward, methods=["POST"])], lifespan=lifespan)

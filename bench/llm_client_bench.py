@@ -3,12 +3,14 @@
 Starts the fake OpenAI server (uvicorn, one worker, in a subprocess) and measures chat-completion
 requests per second through:
 
-  - aiohttp's ClientSession (the transport `llm/transport.py` uses),
+  - `connectors.h1.H1Pool` (the client `llm/transport.py` and the MCP hot path use),
+  - aiohttp's ClientSession,
   - httpx2's AsyncClient,
-  - `llm.Router.chat` (aiohttp plus routing, translation, usage and cost),
+  - `llm.Router.chat` (the transport plus routing, translation, usage and cost),
   - `llm.Router.stream_chat` (a 16-chunk stream, fully read).
 
-Each at a fixed concurrency. Run: `.venv/bin/python bench/llm_client_bench.py [seconds] [concurrency]`.
+Each at a fixed concurrency, with this process's CPU time per request (the server runs in another).
+Run: `.venv/bin/python bench/llm_client_bench.py [seconds] [concurrency]`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import httpx2
 
+from connectors.h1 import H1Pool
 from llm import Router, load_config
 from llm.testing import FakeScript, Reply, openai_app
 
@@ -40,6 +43,7 @@ def _free_port() -> int:
 async def _rate(name: str, one: Callable[[], Awaitable[object]], seconds: float, concurrency: int) -> float:
     deadline = time.perf_counter() + seconds
     done = 0
+    cpu = time.process_time()
 
     async def worker() -> None:
         nonlocal done
@@ -50,13 +54,22 @@ async def _rate(name: str, one: Callable[[], Awaitable[object]], seconds: float,
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     rate = done / (time.perf_counter() - start)
-    print(f"{name:<28} {rate:8.0f} req/s")
+    per_request = (time.process_time() - cpu) / max(done, 1) * 1e6
+    print(f"{name:<28} {rate:8.0f} req/s {per_request:7.1f} us CPU/request")
     return rate
 
 
 async def main(url: str, seconds: float, concurrency: int) -> None:
     """Measure each client against the fake at `url`."""
     headers = {"content-type": "application/json", "authorization": "Bearer sk-bench"}
+    pool = H1Pool(url, max_connections=concurrency)
+    pairs = list(headers.items())
+
+    async def h1() -> None:
+        await pool.request("POST", "/v1/chat/completions", pairs, BODY)
+
+    await _rate("connectors.h1", h1, seconds, concurrency)
+    await pool.aclose()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 
         async def aio() -> None:
