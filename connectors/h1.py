@@ -17,11 +17,11 @@ import asyncio  # noqa: TID251 - asyncio protocols: the hub serves on the asynci
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import cache
-from typing import cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -29,6 +29,7 @@ import httptools
 
 __all__ = ["BodyTooLarge", "H1Pool", "HttpError", "HttpResponse", "StreamedResponse", "default_ssl_context"]
 
+T = TypeVar("T")
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
 _MAX_BUFFERED_CHUNKS = 64
 """Body chunks a streamed response holds before the connection stops reading (until the reader catches up)."""
@@ -81,18 +82,24 @@ class StreamedResponse:
                 return value
         return default
 
-    async def next_chunk(self) -> bytes | None:
+    async def next_chunk(self, timeout: float | None = None) -> bytes | None:
         """The body bytes that arrived since the last call (waiting for some), or None once the body ended.
 
         Raises:
+            TimeoutError: nothing arrived within `timeout` seconds (the connection is closed).
             HttpError: the connection broke, the body is not valid HTTP/1.1 or grew past the pool's limit.
         """
+        conn = self._conn
+        timer = asyncio.get_running_loop().call_later(timeout, conn.expire) if timeout is not None else None
         try:
-            return await self._conn.next_chunk()
-        except HttpError:
+            return await conn.next_chunk()
+        except (HttpError, TimeoutError):
             raise
         except OSError as exc:
             raise HttpError(str(exc) or type(exc).__name__) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 class _Dropped(HttpError):
@@ -253,6 +260,10 @@ class _Connection(asyncio.Protocol):
         finally:
             self._waiter = None
 
+    def expire(self) -> None:
+        """The caller's time ran out: fail what waits and close the connection."""
+        self._fail(TimeoutError("timed out"))
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -271,6 +282,17 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+
+
+async def _timed(conn: _Connection, step: Coroutine[Any, Any, T], timeout: float | None) -> T:
+    """Run `step` on `conn`; past `timeout` seconds the connection fails it with TimeoutError (a timer, no task)."""
+    if timeout is None:
+        return await step
+    timer = asyncio.get_running_loop().call_later(timeout, conn.expire)
+    try:
+        return await step
+    finally:
+        timer.cancel()
 
 
 class H1Pool:
@@ -311,11 +333,18 @@ class H1Pool:
         return f"{path}?{parts.query}" if parts.query else path
 
     async def request(
-        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes = b"",
+        *,
+        timeout: float | None = None,
     ) -> HttpResponse:
-        """Send `method target` with `headers` and `body`; the whole response.
+        """Send `method target` with `headers` and `body`; the whole response, within `timeout` seconds.
 
         Raises:
+            TimeoutError: no whole response within `timeout` seconds of having a connection.
             HttpError: connecting failed, the connection broke, or the response is not valid HTTP/1.1.
             ValueError: a header name or value holds a line break.
         """
@@ -325,14 +354,14 @@ class H1Pool:
             try:
                 if conn is None:
                     conn = await self._connect()
-                    response = await conn.exchange(request)
+                    response = await _timed(conn, conn.exchange(request), timeout)
                 else:
                     try:
-                        response = await conn.exchange(request)
+                        response = await _timed(conn, conn.exchange(request), timeout)
                     except _Dropped:  # the server timed the pooled connection out as the request left: once more
                         conn = await self._connect()
-                        response = await conn.exchange(request)
-            except HttpError:
+                        response = await _timed(conn, conn.exchange(request), timeout)
+            except (HttpError, TimeoutError):
                 raise
             except OSError as exc:
                 raise HttpError(str(exc) or type(exc).__name__) from None
@@ -345,13 +374,20 @@ class H1Pool:
 
     @asynccontextmanager
     async def stream(
-        self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b""
+        self,
+        method: str,
+        target: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes = b"",
+        *,
+        timeout: float | None = None,
     ) -> AsyncGenerator[StreamedResponse]:
         """Send `method target` and yield the response once its headers arrived; its body streams from it.
 
         Leaving the block before the body ended closes the connection; otherwise it returns to the pool.
 
         Raises:
+            TimeoutError: no status and headers within `timeout` seconds of having a connection.
             HttpError: connecting failed, the connection broke, or the response is not valid HTTP/1.1.
             ValueError: a header name or value holds a line break.
         """
@@ -361,14 +397,14 @@ class H1Pool:
             try:
                 if conn is None:
                     conn = await self._connect()
-                    status, received = await conn.start(request)
+                    status, received = await _timed(conn, conn.start(request), timeout)
                 else:
                     try:
-                        status, received = await conn.start(request)
+                        status, received = await _timed(conn, conn.start(request), timeout)
                     except _Dropped:  # as in `request`
                         conn = await self._connect()
-                        status, received = await conn.start(request)
-            except HttpError:
+                        status, received = await _timed(conn, conn.start(request), timeout)
+            except (HttpError, TimeoutError):
                 raise
             except OSError as exc:
                 raise HttpError(str(exc) or type(exc).__name__) from None

@@ -20,8 +20,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import anyio
-
 from connectors.h1 import BodyTooLarge, H1Pool, HttpError, StreamedResponse
 from llm.errors import ProviderError, ProviderResponseError, ProviderTimeout, ProviderUnavailable
 
@@ -89,8 +87,7 @@ class HttpStream:
         """Body chunks as they arrive; a stall longer than the idle timeout raises ProviderTimeout."""
         while True:
             try:
-                with anyio.fail_after(self._idle):
-                    data = await self._response.next_chunk()
+                data = await self._response.next_chunk(self._idle)
             except (TimeoutError, HttpError) as exc:
                 raise _map_error(exc) from None
             if data is None:
@@ -154,8 +151,7 @@ class Transport:
         """Send a request and read the whole (size-bounded) response."""
         pool, target = self._route(url)
         try:
-            with anyio.fail_after(timeout):
-                response = await pool.request(method, target, headers.items(), body or b"")
+            response = await pool.request(method, target, headers.items(), body or b"", timeout=timeout)
         except (TimeoutError, HttpError, ValueError) as exc:
             raise _map_error(exc) from None
         return HttpResponse(response.status, Headers(response.headers), response.body)
@@ -168,10 +164,9 @@ class Transport:
         pool, target = self._route(url)
         async with AsyncExitStack() as stack:
             try:
-                with anyio.fail_after(idle_timeout):
-                    response = await stack.enter_async_context(
-                        pool.stream(method, target, headers.items(), body or b"")
-                    )
+                response = await stack.enter_async_context(
+                    pool.stream(method, target, headers.items(), body or b"", timeout=idle_timeout)
+                )
             except (TimeoutError, HttpError, ValueError) as exc:
                 raise _map_error(exc) from None
             yield HttpStream(response, idle_timeout)

@@ -383,3 +383,34 @@ async def test_a_stream_cut_off_in_the_middle_raises_on_the_next_read() -> None:
                 await response.next_chunk()
         assert not pool._idle
         await pool.aclose()
+
+
+@pytest.mark.anyio
+async def test_timeouts_fail_the_request_and_close_its_connection() -> None:
+    async def silent(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await anyio.sleep(30)
+
+    async def stalls_after_one_chunk(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+        await read_request(buffered)
+        await stream.send(CHUNKED_HEAD + chunk(b"first"))
+        await anyio.sleep(30)
+
+    async with serving(silent) as server:
+        pool = H1Pool(server.url)
+        with pytest.raises(TimeoutError):
+            await pool.request("POST", "/", [], b"{}", timeout=0.1)
+        with pytest.raises(TimeoutError):
+            async with pool.stream("POST", "/", [], b"{}", timeout=0.1):
+                pass
+        assert not pool._idle
+        await pool.aclose()
+
+    async with serving(stalls_after_one_chunk) as server:
+        pool = H1Pool(server.url)
+        async with pool.stream("POST", "/", [], b"{}", timeout=1) as response:
+            assert await response.next_chunk(0.5) == b"first"
+            with pytest.raises(TimeoutError):
+                await response.next_chunk(0.1)
+        assert not pool._idle
+        await pool.aclose()
