@@ -223,7 +223,7 @@ tools = ["fixture__*"]
         note = f"{ratio:.2f}x" + (" of direct" if higher_better else "")
         print(f"| {label} | {d:.2f} | {h:.2f} | {note} |")
     print(f"| added latency at p50 (ms) | | {via_hub['call_p50_ms'] - direct['call_p50_ms']:.2f} | |")
-    print(f"| hub memory idle / after load (MB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |")
+    print(f"| hub memory idle / after load (MiB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |")
 
 
 if __name__ == "__main__":
