@@ -4,9 +4,12 @@ One run starts, on 127.0.0.1:
   - the upstream: `tests/servers/fixture_server.py` over Streamable HTTP (an `mcp` SDK server), with 200 extra tools;
   - the hub: `agenthub serve` with that upstream and full governance on (key check, tool filter, request log);
 and drives both with the same raw JSON-RPC load generator (aiohttp, one session per worker), so the figures are
-ratios measured in the same conditions. It prints a Markdown table (paste it into docs/performance.md).
+ratios measured in the same conditions. With `--rounds N` the direct and hub measurements alternate N times and
+every figure is the median over the rounds (ratios and added latency are taken within each round first), so a
+burst of other work on the machine does not land on one side only. It prints a Markdown table (paste it into
+docs/performance.md).
 
-    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--json]
+    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--json]
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ async def measure(target: str, url: str, headers: dict[str, str], tool: str, sec
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -189,21 +193,36 @@ tools = ["fixture__*"]
     try:
         time.sleep(2.0)
         idle_mb = rss_mb(hub.pid)
-        direct = asyncio.run(measure("direct", f"http://127.0.0.1:{up_port}/mcp", {}, "echo", args.seconds))
-        via_hub = asyncio.run(
-            measure(
-                "hub",
-                f"http://127.0.0.1:{hub_port}/mcp",
-                {"Authorization": f"Bearer {KEY}", "x-bench": "8"},
-                "fixture__echo",
-                args.seconds,
+        rounds: list[tuple[dict[str, float], dict[str, float]]] = []
+        for _ in range(max(1, args.rounds)):
+            direct = asyncio.run(measure("direct", f"http://127.0.0.1:{up_port}/mcp", {}, "echo", args.seconds))
+            via_hub = asyncio.run(
+                measure(
+                    "hub",
+                    f"http://127.0.0.1:{hub_port}/mcp",
+                    {"Authorization": f"Bearer {KEY}", "x-bench": "8"},
+                    "fixture__echo",
+                    args.seconds,
+                )
             )
-        )
+            rounds.append((direct, via_hub))
         loaded_mb = rss_mb(hub.pid)
     finally:
         stop(hub)
         stop(upstream)
-    result = {"direct": direct, "hub": via_hub, "hub_idle_rss_mb": idle_mb, "hub_after_load_rss_mb": loaded_mb}
+    direct = {key: statistics.median(d[key] for d, _ in rounds) for key in rounds[0][0]}
+    via_hub = {key: statistics.median(h[key] for _, h in rounds) for key in rounds[0][1]}
+    ratio = {key: statistics.median(h[key] / d[key] for d, h in rounds) for key in rounds[0][0]}
+    added = statistics.median(h["call_p50_ms"] - d["call_p50_ms"] for d, h in rounds)
+    result = {
+        "direct": direct,
+        "hub": via_hub,
+        "ratio": ratio,
+        "added_p50_ms": added,
+        "rounds": len(rounds),
+        "hub_idle_rss_mib": idle_mb,
+        "hub_after_load_rss_mib": loaded_mb,
+    }
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -218,11 +237,9 @@ tools = ["fixture__*"]
     print("| measure | direct | through AgentHub | ratio |")
     print("| --- | ---: | ---: | ---: |")
     for label, key, higher_better in rows:
-        d, h = direct[key], via_hub[key]
-        ratio = h / d
-        note = f"{ratio:.2f}x" + (" of direct" if higher_better else "")
-        print(f"| {label} | {d:.2f} | {h:.2f} | {note} |")
-    print(f"| added latency at p50 (ms) | | {via_hub['call_p50_ms'] - direct['call_p50_ms']:.2f} | |")
+        note = f"{ratio[key]:.2f}x" + (" of direct" if higher_better else "")
+        print(f"| {label} | {direct[key]:.2f} | {via_hub[key]:.2f} | {note} |")
+    print(f"| added latency at p50 (ms) | | {added:.2f} | |")
     print(f"| hub memory idle / after load (MiB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |")
 
 

@@ -144,8 +144,7 @@ class RawHttpSession:
         if http is None:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' is not connected")
         try:
-            with anyio.fail_after(timeout):
-                return await http.request("POST", self._target, headers.items(), body)
+            return await http.request("POST", self._target, headers.items(), body, timeout=timeout)
         except TimeoutError:
             raise UpstreamTimeout(self.server, f"upstream '{self.server}' did not answer within {timeout:g}s") from None
         except (HttpError, ValueError) as exc:
