@@ -29,7 +29,9 @@ class SqlStore:
         if url.startswith("sqlite"):
             connect_args["check_same_thread"] = False
         self.url = url
-        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        # A pre-ping finds connections a database server dropped; an embedded SQLite file has none to drop.
+        ping = not url.startswith("sqlite")
+        self.engine: Engine = create_engine(url, connect_args=connect_args, pool_pre_ping=ping)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.migrate()
