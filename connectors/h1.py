@@ -49,6 +49,13 @@ class BodyTooLarge(HttpError):
     """The response body grew past the pool's `max_body`."""
 
 
+def _first(headers: list[tuple[str, str]], name: str, default: str) -> str:
+    for key, value in headers:
+        if key == name:
+            return value
+    return default
+
+
 @dataclass(frozen=True, slots=True)
 class HttpResponse:
     status: int
@@ -58,10 +65,7 @@ class HttpResponse:
 
     def header(self, name: str, default: str = "") -> str:
         """The first value of header `name` (lower case), or `default`."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
+        return _first(self.headers, name, default)
 
 
 class StreamedResponse:
@@ -77,10 +81,7 @@ class StreamedResponse:
 
     def header(self, name: str, default: str = "") -> str:
         """The first value of header `name` (lower case), or `default`."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return default
+        return _first(self.headers, name, default)
 
     async def next_chunk(self, timeout: float | None = None) -> bytes | None:
         """The body bytes that arrived since the last call (waiting for some), or None once the body ended.
@@ -198,31 +199,26 @@ class _Connection(asyncio.Protocol):
 
     async def exchange(self, request: bytes) -> HttpResponse:
         """Send one request and wait for its whole response."""
-        transport = self.transport
-        if transport is None or self.closed:
-            raise HttpError("the connection is closed")
-        self._active = True
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        transport.write(request)
-        try:
-            await waiter
-        except BaseException:
-            self._close()
-            raise
+        await self._wait(self._begin(), request)
         response = HttpResponse(self._status, self._headers, b"".join(self._chunks))
         self._reset()
         return response
 
     async def start(self, request: bytes) -> tuple[int, list[tuple[str, str]]]:
         """Send one request and wait for the status and headers; the body follows through `next_chunk`."""
-        transport = self.transport
-        if transport is None or self.closed:
-            raise HttpError("the connection is closed")
-        self._active = self._streaming = True
-        await self._wait(transport.write, request)
+        self._streaming = True
+        await self._wait(self._begin(), request)
         if self._error is not None:
             raise self._error
         return self._status, self._headers
+
+    def _begin(self) -> Callable[[bytes], object]:
+        """Mark a request under way; the function that sends its bytes."""
+        transport = self.transport
+        if transport is None or self.closed:
+            raise HttpError("the connection is closed")
+        self._active = True
+        return transport.write
 
     async def next_chunk(self) -> bytes | None:
         """The body bytes received since the last call, waiting for some; None once the body is complete."""
@@ -350,26 +346,8 @@ class H1Pool:
         """
         request = self._head(method, target, headers, len(body)) + body
         async with self._slots:
-            conn = self._reuse()
-            try:
-                if conn is None:
-                    conn = await self._connect()
-                    response = await _timed(conn, conn.exchange(request), timeout)
-                else:
-                    try:
-                        response = await _timed(conn, conn.exchange(request), timeout)
-                    except _Dropped:  # the server timed the pooled connection out as the request left: once more
-                        conn = await self._connect()
-                        response = await _timed(conn, conn.exchange(request), timeout)
-            except (HttpError, TimeoutError):
-                raise
-            except OSError as exc:
-                raise HttpError(str(exc) or type(exc).__name__) from None
-            if conn.closed or self._closed:
-                conn._close()
-            else:
-                conn.idle_since = time.monotonic()
-                self._idle.append(conn)
+            conn, response = await self._send(_Connection.exchange, request, timeout)
+            self._put_back(conn)
             return response
 
     @asynccontextmanager
@@ -393,27 +371,39 @@ class H1Pool:
         """
         request = self._head(method, target, headers, len(body)) + body
         async with self._slots:
-            conn = self._reuse()
-            try:
-                if conn is None:
-                    conn = await self._connect()
-                    status, received = await _timed(conn, conn.start(request), timeout)
-                else:
-                    try:
-                        status, received = await _timed(conn, conn.start(request), timeout)
-                    except _Dropped:  # as in `request`
-                        conn = await self._connect()
-                        status, received = await _timed(conn, conn.start(request), timeout)
-            except (HttpError, TimeoutError):
-                raise
-            except OSError as exc:
-                raise HttpError(str(exc) or type(exc).__name__) from None
+            conn, (status, received) = await self._send(_Connection.start, request, timeout)
             try:
                 yield StreamedResponse(status, received, conn)
             finally:
-                if conn.release() and not self._closed:
-                    conn.idle_since = time.monotonic()
-                    self._idle.append(conn)
+                if conn.release():
+                    self._put_back(conn)
+
+    async def _send(
+        self, step: Callable[[_Connection, bytes], Coroutine[Any, Any, T]], request: bytes, timeout: float | None
+    ) -> tuple[_Connection, T]:
+        """Run `step` (exchange or start) for `request` on a pooled or new connection, within `timeout` seconds."""
+        conn = self._reuse()
+        try:
+            if conn is None:
+                conn = await self._connect()
+                return conn, await _timed(conn, step(conn, request), timeout)
+            try:
+                return conn, await _timed(conn, step(conn, request), timeout)
+            except _Dropped:  # the server timed the pooled connection out as the request left: once more
+                conn = await self._connect()
+                return conn, await _timed(conn, step(conn, request), timeout)
+        except (HttpError, TimeoutError):
+            raise
+        except OSError as exc:
+            raise HttpError(str(exc) or type(exc).__name__) from None
+
+    def _put_back(self, conn: _Connection) -> None:
+        """Pool a connection that finished its response, unless it or the pool is closing."""
+        if conn.closed or self._closed:
+            conn._close()
+        else:
+            conn.idle_since = time.monotonic()
+            self._idle.append(conn)
 
     async def aclose(self) -> None:
         """Close every idle connection; connections in use close when their request ends."""
