@@ -37,7 +37,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
-from connectors.h1 import default_ssl_context
+from connectors.h1 import ssl_context_for
 from connectors.rawhttp import RawHttpSession
 from connectors.streams import WatchedTransport
 
@@ -556,7 +556,7 @@ def _http_transport(
                 timeout=timeout,
                 follow_redirects=False,
                 event_hooks=hooks,
-                verify=default_ssl_context(),
+                verify=ssl_context_for(cfg.url),  # the client only talks to cfg.url (no redirects)
             ) as http,
             streamable_http_client(cfg.url, http_client=http) as streams,
         ):

@@ -24,30 +24,32 @@ from hub.call import Call, Outcome, Principal
 from hub.errors import BadRequest, HubError, UpstreamFailed
 from hub.keys import VirtualKey
 from hub.pipeline import Handler
-from sandbox import SandboxLimits, ToolCallError, ToolCatalog, tools_used
-from sandbox.metatools import (
-    META_TOOLS,
-    MetaToolError,
-    get_tool_docs,
-    list_tool_files,
-    meta_tool_definitions,
-    read_tool_file as read_file,
-    render_result,
-)
 
 if TYPE_CHECKING:
-    from sandbox import SandboxPool
+    from sandbox import SandboxLimits, SandboxPool, ToolCatalog
 
 logger = logging.getLogger(__name__)
 
-META_NAMES = frozenset(str(tool["name"]) for tool in META_TOOLS)
 EXECUTE = "execute_tool_code"
+META_NAMES = frozenset({"list_tool_files", "read_tool_file", "get_tool_docs", EXECUTE})
+"""The names of `sandbox.META_TOOLS` (the sandbox package loads with the first key that has Code Mode tools)."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class _KeyCatalog:
-    catalog: ToolCatalog
+    servers: dict[str, list[Mapping[str, Any]]]
+    names: dict[tuple[str, str], str]
     definitions: list[dict[str, Any]]
+    _catalog: ToolCatalog | None = None
+
+    @property
+    def catalog(self) -> ToolCatalog:
+        if self._catalog is None:
+            from sandbox import ToolCatalog
+
+            names = self.names
+            self._catalog = ToolCatalog.from_mcp(self.servers, call_name=lambda server, tool: names[(server, tool)])
+        return self._catalog
 
 
 class CodeMode:
@@ -83,11 +85,14 @@ class CodeMode:
                     tool["name"] = entry.original
                     servers.setdefault(entry.server, []).append(tool)
                     names[(entry.server, entry.original)] = entry.exposed
-            catalog = ToolCatalog.from_mcp(servers, call_name=lambda server, tool: names[(server, tool)])
-            definitions = meta_tool_definitions(catalog) if servers else []
+            found = _KeyCatalog(servers, names, [])
+            if servers:
+                from sandbox.metatools import meta_tool_definitions
+
+                found.definitions = meta_tool_definitions(found.catalog)
             if len(self._catalogs) > 1024:
                 self._catalogs.clear()
-            found = self._catalogs[cache_key] = _KeyCatalog(catalog, definitions)
+            self._catalogs[cache_key] = found
         return found
 
     def meta_tools(self, key: VirtualKey, view: RegistryView, scope: str | None = None) -> list[dict[str, Any]]:
@@ -112,6 +117,8 @@ class CodeMode:
         scope: str | None = None,
     ) -> Any:
         """Answer one meta-tool call as an MCP tool result (a wire dict); `scope` as for `meta_tools`."""
+        from sandbox.metatools import MetaToolError, get_tool_docs, list_tool_files, read_tool_file
+
         entry = self._catalog(principal.key, view, scope)
         try:
             if name == "list_tool_files":
@@ -120,7 +127,7 @@ class CodeMode:
                 path = _arg(arguments, "path", str)
                 start = arguments.get("start_line")
                 end = arguments.get("end_line")
-                return _text(read_file(entry.catalog, path, _opt_int(start), _opt_int(end)))
+                return _text(read_tool_file(entry.catalog, path, _opt_int(start), _opt_int(end)))
             if name == "get_tool_docs":
                 return _text(get_tool_docs(entry.catalog, _arg(arguments, "server", str), _arg(arguments, "tool", str)))
         except MetaToolError as exc:
@@ -182,6 +189,9 @@ class CodeMode:
         scope: str | None = call.context.get("scope")
         catalog = self._catalog(principal.key, view, scope).catalog
 
+        from sandbox import ToolCallError
+        from sandbox.metatools import render_result
+
         async def tool_caller(name: str, arguments: dict[str, Any]) -> Any:
             if scope is not None and catalog.resolve(name) is None and _server_of(view, name) != scope:
                 # A single-server endpoint reaches that server's tools only, also through `tools.call`.
@@ -218,6 +228,8 @@ class CodeMode:
     def _limits(key: VirtualKey) -> SandboxLimits | None:
         if not key.code_limits:
             return None
+        from sandbox import SandboxLimits
+
         fields: dict[str, Any] = dict(key.code_limits)
         return SandboxLimits(**fields)
 
@@ -234,6 +246,8 @@ class CodeMode:
         False when the set cannot be determined (a computed tool name, a server object passed around, ...) or names
         a tool outside the key's Code Mode catalog.
         """
+        from sandbox import tools_used
+
         usage = tools_used(code, self._catalog(key, view, scope).catalog)
         return bool(usage.determined) and all(approved(name) for name in usage.tools)
 

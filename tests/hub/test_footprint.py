@@ -2,7 +2,7 @@
 
 Idle memory is mostly imported code, so each optional part must stay out of `sys.modules` for a hub that does
 not use it, and come in when it is used: guardrail engines and RE2, OIDC login (authlib), the LLM router with its
-providers, the Code Mode sandbox's worker pool, and the admin API. aiohttp is never needed (both hot paths send
+providers, the Code Mode sandbox (with its worker pool), and the admin API. aiohttp is never needed (both hot paths send
 through `connectors.h1`).
 """
 
@@ -23,7 +23,9 @@ OPTIONAL = (
     "aiohttp",
     "llm.router",
     "llm.providers",
+    "sandbox",
     "sandbox.pool",
+    "RestrictedPython",
     "hub.doors.admin_ops",
     "hub.doors.oauth",
 )
@@ -81,6 +83,30 @@ def test_the_llm_router_loads_with_its_first_use() -> None:
         """
     )
     assert {"llm.router", "llm.providers"} <= loaded and "aiohttp" not in loaded
+
+
+def test_code_mode_loads_the_sandbox_for_the_first_key_with_code_mode_tools() -> None:
+    probe = """
+        import sys
+        from connectors.registry import RegistryView
+        from hub.codemode import CodeMode
+        from hub.keys import VirtualKey
+        plain = VirtualKey(id="k1", name="plain", tools=("*",))
+        coder = VirtualKey(id="k2", name="coder", tools=("*",), code_mode=True)
+        codemode = CodeMode(lambda: frozenset())
+        view = RegistryView()
+        assert codemode.meta_tools(plain, view) == []
+        assert "sandbox" not in sys.modules
+        codemode.auto_approved(coder, view, "x = 1", lambda name: True)
+        """
+    assert "sandbox" in _loaded_after(probe)
+
+
+def test_the_meta_tool_names_are_the_sandboxs() -> None:
+    from hub.codemode import META_NAMES
+    from sandbox import META_TOOLS
+
+    assert frozenset(str(tool["name"]) for tool in META_TOOLS) == META_NAMES
 
 
 def test_code_mode_loads_the_pool_with_the_first_program() -> None:
