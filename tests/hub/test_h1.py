@@ -18,7 +18,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.tls import TLSStream
 
-from connectors.h1 import BodyTooLarge, H1Pool, HttpError
+from connectors.h1 import BodyTooLarge, H1Pool, HttpError, default_ssl_context, ssl_context_for
 
 Handler = Callable[[anyio.abc.SocketStream, BufferedByteReceiveStream], Awaitable[None]]
 
@@ -414,3 +414,11 @@ async def test_timeouts_fail_the_request_and_close_its_connection() -> None:
                 await response.next_chunk(0.1)
         assert not pool._idle
         await pool.aclose()
+
+
+def test_plain_http_clients_get_a_context_that_trusts_nothing() -> None:
+    assert ssl_context_for("https://mcp.example.test/mcp") is default_ssl_context()
+    plain = ssl_context_for("http://127.0.0.1:9001/mcp")
+    assert plain is not default_ssl_context()
+    assert plain.verify_mode == ssl.CERT_REQUIRED and plain.check_hostname
+    assert plain.cert_store_stats()["x509_ca"] == 0, "no trust store: any TLS handshake fails closed"
