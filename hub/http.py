@@ -24,9 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub, McpEndpoint, open_hub
 from hub.call import Principal
-from hub.doors import ADMIN_PREFIX, OAUTH_CALLBACK_PATH
+from hub.doors import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
-from hub.doors.openai import openai_endpoints, openai_routes
 from hub.doors.tools_rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
 from hub.errors import PayloadTooLarge
@@ -38,20 +37,18 @@ class McpRouter:
     """Routes `/mcp` and `/mcp/{server}` to the MCP session managers after checking the virtual key, and `POST`
     to the OpenAI door's paths straight to its handlers."""
 
-    def __init__(self, app: ASGIApp, hub_ref: HubRef) -> None:
+    def __init__(self, app: ASGIApp, hub_ref: HubRef, llm: _LlmDoor) -> None:
         self.app = app
         self.ref = hub_ref
-        self._llm = openai_endpoints(lambda: hub_ref.hub)
+        self._llm = llm
         self._endpoints: dict[str | None, McpEndpoint] = {}
         self._lock = anyio.Lock()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] == "http" and scope["method"] == "POST":
-            llm = self._llm.get(path)
-            if llm is not None:
-                await llm(scope, receive, send)
-                return
+        if scope["type"] == "http" and scope["method"] == "POST" and path in OPENAI_POST_PATHS:
+            await self._llm.endpoints()[path](scope, receive, send)
+            return
         if scope["type"] != "http" or not (path == "/mcp" or path.startswith("/mcp/")):
             await self.app(scope, receive, send)
             return
@@ -140,6 +137,7 @@ def build_app(
 
     router_holder: list[McpRouter] = []
     admin = _AdminSurface(ref)
+    llm = _LlmDoor(ref)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
@@ -159,7 +157,7 @@ def build_app(
 
     app = Starlette(
         routes=[
-            *openai_routes(lambda: ref.hub),  # first: the LLM hot path matches on the first routes tried
+            *(Route(path, llm) for path in (*sorted(OPENAI_POST_PATHS), *OPENAI_GET_PATHS)),
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),
@@ -167,7 +165,7 @@ def build_app(
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(_McpRouterFactory, ref=ref, holder=router_holder)
+    app.add_middleware(_McpRouterFactory, ref=ref, holder=router_holder, llm=llm)
     return app
 
 
@@ -194,9 +192,37 @@ class _AdminSurface:
         await self._router({**scope, "path_params": {}}, receive, send)
 
 
+class _LlmDoor:
+    """The OpenAI-compatible door, loaded with its first request: a hub that serves only MCP never needs its
+    modules. `POST`s to its paths reach `endpoints()` straight from `McpRouter` (the LLM hot path skips route
+    matching); the model list, and other methods on its paths, come through its Starlette routes."""
+
+    def __init__(self, ref: HubRef) -> None:
+        self._ref = ref
+        self._endpoints: dict[str, ASGIApp] | None = None
+        self._router: Router | None = None
+
+    def endpoints(self) -> dict[str, ASGIApp]:
+        """The plain ASGI apps for the `POST` paths, keyed by path."""
+        if self._endpoints is None:
+            from hub.doors.openai import openai_endpoints
+
+            ref = self._ref
+            self._endpoints = openai_endpoints(lambda: ref.hub)
+        return self._endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._router is None:
+            from hub.doors.openai import openai_routes
+
+            ref = self._ref
+            self._router = Router(routes=openai_routes(lambda: ref.hub))
+        await self._router({**scope, "path_params": {}}, receive, send)
+
+
 class _McpRouterFactory:
-    def __init__(self, app: ASGIApp, ref: HubRef, holder: list[McpRouter]) -> None:
-        self.router = McpRouter(app, ref)
+    def __init__(self, app: ASGIApp, ref: HubRef, holder: list[McpRouter], llm: _LlmDoor) -> None:
+        self.router = McpRouter(app, ref, llm)
         holder.append(self.router)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

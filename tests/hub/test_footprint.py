@@ -2,8 +2,8 @@
 
 Idle memory is mostly imported code, so each optional part must stay out of `sys.modules` for a hub that does
 not use it, and come in when it is used: guardrail engines and RE2, OIDC login (authlib), the LLM router with its
-providers, the Code Mode sandbox (with its worker pool), and the admin API. aiohttp is never needed (both hot paths send
-through `connectors.h1`).
+providers and the OpenAI-compatible door, the Code Mode sandbox (with its worker pool), and the admin API. aiohttp
+is never needed (both hot paths send through `connectors.h1`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ OPTIONAL = (
     "RestrictedPython",
     "hub.doors.admin_ops",
     "hub.doors.oauth",
+    "hub.doors.openai",
 )
 
 
@@ -140,3 +141,12 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
     released, freed_kb = done.stdout.split()
     assert released == "True"
     assert int(freed_kb) > 16_000, "most of the freed 32 MB was returned"
+
+
+def test_the_lazily_loaded_openai_door_serves_the_paths_the_app_routes_to_it() -> None:
+    from hub.doors import OPENAI_GET_PATHS, OPENAI_POST_PATHS
+    from hub.doors.openai import openai_endpoints, openai_routes
+
+    assert set(openai_endpoints(lambda: None)) == OPENAI_POST_PATHS  # pyright: ignore[reportArgumentType]
+    routes = openai_routes(lambda: None)  # pyright: ignore[reportArgumentType]
+    assert {route.path for route in routes} == OPENAI_POST_PATHS | set(OPENAI_GET_PATHS)
