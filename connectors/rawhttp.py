@@ -72,7 +72,9 @@ class RawHttpSession:
         if session:
             self._headers["mcp-session-id"] = session
         self.session_id = session
-        await self._send(orjson.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), timeout=30)
+        await self._send(
+            orjson.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}), self._headers, timeout=30
+        )
 
     async def aclose(self) -> None:
         http, self._http = self._http, None
@@ -97,14 +99,22 @@ class RawHttpSession:
             result, _ = await self._post(method, params, timeout=timeout)
             return result
 
+    async def request_stateless(
+        self, method: str, params: dict[str, Any], headers: dict[str, str], *, timeout: float
+    ) -> dict[str, Any]:
+        """Send one request outside this session and return its `result`: a 2026-07-28 request, which carries its
+        protocol version and client in `params["_meta"]` and in `headers` (as the SDK session stamps them)."""
+        result, _ = await self._post(method, params, timeout=timeout, headers={**self._base_headers, **headers})
+        return result
+
     async def _post(
-        self, method: str, params: dict[str, Any], *, timeout: float
+        self, method: str, params: dict[str, Any], *, timeout: float, headers: dict[str, str] | None = None
     ) -> tuple[dict[str, Any], HttpResponse]:
         request_id = next(self._ids)
         body = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-        response = await self._send(body, timeout=timeout)
+        response = await self._send(body, self._headers if headers is None else headers, timeout=timeout)
         status, payload = response.status, response.body
-        if status == 404 and self.session_id:
+        if status == 404 and self.session_id and headers is None:
             raise _SessionGone
         if status >= 400 and not payload:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' answered HTTP {status}")
@@ -121,10 +131,10 @@ class RawHttpSession:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' sent a malformed result")
         return result, response
 
-    async def _send(self, body: bytes, *, timeout: float) -> HttpResponse:
+    async def _send(self, body: bytes, headers: dict[str, str], *, timeout: float) -> HttpResponse:
         if self._auth is None:
-            return await self._send_once(body, self._headers, timeout=timeout)
-        request = httpx2.Request("POST", self.url, headers=self._headers, content=body)
+            return await self._send_once(body, headers, timeout=timeout)
+        request = httpx2.Request("POST", self.url, headers=headers, content=body)
         flow = self._auth.async_auth_flow(request)
         try:
             outgoing = await flow.__anext__()

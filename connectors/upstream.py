@@ -34,6 +34,7 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+from pydantic import ValidationError
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
@@ -193,9 +194,17 @@ class Upstream:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._connect_watchdog, connected, tg.cancel_scope)
             async with self._make_client() as client:
-                catalog = await self._fetch_catalog(client)
+                lean = await self._open_lean_session()
+                try:
+                    catalog = await self._fetch_catalog(client, lean)
+                except BaseException:
+                    if lean is not None:
+                        with anyio.CancelScope(shield=True):
+                            await lean.aclose()
+                    raise
                 connected.set()
                 self._client = client
+                self._fast = lean
                 self.catalog = catalog
                 self.health.state = UpstreamState.READY
                 self.health.error = None
@@ -206,8 +215,6 @@ class Upstream:
                 logger.info("upstream %s: ready (%d tools)", self.name, len(catalog.tools))
                 if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
                     tg.start_soon(self._listen_for_changes, client)
-                if isinstance(self.config, HttpConfig) and self._callbacks == ClientCallbacks():
-                    tg.start_soon(self._open_fast_path, self.config)
                 self._session_tg = tg
                 tg.start_soon(self._resubscribe, client)
                 try:
@@ -281,16 +288,20 @@ class Upstream:
         if self._on_resource_updated is not None and uri in self._subscriptions:
             await self._on_resource_updated(self, uri)
 
-    async def _open_fast_path(self, cfg: HttpConfig) -> None:
-        """Open the lean session used for plain tool calls; without it calls take the SDK path."""
-        fast = RawHttpSession(self.name, cfg.url, dict(cfg.headers), auth=self.http_auth)
+    async def _open_lean_session(self) -> RawHttpSession | None:
+        """The lean session for plain tool calls and tool listings of a Streamable HTTP upstream that needs no
+        per-client callbacks; None when there is none (everything then takes the SDK path)."""
+        cfg = self.config
+        if not isinstance(cfg, HttpConfig) or self._callbacks != ClientCallbacks():
+            return None
+        lean = RawHttpSession(self.name, cfg.url, dict(cfg.headers), auth=self.http_auth)
         try:
-            await fast.open()
+            await lean.open()
         except Exception as exc:
             logger.info("upstream %s: no fast path (%s)", self.name, _describe(exc))
-            await fast.aclose()
-            return
-        self._fast = fast
+            await lean.aclose()
+            return None
+        return lean
 
     async def _listen_for_changes(self, client: Client) -> None:
         """On 2026-07-28 sessions list changes arrive only on a `subscriptions/listen` stream."""
@@ -368,20 +379,60 @@ class Upstream:
 
     # -- catalog ---------------------------------------------------------------------------------------------------
 
-    async def _fetch_catalog(self, client: Client) -> Catalog:
+    async def _fetch_catalog(self, client: Client, lean: RawHttpSession | None) -> Catalog:
         caps = client.server_capabilities
         tools: list[types.Tool] = []
         prompts: list[types.Prompt] = []
         resources: list[types.Resource] = []
         templates: list[types.ResourceTemplate] = []
         if caps.tools is not None:
-            tools = await _all_pages(lambda c: client.list_tools(cursor=c), "tools")
+            tools = await self._list_tools(client, lean)
         if caps.prompts is not None:
             prompts = await _all_pages(lambda c: client.list_prompts(cursor=c), "prompts")
         if caps.resources is not None:
             resources = await _all_pages(lambda c: client.list_resources(cursor=c), "resources")
             templates = await _all_pages(lambda c: client.list_resource_templates(cursor=c), "resource_templates")
         return Catalog(tuple(tools), tuple(prompts), tuple(resources), tuple(templates), client.protocol_version)
+
+    async def _list_tools(self, client: Client, lean: RawHttpSession | None) -> list[types.Tool]:
+        """All the upstream's tools, read through the lean session when there is one.
+
+        The SDK client parses a listing into several model trees at once (the JSON-RPC message, a check against the
+        negotiated revision, the result), and for hundreds of tools that leaves megabytes of fragmented heap behind
+        in a process that lives for months. The lean session reads it with one `orjson` parse into one model tree,
+        sent as the SDK session would send it (its own stamp for 2026-07-28, the lean handshake-era session before
+        that), and the SDK session then absorbs it as it absorbs a listing from its own response cache: the
+        2026-07-28 `x-mcp-header` checks drop invalid tools and the per-tool state (output schemas, header maps)
+        is rebuilt. Anything unexpected falls back to the SDK client's own listing.
+        """
+        session = client.session
+        stamp = getattr(session, "_stamp", None)
+        absorb = getattr(session, "_absorb_tool_listing", None)
+        if lean is not None and stamp is not None and absorb is not None:
+            modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
+            timeout = self.config.timeout_s
+
+            async def page(cursor: str | None) -> types.ListToolsResult:
+                params: dict[str, Any] = {} if cursor is None else {"cursor": cursor}
+                if modern:
+                    request: dict[str, Any] = {"method": "tools/list", "params": params}
+                    options: dict[str, Any] = {}
+                    stamp(request, options)
+                    headers: dict[str, str] = options.get("headers", {})
+                    raw = await lean.request_stateless("tools/list", request["params"], headers, timeout=timeout)
+                else:
+                    raw = await lean.request("tools/list", params, timeout=timeout)
+                result = types.ListToolsResult.model_validate(raw, by_name=False)
+                del raw
+                complete = cursor is None and result.next_cursor is None
+                absorbed: types.ListToolsResult = absorb(result, complete=complete)
+                return absorbed
+
+            try:
+                return await _all_pages(page, "tools")
+            except (UpstreamError, ValidationError) as exc:
+                logger.info("upstream %s: listing tools on the SDK session (%s)", self.name, _describe(exc))
+        return await _all_pages(lambda c: client.list_tools(cursor=c), "tools")
 
     async def refresh(self) -> None:
         """Re-read the catalog (after a list_changed notification) and tell the owner."""
@@ -390,7 +441,7 @@ class Upstream:
             return
         try:
             with anyio.fail_after(self.config.timeout_s):
-                self.catalog = await self._fetch_catalog(client)
+                self.catalog = await self._fetch_catalog(client, self._fast)
         except Exception as exc:
             logger.warning("upstream %s: refresh failed: %s", self.name, _describe(exc))
             return

@@ -3,7 +3,7 @@
 Run it over any transport (see `tests/servers/_common.py`):
 
     python tests/servers/fixture_server.py [--transport stdio|sse|streamable-http] [--port N]
-                                           [--name NAME] [--extra-tools N]
+                                           [--name NAME] [--extra-tools N] [--header-tools]
 
 Tools:
     echo(message)              returns the message as text
@@ -23,7 +23,8 @@ Resources: `fixture://readme` (text), `fixture://logo.png` (binary), template `f
 `resources/subscribe` and `resources/unsubscribe` are served.
 Prompts: `greeting(name)`, `review_code(code, language="python")`.
 Completion: the `language` argument of `review_code`.
-`--extra-tools N` adds N generated tools with realistic schemas (for list benchmarks).
+`--extra-tools N` adds N generated tools with realistic schemas (for list benchmarks); `--header-tools` adds
+`regional` and `misplaced_header`, whose inputs carry 2026-07-28 `x-mcp-header` annotations (one valid, one not).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def _serve_subscriptions(server: MCPServer) -> dict[str, weakref.WeakSet[Connect
     return subscribed
 
 
-def build_server(name: str = "fixture", extra_tools: int = 0) -> MCPServer:
+def build_server(name: str = "fixture", extra_tools: int = 0, header_tools: bool = False) -> MCPServer:
     """Build the fixture server (not yet running)."""
     server = MCPServer(name, version="1.0.0", instructions="AgentHub test fixture.", log_level="WARNING")
     advertise_list_changed(server)
@@ -255,15 +256,40 @@ def build_server(name: str = "fixture", extra_tools: int = 0) -> MCPServer:
         return None
 
     register_extra_tools(server, extra_tools)
+    if header_tools:
+        _register_header_tools(server)
     return server
+
+
+def _register_header_tools(server: MCPServer) -> None:
+    """Two tools with 2026-07-28 `x-mcp-header` annotations: a valid one that reports the headers it was called with,
+    and one whose annotation sits on an object property, which clients must drop from the listing."""
+
+    @server.tool()
+    def regional(region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], ctx: Context) -> str:
+        """Return the request's HTTP headers as JSON; `region` is mirrored into the `Mcp-Param-Region` header."""
+        headers = dict(ctx.headers or {})
+        return json.dumps({k.lower(): v for k, v in headers.items()}, sort_keys=True)
+
+    @server.tool()
+    def misplaced_header(filters: dict[str, str]) -> str:
+        """A tool whose header annotation is invalid (on an object property)."""
+        return json.dumps(filters)
+
+    # The SDK refuses such a tool at registration, so the annotation is added to the registered schema: this
+    # server misbehaves on purpose.
+    registered = server._tool_manager.get_tool("misplaced_header")
+    assert registered is not None
+    registered.parameters["properties"]["filters"]["x-mcp-header"] = "Filters"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = transport_parser(__doc__.splitlines()[0] if __doc__ else "fixture server")
     parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
     parser.add_argument("--extra-tools", type=int, default=0, help="add N generated tools")
+    parser.add_argument("--header-tools", action="store_true", help="add two tools with x-mcp-header annotations")
     args = parser.parse_args(argv)
-    serve(build_server(args.name, args.extra_tools), args)
+    serve(build_server(args.name, args.extra_tools, args.header_tools), args)
 
 
 if __name__ == "__main__":
