@@ -65,3 +65,23 @@ tools = ["*"]
         assert "user-agent" not in headers, f"the call went through the SDK client: {headers}"
         assert headers["mcp-session-id"] and headers["content-type"] == "application/json"
     assert echoed.structured_content == {"result": "lean"}
+
+
+@pytest.mark.parametrize("optimize", [None, "0"])
+async def test_serve_runs_without_docstrings_in_the_process_it_was_started_as(
+    optimize: str | None, tmp_path: Path
+) -> None:
+    config = tmp_path / "agenthub.toml"
+    config.write_text(
+        f'[hub]\nlisten = "127.0.0.1:1"\ndatabase = "sqlite:///{tmp_path / "hub.db"}"\n'
+        f'[[keys]]\nname = "alice"\nsecret = "{ALICE}"\ntools = ["*"]\n'
+    )
+    argv = [AGENTHUB, "serve", "--config", str(config), "--listen", "127.0.0.1:{port}"]
+    env = {"AGENTHUB_OPTIMIZE": optimize} if optimize is not None else {}
+    async with served(argv, env=env, ready_timeout=30) as hub:
+        cmdline = Path(f"/proc/{hub.pid}/cmdline").read_bytes().split(b"\0")  # the PID the test started
+        with anyio.fail_after(30):
+            async with mcp_client(hub.url("/mcp"), ALICE) as client:
+                listed = await client.list_tools()
+    assert listed.tools == []
+    assert cmdline[1:3] == ([b"-OO", AGENTHUB.encode()] if optimize is None else [AGENTHUB.encode(), b"serve"])
