@@ -19,13 +19,16 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
 
 from hub.memory import release_free_memory
 from hub.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_listen
+
+if TYPE_CHECKING:
+    from hub.serve_protocol import OneWriteHttpToolsProtocol
 
 logger = logging.getLogger("agenthub")
 
@@ -45,6 +48,15 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
 
 
 # -- serve ------------------------------------------------------------------------------------------------------
+
+
+def _http_protocol() -> type[OneWriteHttpToolsProtocol] | str:
+    """uvicorn's httptools protocol writing each response with a length in one piece, when httptools is there."""
+    if not _has("httptools"):
+        return "auto"
+    from hub.serve_protocol import OneWriteHttpToolsProtocol
+
+    return OneWriteHttpToolsProtocol
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -79,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         log_level=os.environ.get("AGENTHUB_LOG_LEVEL", "warning").lower(),
         loop="uvloop" if _has("uvloop") else "auto",
-        http="httptools" if _has("httptools") else "auto",
+        http=_http_protocol(),
         lifespan="on",
         access_log=False,
         server_header=False,
