@@ -252,8 +252,8 @@ def main() -> None:
             config = Path(tmp) / "agenthub.toml"
             config.write_text(HUB_CONFIG.format(port=hub_port, dir=tmp, key=KEY, upstream=upstream))
             env = {**os.environ, "BENCH_OPENAI_KEY": "sk-bench", "AGENTHUB_MASTER_KEY": "bench-" + "0" * 40}
-            serve = "import sys; from hub.cli import main; sys.exit(main(['serve', '--config', sys.argv[1]]))"
-            hub = start([sys.executable, "-c", serve, str(config)], hub_port, env)
+            agenthub = str(Path(sys.executable).with_name("agenthub"))  # as users start it
+            hub = start([agenthub, "serve", "--config", str(config)], hub_port, env)
             procs.append(hub)
             targets: dict[str, Target] = {
                 "direct": (upstream, None),
