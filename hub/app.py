@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -46,7 +46,7 @@ from hub.stages.authn import AuthnStage
 from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
-from hub.store.sql import SqlStore
+from hub.store.sql import SqlStore, read_all_meta
 from hub.upstream_auth import HubAuth, open_token_store
 from llm.config import LLMConfig
 
@@ -54,6 +54,10 @@ if TYPE_CHECKING:
     from llm.router import Router
 
 logger = logging.getLogger(__name__)
+
+Follower = Callable[[Mapping[str, str]], Awaitable[None]]
+"""A part of the hub that follows changes made by other processes, given the meta values read just now."""
+
 VERSION = "0.1.0"
 
 
@@ -129,20 +133,31 @@ class Hub:
                 limiter.remove_key(gone)
         self.keyring = ring
 
-    async def _watch_keys(self, interval: float = 0.5) -> None:
+    async def _follow_keys(self, versions: Mapping[str, str]) -> None:
         """Pick up key changes made by other processes (the CLI, other replicas) without a restart."""
+        try:
+            version = versions.get("keys_version", "0")
+            if version != self._keys_version:
+                if self.control is not None:  # teams and customers first: new keys may name new ones
+                    await self.control.apply_governance()
+                ring = await anyio.to_thread.run_sync(self.store.active_keys)
+                self._install_keys(KeyRing(ring))
+                self._keys_version = version
+        except Exception:
+            logger.exception("reloading keys failed")
+
+    async def _follow_changes(self, followers: Sequence[Follower], interval: float = 0.5) -> None:
+        """Every `interval` seconds, read the meta table's versions once (one query) and hand them to each part
+        that follows changes made by other processes: keys, customers and teams, servers, guardrails, pins."""
         while True:
             await anyio.sleep(interval)
             try:
-                version = await anyio.to_thread.run_sync(self.store.keys_version)
-                if version != self._keys_version:
-                    if self.control is not None:  # teams and customers first: new keys may name new ones
-                        await self.control.apply_governance()
-                    ring = await anyio.to_thread.run_sync(self.store.active_keys)
-                    self._install_keys(KeyRing(ring))
-                    self._keys_version = version
+                versions = await anyio.to_thread.run_sync(read_all_meta, self.store.engine)
             except Exception:
-                logger.exception("reloading keys failed")
+                logger.exception("reading the change versions failed")
+                continue
+            for follow in followers:
+                await follow(versions)
 
     # -- lifetime ---------------------------------------------------------------------------------------------
 
@@ -191,11 +206,11 @@ class Hub:
             self.registry.add_listener(self._registry_changed)
             self.registry.add_resource_listener(self._resource_updated)
             tg.start_soon(self.request_log.run)
-            tg.start_soon(self._watch_keys)
-            tg.start_soon(guardrails.watch)
-            tg.start_soon(pins.watch)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
             await self.control.start(tg)
+            tg.start_soon(
+                self._follow_changes, [self._follow_keys, self.control.follow, guardrails.follow, pins.follow]
+            )
             await self.registry.wait_ready(self.settings.hub.upstream_start_timeout_s)
             try:
                 yield self

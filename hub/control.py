@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,11 +85,11 @@ class ControlPlane:
     # -- start -----------------------------------------------------------------------------------------------
 
     async def start(self, tg: anyio.abc.TaskGroup) -> None:
-        """Load stored state into the running hub and start the watchers (call once the registry runs)."""
+        """Load stored state into the running hub and start the audit tasks (call once the registry runs); changes
+        made by other processes arrive through `follow`."""
         await anyio.to_thread.run_sync(self.sync_config_entities)
         await self.apply_governance()
         await self.apply_servers()
-        tg.start_soon(self.watch)
         section = self.hub.settings.audit
         if section.forward is not None:
             tg.start_soon(AuditShipper(self.audit, section.forward).run)
@@ -171,19 +172,18 @@ class ControlPlane:
 
     # -- watching --------------------------------------------------------------------------------------------
 
-    async def watch(self, interval: float = 0.5) -> None:
-        """Follow changes made by other processes."""
-        while True:
-            await anyio.sleep(interval)
-            try:
-                for name, apply in (
-                    ("governance_version", self.apply_governance),
-                    ("servers_version", self.apply_servers),
-                ):
-                    if await anyio.to_thread.run_sync(self.store.version, name) != self._versions.get(name):
-                        await apply()
-            except Exception:
-                logger.exception("following admin changes failed")
+    async def follow(self, versions: Mapping[str, str]) -> None:
+        """Follow changes made by other processes: `versions` are the meta values read just now; a moved
+        `governance_version` or `servers_version` applies the stored customers and teams, or servers."""
+        try:
+            for name, apply in (
+                ("governance_version", self.apply_governance),
+                ("servers_version", self.apply_servers),
+            ):
+                if versions.get(name, "0") != self._versions.get(name):
+                    await apply()
+        except Exception:
+            logger.exception("following admin changes failed")
 
     async def _purge_loop(self, days: float, interval: float) -> None:
         while True:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -189,16 +189,15 @@ class GuardrailRules:
         if old is not None:
             self._retired.append((time.monotonic(), old))
 
-    async def watch(self, interval: float = 0.5) -> None:
-        """Follow changes made by other replicas; close replaced engines once no call can still be using them."""
-        while True:
-            await anyio.sleep(interval)
-            try:
-                if await anyio.to_thread.run_sync(self.store.version) != self._version:
-                    await self.apply()
-                await self._close_retired(time.monotonic() - RETIRE_AFTER_S)
-            except Exception:
-                logger.exception("following guardrail changes failed")
+    async def follow(self, versions: Mapping[str, str]) -> None:
+        """Follow changes made by other replicas (`versions`: the meta values read just now; a moved
+        `guardrails_version` reloads the rules); close replaced engines once no call can still be using them."""
+        try:
+            if versions.get(VERSION_KEY, "0") != self._version:
+                await self.apply()
+            await self._close_retired(time.monotonic() - RETIRE_AFTER_S)
+        except Exception:
+            logger.exception("following guardrail changes failed")
 
     async def _close_retired(self, before: float) -> None:
         due = [g for t, g in self._retired if t <= before]

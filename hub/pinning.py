@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -305,18 +305,17 @@ class ToolPins:
 
     # -- other replicas ---------------------------------------------------------------------------------------
 
-    async def watch(self, interval: float = 0.5) -> None:
-        """Follow pins changed by other replicas or the CLI (polls the `pins_version` meta value)."""
-        while True:
-            await anyio.sleep(interval)
-            try:
-                version = await anyio.to_thread.run_sync(self.store.version)
-                if version != self._version:
-                    self._version = version
-                    self._pins = await anyio.to_thread.run_sync(self.store.all)
-                    await self._registry.refresh()
-            except Exception:
-                logger.exception("following tool pin changes failed")
+    async def follow(self, versions: Mapping[str, str]) -> None:
+        """Follow pins changed by other replicas or the CLI: `versions` are the meta values read just now, and a
+        moved `pins_version` reloads the pins."""
+        try:
+            version = versions.get(VERSION_KEY, "0")
+            if version != self._version:
+                self._version = version
+                self._pins = await anyio.to_thread.run_sync(self.store.all)
+                await self._registry.refresh()
+        except Exception:
+            logger.exception("following tool pin changes failed")
 
 
 def _summary(pins: ServerPins) -> dict[str, Any]:

@@ -187,6 +187,15 @@ class SqlStore:
             return list(s.exec(query))
 
 
+def read_all_meta(engine: Engine) -> dict[str, str]:
+    """Every value of the `meta` table in one query (the versions the running hub follows, read together)."""
+    with engine.connect() as conn:
+        return dict(conn.execute(_META_ROWS).tuples().all())
+
+
+_META_ROWS = select(col(MetaRow.key), col(MetaRow.value))
+
+
 def read_meta(engine: Engine, key: str, default: str = "0") -> str:
     """One value of the `meta` table (versions that other processes move when they change something)."""
     with Session(engine) as s:
