@@ -234,6 +234,8 @@ class Limiter:
         if isinstance(plan, str):
             raise UnknownSubject(plan)
         amounts = estimate.amounts()
+        if not plan.lines:  # no level of this key has a limit: no counter to reserve on
+            return Reservation(key, "", (), (), (), _no_statuses)
         now = self._clock()
         lease = self._lease
         plan.at(now)
@@ -272,6 +274,8 @@ class Limiter:
         await self._release(reservation, [0] * len(reservation.slots))
 
     async def _release(self, reservation: Reservation, amounts: Sequence[int]) -> None:
+        if not reservation.slots:  # reserved on no counter (no limit applies)
+            return
         now = self._clock()
         lease = self._lease
         slots = [
@@ -338,6 +342,10 @@ class Limiter:
         if lines is None:
             raise UnknownSubject(f"no limits registered for {entity}")
         return lines
+
+
+def _no_statuses() -> dict[Metric, LimitStatus]:
+    return {}
 
 
 def _statuses(

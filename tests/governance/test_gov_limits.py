@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import anyio
@@ -9,7 +10,7 @@ import pytest
 
 from hub.governance.clock import ManualClock
 from hub.governance.config import BudgetConfig, GovernanceConfig, RateLimitConfig
-from hub.governance.counters import Counters
+from hub.governance.counters import Counters, InMemoryCounters, ReserveResult, Slot
 from hub.governance.errors import BudgetDenied, RateLimitDenied, UnknownSubject
 from hub.governance.limits import Limiter
 from hub.governance.usage import EntityKind, EntityRef, Metric, Reservation, Usage, UsageSnapshot
@@ -278,3 +279,34 @@ async def test_negative_usage_is_refused(counters: Counters, clock: ManualClock)
     with pytest.raises(ValueError, match="non-negative"):
         await limiter.settle(reservation, Usage(usd=float("nan")))
     await limiter.refund(reservation)
+
+
+class _CountingCounters(InMemoryCounters):
+    """In-memory counters that count the reservations and settlements they were asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def reserve(self, slots: Sequence[Slot], *, hold_id: str, now: float, lease: float) -> ReserveResult:
+        self.calls += 1
+        return await super().reserve(slots, hold_id=hold_id, now=now, lease=lease)
+
+    async def settle(self, slots: Sequence[Slot], *, hold_id: str, now: float) -> None:
+        self.calls += 1
+        await super().settle(slots, hold_id=hold_id, now=now)
+
+
+async def test_a_key_no_level_limits_never_touches_the_counters(clock: ManualClock):
+    counters = _CountingCounters()
+    limiter = Limiter(counters, _config(), clock=clock)
+    limiter.set_key("free", team=None)
+    for _ in range(3):
+        reservation = await limiter.reserve("free", Usage(requests=1, tokens=10, usd=0.5))
+        assert reservation.headers() == {} and reservation.requests is None
+        await limiter.settle(reservation, Usage(requests=1, tokens=12, usd=0.6))
+        await limiter.refund(await limiter.reserve("free"))
+    assert counters.calls == 0
+    limiter.set_key("capped", rate_limit=RateLimitConfig(requests=5, period="1m"))  # a limit: counted as before
+    await limiter.settle(await limiter.reserve("capped"), Usage())
+    assert counters.calls == 2
