@@ -4,9 +4,10 @@ Stock uvicorn writes a response's status line and headers as soon as the app sen
 the body with the next `http.response.body`: two writes (two syscalls), and on a keep-alive connection the
 client typically wakes up twice. A response with a `Content-Length` has its whole body ready in almost every
 case (the MCP fast path, Starlette's `Response`), so this protocol holds the header bytes and writes them with
-the first body chunk. Responses without a length (chunked, SSE streams, 204/304, HEAD without a length) are
-written exactly as uvicorn writes them, headers at once, so a stream's client sees its headers before its first
-event. Held headers are also written when the app closes the connection (an error after the response started).
+the first body chunk. Responses without a length (chunked, SSE streams, 204/304) and answers to `HEAD` (no body
+follows) are written exactly as uvicorn writes them, headers at once, so a stream's client sees its headers
+before its first event. Held headers are also written when the app closes the connection (an error after the
+response started).
 
 It relies on uvicorn's `RequestResponseCycle` writing through its `transport` attribute and on the attributes
 `response_started` and `chunked_encoding`; `tests/hub/test_serve_protocol.py` checks them against the
@@ -50,7 +51,8 @@ class _HeadersWithBody(asyncio.Transport):
             return
         if self._pending and self._cycle.response_started:  # this write is the status line and headers
             self._pending = False
-            if self._cycle.chunked_encoding is False:  # a Content-Length: the body follows
+            cycle = self._cycle
+            if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":  # a length, and a body follows
                 self._held = bytes(data)
                 return
         self._transport.write(data)

@@ -140,6 +140,7 @@ CASES = [
     request("GET", "/nowhere"),
     request("GET", "/fails-after-start"),
     request("POST", "/json", b"1", close=False) + request("POST", "/json", b"2"),  # keep-alive, pipelined
+    request("HEAD", "/json", close=False) + request("GET", "/nowhere"),  # a HEAD answer has a length, no body
 ]
 
 
