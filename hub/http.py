@@ -32,10 +32,17 @@ from hub.errors import PayloadTooLarge
 from hub.keys import bearer_token, constant_time_equal
 from hub.settings import Settings
 
+_READ_HEADERS = frozenset(
+    {b"authorization", b"x-api-key", b"api-key", b"accept", b"content-type", b"host", b"origin"}
+    | {b"mcp-session-id", b"mcp-protocol-version"}
+)
+"""The request headers the router and the MCP fast path read (ASGI servers give names in lower case)."""
+
 
 class McpRouter:
-    """Routes `/mcp` and `/mcp/{server}` to the MCP session managers after checking the virtual key, and `POST`
-    to the OpenAI door's paths straight to its handlers."""
+    """The app the server runs: routes `/mcp` and `/mcp/{server}` to the MCP session managers after checking the
+    virtual key, and `POST` to the OpenAI door's paths straight to its handlers; everything else (the lifespan,
+    REST, admin) goes to the Starlette app behind it. The hot paths skip Starlette's middleware and routing."""
 
     def __init__(self, app: ASGIApp, hub_ref: HubRef, llm: _LlmDoor) -> None:
         self.app = app
@@ -57,7 +64,7 @@ class McpRouter:
         if server is not None and hub.door_for(server) is None:
             await _jsonrpc_error(send, 404, -32601, f"no MCP server named '{server}'")
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _READ_HEADERS}
         key = hub.keyring.verify(credential(headers) or "")
         if key is None:
             await _jsonrpc_error(
@@ -122,9 +129,7 @@ def admin_authorized(request: Request) -> bool:
     return bool(token and presented and constant_time_equal(token, presented))
 
 
-def build_app(
-    settings: Settings, hub: Hub | None = None, *, on_ready: Callable[[Hub], None] | None = None
-) -> Starlette:
+def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[[Hub], None] | None = None) -> ASGIApp:
     """The ASGI app for these settings; its lifespan opens and runs the hub (or runs the one given), then calls
     `on_ready`."""
     ref = HubRef()
@@ -165,8 +170,9 @@ def build_app(
         ],
         lifespan=lifespan,
     )
-    app.add_middleware(_McpRouterFactory, ref=ref, holder=router_holder, llm=llm)
-    return app
+    router = McpRouter(app, ref, llm)
+    router_holder.append(router)
+    return router
 
 
 class _AdminSurface:
@@ -218,15 +224,6 @@ class _LlmDoor:
             ref = self._ref
             self._router = Router(routes=openai_routes(lambda: ref.hub))
         await self._router({**scope, "path_params": {}}, receive, send)
-
-
-class _McpRouterFactory:
-    def __init__(self, app: ASGIApp, ref: HubRef, holder: list[McpRouter], llm: _LlmDoor) -> None:
-        self.router = McpRouter(app, ref, llm)
-        holder.append(self.router)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.router(scope, receive, send)
 
 
 def server_status(hub: Hub) -> list[dict[str, Any]]:
