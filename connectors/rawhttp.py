@@ -13,14 +13,18 @@ run through the plug-in's auth flow, so it carries the current token and a 401 g
 from __future__ import annotations
 
 import itertools
+import logging
+from collections.abc import Callable
 from typing import Any
 
 import anyio
 import httpx2
 import orjson
 
-from connectors.errors import UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
+from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
 from connectors.h1 import H1Pool, HttpError, HttpResponse
+
+logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = "2025-11-25"
 ACCEPT = "application/json, text/event-stream"
@@ -52,6 +56,8 @@ class RawHttpSession:
         self._max = max_connections
         self._reopen = anyio.Lock()
         self.session_id: str | None = None
+        self.in_flight = 0
+        """Requests on this session that have not been answered yet."""
 
     async def open(self) -> None:
         """Connect and run the initialize handshake."""
@@ -90,6 +96,7 @@ class RawHttpSession:
 
     async def request(self, method: str, params: dict[str, Any], *, timeout: float) -> dict[str, Any]:
         """Send one request and return its `result`; re-handshake once if the upstream lost the session."""
+        self.in_flight += 1
         try:
             result, _ = await self._post(method, params, timeout=timeout)
             return result
@@ -98,6 +105,8 @@ class RawHttpSession:
                 await self._handshake()
             result, _ = await self._post(method, params, timeout=timeout)
             return result
+        finally:
+            self.in_flight -= 1
 
     async def request_stateless(
         self, method: str, params: dict[str, Any], headers: dict[str, str], *, timeout: float
@@ -159,6 +168,80 @@ class RawHttpSession:
             raise UpstreamTimeout(self.server, f"upstream '{self.server}' did not answer within {timeout:g}s") from None
         except (HttpError, ValueError) as exc:
             raise UpstreamUnavailable(self.server, f"upstream '{self.server}' connection failed: {exc}") from None
+
+
+class LeanSessions:
+    """Up to `size` lean sessions with one upstream; each request goes to the least busy one.
+
+    An `mcp` SDK server handles the messages of one session through one set of tasks and streams: sixteen calls at
+    a time on one session got 0.82 of the throughput they got on sixteen sessions, and 0.97 on four (the test
+    fixture, called directly). The first session opens with `open()`; another opens when a request finds every
+    session busy, one at a time, until there are `size` (or the upstream refuses one).
+    """
+
+    def __init__(self, new_session: Callable[[int], RawHttpSession], size: int = 4) -> None:
+        """`new_session(size)` makes an unopened session (`size` divides the connection budget)."""
+        self._new = new_session
+        self._size = size
+        self._sessions: list[RawHttpSession] = []
+        self._growing = False
+        self._closed = False
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def open(self) -> None:
+        """Open the first session (the upstream's errors propagate as `UpstreamError`)."""
+        await self._open_one()
+
+    async def request(self, method: str, params: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """Send one request on the least busy session and return its `result`."""
+        session = min(self._sessions, key=_in_flight)
+        if session.in_flight and len(self._sessions) < self._size and not self._growing:
+            session = await self._grow() or session
+        return await session.request(method, params, timeout=timeout)
+
+    async def request_stateless(
+        self, method: str, params: dict[str, Any], headers: dict[str, str], *, timeout: float
+    ) -> dict[str, Any]:
+        """`RawHttpSession.request_stateless` (no session is used)."""
+        return await self._sessions[0].request_stateless(method, params, headers, timeout=timeout)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            await session.aclose()
+
+    async def _open_one(self) -> RawHttpSession:
+        session = self._new(self._size)
+        try:
+            await session.open()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await session.aclose()
+            raise
+        if self._closed:
+            with anyio.CancelScope(shield=True):
+                await session.aclose()
+            raise UpstreamUnavailable(session.server, f"upstream '{session.server}' is not connected")
+        self._sessions.append(session)
+        return session
+
+    async def _grow(self) -> RawHttpSession | None:
+        self._growing = True
+        try:
+            return await self._open_one()
+        except UpstreamError as exc:
+            logger.info("upstream %s: no further lean session (%s)", exc.server, exc.message)
+            self._size = len(self._sessions)
+            return None
+        finally:
+            self._growing = False
+
+
+def _in_flight(session: RawHttpSession) -> int:
+    return session.in_flight
 
 
 class _SessionGone(Exception):

@@ -39,13 +39,17 @@ from pydantic import ValidationError
 from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
 from connectors.h1 import ssl_context_for
-from connectors.rawhttp import RawHttpSession
+from connectors.rawhttp import LeanSessions, RawHttpSession
 from connectors.streams import WatchedTransport
 
 logger = logging.getLogger(__name__)
 
 CLIENT_INFO = types.Implementation(name="agenthub", version="0.1.0")
 MAX_BACKOFF_S = 30.0
+LEAN_SESSIONS = 4
+"""Lean sessions per Streamable HTTP upstream at most (see `connectors.rawhttp.LeanSessions`)."""
+LEAN_CONNECTIONS = 100
+"""Pooled HTTP connections per upstream, shared out among its lean sessions."""
 _LIST_PAGES = 100
 
 
@@ -137,7 +141,7 @@ class Upstream:
         self._attempted = anyio.Event()
         self._stopped = False
         self._cancel: anyio.CancelScope | None = None
-        self._fast: RawHttpSession | None = None
+        self._fast: LeanSessions | None = None
 
     # -- lifetime ------------------------------------------------------------------------------------------------
 
@@ -288,13 +292,18 @@ class Upstream:
         if self._on_resource_updated is not None and uri in self._subscriptions:
             await self._on_resource_updated(self, uri)
 
-    async def _open_lean_session(self) -> RawHttpSession | None:
-        """The lean session for plain tool calls and tool listings of a Streamable HTTP upstream that needs no
-        per-client callbacks; None when there is none (everything then takes the SDK path)."""
+    async def _open_lean_session(self) -> LeanSessions | None:
+        """The lean sessions for plain tool calls and tool listings of a Streamable HTTP upstream that needs no
+        per-client callbacks; None when there are none (everything then takes the SDK path)."""
         cfg = self.config
         if not isinstance(cfg, HttpConfig) or self._callbacks != ClientCallbacks():
             return None
-        lean = RawHttpSession(self.name, cfg.url, dict(cfg.headers), auth=self.http_auth)
+
+        def new_session(size: int) -> RawHttpSession:
+            budget = max(1, LEAN_CONNECTIONS // size)
+            return RawHttpSession(self.name, cfg.url, dict(cfg.headers), auth=self.http_auth, max_connections=budget)
+
+        lean = LeanSessions(new_session, size=LEAN_SESSIONS)
         try:
             await lean.open()
         except Exception as exc:
@@ -379,7 +388,7 @@ class Upstream:
 
     # -- catalog ---------------------------------------------------------------------------------------------------
 
-    async def _fetch_catalog(self, client: Client, lean: RawHttpSession | None) -> Catalog:
+    async def _fetch_catalog(self, client: Client, lean: LeanSessions | None) -> Catalog:
         caps = client.server_capabilities
         tools: list[types.Tool] = []
         prompts: list[types.Prompt] = []
@@ -394,7 +403,7 @@ class Upstream:
             templates = await _all_pages(lambda c: client.list_resource_templates(cursor=c), "resource_templates")
         return Catalog(tuple(tools), tuple(prompts), tuple(resources), tuple(templates), client.protocol_version)
 
-    async def _list_tools(self, client: Client, lean: RawHttpSession | None) -> list[types.Tool]:
+    async def _list_tools(self, client: Client, lean: LeanSessions | None) -> list[types.Tool]:
         """All the upstream's tools, read through the lean session when there is one.
 
         The SDK client parses a listing into several model trees at once (the JSON-RPC message, a check against the

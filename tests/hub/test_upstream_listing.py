@@ -23,7 +23,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.config import HttpConfig
 from connectors.errors import UpstreamUnavailable
-from connectors.rawhttp import RawHttpSession
+from connectors.rawhttp import LeanSessions, RawHttpSession
 from connectors.upstream import Upstream
 from tests.tools import ServedProcess, served, server_argv
 
@@ -111,3 +111,63 @@ async def test_a_listing_the_lean_session_cannot_read_falls_back_to_the_sdk_clie
         assert catalog == await sdk_listing(url, "auto")
     assert SDK_FALLBACK in caplog.text
     assert answer["content"][0]["text"] == "still fast"
+
+
+async def test_busy_calls_open_more_lean_sessions_up_to_four_and_spread_over_them() -> None:
+    async with fixture_http() as process:
+        url = mcp_url(process)
+        lean = LeanSessions(lambda size: RawHttpSession("fixture", url, {}, max_connections=100 // size), size=4)
+        await lean.open()
+        try:
+            assert len(lean) == 1
+            one = await lean.request("tools/call", {"name": "echo", "arguments": {"message": "a"}}, timeout=10)
+            assert one["structuredContent"] == {"result": "a"} and len(lean) == 1  # one at a time: one session
+            slow = {"name": "slow", "arguments": {"seconds": 0.2, "steps": 1}}
+            answers: list[dict[str, Any]] = []
+
+            async def call() -> None:
+                answers.append(await lean.request("tools/call", slow, timeout=10))
+
+            for burst in range(4):  # each burst of busy calls opens one more session, up to four
+                async with anyio.create_task_group() as tg:
+                    for _ in range(8):
+                        tg.start_soon(call)
+                assert len(lean) == min(2 + burst, 4)
+            assert [a["content"][0]["text"] for a in answers] == ["slept 0.2s"] * 32
+            whoami = {"name": "whoami", "arguments": {}}
+            seen: set[str] = set()
+
+            async def who() -> None:
+                answer = await lean.request("tools/call", whoami, timeout=10)
+                seen.add(json.loads(answer["content"][0]["text"])["mcp-session-id"])
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(4):
+                    tg.start_soon(who)
+            assert len(seen) >= 2, "concurrent calls went to different upstream sessions"
+        finally:
+            await lean.aclose()
+        assert len(lean) == 0
+
+
+async def test_an_upstream_that_refuses_another_session_keeps_the_ones_it_has() -> None:
+    async with fixture_http() as process:
+        url = mcp_url(process)
+        made: list[RawHttpSession] = []
+
+        def new_session(size: int) -> RawHttpSession:
+            # The second session points at a path the server does not serve: its handshake fails.
+            session = RawHttpSession("fixture", url if not made else url + "-nowhere", {})
+            made.append(session)
+            return session
+
+        lean = LeanSessions(new_session, size=4)
+        await lean.open()
+        try:
+            slow = {"name": "slow", "arguments": {"seconds": 0.2, "steps": 1}}
+            async with anyio.create_task_group() as tg:
+                for _ in range(3):
+                    tg.start_soon(lambda: lean.request("tools/call", slow, timeout=10))
+            assert len(lean) == 1 and len(made) == 2, "one refused attempt, then no more"
+        finally:
+            await lean.aclose()
