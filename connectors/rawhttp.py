@@ -179,8 +179,9 @@ class LeanSessions:
     session busy, one at a time, until there are `size` (or the upstream refuses one).
     """
 
-    def __init__(self, new_session: Callable[[int], RawHttpSession], size: int = 4) -> None:
-        """`new_session(size)` makes an unopened session (`size` divides the connection budget)."""
+    def __init__(self, server: str, new_session: Callable[[int], RawHttpSession], size: int = 4) -> None:
+        """`new_session(size)` makes an unopened session with `server` (`size` divides the connection budget)."""
+        self.server = server
         self._new = new_session
         self._size = size
         self._sessions: list[RawHttpSession] = []
@@ -196,7 +197,7 @@ class LeanSessions:
 
     async def request(self, method: str, params: dict[str, Any], *, timeout: float) -> dict[str, Any]:
         """Send one request on the least busy session and return its `result`."""
-        session = min(self._sessions, key=_in_flight)
+        session = min(self._open_sessions(), key=_in_flight)
         if session.in_flight and len(self._sessions) < self._size and not self._growing:
             session = await self._grow() or session
         return await session.request(method, params, timeout=timeout)
@@ -205,13 +206,18 @@ class LeanSessions:
         self, method: str, params: dict[str, Any], headers: dict[str, str], *, timeout: float
     ) -> dict[str, Any]:
         """`RawHttpSession.request_stateless` (no session is used)."""
-        return await self._sessions[0].request_stateless(method, params, headers, timeout=timeout)
+        return await self._open_sessions()[0].request_stateless(method, params, headers, timeout=timeout)
 
     async def aclose(self) -> None:
         self._closed = True
         sessions, self._sessions = self._sessions, []
         for session in sessions:
             await session.aclose()
+
+    def _open_sessions(self) -> list[RawHttpSession]:
+        if not self._sessions:  # closed (a call that started just before the connection was lost)
+            raise UpstreamUnavailable(self.server, f"upstream '{self.server}' is not connected")
+        return self._sessions
 
     async def _open_one(self) -> RawHttpSession:
         session = self._new(self._size)

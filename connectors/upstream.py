@@ -303,7 +303,7 @@ class Upstream:
             budget = max(1, LEAN_CONNECTIONS // size)
             return RawHttpSession(self.name, cfg.url, dict(cfg.headers), auth=self.http_auth, max_connections=budget)
 
-        lean = LeanSessions(new_session, size=LEAN_SESSIONS)
+        lean = LeanSessions(self.name, new_session, size=LEAN_SESSIONS)
         try:
             await lean.open()
         except Exception as exc:

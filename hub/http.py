@@ -140,7 +140,6 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
     async def execute(request: Request) -> Response:
         return await execute_tool_route(ref.hub, request)
 
-    router_holder: list[McpRouter] = []
     admin = _AdminSurface(ref)
     llm = _LlmDoor(ref)
 
@@ -155,8 +154,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
                 yield
             finally:
                 ref._hub = None
-                for router in router_holder:
-                    router.reset()
+                router.reset()
         if hub is None:
             running_hub.store.close()
 
@@ -170,8 +168,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
         ],
         lifespan=lifespan,
     )
-    router = McpRouter(app, ref, llm)
-    router_holder.append(router)
+    router = McpRouter(app, ref, llm)  # the lifespan above runs once this exists
     return router
 
 

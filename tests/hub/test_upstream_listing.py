@@ -116,7 +116,9 @@ async def test_a_listing_the_lean_session_cannot_read_falls_back_to_the_sdk_clie
 async def test_busy_calls_open_more_lean_sessions_up_to_four_and_spread_over_them() -> None:
     async with fixture_http() as process:
         url = mcp_url(process)
-        lean = LeanSessions(lambda size: RawHttpSession("fixture", url, {}, max_connections=100 // size), size=4)
+        lean = LeanSessions(
+            "fixture", lambda size: RawHttpSession("fixture", url, {}, max_connections=100 // size), size=4
+        )
         await lean.open()
         try:
             assert len(lean) == 1
@@ -148,6 +150,8 @@ async def test_busy_calls_open_more_lean_sessions_up_to_four_and_spread_over_the
         finally:
             await lean.aclose()
         assert len(lean) == 0
+        with pytest.raises(UpstreamUnavailable, match="not connected"):  # a call that raced the close
+            await lean.request("tools/call", {"name": "echo", "arguments": {"message": "late"}}, timeout=10)
 
 
 async def test_an_upstream_that_refuses_another_session_keeps_the_ones_it_has() -> None:
@@ -161,7 +165,7 @@ async def test_an_upstream_that_refuses_another_session_keeps_the_ones_it_has() 
             made.append(session)
             return session
 
-        lean = LeanSessions(new_session, size=4)
+        lean = LeanSessions("fixture", new_session, size=4)
         await lean.open()
         try:
             slow = {"name": "slow", "arguments": {"seconds": 0.2, "steps": 1}}
