@@ -23,23 +23,23 @@ from mcp.server.transport_security import TransportSecuritySettings
 from connectors.errors import UpstreamError
 from connectors.registry import Registry, RegistryView
 from connectors.upstream import Upstream
-from hub.agent import AgentMode
 from hub.call import Call, Principal
-from hub.codemode import CodeMode, with_code_mode
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
 from hub.doors.mcp_fast import FastPath
 from hub.errors import UpstreamFailed
-from hub.executors import McpExecutor, to_hub_error
+from hub.executors.agent import AgentMode
+from hub.executors.code import CodeMode, with_code_mode
+from hub.executors.llm import LlmExecutor, dispatching
+from hub.executors.mcp import McpExecutor, to_hub_error
+from hub.executors.sessions import PerClientUpstreams
 from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
 from hub.guardrail_rules import GuardrailRules
 from hub.keys import KeyRing, new_secret
-from hub.llm_executor import LlmExecutor, dispatching
 from hub.memory import release_free_memory
 from hub.pinning import ToolPins
 from hub.pipeline import Handler, Stage, compose
 from hub.requestlog import RequestLog
-from hub.sessions import PerClientUpstreams
 from hub.settings import Settings, parse_listen
 from hub.stages.audit import AuditStage
 from hub.stages.authn import AuthnStage

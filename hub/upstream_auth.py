@@ -53,7 +53,7 @@ from connectors.registry import Registry, RegistryView
 from connectors.upstream import Upstream
 from hub.call import Call
 from hub.errors import AuthorizationNeeded, BadRequest, Unauthenticated, UpstreamFailed
-from hub.executors import UpstreamFor
+from hub.executors.mcp import UpstreamFor
 from hub.settings import ConfigError, Settings
 from hub.tokens import SqlTokenStore
 

@@ -23,11 +23,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.registry import Entry, RegistryView, policy_name
 from hub.call import Call, Principal
-from hub.codemode import CodeMode
 from hub.doors.mcp_watches import ResourceSubscriber, ResourceWatches, WatchKey
 from hub.errors import HubError, NotFound
+from hub.executors.code import CodeMode
+from hub.executors.sessions import LOG_LEVEL_KEY
 from hub.pipeline import Handler
-from hub.sessions import LOG_LEVEL_KEY
 
 PRINCIPAL_SCOPE_KEY = "agenthub.principal"
 """Where the HTTP auth wrapper leaves the caller's `Principal` in the ASGI scope."""
@@ -385,7 +385,7 @@ class McpDoor:
         self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
     ) -> types.EmptyResult:
         """Handshake-era `logging/setLevel`: the lowest level of upstream log messages this client gets (log
-        messages are passed on from `per_client` upstream sessions, see `hub.sessions`)."""
+        messages are passed on from `per_client` upstream sessions, see `hub.executors.sessions`)."""
         self._principal(ctx)
         ctx.session._connection.state[LOG_LEVEL_KEY] = params.level
         return types.EmptyResult()

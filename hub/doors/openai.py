@@ -24,13 +24,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.agent import agent_options
 from hub.call import Call, Operation, Principal, new_call_id
 from hub.doors.web import credential, error_response, json_response
 from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, Unauthenticated, openai_envelope
+from hub.executors.agent import agent_options
+from hub.executors.llm import hop_filter, unknown_model
+from hub.executors.stream import OutcomeStream
 from hub.keys import VirtualKey
-from hub.llm_executor import hop_filter, unknown_model
-from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 
 if TYPE_CHECKING:

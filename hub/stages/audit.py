@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from hub.call import Call, Outcome
 from hub.errors import HubError, Internal
+from hub.executors.stream import OutcomeStream
 from hub.keys import KeyRing
-from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 from hub.requestlog import LogEntry, RequestLog
 

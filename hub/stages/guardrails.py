@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from hub.call import Call, Outcome
 from hub.errors import Forbidden
+from hub.executors.stream import OutcomeStream
 from hub.guardrails import Scope, Verdict
-from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ import logging
 
 from hub.call import Call, Outcome
 from hub.errors import BudgetExceeded, Internal, RateLimited
+from hub.executors.stream import OutcomeStream
 from hub.governance import BudgetDenied, GovernanceError, Limiter, RateLimitDenied, ToolPricing, Usage
-from hub.llm_stream import OutcomeStream
 from hub.pipeline import Handler
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from starlette.types import Message
 
 from hub.doors.openai import EventStreamResponse
 from hub.errors import UpstreamFailed
-from hub.llm_stream import OutcomeStream
+from hub.executors.stream import OutcomeStream
 
 pytestmark = pytest.mark.anyio
 

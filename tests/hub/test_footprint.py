@@ -90,7 +90,7 @@ def test_code_mode_loads_the_sandbox_for_the_first_key_with_code_mode_tools() ->
     probe = """
         import sys
         from connectors.registry import RegistryView
-        from hub.codemode import CodeMode
+        from hub.executors.code import CodeMode
         from hub.keys import VirtualKey
         plain = VirtualKey(id="k1", name="plain", tools=("*",))
         coder = VirtualKey(id="k2", name="coder", tools=("*",), code_mode=True)
@@ -104,7 +104,7 @@ def test_code_mode_loads_the_sandbox_for_the_first_key_with_code_mode_tools() ->
 
 
 def test_the_meta_tool_names_are_the_sandboxs() -> None:
-    from hub.codemode import META_NAMES
+    from hub.executors.code import META_NAMES
     from sandbox import META_TOOLS
 
     assert frozenset(str(tool["name"]) for tool in META_TOOLS) == META_NAMES

@@ -30,9 +30,9 @@ import orjson
 
 from connectors.registry import RegistryView
 from hub.call import Call, Principal, new_call_id
-from hub.codemode import EXECUTE, CodeMode
 from hub.doors.tools_rest import tool_message_content
 from hub.errors import BadRequest, HubError
+from hub.executors.code import EXECUTE, CodeMode
 from hub.governance.filters import GlobSet
 from hub.pipeline import Handler
 from hub.requestlog import LogEntry, RequestLog

@@ -10,7 +10,7 @@ Call shape (built by the OpenAI door):
 
 - `operation`: `llm.chat` (chat completions, and `/v1/responses` with `context["api"] == "responses"`) or
   `llm.embed`; `target`: the requested model (an alias or `provider/model`); `payload`: the request body.
-- `context["stream"]`: the outcome's value is then an `OutcomeStream` (see `hub.llm_stream`), otherwise the
+- `context["stream"]`: the outcome's value is then an `OutcomeStream` (see `hub.executors.stream`), otherwise the
   OpenAI response dict.
 - `context["token_estimate"]`: read by the limits stage before the call; also the prompt estimate used when a
   stream ends without upstream usage.
@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 from hub.call import Call, Outcome
 from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut
+from hub.executors.stream import OutcomeStream, estimate_text_tokens
 from hub.governance.usage import Usage
 from hub.keys import VirtualKey
-from hub.llm_stream import OutcomeStream, estimate_text_tokens
 from hub.pipeline import Handler
 from llm import (
     Hop,
