@@ -25,10 +25,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from hub.audit import AuditKeyError, AuditLog, audit_keyring
+from hub.audit.adminlog import AuditKeyError, AuditLog, audit_keyring
+from hub.audit.chain import AuditEvent
+from hub.audit.export import parse_jsonl, to_json, to_jsonl, to_syslog
 from hub.control import SERVER_CONFIG, config_dict
-from hub.governance.audit_chain import AuditEvent
-from hub.governance.audit_export import parse_jsonl, to_json, to_jsonl, to_syslog
 from hub.settings import Settings, load_settings
 from hub.store.admin_tables import AdminStore
 from hub.store.sql import SqlStore

@@ -23,6 +23,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from connectors.errors import UpstreamError
 from connectors.registry import Registry, RegistryView
 from connectors.upstream import Upstream
+from hub.audit.requestlog import RequestLog
 from hub.call import Call, Principal
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
@@ -39,7 +40,6 @@ from hub.keys import KeyRing, new_secret
 from hub.memory import release_free_memory
 from hub.pinning import ToolPins
 from hub.pipeline import Handler, Stage, compose
-from hub.requestlog import RequestLog
 from hub.settings import Settings, parse_listen
 from hub.stages.audit import AuditStage
 from hub.stages.authn import AuthnStage

@@ -21,7 +21,7 @@ import anyio.abc
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig, UpstreamConfig
-from hub.audit import AuditLog, AuditShipper, audit_keyring
+from hub.audit.adminlog import AuditLog, AuditShipper, audit_keyring
 from hub.governance import CustomerConfig, GovernanceConfig, TeamConfig
 from hub.governance.config import BudgetConfig, RateLimitConfig
 from hub.settings import resolve_secret

@@ -28,8 +28,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, select
 
 from connectors.registry import Registry, RegistryView
-from hub.governance.audit_chain import AuditEvent
-from hub.governance.scrub import JSONValue
+from hub.audit.chain import AuditEvent
+from hub.audit.scrub import JSONValue
 from hub.store.sql import read_meta
 from hub.store.tables import MetaRow
 

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from connectors.auth import AuthConfigError, resolve_auth_secrets
 from connectors.auth.config import resolve_reference
 from connectors.config import StdioConfig, UpstreamConfig
-from hub.audit import AuditSection
+from hub.audit.adminlog import AuditSection
 from hub.doors import OAUTH_CALLBACK_PATH
 from hub.governance.config import (
     BudgetConfig,

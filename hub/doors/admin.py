@@ -23,12 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub.audit.chain import AuditEvent
+from hub.audit.scrub import JSONValue
 from hub.control import ControlPlane
 from hub.doors import ADMIN_PREFIX
 from hub.doors.web import error_response
 from hub.errors import BadRequest, Forbidden, HubError, Internal, PayloadTooLarge, Unauthenticated, Wire
-from hub.governance.audit_chain import AuditEvent
-from hub.governance.scrub import JSONValue
 from hub.keys import bearer_token, constant_time_equal
 from hub.oidc import SESSION_COOKIE
 from hub.rbac import AdminPrincipal, parse_permissions, resolve_roles

@@ -10,12 +10,12 @@ from typing import Any
 
 from starlette.responses import Response
 
+from hub.audit.scrub import JSONValue
 from hub.control import limits_json
 from hub.doors.admin import Conflict, Ctx, json_response, off_loop, record
 from hub.doors.admin_schema import CustomerIn, CustomerPatch, KeyIn, KeyPatch, TeamIn, TeamPatch, UsageReset
 from hub.errors import BadRequest, NotFound
 from hub.governance import EntityKind, EntityRef, Metric, UnknownSubject
-from hub.governance.scrub import JSONValue
 from hub.keys import KeyRing, new_secret
 from hub.rbac import AdminPrincipal
 from hub.store.admin_tables import CustomerRow, TeamRow, loads_opt, now_utc

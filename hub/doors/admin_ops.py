@@ -14,6 +14,9 @@ from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from hub.audit.chain import AuditEvent
+from hub.audit.export import to_json, to_jsonl, to_syslog
+from hub.audit.scrub import scrub
 from hub.control import SERVER_CONFIG, config_dict
 from hub.doors import admin_entities as ent, admin_guardrails, oauth
 from hub.doors.admin import (
@@ -33,9 +36,6 @@ from hub.doors.admin import (
 )
 from hub.doors.admin_schema import AuthLoginIn, PurgeIn, RoleIn, RolePatch, TokenIn, openapi_document
 from hub.errors import BadRequest, Forbidden, NotFound
-from hub.governance.audit_chain import AuditEvent
-from hub.governance.audit_export import to_json, to_jsonl, to_syslog
-from hub.governance.scrub import scrub
 from hub.oidc import SESSION_COOKIE, STATE_COOKIE, OidcError, OidcLogin
 from hub.rbac import BUILTIN_ROLES, AdminPrincipal, map_groups
 from hub.store.admin_tables import AdminTokenRow, RoleRow, now_utc

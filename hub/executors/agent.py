@@ -29,13 +29,13 @@ import anyio
 import orjson
 
 from connectors.registry import RegistryView
+from hub.audit.requestlog import LogEntry, RequestLog
 from hub.call import Call, Principal, new_call_id
 from hub.doors.tools_rest import tool_message_content
 from hub.errors import BadRequest, HubError
 from hub.executors.code import EXECUTE, CodeMode
 from hub.governance.filters import GlobSet
 from hub.pipeline import Handler
-from hub.requestlog import LogEntry, RequestLog
 
 DEFAULT_DEADLINE_S = 300.0
 

@@ -1,7 +1,6 @@
-"""Governance: pure policy logic (limits, budgets, filters, pricing, audit chain) the pipeline stages call.
+"""Governance: pure policy logic (limits, budgets, filters, pricing) the pipeline stages call.
 
-Redis counters live in `hub.governance.redis_counters` and the syslog forwarder in
-`hub.governance.audit_forward`; import them where they are used.
+Redis counters live in `hub.governance.redis_counters`; import them where they are used.
 """
 
 from hub.governance.config import BudgetConfig, CustomerConfig, GovernanceConfig, RateLimitConfig, TeamConfig

@@ -8,12 +8,12 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
+from hub.audit.requestlog import LogEntry, RequestLog
 from hub.call import Call, Outcome
 from hub.errors import HubError, Internal
 from hub.executors.stream import OutcomeStream
 from hub.keys import KeyRing
 from hub.pipeline import Handler
-from hub.requestlog import LogEntry, RequestLog
 
 logger = logging.getLogger(__name__)
 

@@ -96,7 +96,7 @@ class RoleRow(SQLModel, table=True):
 
 
 class AuditEntryRow(SQLModel, table=True):
-    """One sealed audit entry (see `hub.governance.audit_chain.AuditEntry`)."""
+    """One sealed audit entry (see `hub.audit.chain.AuditEntry`)."""
 
     __tablename__ = "audit_log"  # pyright: ignore[reportAssignmentType]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from hub.admin_cli import AdminContext
-from hub.audit import AuditKeyError, AuditLog, AuditSection, audit_keyring
+from hub.audit.adminlog import AuditKeyError, AuditLog, AuditSection, audit_keyring
+from hub.audit.chain import AuditEvent
+from hub.audit.export import parse_jsonl
 from hub.cli import main as cli
-from hub.governance.audit_chain import AuditEvent
-from hub.governance.audit_export import parse_jsonl
 from hub.settings import load_settings
 
 
@@ -162,7 +162,7 @@ def test_the_audit_key_comes_from_the_env_the_master_key_or_a_generated_file(
     assert derived.active == audit_keyring(section, tmp_path).active
     assert not (tmp_path / "audit.key").exists()
     monkeypatch.delenv("AGENTHUB_MASTER_KEY")
-    with caplog.at_level(logging.WARNING, logger="hub.audit"):
+    with caplog.at_level(logging.WARNING, logger="hub.audit.adminlog"):
         generated = audit_keyring(section, tmp_path)
     assert "generated an audit HMAC key" in caplog.text
     key_file = tmp_path / "audit.key"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hub.governance.audit_chain import (
+from hub.audit.chain import (
     GENESIS_MAC,
     AuditChain,
     AuditEntry,
@@ -19,8 +19,8 @@ from hub.governance.audit_chain import (
     purge,
     verify,
 )
+from hub.audit.scrub import REDACTED, Scrubber, scrub
 from hub.governance.clock import ManualClock
-from hub.governance.scrub import REDACTED, Scrubber, scrub
 
 SECRET_A = b"a" * 32
 SECRET_B = "b-secret-that-is-long-enough-1234"

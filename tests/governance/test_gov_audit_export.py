@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from hub.governance.audit_chain import AuditChain, AuditEntry, AuditEvent, Keyring, verify
-from hub.governance.audit_export import frame_octet_counted, parse_jsonl, severity, to_json, to_jsonl, to_syslog
+from hub.audit.chain import AuditChain, AuditEntry, AuditEvent, Keyring, verify
+from hub.audit.export import frame_octet_counted, parse_jsonl, severity, to_json, to_jsonl, to_syslog
 from hub.governance.clock import ManualClock
 
 KEYRING = Keyring({"k1": b"k" * 32}, active="k1")

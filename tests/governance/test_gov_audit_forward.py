@@ -11,8 +11,8 @@ import anyio.abc
 import pytest
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from hub.governance.audit_chain import AuditChain, AuditEntry, AuditEvent, Keyring
-from hub.governance.audit_forward import (
+from hub.audit.chain import AuditChain, AuditEntry, AuditEvent, Keyring
+from hub.audit.forward import (
     AuditForwarder,
     Backoff,
     ForwardError,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.requestlog import FIELDS, LogEntry, RequestLog
+from hub.audit.requestlog import FIELDS, LogEntry, RequestLog
 from hub.store.sql import SqlStore
 
 pytestmark = pytest.mark.anyio

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable
 
-from hub.governance.audit_chain import AuditEntry, canonical_json
+from hub.audit.chain import AuditEntry, canonical_json
 
 __all__ = [
     "AUDIT_FACILITY",

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from hub.audit.scrub import JSONValue, Scrubber
 from hub.governance.clock import Clock, system_clock
-from hub.governance.scrub import JSONValue, Scrubber
 
 __all__ = [
     "GENESIS_MAC",

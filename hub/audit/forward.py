@@ -23,8 +23,8 @@ from typing import Protocol
 import anyio
 import anyio.abc
 
-from hub.governance.audit_chain import AuditEntry
-from hub.governance.audit_export import frame_octet_counted, to_syslog
+from hub.audit.chain import AuditEntry
+from hub.audit.export import frame_octet_counted, to_syslog
 
 __all__ = [
     "AuditForwarder",

@@ -1,6 +1,6 @@
 """The admin audit log: every admin change (and every refused attempt) sealed into an HMAC chain in the database.
 
-Built on `hub.governance.audit_chain`. Appends are serialised by locking the `audit_head` row (one writer at a
+Built on `hub.audit.chain`. Appends are serialised by locking the `audit_head` row (one writer at a
 time across processes and replicas), so `seq` has no gaps and each entry links to the one before. The HMAC
 key comes from `AGENTHUB_AUDIT_KEY` (at least 32 bytes), else is derived from `AGENTHUB_MASTER_KEY` (HKDF),
 else is generated once into the data directory with a warning. Retention purges entries older than
@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from hub.governance.audit_chain import (
+from hub.audit.chain import (
     AuditChain,
     AuditEntry,
     AuditEvent,
@@ -39,14 +39,14 @@ from hub.governance.audit_chain import (
     purge as purge_chain,
     verify,
 )
-from hub.governance.audit_export import DOCUMENTATION_ENTERPRISE_ID, to_syslog
-from hub.governance.audit_forward import (
+from hub.audit.export import DOCUMENTATION_ENTERPRISE_ID, to_syslog
+from hub.audit.forward import (
     AuditForwarder,
     SyslogTransport,
     TcpSyslogTransport,
     UdpSyslogTransport,
 )
-from hub.governance.scrub import JSONValue
+from hub.audit.scrub import JSONValue
 from hub.store.admin_tables import AdminStore, AuditCheckpointRow, AuditEntryRow, AuditHeadRow
 
 logger = logging.getLogger(__name__)
