@@ -47,7 +47,7 @@ from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
 from hub.store.sql import SqlStore, read_all_meta
-from hub.upstream_auth import HubAuth, open_token_store
+from hub.upstream_auth.manager import HubAuth, open_token_store
 from llm.config import LLMConfig
 
 if TYPE_CHECKING:

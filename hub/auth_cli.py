@@ -30,7 +30,7 @@ from hub.errors import HubError
 from hub.settings import ConfigError, Settings, load_settings, parse_listen
 from hub.store.admin_tables import AdminStore
 from hub.store.sql import SqlStore
-from hub.upstream_auth import HubAuth, open_token_store
+from hub.upstream_auth.manager import HubAuth, open_token_store
 
 
 def _out(text: str) -> None:

@@ -79,7 +79,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _out(f"  upstream {name}: {state}, {len(upstream.catalog.tools)} tools{extra}")
         _settle_gc()
 
-    from hub.upstream_auth import open_token_store
+    from hub.upstream_auth.manager import open_token_store
 
     opened = open_hub(settings)
     open_token_store(settings, opened.store.engine)  # a missing or wrong master key stops here, with its reason

@@ -29,7 +29,7 @@ from hub.governance.config import (
     TeamConfig,
 )
 from hub.guardrails.config import GuardrailConfig
-from hub.oidc import AdminSection
+from hub.identity.oidc import AdminSection
 from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
 
 DEFAULT_CONFIG = "agenthub.toml"

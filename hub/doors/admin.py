@@ -29,8 +29,8 @@ from hub.control import ControlPlane
 from hub.doors import ADMIN_PREFIX
 from hub.doors.web import error_response
 from hub.errors import BadRequest, Forbidden, HubError, Internal, PayloadTooLarge, Unauthenticated, Wire
+from hub.identity.oidc import SESSION_COOKIE
 from hub.keys import bearer_token, constant_time_equal
-from hub.oidc import SESSION_COOKIE
 from hub.rbac import AdminPrincipal, parse_permissions, resolve_roles
 
 if TYPE_CHECKING:

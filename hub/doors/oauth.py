@@ -19,7 +19,7 @@ from hub.rbac import AdminPrincipal
 
 if TYPE_CHECKING:
     from hub.app import Hub
-    from hub.upstream_auth import HubAuth
+    from hub.upstream_auth.manager import HubAuth
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from connectors.auth import MemoryTokenStore
 from hub.cli import main as cli
 from hub.settings import ConfigError, settings_from_dict
-from hub.upstream_auth import open_token_store
+from hub.upstream_auth.manager import open_token_store
 from tests.auth.servers import (
     HUB_CLIENT_ID,
     HUB_CLIENT_SECRET,

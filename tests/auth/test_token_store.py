@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from connectors.auth import MasterKeyError, OAuth2Auth, TokenCipher, TokenSet, UpstreamAuths
 from connectors.auth.oauth import ClientIdentity
 from connectors.auth.store import PendingAuthorization
-from hub.tokens import SqlTokenStore
+from hub.upstream_auth.store import SqlTokenStore
 from tests.auth.conftest import upstream_client, whoami
 from tests.auth.servers import HUB_CLIENT_ID, HUB_CLIENT_SECRET, REDIRECT, oauth_stack
 from tests.auth.test_authorization_code import browser_authorize

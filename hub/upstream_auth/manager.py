@@ -55,7 +55,7 @@ from hub.call import Call
 from hub.errors import AuthorizationNeeded, BadRequest, Unauthenticated, UpstreamFailed
 from hub.executors.mcp import UpstreamFor
 from hub.settings import ConfigError, Settings
-from hub.tokens import SqlTokenStore
+from hub.upstream_auth.store import SqlTokenStore
 
 logger = logging.getLogger(__name__)
 

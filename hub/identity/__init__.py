@@ -1,0 +1,1 @@
+"""Inbound identity: admin tokens and sessions, OIDC admin login."""
