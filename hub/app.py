@@ -37,9 +37,9 @@ from hub.executors.sessions import PerClientUpstreams
 from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
 from hub.guardrail_rules import GuardrailRules
 from hub.keys import KeyRing, new_secret
-from hub.memory import release_free_memory
 from hub.pinning import ToolPins
 from hub.pipeline import Handler, Stage, compose
+from hub.runtime.memory import release_free_memory
 from hub.settings import Settings, parse_listen
 from hub.stages.audit import AuditStage
 from hub.stages.authn import AuthnStage

@@ -9,7 +9,7 @@ import anyio
 import httpx2
 import pytest
 
-from hub.cli import main as cli
+from hub.cli.main import main as cli
 from tests.admin.helpers import admin_client, tool_call
 from tests.hub.harness import base_config, running_hub
 from tests.tools import SERVERS_DIR

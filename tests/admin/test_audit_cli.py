@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from hub.admin_cli import AdminContext
 from hub.audit.adminlog import AuditKeyError, AuditLog, AuditSection, audit_keyring
 from hub.audit.chain import AuditEvent
 from hub.audit.export import parse_jsonl
-from hub.cli import main as cli
+from hub.cli.admin import AdminContext
+from hub.cli.main import main as cli
 from hub.settings import load_settings
 
 

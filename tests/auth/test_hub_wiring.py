@@ -21,7 +21,7 @@ from sqlalchemy import create_engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connectors.auth import MemoryTokenStore
-from hub.cli import main as cli
+from hub.cli.main import main as cli
 from hub.settings import ConfigError, settings_from_dict
 from hub.upstream_auth.manager import open_token_store
 from tests.auth.servers import (

@@ -47,7 +47,7 @@ def _loaded_after(code: str) -> set[str]:
 def test_the_serving_modules_leave_optional_libraries_out() -> None:
     loaded = _loaded_after(
         """
-        import hub.cli, hub.app, hub.http
+        import hub.cli.main, hub.app, hub.http
         from hub.settings import Settings
         hub.http.build_app(Settings.model_validate({"servers": {}, "keys": []}))
         """
@@ -124,7 +124,7 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
     probe = textwrap.dedent(
         """
         import os
-        from hub.memory import release_free_memory
+        from hub.runtime.memory import release_free_memory
 
         def rss_kb():
             return int(open(f"/proc/{os.getpid()}/statm").read().split()[1]) * 4

@@ -10,7 +10,7 @@ import httpx2
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from hub.cli import main as cli
+from hub.cli.main import main as cli
 from tests.hub.harness import ALICE, BOB, base_config, fixture_stdio, mcp_client, running_hub
 
 pytestmark = pytest.mark.anyio

@@ -1,4 +1,4 @@
-"""`hub.serve_protocol`: responses with a `Content-Length` leave in one write, everything else as uvicorn writes it.
+"""`hub.runtime.protocol`: responses with a `Content-Length` leave in one write, everything else as uvicorn writes it.
 
 Two uvicorn servers run the same ASGI app on 127.0.0.1, one with uvicorn's own httptools protocol and one with
 `OneWriteHttpToolsProtocol`; every response must be byte for byte the same on both. A protocol driven by hand
@@ -19,7 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from hub.serve_protocol import OneWriteHttpToolsProtocol
+from hub.runtime.protocol import OneWriteHttpToolsProtocol
 
 pytestmark = pytest.mark.anyio
 

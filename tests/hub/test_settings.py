@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.cli import main as cli
+from hub.cli.main import main as cli
 from hub.settings import ConfigError, load_settings
 
 GOOD = """

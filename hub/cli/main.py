@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
-from hub.memory import release_free_memory
+from hub.runtime.memory import release_free_memory
 from hub.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_listen
 
 if TYPE_CHECKING:
-    from hub.serve_protocol import OneWriteHttpToolsProtocol
+    from hub.runtime.protocol import OneWriteHttpToolsProtocol
 
 logger = logging.getLogger("agenthub")
 
@@ -54,7 +54,7 @@ def _http_protocol() -> type[OneWriteHttpToolsProtocol] | str:
     """uvicorn's httptools protocol writing each response with a length in one piece, when httptools is there."""
     if not _has("httptools"):
         return "auto"
-    from hub.serve_protocol import OneWriteHttpToolsProtocol
+    from hub.runtime.protocol import OneWriteHttpToolsProtocol
 
     return OneWriteHttpToolsProtocol
 
@@ -166,7 +166,7 @@ def cmd_keys_create(args: argparse.Namespace) -> int:
         return 1
     finally:
         store.close()
-    from hub.admin_cli import audit_change
+    from hub.cli.admin import audit_change
 
     audit_change(args.config, "key.create", "key", row.id, None, {"name": row.name, "prefix": row.prefix, **policy})
     _out(f"Created key '{row.name}' ({row.id}). Its secret is shown once:")
@@ -209,7 +209,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     if not done:
         _err(f"error: no active key named '{args.name}'")
         return 1
-    from hub.admin_cli import audit_change
+    from hub.cli.admin import audit_change
 
     audit_change(args.config, "key.revoke", "key", args.name, None, {"revoked": True})
     _out(f"Revoked key '{args.name}'.")
@@ -326,10 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = config.add_parser("check", parents=[common], help="validate a config file")
     check.add_argument("file", nargs="?", default=None)
     check.set_defaults(func=cmd_config_check)
-    from hub.admin_cli import add_admin_commands
+    from hub.cli.admin import add_admin_commands
 
     add_admin_commands(sub, common, servers, keys)
-    from hub.auth_cli import add_auth_commands
+    from hub.cli.auth import add_auth_commands
 
     add_auth_commands(sub, common)
     return parser

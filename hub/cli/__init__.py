@@ -1,0 +1,1 @@
+"""The command line: `agenthub` (launch, main), its admin and upstream-auth commands."""

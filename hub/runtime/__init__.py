@@ -1,0 +1,1 @@
+"""Serving: the HTTP protocol adapter over uvicorn and memory tuning of the serving process."""
