@@ -26,7 +26,7 @@ from hub.app import Hub, McpEndpoint, open_hub
 from hub.call import Principal
 from hub.doors import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
-from hub.doors.tools_rest import execute_tool_route
+from hub.doors.rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
 from hub.errors import PayloadTooLarge
 from hub.keys import bearer_token, constant_time_equal
@@ -185,7 +185,7 @@ class _AdminSurface:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._router is None:
-            from hub.doors.admin_ops import admin_routes
+            from hub.doors.admin.ops import admin_routes
             from hub.doors.oauth import callback_endpoint
 
             ref = self._ref

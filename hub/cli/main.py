@@ -130,7 +130,7 @@ def _has(module: str) -> bool:
 
 
 def cmd_stdio(args: argparse.Namespace) -> int:
-    from hub.stdio import serve_bridge, serve_embedded
+    from hub.doors.stdio import serve_bridge, serve_embedded
 
     if args.url:
         anyio.run(serve_bridge, args.url, os.environ.get("AGENTHUB_KEY"))

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from hub.doors import OAUTH_CALLBACK_PATH
-from hub.doors.admin import Ctx, json_response, off_loop, record
-from hub.doors.admin_schema import AuthLoginIn
+from hub.doors.admin.api import Ctx, json_response, off_loop, record
+from hub.doors.admin.schema import AuthLoginIn
 from hub.errors import HubError, NotFound, UpstreamFailed
 from hub.rbac import AdminPrincipal
 

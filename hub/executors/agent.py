@@ -31,7 +31,7 @@ import orjson
 from connectors.registry import RegistryView
 from hub.audit.requestlog import LogEntry, RequestLog
 from hub.call import Call, Principal, new_call_id
-from hub.doors.tools_rest import tool_message_content
+from hub.doors.rest import tool_message_content
 from hub.errors import BadRequest, HubError
 from hub.executors.code import EXECUTE, CodeMode
 from hub.governance.filters import GlobSet

@@ -26,7 +26,7 @@ OPTIONAL = (
     "sandbox",
     "sandbox.pool",
     "RestrictedPython",
-    "hub.doors.admin_ops",
+    "hub.doors.admin.ops",
     "hub.doors.oauth",
     "hub.doors.openai",
 )

@@ -4,7 +4,8 @@ Callers present `Authorization: Bearer <token>` (or the `agenthub_admin` cookie 
 bootstrap token from `AGENTHUB_ADMIN_TOKEN` (role admin), an admin token created through the API (`aht-...`),
 or an OIDC session (`ahs-...`). Every route names the permission it needs; handlers check team-scoped
 permissions against the target. Errors use the OpenAI envelope; a refused or failed request changes nothing.
-The handlers live in `hub.doors.admin_handlers`; the route table there also produces `/api/v1/openapi.json`.
+The handlers live in `entities`, `guardrails` and `ops` beside this module; the route table in `ops` also
+produces `/api/v1/openapi.json`.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from starlette.responses import Response
 
 from hub.audit.scrub import JSONValue
 from hub.control import limits_json
-from hub.doors.admin import Conflict, Ctx, json_response, off_loop, record
-from hub.doors.admin_schema import CustomerIn, CustomerPatch, KeyIn, KeyPatch, TeamIn, TeamPatch, UsageReset
+from hub.doors.admin.api import Conflict, Ctx, json_response, off_loop, record
+from hub.doors.admin.schema import CustomerIn, CustomerPatch, KeyIn, KeyPatch, TeamIn, TeamPatch, UsageReset
 from hub.errors import BadRequest, NotFound
 from hub.governance import EntityKind, EntityRef, Metric, UnknownSubject
 from hub.keys import KeyRing, new_secret

@@ -18,8 +18,9 @@ from hub.audit.chain import AuditEvent
 from hub.audit.export import to_json, to_jsonl, to_syslog
 from hub.audit.scrub import scrub
 from hub.control import SERVER_CONFIG, config_dict
-from hub.doors import admin_entities as ent, admin_guardrails, oauth
-from hub.doors.admin import (
+from hub.doors import oauth
+from hub.doors.admin import entities as ent, guardrails as admin_guardrails
+from hub.doors.admin.api import (
     PREFIX,
     AdminApi,
     Conflict,
@@ -34,7 +35,7 @@ from hub.doors.admin import (
     record,
     validation_message,
 )
-from hub.doors.admin_schema import AuthLoginIn, PurgeIn, RoleIn, RolePatch, TokenIn, openapi_document
+from hub.doors.admin.schema import AuthLoginIn, PurgeIn, RoleIn, RolePatch, TokenIn, openapi_document
 from hub.errors import BadRequest, Forbidden, NotFound
 from hub.identity.oidc import SESSION_COOKIE, STATE_COOKIE, OidcError, OidcLogin
 from hub.rbac import BUILTIN_ROLES, AdminPrincipal, map_groups

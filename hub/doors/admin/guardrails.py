@@ -1,4 +1,4 @@
-"""Admin handlers for guardrails and tool pinning, and their routes (added to the table in `admin_ops`).
+"""Admin handlers for guardrails and tool pinning, and their routes (added to the table in `ops`).
 
 Guardrails: the config file's rules are listed read-only; rules made through the API are stored and in force
 at once on every door (`GuardrailRules`). Pinning: `GET /servers/{name}/pins` reviews a server's tools against
@@ -14,8 +14,8 @@ from typing import Any
 from starlette.responses import Response
 
 from connectors.upstream import Upstream
-from hub.doors.admin import PREFIX, Conflict, Ctx, Op, actor, json_response, off_loop, read_body, record
-from hub.doors.admin_schema import ApproveIn
+from hub.doors.admin.api import PREFIX, Conflict, Ctx, Op, actor, json_response, off_loop, read_body, record
+from hub.doors.admin.schema import ApproveIn
 from hub.errors import BadRequest, Internal, NotFound
 from hub.guardrail_rules import GuardrailRules, check_references, public_form
 from hub.guardrails import GuardrailConfig, GuardrailConfigError
