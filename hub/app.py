@@ -35,9 +35,9 @@ from hub.executors.llm import LlmExecutor, dispatching
 from hub.executors.mcp import McpExecutor, to_hub_error
 from hub.executors.sessions import PerClientUpstreams
 from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
-from hub.guardrail_rules import GuardrailRules
-from hub.keys import KeyRing, new_secret
-from hub.pinning import ToolPins
+from hub.governance.keys import KeyRing, new_secret
+from hub.guardrails.pinning import ToolPins
+from hub.guardrails.rules import GuardrailRules
 from hub.pipeline import Handler, Stage, compose
 from hub.runtime.memory import release_free_memory
 from hub.settings import Settings, parse_listen

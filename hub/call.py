@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from hub.governance.keys import VirtualKey
 from hub.governance.usage import Usage
-from hub.keys import VirtualKey
 
 Door = Literal["mcp", "openai", "rest", "code", "agent", "admin"]
 Operation = Literal["llm.chat", "llm.embed", "mcp.list", "mcp.tool", "mcp.resource", "mcp.prompt", "code.run"]

@@ -29,7 +29,7 @@ from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
 from hub.doors.rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
 from hub.errors import PayloadTooLarge
-from hub.keys import bearer_token, constant_time_equal
+from hub.governance.keys import bearer_token, constant_time_equal
 from hub.settings import Settings
 
 _READ_HEADERS = frozenset(

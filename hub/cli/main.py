@@ -150,7 +150,7 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> int:
-    from hub.keys import new_secret
+    from hub.governance.keys import new_secret
     from hub.store.sql import DuplicateName
 
     store = _store(args)

@@ -15,7 +15,7 @@ from hub.doors import OAUTH_CALLBACK_PATH
 from hub.doors.admin.api import Ctx, json_response, off_loop, record
 from hub.doors.admin.schema import AuthLoginIn
 from hub.errors import HubError, NotFound, UpstreamFailed
-from hub.rbac import AdminPrincipal
+from hub.governance.rbac import AdminPrincipal
 
 if TYPE_CHECKING:
     from hub.app import Hub

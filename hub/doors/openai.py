@@ -30,7 +30,7 @@ from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, Unauthen
 from hub.executors.agent import agent_options
 from hub.executors.llm import hop_filter, unknown_model
 from hub.executors.stream import OutcomeStream
-from hub.keys import VirtualKey
+from hub.governance.keys import VirtualKey
 from hub.pipeline import Handler
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import orjson
 from starlette.responses import Response
 
 from hub.errors import HubError, Unauthenticated, openai_envelope
-from hub.keys import bearer_token
+from hub.governance.keys import bearer_token
 
 WWW_AUTHENTICATE = 'Bearer realm="agenthub"'
 

@@ -22,7 +22,7 @@ import orjson
 from connectors.registry import Entry, RegistryView
 from hub.call import Call, Outcome, Principal
 from hub.errors import BadRequest, HubError, UpstreamFailed
-from hub.keys import VirtualKey
+from hub.governance.keys import VirtualKey
 from hub.pipeline import Handler
 
 if TYPE_CHECKING:

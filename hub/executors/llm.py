@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 from hub.call import Call, Outcome
 from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut
 from hub.executors.stream import OutcomeStream, estimate_text_tokens
+from hub.governance.keys import VirtualKey
 from hub.governance.usage import Usage
-from hub.keys import VirtualKey
 from hub.pipeline import Handler
 from llm import (
     Hop,

@@ -12,7 +12,7 @@ from hub.audit.requestlog import LogEntry, RequestLog
 from hub.call import Call, Outcome
 from hub.errors import HubError, Internal
 from hub.executors.stream import OutcomeStream
-from hub.keys import KeyRing
+from hub.governance.keys import KeyRing
 from hub.pipeline import Handler
 
 logger = logging.getLogger(__name__)

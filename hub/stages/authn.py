@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from hub.call import Call, Outcome, Principal
 from hub.errors import Unauthenticated
-from hub.keys import KeyRing
+from hub.governance.keys import KeyRing
 from hub.pipeline import Handler
 
 

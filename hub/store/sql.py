@@ -15,7 +15,7 @@ from sqlalchemy import event, insert, inspect, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from hub.keys import POLICY_FIELDS, VirtualKey, hash_secret
+from hub.governance.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.tables import DuplicateName, KeyRow, MetaRow, RequestLogRow, commit_new, insert_new
 
 SCHEMA_VERSION = 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from hub.rbac import AdminPrincipal, Permission, resolve_roles
+from hub.governance.rbac import AdminPrincipal, Permission, resolve_roles
 from tests.admin.helpers import admin_client
 from tests.hub.harness import base_config, running_hub
 

@@ -10,8 +10,8 @@ import anyio
 import pytest
 from sqlalchemy import event
 
-from hub.guardrail_rules import GuardrailRuleStore
 from hub.guardrails import GuardrailConfig
+from hub.guardrails.rules import GuardrailRuleStore
 from hub.store.sql import SqlStore, read_all_meta
 from tests.hub.harness import base_config, running_hub
 

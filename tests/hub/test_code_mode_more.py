@@ -13,7 +13,7 @@ import mcp_types as types
 import orjson
 import pytest
 
-from hub.keys import VirtualKey
+from hub.governance.keys import VirtualKey
 from tests.hub.harness import ALICE, BOB, RunningHub, base_config, fixture_stdio, mcp_client, running_hub
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]

@@ -58,7 +58,7 @@ def test_the_serving_modules_leave_optional_libraries_out() -> None:
 def test_guardrails_load_their_engine_when_one_is_configured() -> None:
     loaded = _loaded_after(
         """
-        from hub.guardrail_rules import GuardrailRules
+        from hub.guardrails.rules import GuardrailRules
         from hub.guardrails import GuardrailConfig
         GuardrailRules.build([GuardrailConfig(name="pii", kind="pii")])
         """
@@ -91,7 +91,7 @@ def test_code_mode_loads_the_sandbox_for_the_first_key_with_code_mode_tools() ->
         import sys
         from connectors.registry import RegistryView
         from hub.executors.code import CodeMode
-        from hub.keys import VirtualKey
+        from hub.governance.keys import VirtualKey
         plain = VirtualKey(id="k1", name="plain", tools=("*",))
         coder = VirtualKey(id="k2", name="coder", tools=("*",), code_mode=True)
         codemode = CodeMode(lambda: frozenset())

@@ -30,9 +30,9 @@ from hub.control import ControlPlane
 from hub.doors import ADMIN_PREFIX
 from hub.doors.web import error_response
 from hub.errors import BadRequest, Forbidden, HubError, Internal, PayloadTooLarge, Unauthenticated, Wire
+from hub.governance.keys import bearer_token, constant_time_equal
+from hub.governance.rbac import AdminPrincipal, parse_permissions, resolve_roles
 from hub.identity.oidc import SESSION_COOKIE
-from hub.keys import bearer_token, constant_time_equal
-from hub.rbac import AdminPrincipal, parse_permissions, resolve_roles
 
 if TYPE_CHECKING:
     from hub.app import Hub

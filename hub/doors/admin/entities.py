@@ -16,8 +16,8 @@ from hub.doors.admin.api import Conflict, Ctx, json_response, off_loop, record
 from hub.doors.admin.schema import CustomerIn, CustomerPatch, KeyIn, KeyPatch, TeamIn, TeamPatch, UsageReset
 from hub.errors import BadRequest, NotFound
 from hub.governance import EntityKind, EntityRef, Metric, UnknownSubject
-from hub.keys import KeyRing, new_secret
-from hub.rbac import AdminPrincipal
+from hub.governance.keys import KeyRing, new_secret
+from hub.governance.rbac import AdminPrincipal
 from hub.store.admin_tables import CustomerRow, TeamRow, loads_opt, now_utc
 from hub.store.sql import DuplicateName
 from hub.store.tables import KeyRow

@@ -17,10 +17,10 @@ from connectors.upstream import Upstream
 from hub.doors.admin.api import PREFIX, Conflict, Ctx, Op, actor, json_response, off_loop, read_body, record
 from hub.doors.admin.schema import ApproveIn
 from hub.errors import BadRequest, Internal, NotFound
-from hub.guardrail_rules import GuardrailRules, check_references, public_form
+from hub.governance.rbac import AdminPrincipal
 from hub.guardrails import GuardrailConfig, GuardrailConfigError
-from hub.pinning import PinMismatchError, ServerPins, ToolPins
-from hub.rbac import AdminPrincipal
+from hub.guardrails.pinning import PinMismatchError, ServerPins, ToolPins
+from hub.guardrails.rules import GuardrailRules, check_references, public_form
 
 # -- guardrails --------------------------------------------------------------------------------------------
 

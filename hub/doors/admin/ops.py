@@ -37,8 +37,8 @@ from hub.doors.admin.api import (
 )
 from hub.doors.admin.schema import AuthLoginIn, PurgeIn, RoleIn, RolePatch, TokenIn, openapi_document
 from hub.errors import BadRequest, Forbidden, NotFound
+from hub.governance.rbac import BUILTIN_ROLES, AdminPrincipal, map_groups
 from hub.identity.oidc import SESSION_COOKIE, STATE_COOKIE, OidcError, OidcLogin
-from hub.rbac import BUILTIN_ROLES, AdminPrincipal, map_groups
 from hub.store.admin_tables import AdminTokenRow, RoleRow, now_utc
 from hub.store.tables import DuplicateName
 
