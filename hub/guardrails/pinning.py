@@ -25,13 +25,13 @@ import anyio
 import mcp_types as types
 import orjson
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, SQLModel, select
 
 from connectors.registry import Registry, RegistryView
 from hub.audit.chain import AuditEvent
 from hub.audit.scrub import JSONValue
 from hub.store.sql import read_meta
-from hub.store.tables import MetaRow
+from hub.store.tables import MetaRow, ToolPinRow
 
 logger = logging.getLogger(__name__)
 
@@ -54,20 +54,6 @@ def tool_definition(tool: types.Tool) -> dict[str, Any]:
 def definition_hash(tool: types.Tool) -> str:
     """SHA-256 (hex) of the tool's canonical definition."""
     return hashlib.sha256(canonical_json(tool_definition(tool))).hexdigest()
-
-
-class ToolPinRow(SQLModel, table=True):
-    """The approved tool definitions of one server."""
-
-    __tablename__ = "tool_pins"  # pyright: ignore[reportAssignmentType]
-
-    server: str = Field(primary_key=True)
-    hashes: str
-    """`{tool name: sha256}` as JSON."""
-    definitions: str
-    """`{tool name: definition}` as JSON: what was approved, for review."""
-    approved_by: str
-    approved_at: datetime
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import anyio
 import orjson
 from pydantic import SecretStr
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from hub.guardrails import GuardrailConfig, GuardrailConfigError
 from hub.store.sql import read_meta
-from hub.store.tables import MetaRow
+from hub.store.tables import GuardrailRuleRow, MetaRow
 
 if TYPE_CHECKING:
     from hub.guardrails import Guardrails
@@ -36,18 +36,6 @@ VERSION_KEY = "guardrails_version"
 SECRET_FIELDS = ("api_key", "access_key_id", "secret_access_key", "session_token")
 RETIRE_AFTER_S = 120.0
 """How long a replaced engine stays open for the calls that started on it."""
-
-
-class GuardrailRuleRow(SQLModel, table=True):
-    """A guardrail added through the admin API."""
-
-    __tablename__ = "guardrail_rules"  # pyright: ignore[reportAssignmentType]
-
-    name: str = Field(primary_key=True)
-    config: str
-    """The `GuardrailConfig` fields that were set, as JSON (credentials only as references)."""
-    created_at: datetime
-    updated_at: datetime
 
 
 def stored_form(config: GuardrailConfig) -> dict[str, Any]:

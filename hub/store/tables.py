@@ -90,3 +90,29 @@ class RequestLogRow(SQLModel, table=True):
     """`provider/model` that served an LLM call (schema version 2)."""
     tokens: int | None = None
     cost_usd: float | None = None
+
+
+class GuardrailRuleRow(SQLModel, table=True):
+    """A guardrail added through the admin API."""
+
+    __tablename__ = "guardrail_rules"  # pyright: ignore[reportAssignmentType]
+
+    name: str = Field(primary_key=True)
+    config: str
+    """The `GuardrailConfig` fields that were set, as JSON (credentials only as references)."""
+    created_at: datetime
+    updated_at: datetime
+
+
+class ToolPinRow(SQLModel, table=True):
+    """The approved tool definitions of one server."""
+
+    __tablename__ = "tool_pins"  # pyright: ignore[reportAssignmentType]
+
+    server: str = Field(primary_key=True)
+    hashes: str
+    """`{tool name: sha256}` as JSON."""
+    definitions: str
+    """`{tool name: definition}` as JSON: what was approved, for review."""
+    approved_by: str
+    approved_at: datetime

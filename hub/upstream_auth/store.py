@@ -22,55 +22,10 @@ import orjson
 from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, SQLModel
+from sqlmodel import SQLModel
 
 from connectors.auth import ClientIdentity, MasterKeyError, PendingAuthorization, TokenCipher, TokenRecord, TokenSet
-
-
-class UpstreamTokenRow(SQLModel, table=True):
-    """Tokens for one (upstream, subject); `sealed` is the encrypted token set."""
-
-    __tablename__ = "upstream_tokens"  # pyright: ignore[reportAssignmentType]
-
-    server: str = Field(primary_key=True)
-    subject: str = Field(primary_key=True)
-    sealed: str
-    expires_at: float | None = None
-    version: int = 1
-    lease_until: float = 0.0
-    updated_at: datetime
-
-
-class UpstreamAuthStateRow(SQLModel, table=True):
-    """An authorization in progress, by SHA-256 of its `state`; `sealed` holds the PKCE verifier and context."""
-
-    __tablename__ = "upstream_auth_states"  # pyright: ignore[reportAssignmentType]
-
-    state_hash: str = Field(primary_key=True)
-    server: str
-    subject: str
-    sealed: str
-    expires_at: float = Field(index=True)
-
-
-class UpstreamClientRow(SQLModel, table=True):
-    """A dynamically registered OAuth client, keyed by upstream and issuer; `sealed` holds id and secret."""
-
-    __tablename__ = "upstream_clients"  # pyright: ignore[reportAssignmentType]
-
-    server: str = Field(primary_key=True)
-    issuer: str = Field(primary_key=True)
-    sealed: str
-
-
-class UpstreamKeyCheckRow(SQLModel, table=True):
-    """The key check value of the master key the rows above were sealed with."""
-
-    __tablename__ = "upstream_key_check"  # pyright: ignore[reportAssignmentType]
-
-    id: str = Field(primary_key=True)
-    value: str
-
+from hub.store.upstream_tables import UpstreamAuthStateRow, UpstreamClientRow, UpstreamTokenRow
 
 _TABLES = ("upstream_tokens", "upstream_auth_states", "upstream_clients", "upstream_key_check")
 
