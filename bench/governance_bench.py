@@ -17,10 +17,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from hub.governance import GlobSet, GovernanceConfig, InMemoryCounters, Limiter, Reservation, Usage
+from hub.governance import GlobSet, GovernanceConfig, Limiter, Reservation, Usage
 from hub.governance.config import BudgetConfig, RateLimitConfig
 from hub.governance.counters import Counters
 from hub.governance.pricing import ToolPricing
+from hub.store.counters import InMemoryCounters
 
 T = TypeVar("T")
 
@@ -122,7 +123,7 @@ async def main(n: int, redis_url: str | None) -> None:
     await _measure("decision + settle (memory)", n, decision_and_settle)
 
     if redis_url:
-        from hub.governance.redis_counters import RedisCounters
+        from hub.store.redis_counters import RedisCounters
 
         counters = RedisCounters.from_url(redis_url, prefix="bench")
         redis_limiter = _limiter(counters)

@@ -34,7 +34,7 @@ from hub.executors.code import CodeMode, with_code_mode
 from hub.executors.llm import LlmExecutor, dispatching
 from hub.executors.mcp import McpExecutor, to_hub_error
 from hub.executors.sessions import PerClientUpstreams
-from hub.governance import Counters, InMemoryCounters, Limiter, ToolPricing
+from hub.governance import Counters, Limiter, ToolPricing
 from hub.governance.keys import KeyRing, new_secret
 from hub.guardrails.pinning import ToolPins
 from hub.guardrails.rules import GuardrailRules
@@ -46,6 +46,7 @@ from hub.stages.authn import AuthnStage
 from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
+from hub.store.counters import InMemoryCounters
 from hub.store.sql import SqlStore, read_all_meta
 from hub.upstream_auth.manager import HubAuth, open_token_store
 from llm.config import LLMConfig
@@ -244,7 +245,7 @@ class Hub:
         url = self.settings.redis_url()
         if url is None:
             return InMemoryCounters()
-        from hub.governance.redis_counters import RedisCounters
+        from hub.store.redis_counters import RedisCounters
 
         return RedisCounters.from_url(url)
 

@@ -1,10 +1,10 @@
 """Governance: pure policy logic (limits, budgets, filters, pricing) the pipeline stages call.
 
-Redis counters live in `hub.governance.redis_counters`; import them where they are used.
+Redis counters live in `hub.store.redis_counters`; import them where they are used.
 """
 
 from hub.governance.config import BudgetConfig, CustomerConfig, GovernanceConfig, RateLimitConfig, TeamConfig
-from hub.governance.counters import Counters, InMemoryCounters
+from hub.governance.counters import Counters
 from hub.governance.errors import (
     BudgetDenied,
     CountersUnavailable,
@@ -29,7 +29,6 @@ __all__ = [
     "GlobSet",
     "GovernanceConfig",
     "GovernanceError",
-    "InMemoryCounters",
     "LimitDenied",
     "Limiter",
     "Metric",

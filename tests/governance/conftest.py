@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from hub.governance.clock import ManualClock
-from hub.governance.counters import Counters, InMemoryCounters
-from hub.governance.redis_counters import RedisCounters
+from hub.governance.counters import Counters
+from hub.store.counters import InMemoryCounters
+from hub.store.redis_counters import RedisCounters
 
 
 @pytest.fixture

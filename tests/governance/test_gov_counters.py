@@ -6,7 +6,8 @@ import anyio
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from hub.governance.counters import Counters, InMemoryCounters, Slot, SlotValue
+from hub.governance.counters import Counters, Slot, SlotValue
+from hub.store.counters import InMemoryCounters
 
 pytestmark = pytest.mark.anyio
 

@@ -10,10 +10,11 @@ import pytest
 
 from hub.governance.clock import ManualClock
 from hub.governance.config import BudgetConfig, GovernanceConfig, RateLimitConfig
-from hub.governance.counters import Counters, InMemoryCounters, ReserveResult, Slot
+from hub.governance.counters import Counters, ReserveResult, Slot
 from hub.governance.errors import BudgetDenied, RateLimitDenied, UnknownSubject
 from hub.governance.limits import Limiter
 from hub.governance.usage import EntityKind, EntityRef, Metric, Reservation, Usage, UsageSnapshot
+from hub.store.counters import InMemoryCounters
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ from hub.governance.config import BudgetConfig, RateLimitConfig
 from hub.governance.counters import Slot
 from hub.governance.errors import BudgetDenied, CountersUnavailable, RateLimitDenied
 from hub.governance.limits import Limiter
-from hub.governance.redis_counters import RedisCounters
 from hub.governance.usage import EntityKind, EntityRef, Reservation, Usage
+from hub.store.redis_counters import RedisCounters
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
