@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	@# `agenthub serve` runs under -OO: its bytecode (*.opt-2.pyc) is compiled once here, not at every start
-	$(BIN)/python -m compileall -q -o 2 -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') hub connectors llm sandbox >/dev/null
+	$(BIN)/python -m compileall -q -o 2 -j 0 $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') hub connectors llm sandbox http1 >/dev/null
 	@touch $(STAMP)
 
 install: $(STAMP)

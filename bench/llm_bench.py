@@ -4,7 +4,7 @@ Three targets, each a separate process, all in front of one mock upstream (the `
 uvicorn with uvloop and httptools):
 
   - direct: the mock itself (the floor);
-  - bare:   a pass-through proxy, starlette + the hub's HTTP client (`connectors.h1`), no governance (the Python
+  - bare:   a pass-through proxy, starlette + the hub's HTTP client (`http1`), no governance (the Python
             ceiling);
   - hub:    `agenthub serve` with a key that has a budget and a rate limit (authn, limits, audit all active).
 
@@ -56,7 +56,7 @@ import sys, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
-from connectors.h1 import H1Pool
+from http1 import H1Pool
 upstream = sys.argv[2]
 state = {}
 

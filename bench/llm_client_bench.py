@@ -3,7 +3,7 @@
 Starts the fake OpenAI server (uvicorn, one worker, in a subprocess) and measures chat-completion
 requests per second through:
 
-  - `connectors.h1.H1Pool` (the client `llm/transport.py` and the MCP hot path use),
+  - `http1.H1Pool` (the client `llm/transport.py` and the MCP hot path use),
   - aiohttp's ClientSession,
   - httpx2's AsyncClient,
   - `llm.Router.chat` (the transport plus routing, translation, usage and cost),
@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import httpx2
 
-from connectors.h1 import H1Pool
+from http1 import H1Pool
 from llm import Router, load_config
 from llm.testing import FakeScript, Reply, openai_app
 
@@ -68,7 +68,7 @@ async def main(url: str, seconds: float, concurrency: int) -> None:
     async def h1() -> None:
         await pool.request("POST", "/v1/chat/completions", pairs, BODY)
 
-    await _rate("connectors.h1", h1, seconds, concurrency)
+    await _rate("http1", h1, seconds, concurrency)
     await pool.aclose()
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
 

@@ -3,7 +3,7 @@
 The `mcp` SDK client is complete but heavy per call (typed models both ways, several tasks and streams per
 request). For plain tool calls to an HTTP upstream the hub opens, next to the SDK session that serves
 everything else (catalog, notifications, sampling), one handshake-era session of its own on a pooled
-HTTP/1.1 client (`connectors.h1`) and POSTs JSON-RPC directly, reading either a JSON or an SSE response. Any
+HTTP/1.1 client (`http1`) and POSTs JSON-RPC directly, reading either a JSON or an SSE response. Any
 failure here is reported as an `UpstreamError`, exactly as on the SDK path.
 
 Credentials come from the same `httpx2.Auth` plug-in as the SDK session's (`connectors.auth`): each request is
@@ -22,7 +22,7 @@ import httpx2
 import orjson
 
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
-from connectors.h1 import H1Pool, HttpError, HttpResponse
+from http1 import H1Pool, HttpError, HttpResponse
 
 logger = logging.getLogger(__name__)
 

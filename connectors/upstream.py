@@ -38,9 +38,9 @@ from pydantic import ValidationError
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTimeout, UpstreamUnavailable
-from connectors.h1 import ssl_context_for
 from connectors.rawhttp import LeanSessions, RawHttpSession
 from connectors.streams import WatchedTransport
+from http1 import ssl_context_for
 
 logger = logging.getLogger(__name__)
 

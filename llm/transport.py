@@ -1,6 +1,6 @@
 """The HTTP client of the LLM data plane, kept behind one small class so it can change.
 
-Requests go through `connectors.h1`, the small HTTP/1.1 client the MCP hot path uses too: asyncio protocols with
+Requests go through `http1`, the small HTTP/1.1 client the MCP hot path uses too: asyncio protocols with
 the `httptools` parser, keep-alive pools, TLS on the system trust store. Chosen by measurement: in
 `bench/llm_client_bench.py` it spends several times less CPU per request than aiohttp (and aiohttp about a
 quarter of httpx2's), and it keeps aiohttp's 9 MB of imports out of the process. One `Transport` per provider
@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from connectors.h1 import BodyTooLarge, H1Pool, HttpError, StreamedResponse
+from http1 import BodyTooLarge, H1Pool, HttpError, StreamedResponse
 from llm.errors import ProviderError, ProviderResponseError, ProviderTimeout, ProviderUnavailable
 
 __all__ = ["HttpResponse", "HttpStream", "Transport"]

@@ -1,7 +1,7 @@
 """`agenthub serve` (uvicorn on uvloop) in front of a Streamable HTTP upstream: plain tool calls take the lean path.
 
 The fixture's `whoami` tool returns the HTTP headers of the request that carried the call. The SDK client sends a
-`user-agent`; the hub's lean HTTP/1.1 session (`connectors.h1`) sends none. So a call answered without a
+`user-agent`; the hub's lean HTTP/1.1 session (`http1`) sends none. So a call answered without a
 user-agent went over the lean path, on the event loop the hub really serves on.
 """
 

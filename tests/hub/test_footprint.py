@@ -3,7 +3,7 @@
 Idle memory is mostly imported code, so each optional part must stay out of `sys.modules` for a hub that does
 not use it, and come in when it is used: guardrail engines and RE2, OIDC login (authlib), the LLM router with its
 providers and the OpenAI-compatible door, the Code Mode sandbox (with its worker pool), and the admin API. aiohttp
-is never needed (both hot paths send through `connectors.h1`).
+is never needed (both hot paths send through `http1`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 from anyio.streams.tls import TLSStream
 
-from connectors.h1 import BodyTooLarge, H1Pool, HttpError, default_ssl_context, ssl_context_for
+from http1 import BodyTooLarge, H1Pool, HttpError, default_ssl_context, ssl_context_for
 
 Handler = Callable[[anyio.abc.SocketStream, BufferedByteReceiveStream], Awaitable[None]]
 
