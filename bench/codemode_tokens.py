@@ -1,7 +1,7 @@
 """Tokens a model reads and writes for multi-step tasks: classic tool calling vs Code Mode, through a real hub.
 
 Each run starts, on 127.0.0.1, a hub (in this process, served by uvicorn) with four real upstreams over stdio:
-  - `tickets`: the demo help-desk server (`hub/demo_server.py`, 4 tools with output schemas);
+  - `tickets`: the demo help-desk server (`examples/demo_server.py`, 4 tools with output schemas);
   - `time`: PyPI `mcp-server-time` (2 tools; the program sees it as `time_`, next to the stdlib module);
   - `everything`: the reference `@modelcontextprotocol/server-everything` (13 tools; `scripts/install-test-tools`);
   - `workspace`: `tests/servers/fixture_server.py --extra-tools 200` (210 tools with SaaS-like schemas).
@@ -397,7 +397,11 @@ def _config(code_mode: bool) -> dict[str, Any]:
     node = node_tools()
     everything = node.server_everything("stdio")
     servers: dict[str, Any] = {
-        "tickets": {"transport": "stdio", "command": sys.executable, "args": ["-m", "hub.demo_server", "--stdio"]},
+        "tickets": {
+            "transport": "stdio",
+            "command": sys.executable,
+            "args": [str(ROOT / "examples" / "demo_server.py"), "--stdio"],
+        },
         "time": {"transport": "stdio", "command": sys.executable, "args": ["-m", "mcp_server_time"]},
         "everything": {
             "transport": "stdio",

@@ -240,9 +240,9 @@ def test_stop_kills_a_server_that_ignores_sigterm() -> None:
 # --- the demo server -------------------------------------------------------------------------------
 
 
-async def test_demo_server_console_script_serves_streamable_http() -> None:
-    script = str(Path(sys.executable).with_name("agenthub-demo-server"))
-    async with served([script, "--host", "127.0.0.1", "--port", "{port}"]) as process:
+async def test_demo_server_serves_streamable_http() -> None:
+    script = str(REPO_ROOT / "examples" / "demo_server.py")
+    async with served([sys.executable, script, "--host", "127.0.0.1", "--port", "{port}"]) as process:
         async with Client(process.url("/mcp")) as client:
             found = await client.call_tool("search_tickets", {"query": "vpn"})
             created = await client.call_tool("create_ticket", {"title": "New laptop", "description": "Need one."})
@@ -254,7 +254,9 @@ async def test_demo_server_console_script_serves_streamable_http() -> None:
 
 
 async def test_demo_server_over_stdio() -> None:
-    params = StdioServerParameters(command=sys.executable, args=["-m", "hub.demo_server", "--stdio"], cwd=REPO_ROOT)
+    params = StdioServerParameters(
+        command=sys.executable, args=[str(REPO_ROOT / "examples" / "demo_server.py"), "--stdio"]
+    )
     async with Client(params) as client:
         templates = (await client.list_resource_templates()).resource_templates
         prompt = await client.get_prompt("triage_ticket", {"ticket_id": "TCK-1003"})

@@ -2,9 +2,9 @@
 
 It is the upstream the quickstart puts behind AgentHub, and a quick way to try any MCP client:
 
-    agenthub-demo-server                              # Streamable HTTP on http://127.0.0.1:9001/mcp
-    agenthub-demo-server --host 127.0.0.1 --port 9001
-    agenthub-demo-server --stdio                      # stdio, for clients that launch their servers
+    python examples/demo_server.py                    # Streamable HTTP on http://127.0.0.1:9001/mcp
+    python examples/demo_server.py --host 127.0.0.1 --port 9001
+    python examples/demo_server.py --stdio            # stdio, for clients that launch their servers
 
 What it offers:
 
@@ -189,8 +189,8 @@ def build_server(store: TicketStore | None = None) -> MCPServer:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Parse the command line of `agenthub-demo-server`."""
-    parser = argparse.ArgumentParser(prog="agenthub-demo-server", description="AgentHub's demo MCP server (tickets).")
+    """Parse the command line of the demo server."""
+    parser = argparse.ArgumentParser(prog="demo_server.py", description="AgentHub's demo MCP server (tickets).")
     parser.add_argument("--stdio", action="store_true", help="serve over stdio instead of Streamable HTTP")
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"HTTP bind address (default {DEFAULT_HOST})")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})")
@@ -199,7 +199,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of the `agenthub-demo-server` console script."""
+    """Entry point: `python examples/demo_server.py [--stdio | --host H --port P]`."""
     args = parse_args(argv)
     server = build_server()
     if args.stdio:
