@@ -19,7 +19,7 @@ from tests.tools import SERVERS_DIR, ServedProcess, served
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
-AGENTHUB = [sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())"]
+AGENTHUB = [sys.executable, "-c", "import sys; from hub.cli.main import main; sys.exit(main())"]
 
 
 @pytest.fixture(scope="module")
