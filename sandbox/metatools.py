@@ -143,9 +143,10 @@ async def execute_tool_code(
     *,
     catalog: ToolCatalog,
     limits: SandboxLimits | None = None,
+    owner: str | None = None,
 ) -> RunResult:
     """Run ``code`` in the pool with the catalog's server objects; see :meth:`SandboxPool.run`."""
-    return await pool.run(code, tools, catalog=catalog, limits=limits)
+    return await pool.run(code, tools, catalog=catalog, limits=limits, owner=owner)
 
 
 def render_result(result: RunResult) -> str:

@@ -6,23 +6,28 @@
 Each worker (``sandbox.worker``) runs one program at a time in a fresh wasm instance. A worker that dies (a wasmtime
 abort, a kill, the total timeout) is replaced in the background; the run it was serving reports ``crashed`` or
 ``timeout``. Tool calls travel back from the worker over its pipe and run here, in the caller's event loop.
+
+The pool trusts neither the program nor its worker: each frame a worker sends during a run is bounded by the run's
+limits (``protocol.worker_frame_limits``) and refused from its header, and ``sandbox.outcome`` caps every text that
+comes back. Runs pass an ``owner`` (the hub's virtual key); one owner holds at most ``per_owner`` workers at a time,
+so it always leaves the others some (``sandbox.scheduler``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Literal
 
 import anyio
 import anyio.abc
@@ -33,9 +38,21 @@ from sandbox.bridge import CallBudget, ToolCaller
 from sandbox.build import CACHE_ENV, GuestBuildError
 from sandbox.catalog import EMPTY_CATALOG, ToolCatalog
 from sandbox.limits import SandboxLimits
+from sandbox.outcome import PROTOCOL, finish
 from sandbox.precheck import precheck
-from sandbox.protocol import HEADER, Kind, ProtocolError, frame, parse_header
-from sandbox.result import RunError, RunOk, RunResult
+from sandbox.protocol import (
+    HEADER,
+    READY_LIMIT,
+    FrameTooLarge,
+    Kind,
+    ProtocolError,
+    decode_calls,
+    frame,
+    parse_header,
+    worker_frame_limits,
+)
+from sandbox.result import RunError, RunResult
+from sandbox.scheduler import FairScheduler
 
 logger = logging.getLogger(__name__)
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -59,6 +76,9 @@ class _Worker:
     def pid(self) -> int:
         return self.process.pid
 
+    def usable(self) -> bool:
+        return self.alive and self.process.returncode is None
+
     async def send(self, kind: Kind, payload: bytes) -> None:
         assert self.process.stdin is not None
         try:
@@ -66,9 +86,10 @@ class _Worker:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise _WorkerGone from exc
 
-    async def receive(self) -> tuple[Kind, bytes]:
+    async def receive(self, limits: Mapping[Kind, int]) -> tuple[Kind, bytes]:
+        """The next frame; one of a kind not in ``limits``, or larger than its limit, raises before its payload."""
         try:
-            length, kind = parse_header(await self.reader.receive_exactly(HEADER.size))
+            length, kind = parse_header(await self.reader.receive_exactly(HEADER.size), limits)
             payload = await self.reader.receive_exactly(length) if length else b""
         except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise _WorkerGone from exc
@@ -94,6 +115,8 @@ class SandboxPool:
             Default ``$AGENTHUB_CACHE_DIR``, else ``~/.cache/agenthub``.
         start_timeout: seconds to wait for the guest build (first use) and for workers to come up.
         check: run the RestrictedPython pre-check before each program.
+        per_owner: how many runs one owner may have at a time (waiting for a worker included); default
+            ``max(1, size - 1)``, so one owner always leaves a worker for the others.
     """
 
     def __init__(
@@ -105,9 +128,13 @@ class SandboxPool:
         cache_dir: Path | None = None,
         start_timeout: float = 600.0,
         check: bool = True,
+        per_owner: int | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("size must be >= 1")
+        self.per_owner = max(1, size - 1) if per_owner is None else per_owner
+        if self.per_owner < 1:
+            raise ValueError("per_owner must be >= 1")
         self.size = size
         self.limits = limits or SandboxLimits()
         self.fuel = fuel
@@ -118,8 +145,7 @@ class SandboxPool:
         self.build_seconds = 0.0
         self.built = False
         self._workers: set[_Worker] = set()
-        # Unbounded: a worker that died while idle stays queued (and is skipped) next to its replacement.
-        self._idle_send, self._idle_receive = anyio.create_memory_object_stream[_Worker](math.inf)
+        self._scheduler = FairScheduler[_Worker](self.per_owner, usable=_Worker.usable)
         self._stack = AsyncExitStack()
         self._group: anyio.abc.TaskGroup | None = None
         self._closing = False
@@ -200,15 +226,15 @@ class SandboxPool:
         worker = _Worker(process, BufferedByteReceiveStream(process.stdout))
         self._workers.add(worker)
         try:
-            kind, _ = await worker.receive()
-        except _WorkerGone:
+            await worker.receive({Kind.READY: READY_LIMIT})
+        except (_WorkerGone, ProtocolError) as exc:
             self._workers.discard(worker)
+            worker.kill()
             await process.aclose()
-            raise SandboxUnavailableError(f"sandbox worker exited with {process.returncode}") from None
-        if kind is not Kind.READY:  # pragma: no cover - protocol violation
-            raise ProtocolError(f"expected READY, got {kind.name}")
+            problem = exc if isinstance(exc, ProtocolError) else f"exited with {process.returncode}"
+            raise SandboxUnavailableError(f"sandbox worker {problem}") from None
         self._group.start_soon(self._watch, worker)
-        await self._idle_send.send(worker)
+        self._scheduler.put(worker)
 
     async def _watch(self, worker: _Worker) -> None:
         await worker.process.wait()
@@ -229,6 +255,11 @@ class SandboxPool:
         """Process ids of the live workers (for monitoring and tests)."""
         return [w.pid for w in self._workers if w.alive]
 
+    @property
+    def waiting(self) -> int:
+        """Runs waiting for a worker or for their owner's slot (for monitoring and tests)."""
+        return self._scheduler.waiting
+
     # -- runs -----------------------------------------------------------------------------------------------------
     async def run(
         self,
@@ -239,6 +270,7 @@ class SandboxPool:
         limits: SandboxLimits | None = None,
         acquire_timeout: float = 30.0,
         check: bool | None = None,
+        owner: str | None = None,
     ) -> RunResult:
         """Run one program. Failures of the program come back as ``RunError``; nothing it does raises here.
 
@@ -247,8 +279,10 @@ class SandboxPool:
             tools: runs each tool call (raise ``ToolCallError`` for a failure the program may see).
             catalog: the tools the program sees as server objects; ``tools.call(name, args)`` works regardless.
             limits: per-run limits; default the pool's.
-            acquire_timeout: seconds to wait for a free worker.
+            acquire_timeout: seconds to wait for a free worker (and, over ``per_owner``, for the owner's own slot).
             check: run the pre-check (default: the pool's ``check``).
+            owner: who the run is for (the hub passes the virtual key id); at most ``per_owner`` runs of one owner
+                hold or wait for a worker at a time, the others wait for one of them to end. None: not limited.
         """
         limits = limits or self.limits
         started = time.perf_counter()
@@ -262,6 +296,9 @@ class SandboxPool:
             "now": time.time(),
             "max_output": limits.max_output_bytes,
             "max_result": limits.max_result_bytes,
+            "max_error": limits.max_error_bytes,
+            "max_args": limits.max_tool_args_bytes,
+            "max_calls": limits.max_tool_calls,
             "async": checked.is_async if checked is not None else "await" in code or "async " in code,
         }
         request = {
@@ -275,23 +312,29 @@ class SandboxPool:
         for _attempt in range(2):  # a worker found dead before the run started is replaced and the run retried
             worker: _Worker | None = None
             with anyio.move_on_after(acquire_timeout):
-                worker = await self._acquire()
+                worker = await self._scheduler.acquire(owner)
             if worker is None:
-                return RunError("unavailable", "no sandbox worker became free in time; try again")
-            outcome = await self._run_on(worker, orjson.dumps(request), budget, limits)
+                return RunError("unavailable", self._unavailable(owner))
+            try:
+                outcome = await self._run_on(worker, orjson.dumps(request), budget, limits)
+            finally:
+                self._scheduler.release(owner, worker)
             if outcome != "retry":
-                return _finish(outcome, budget, time.perf_counter() - started)
+                return finish(outcome, limits, budget, time.perf_counter() - started)
         return RunError("crashed", "the sandbox worker died before the run started; try again")
 
-    async def _acquire(self) -> _Worker:
-        while True:
-            worker = await self._idle_receive.receive()
-            if worker.alive and worker.process.returncode is None:
-                return worker
+    def _unavailable(self, owner: str | None) -> str:
+        held = self._scheduler.running(owner)
+        if owner is not None and held >= self.per_owner:
+            runs = "1 run of this caller is" if held == 1 else f"{held} runs of this caller are"
+            return f"{runs} already in progress, the most one caller may have; try again when one finishes"
+        return "no sandbox worker became free in time; try again"
 
     async def _run_on(
         self, worker: _Worker, request: bytes, budget: CallBudget, limits: SandboxLimits
-    ) -> dict[str, Any] | RunError | str:
+    ) -> bytes | RunError | Literal["retry"]:
+        """Serve one run on ``worker``: the DONE payload, or the error the host ends the run with."""
+        frames = worker_frame_limits(limits)
         clean = False
         sent = False
         try:
@@ -299,51 +342,51 @@ class SandboxPool:
                 await worker.send(Kind.RUN, request)
                 sent = True
                 while True:
-                    kind, payload = await worker.receive()
-                    if kind is Kind.CALLS:
-                        calls = [(str(n), str(a)) for n, a in orjson.loads(payload)]
-                        replies = await budget.dispatch(calls)
-                        await worker.send(Kind.REPLIES, orjson.dumps(replies))
-                    elif kind is Kind.DONE:
+                    kind, payload = await worker.receive(frames)
+                    if kind is Kind.DONE:
                         clean = True
-                        return orjson.loads(payload)
-                    else:  # pragma: no cover - protocol violation
-                        raise ProtocolError(f"unexpected {kind.name} during a run")
+                        return payload
+                    calls = decode_calls(payload)
+                    refused = _refuse_calls(calls, limits)
+                    if refused is not None:
+                        return refused
+                    replies = await budget.dispatch(calls)
+                    await worker.send(Kind.REPLIES, orjson.dumps(replies))
             message = f"the run exceeded its total time limit of {limits.total_timeout:g} s (tool calls included)"
             return RunError("timeout", message)
+        except FrameTooLarge as exc:
+            return RunError("output_limit", _too_large(exc))
+        except ProtocolError as exc:
+            return RunError("protocol", f"{PROTOCOL}: {exc}")
         except _WorkerGone:
             if not sent:
                 return "retry"
             return RunError("crashed", "the sandbox worker crashed during the run; the run was lost")
         finally:
-            if clean and worker.alive:
-                self._idle_send.send_nowait(worker)
-            else:
+            if not clean:
                 worker.kill()  # the watcher starts a replacement
 
 
-def _finish(outcome: dict[str, Any] | RunError | str, budget: CallBudget, duration: float) -> RunResult:
-    calls = tuple(budget.records)
-    if isinstance(outcome, RunError):
-        return RunError(outcome.kind, outcome.message, tool_calls=calls, duration=duration, tool_time=budget.tool_time)
-    assert isinstance(outcome, dict)
-    common: dict[str, Any] = {
-        "tool_calls": calls,
-        "duration": duration,
-        "guest_time": float(outcome["guest_time"]),
-        "tool_time": budget.tool_time,
-        "fuel_used": outcome["fuel_used"],
-    }
-    if outcome["trap_kind"] is not None:
-        return RunError(outcome["trap_kind"], outcome["trap_message"], **common)
-    body = orjson.loads(outcome["outcome"])
-    if body["status"] == "ok":
-        return RunOk(body["stdout"], orjson.loads(body["result_json"]), **common)
-    return RunError(
-        body["kind"],
-        body["message"],
-        stdout=body.get("stdout", ""),
-        line=body.get("line"),
-        traceback=body.get("traceback", ""),
-        **common,
+def _refuse_calls(calls: list[tuple[str, str]], limits: SandboxLimits) -> RunError | None:
+    """The error that ends a run whose worker sent a batch the guest should have refused, or None."""
+    if len(calls) > max(1, limits.max_tool_calls):
+        message = f"the program sent {len(calls)} tool calls in one batch; a run may make {limits.max_tool_calls}"
+        return RunError("output_limit", message)
+    size = sum(len(name.encode()) + len(args.encode()) for name, args in calls)
+    if size > limits.max_tool_args_bytes:
+        cap = limits.max_tool_args_bytes
+        message = f"the program sent {size} bytes of tool call arguments in one batch, over the {cap}-byte cap"
+        return RunError("output_limit", message)
+    return None
+
+
+def _too_large(exc: FrameTooLarge) -> str:
+    if exc.kind is Kind.CALLS:
+        return (
+            f"the program's tool calls carry {exc.length} bytes, over the {exc.limit}-byte limit for tool call "
+            "arguments; send less data per call"
+        )
+    return (
+        f"the program's outcome is {exc.length} bytes, over the {exc.limit}-byte limit its output caps allow; "
+        "print less and keep `result` small"
     )

@@ -13,9 +13,10 @@ ErrorKind = Literal[
     "memory",  # memory cap
     "fuel",  # fuel budget
     "recursion",  # wasm stack exhausted
-    "output_limit",  # printed too much, or `result` too large
+    "output_limit",  # printed too much, `result` too large, or tool calls sending too much
     "result",  # `result` is not JSON-serializable
     "trap",  # the guest touched a capability it does not have, or another wasm trap
+    "protocol",  # the guest sent the host something malformed (a program that rewrote the guest's own code)
     "crashed",  # the worker process died during the run
     "unavailable",  # no worker could take the run
 ]

@@ -123,6 +123,9 @@ class _Run:
     def __init__(self, config: dict[str, typing.Any]) -> None:
         self.max_output = int(config.get("max_output", 65536))
         self.max_result = int(config.get("max_result", 1 << 20))
+        self.max_error = int(config.get("max_error", 8192))
+        self.max_args = int(config.get("max_args", 1 << 20))
+        self.max_calls = max(1, int(config.get("max_calls", 100)))
         self.chunks: list[str] = []
         self.size = 0
         self.overflow = False
@@ -173,9 +176,24 @@ class _Run:
         except (TypeError, ValueError) as exc:
             raise TypeError(f"arguments for {name} must be JSON-serializable: {exc}") from None
 
+    def check_batch(self, label: str, prepared: list[tuple[str, str]]) -> None:
+        """Refuse, before sending, what the host would refuse: too many calls at once, or too many bytes."""
+        if len(prepared) > self.max_calls:
+            raise ToolError(
+                label, f"a batch of {len(prepared)} calls is more than the {self.max_calls} calls a run may make"
+            )
+        size = sum(
+            len(name.encode("utf-8", "replace")) + len(args.encode("utf-8", "replace")) for name, args in prepared
+        )
+        if size > self.max_args:
+            raise ToolError(
+                label, f"arguments are {size} bytes as JSON, over the {self.max_args}-byte cap; pass less data"
+            )
+
     def call(self, name: str, args: typing.Any) -> typing.Any:
         name = self.resolve(name)
         payload = self.encode_args(name, args)
+        self.check_batch(name, [(name, payload)])
         try:
             text = _host.call(name, payload)
         except _bindings_err() as err:
@@ -204,6 +222,7 @@ class _Run:
     def call_raw_many(self, prepared: list[tuple[str, str]]) -> list[typing.Any]:
         if not prepared:
             return []
+        self.check_batch(prepared[0][0] if len(prepared) == 1 else "call_many", prepared)
         replies = _host.call_many(prepared)
         out: list[typing.Any] = []
         for (name, _), reply in zip(prepared, replies, strict=True):
@@ -541,11 +560,24 @@ def _error(run: _Run, kind: str, exc: BaseException | None, message: str) -> dic
     return {
         "status": "error",
         "kind": kind,
-        "message": message,
+        "message": _clip(message, run.max_error),
         "stdout": run.stdout(),
         "line": line,
-        "traceback": trace,
+        "traceback": _clip(trace, run.max_error),
     }
+
+
+def _clip(text: str, cap: int) -> str:
+    """``text`` in at most ``cap`` bytes (UTF-8): its head and its tail around a note saying how much it was."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= cap:
+        return text
+    note = f" [... {len(data)} bytes in all, cut to fit {cap} ...] "
+    room = cap - len(note)
+    if room < 2:
+        return data[:cap].decode("utf-8", "ignore")
+    head, tail = room - room // 2, room // 2
+    return data[:head].decode("utf-8", "ignore") + note + data[len(data) - tail :].decode("utf-8", "ignore")
 
 
 def _execute(run: _Run, code: str, config: dict[str, typing.Any]) -> dict[str, typing.Any]:
@@ -576,7 +608,7 @@ def _execute(run: _Run, code: str, config: dict[str, typing.Any]) -> dict[str, t
 def _encode(run: _Run, outcome: dict[str, typing.Any]) -> str:
     if outcome["status"] == "ok":
         try:
-            text = json.dumps(outcome.pop("result"), default=_json_default, ensure_ascii=False)
+            text = json.dumps(outcome.pop("result"), default=_json_default, ensure_ascii=False, allow_nan=False)
         except (TypeError, ValueError) as exc:
             return json.dumps(_error(run, "result", None, f"`result` must be JSON-serializable: {exc}"))
         size = len(text.encode("utf-8", "replace"))

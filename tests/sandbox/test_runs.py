@@ -117,6 +117,10 @@ async def test_result_must_be_json(pool: SandboxPool) -> None:
     assert isinstance(result, RunError)
     assert result.kind == "result"
     assert "JSON" in result.message
+    not_a_number = await pool.run("result = [1.0, float('nan')]", RecordingCaller())
+    assert isinstance(not_a_number, RunError)
+    assert not_a_number.kind == "result"
+    assert "JSON" in not_a_number.message
 
 
 async def test_syntax_errors_are_reported_before_running(pool: SandboxPool) -> None:
