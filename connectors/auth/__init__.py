@@ -17,7 +17,7 @@ from connectors.auth.errors import (
     UnsafeURL,
 )
 from connectors.auth.httpauth import HeadersHttpAuth, OAuth2HttpAuth
-from connectors.auth.manager import UpstreamAuth
+from connectors.auth.manager import STATE_TTL_S, UpstreamAuth
 from connectors.auth.oauth import ClientIdentity, TokenSet, client_metadata_document
 from connectors.auth.registry import UpstreamAuths, callback_params
 from connectors.auth.store import MemoryTokenStore, PendingAuthorization, TokenRecord, TokenStore
@@ -25,6 +25,7 @@ from connectors.auth.store import MemoryTokenStore, PendingAuthorization, TokenR
 __all__ = [
     "MASTER_KEY_ENV",
     "SHARED_SUBJECT",
+    "STATE_TTL_S",
     "AuthConfig",
     "AuthConfigError",
     "AuthError",

@@ -305,19 +305,19 @@ class UpstreamAuth:
 
     # -- authorization code flow -------------------------------------------------------------------------------
 
-    async def start_authorization(self, subject: str | None) -> str:
+    async def start_authorization(self, subject: str | None, *, binding: str = "") -> str:
         """Begin the authorization code flow for a subject and return the URL to open.
 
         The `state` is random, bound to the subject, single use and valid for 10 minutes; the PKCE verifier stays
-        in the store.
+        in the store. `binding` (see `PendingAuthorization.binding`) is kept with it for the callback to match.
 
         Raises:
             AuthConfigError: the grant is not `authorization_code`, or no redirect URI is configured.
             DiscoveryError: the authorization server has no authorization endpoint or lacks PKCE S256.
         """
-        return await self._start(self.subject_key(subject))
+        return await self._start(self.subject_key(subject), binding)
 
-    async def _start(self, key: str) -> str:
+    async def _start(self, key: str, binding: str = "") -> str:
         if self.config.grant != "authorization_code":
             raise AuthConfigError(f"upstream '{self.server}' uses client credentials: nothing to authorize")
         if not self.redirect_uri:
@@ -337,6 +337,7 @@ class UpstreamAuth:
                 issuer=metadata.issuer,
                 resource=self._resource(),
                 expires_at=self._clock() + STATE_TTL_S,
+                binding=binding,
             )
         )
         return authorization_request_url(

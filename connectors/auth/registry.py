@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 from collections.abc import Iterator, Mapping
 
@@ -13,7 +14,7 @@ from connectors.auth.errors import AuthConfigError, InvalidAuthorizationState
 from connectors.auth.httpauth import HeadersHttpAuth, OAuth2HttpAuth
 from connectors.auth.manager import Clock, UpstreamAuth
 from connectors.auth.oauth import TokenSet
-from connectors.auth.store import TokenStore
+from connectors.auth.store import PendingAuthorization, TokenStore
 
 
 class UpstreamAuths:
@@ -84,28 +85,49 @@ class UpstreamAuths:
         headers = self._headers.get(server)
         return HeadersHttpAuth(headers.headers) if headers is not None else None
 
-    async def start_authorization(self, server: str, subject: str | None) -> str:
+    async def start_authorization(self, server: str, subject: str | None, *, binding: str = "") -> str:
         """The URL at which `subject` authorizes the hub for `server` (see `UpstreamAuth.start_authorization`).
 
         Raises:
             AuthConfigError: the upstream does not use the authorization code grant.
         """
-        return await self._require(server).start_authorization(subject)
+        return await self._require(server).start_authorization(subject, binding=binding)
 
-    async def complete_authorization(self, state: str, code: str, iss: str | None) -> tuple[str, str, TokenSet]:
+    async def take_authorization(self, state: str) -> PendingAuthorization:
+        """Remove the pending authorization a callback's `state` names, for a caller that checks it before
+        `UpstreamAuth.finish_authorization` (a used state cannot be replayed, whatever the check decides).
+
+        Raises:
+            InvalidAuthorizationState: the state is unknown, used or expired.
+        """
+        pending = await self.store.take_pending(state, now=self._clock())
+        if pending is None:
+            raise InvalidAuthorizationState("unknown, used or expired authorization state")
+        return pending
+
+    async def complete_authorization(
+        self, state: str, code: str, iss: str | None, *, binding: str = ""
+    ) -> tuple[str, str, TokenSet]:
         """Finish an authorization from the callback's `state`, `code` and `iss` parameters.
+
+        Args:
+            state: the callback's `state`.
+            code: the callback's `code`.
+            iss: the callback's `iss`, if any.
+            binding: what the callback presents; an authorization started with a binding completes only with
+                the same one.
 
         Returns:
             `(server, subject, tokens)`; the tokens are stored already.
 
         Raises:
-            InvalidAuthorizationState: the state is unknown, used or expired.
+            InvalidAuthorizationState: the state is unknown, used or expired, or bound to something else.
             IssuerMismatch: `iss` does not match.
             TokenRequestFailed: the code was refused.
         """
-        pending = await self.store.take_pending(state, now=self._clock())
-        if pending is None:
-            raise InvalidAuthorizationState("unknown, used or expired authorization state")
+        pending = await self.take_authorization(state)
+        if pending.binding and not hmac.compare_digest(pending.binding, binding):
+            raise InvalidAuthorizationState("the authorization was started elsewhere (its binding differs)")
         auth = self._require(pending.server)
         tokens = await auth.finish_authorization(pending, code, iss)
         return pending.server, pending.subject, tokens

@@ -40,6 +40,9 @@ class PendingAuthorization:
     issuer: str
     resource: str
     expires_at: float
+    binding: str = field(default="", repr=False)
+    """A digest of what the authorization was bound to when it started (the browser it runs in), compared with
+    what the callback presents; empty when unbound. Opaque to this library."""
 
 
 class TokenStore(Protocol):

@@ -102,6 +102,26 @@ async def test_a_state_is_single_use_and_expires() -> None:
         await auths.aclose()
 
 
+async def test_a_bound_authorization_completes_only_with_its_binding() -> None:
+    async with oauth_stack() as stack:
+        auths = make_auths(stack.upstream_url)
+        with anyio.fail_after(30):
+            url = await auths.start_authorization("tickets", "alice", binding="browser-one")
+            params = await browser_authorize(url, "alice")
+            with pytest.raises(InvalidAuthorizationState, match="started elsewhere"):
+                await auths.complete_authorization(*params, binding="browser-two")
+            with pytest.raises(InvalidAuthorizationState, match="unknown, used or expired"):
+                await auths.complete_authorization(*params, binding="browser-one")
+            assert await auths.store.load("tickets", "alice") is None
+            url = await auths.start_authorization("tickets", "alice", binding="browser-one")
+            server, subject, _tokens = await auths.complete_authorization(
+                *await browser_authorize(url, "alice"), binding="browser-one"
+            )
+            assert (server, subject) == ("tickets", "alice")
+        assert stack.provider.grants["authorization_code"] == 1, "the refused code was never redeemed"
+        await auths.aclose()
+
+
 async def test_an_authorization_response_from_another_issuer_is_refused() -> None:
     async with oauth_stack() as stack:
         auths = make_auths(stack.upstream_url)
