@@ -1,5 +1,6 @@
-"""Tables of the upstream token store (`hub.upstream_auth.store`): tokens, authorizations in progress, registered
-clients and the master key's check value. Secrets in them are sealed; only metadata is plaintext."""
+"""Tables of the upstream token store (`hub.upstream_auth.store`): tokens, authorizations in progress, the links
+offered to keys' users, registered clients and the master key's check value. Secrets in them are sealed or hashed;
+only metadata is plaintext."""
 
 from __future__ import annotations
 
@@ -31,6 +32,19 @@ class UpstreamAuthStateRow(SQLModel, table=True):
     server: str
     subject: str
     sealed: str
+    expires_at: float = Field(index=True)
+
+
+class UpstreamAuthFlowRow(SQLModel, table=True):
+    """A per-user authorization link offered to a key's user, by SHA-256 of its one-time id; `claim` is the SHA-256
+    of the cookie of the browser that opened it first (empty until then)."""
+
+    __tablename__ = "upstream_auth_flows"  # pyright: ignore[reportAssignmentType]
+
+    flow_hash: str = Field(primary_key=True)
+    server: str
+    subject: str
+    claim: str = ""
     expires_at: float = Field(index=True)
 
 

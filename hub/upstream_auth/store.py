@@ -4,7 +4,8 @@ Tokens, PKCE verifiers and registered client secrets are sealed with AES-256-GCM
 `AGENTHUB_MASTER_KEY` (`connectors.auth.TokenCipher`); the associated data binds each ciphertext to its row. A
 key check value is stored on first use and compared at every start, so a missing or wrong key stops the hub
 with a clear message instead of failing on the first call. Only metadata (server, subject, expiry, version) is
-plaintext; states are stored by hash.
+plaintext; states are stored by hash. It also keeps the per-user authorization links (`hub.upstream_auth.flows`),
+by hash of their one-time id, with the hash of the browser that claimed each.
 
 Every replica shares these rows: refresh collapses across replicas through `lease` and `save`, which are
 compare-and-swap updates on the `version` column. Methods run the blocking database work in a worker thread.
@@ -12,7 +13,6 @@ compare-and-swap updates on the `version` column. Methods run the blocking datab
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,17 +25,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from connectors.auth import ClientIdentity, MasterKeyError, PendingAuthorization, TokenCipher, TokenRecord, TokenSet
-from hub.store.upstream_tables import UpstreamAuthStateRow, UpstreamClientRow, UpstreamTokenRow
+from hub.store.upstream_tables import UpstreamAuthFlowRow, UpstreamAuthStateRow, UpstreamClientRow, UpstreamTokenRow
+from hub.upstream_auth.flows import AuthFlow, digest
 
-_TABLES = ("upstream_tokens", "upstream_auth_states", "upstream_clients", "upstream_key_check")
+_TABLES = ("upstream_tokens", "upstream_auth_states", "upstream_auth_flows", "upstream_clients", "upstream_key_check")
 
 
 def _table(name: str) -> Table:
     return SQLModel.metadata.tables[name]
-
-
-def _state_hash(state: str) -> str:
-    return hashlib.sha256(state.encode("utf-8")).hexdigest()
 
 
 class SqlTokenStore:
@@ -51,6 +48,7 @@ class SqlTokenStore:
         self._cipher = cipher
         self._tokens = _table("upstream_tokens")
         self._states = _table("upstream_auth_states")
+        self._flows = _table("upstream_auth_flows")
         self._clients = _table("upstream_clients")
         SQLModel.metadata.create_all(engine, tables=[_table(n) for n in _TABLES])
         self._check_key()
@@ -162,19 +160,20 @@ class SqlTokenStore:
 
     def _put_pending(self, p: PendingAuthorization) -> None:
         s = self._states
-        digest = _state_hash(p.state)
+        state_hash = digest(p.state)
         doc = {
             "verifier": p.code_verifier,
             "redirect_uri": p.redirect_uri,
             "issuer": p.issuer,
             "resource": p.resource,
+            "binding": p.binding,
         }
-        sealed = self._cipher.seal(orjson.dumps(doc), f"state|{digest}|{p.server}|{p.subject}")
+        sealed = self._cipher.seal(orjson.dumps(doc), f"state|{state_hash}|{p.server}|{p.subject}")
         with self._engine.begin() as conn:
             conn.execute(delete(s).where(s.c.expires_at < p.expires_at - 3600))
             conn.execute(
                 insert(s).values(
-                    state_hash=digest, server=p.server, subject=p.subject, sealed=sealed, expires_at=p.expires_at
+                    state_hash=state_hash, server=p.server, subject=p.subject, sealed=sealed, expires_at=p.expires_at
                 )
             )
 
@@ -183,14 +182,14 @@ class SqlTokenStore:
 
     def _take_pending(self, state: str, now: float) -> PendingAuthorization | None:
         s = self._states
-        digest = _state_hash(state)
+        state_hash = digest(state)
         with self._engine.begin() as conn:
-            row = conn.execute(select(s).where(s.c.state_hash == digest)).first()
-            if row is None or conn.execute(delete(s).where(s.c.state_hash == digest)).rowcount != 1:
+            row = conn.execute(select(s).where(s.c.state_hash == state_hash)).first()
+            if row is None or conn.execute(delete(s).where(s.c.state_hash == state_hash)).rowcount != 1:
                 return None
         if float(row.expires_at) <= now:
             return None
-        doc = orjson.loads(self._cipher.open(row.sealed, f"state|{digest}|{row.server}|{row.subject}"))
+        doc = orjson.loads(self._cipher.open(row.sealed, f"state|{state_hash}|{row.server}|{row.subject}"))
         return PendingAuthorization(
             state=state,
             server=row.server,
@@ -200,7 +199,50 @@ class SqlTokenStore:
             issuer=doc["issuer"],
             resource=doc["resource"],
             expires_at=float(row.expires_at),
+            binding=doc.get("binding", ""),
         )
+
+    # -- per-user authorization links ----------------------------------------------------------------------------
+
+    async def put_flow(self, flow_id: str, flow: AuthFlow) -> None:
+        await anyio.to_thread.run_sync(self._put_flow, flow_id, flow)
+
+    def _put_flow(self, flow_id: str, flow: AuthFlow) -> None:
+        f = self._flows
+        with self._engine.begin() as conn:
+            conn.execute(delete(f).where(f.c.expires_at < flow.expires_at - 3600))
+            conn.execute(
+                insert(f).values(
+                    flow_hash=digest(flow_id),
+                    server=flow.server,
+                    subject=flow.subject,
+                    claim=flow.claim,
+                    expires_at=flow.expires_at,
+                )
+            )
+
+    async def claim_flow(self, flow_id: str, claim: str, *, now: float) -> AuthFlow | None:
+        return await anyio.to_thread.run_sync(self._claim_flow, flow_id, claim, now)
+
+    def _claim_flow(self, flow_id: str, claim: str, now: float) -> AuthFlow | None:
+        f = self._flows
+        key = f.c.flow_hash == digest(flow_id)
+        with self._engine.begin() as conn:
+            conn.execute(update(f).where(key, f.c.claim == "", f.c.expires_at > now).values(claim=claim))
+            row = conn.execute(select(f).where(key, f.c.expires_at > now)).first()
+        return None if row is None else AuthFlow(row.server, row.subject, float(row.expires_at), row.claim)
+
+    async def take_flow(self, flow_id: str, claim: str, *, now: float) -> AuthFlow | None:
+        return await anyio.to_thread.run_sync(self._take_flow, flow_id, claim, now)
+
+    def _take_flow(self, flow_id: str, claim: str, now: float) -> AuthFlow | None:
+        f = self._flows
+        where = (f.c.flow_hash == digest(flow_id), f.c.claim == claim, f.c.claim != "", f.c.expires_at > now)
+        with self._engine.begin() as conn:
+            row = conn.execute(select(f).where(*where)).first()
+            if row is None or conn.execute(delete(f).where(*where)).rowcount != 1:
+                return None
+        return AuthFlow(row.server, row.subject, float(row.expires_at), row.claim)
 
     # -- registered clients ------------------------------------------------------------------------------------
 
@@ -226,4 +268,11 @@ class SqlTokenStore:
             conn.execute(insert(c).values(server=server, issuer=issuer, sealed=sealed))
 
 
-__all__ = ["MasterKeyError", "SqlTokenStore", "UpstreamAuthStateRow", "UpstreamClientRow", "UpstreamTokenRow"]
+__all__ = [
+    "MasterKeyError",
+    "SqlTokenStore",
+    "UpstreamAuthFlowRow",
+    "UpstreamAuthStateRow",
+    "UpstreamClientRow",
+    "UpstreamTokenRow",
+]

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from connectors.auth import MasterKeyError, OAuth2Auth, TokenCipher, TokenSet, UpstreamAuths
 from connectors.auth.oauth import ClientIdentity
 from connectors.auth.store import PendingAuthorization
+from hub.upstream_auth.flows import AuthFlow, FlowStore, MemoryFlowStore
 from hub.upstream_auth.store import SqlTokenStore
 from tests.auth.conftest import upstream_client, whoami
 from tests.auth.servers import HUB_CLIENT_ID, HUB_CLIENT_SECRET, REDIRECT, oauth_stack
@@ -48,8 +49,10 @@ async def test_tokens_verifiers_and_client_secrets_are_ciphertext_on_disk(tmp_pa
             issuer="i",
             resource="r",
             expires_at=time.time() + 600,
+            binding="b" * 64,
         )
     )
+    await store.put_flow("flow-secret-ghijkl", AuthFlow("tickets", "alice", time.time() + 600))
     await store.save_client("tickets", "i", ClientIdentity("cid", "client-secret-qwerty", "client_secret_basic"))
     raw = (
         db.read_bytes() + (tmp_path / "hub.db-wal").read_bytes()
@@ -60,6 +63,7 @@ async def test_tokens_verifiers_and_client_secrets_are_ciphertext_on_disk(tmp_pa
         b"at-secret-value",
         b"rt-secret-value",
         b"state-secret",
+        b"flow-secret",
         b"verifier-secret",
         b"client-secret-qwerty",
     ):
@@ -71,9 +75,37 @@ async def test_tokens_verifiers_and_client_secrets_are_ciphertext_on_disk(tmp_pa
     assert loaded is not None and loaded.tokens.access_token == "at-secret-value-123456"
     pending = await store.take_pending("state-secret-abcdef", now=time.time())
     assert pending is not None and pending.code_verifier == "verifier-secret-xyz"
+    assert pending.binding == "b" * 64
     assert await store.take_pending("state-secret-abcdef", now=time.time()) is None, "single use"
     client = await store.load_client("tickets", "i")
     assert client is not None and client.client_secret == "client-secret-qwerty"
+
+
+@pytest.fixture(params=["sql", "memory"])
+def flows(request: pytest.FixtureRequest, tmp_path: Path) -> FlowStore:
+    if request.param == "memory":
+        return MemoryFlowStore()
+    return SqlTokenStore(engine(tmp_path / "hub.db"), TokenCipher(KEY))
+
+
+async def test_a_link_is_claimed_by_the_first_browser_used_up_by_it_once_and_expires(flows: FlowStore) -> None:
+    now = time.time()
+    mine, theirs = "a" * 64, "b" * 64
+    await flows.put_flow("flow-1", AuthFlow("tickets", "key-1", now + 600))
+    assert await flows.take_flow("flow-1", "", now=now) is None, "an unclaimed link cannot be used"
+    assert await flows.claim_flow("flow-1", mine, now=now) == AuthFlow("tickets", "key-1", now + 600, mine)
+    assert await flows.claim_flow("flow-1", mine, now=now) == AuthFlow("tickets", "key-1", now + 600, mine)
+    claimed = await flows.claim_flow("flow-1", theirs, now=now)
+    assert claimed is not None and claimed.claim == mine, "the first browser keeps it"
+    assert await flows.take_flow("flow-1", theirs, now=now) is None
+    assert await flows.take_flow("flow-1", mine, now=now + 600) is None, "expired"
+    assert await flows.take_flow("flow-1", mine, now=now) == AuthFlow("tickets", "key-1", now + 600, mine)
+    assert await flows.take_flow("flow-1", mine, now=now) is None, "used once"
+    assert await flows.claim_flow("flow-1", mine, now=now) is None
+    assert await flows.claim_flow("unknown", mine, now=now) is None
+
+    await flows.put_flow("flow-2", AuthFlow("tickets", "key-1", now + 600))
+    assert await flows.claim_flow("flow-2", mine, now=now + 600) is None, "an expired link cannot be claimed"
 
 
 async def test_a_wrong_or_missing_master_key_is_refused_at_start(tmp_path: Path) -> None:
