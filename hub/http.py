@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub, McpEndpoint, open_hub
 from hub.call import Principal
-from hub.doors import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
+from hub.doors import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OAUTH_START_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
 from hub.doors.rest import execute_tool_route
 from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
@@ -164,6 +164,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),
+            Route(OAUTH_START_PATH, admin, methods=["GET", "POST"]),
             Route(ADMIN_PREFIX + "/{path:path}", admin),
         ],
         lifespan=lifespan,
@@ -186,11 +187,12 @@ class _AdminSurface:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._router is None:
             from hub.doors.admin.ops import admin_routes
-            from hub.doors.oauth import callback_endpoint
+            from hub.doors.oauth import callback_endpoint, start_endpoint
 
             ref = self._ref
             callback = Route(OAUTH_CALLBACK_PATH, callback_endpoint(lambda: ref.hub), methods=["GET"])
-            self._router = Router(routes=[callback, *admin_routes(ref)])
+            start = Route(OAUTH_START_PATH, start_endpoint(lambda: ref.hub), methods=["GET", "POST"])
+            self._router = Router(routes=[callback, start, *admin_routes(ref)])
         # The inner routes bind their own path parameters; drop the catch-all's.
         await self._router({**scope, "path_params": {}}, receive, send)
 

@@ -1,2 +1,2 @@
-"""Outbound credentials towards upstream servers: the auth manager (headers, OAuth 2.0, per-user authorizations)
-and its encrypted token store."""
+"""Outbound credentials towards upstream servers: the auth manager (headers, OAuth 2.0, per-user authorizations),
+the per-user authorization links, and the encrypted token store."""

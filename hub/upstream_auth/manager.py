@@ -10,8 +10,10 @@ and the start and finish of authorizations.
   (the catalog: tools/list, prompts, resources and completions) runs as the hub identity (`HUB_SUBJECT`), which
   an admin authorizes once with `agenthub auth login SERVER`.
 - A call that needs an authorization its caller has not given fails with `AuthorizationNeeded`, which carries
-  the URL. A shared identity's URL is never handed to callers (whoever opened it would bind the hub's identity
-  to their own account): those calls fail with `UpstreamFailed`, naming the admin command.
+  a link to the hub's own confirmation page (`hub.upstream_auth.flows`), bound to the browser that opens it
+  first; the upstream's authorization URL is only given to that browser, after it confirmed. A shared
+  identity's URL is never handed to callers (whoever opened it would bind the hub's identity to their own
+  account): those calls fail with `UpstreamFailed`, naming the admin command.
 
 Tokens reach only their issuer and their upstream (`connectors.auth`); nothing here logs them.
 """
@@ -52,9 +54,11 @@ from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.registry import Registry, RegistryView
 from connectors.upstream import Upstream
 from hub.call import Call
+from hub.doors import OAUTH_CALLBACK_PATH, OAUTH_START_PATH
 from hub.errors import AuthorizationNeeded, BadRequest, Unauthenticated, UpstreamFailed
 from hub.executors.mcp import UpstreamFor
 from hub.settings import ConfigError, Settings
+from hub.upstream_auth.flows import AuthFlow, AuthLinks, MemoryFlowStore, check_callback, digest
 from hub.upstream_auth.store import SqlTokenStore
 
 logger = logging.getLogger(__name__)
@@ -99,6 +103,10 @@ class HubAuth:
         self.settings = settings
         self.auths = UpstreamAuths(store)
         self.redirect_uri = settings.oauth_redirect_uri()
+        self.public_url = self.redirect_uri.removesuffix(OAUTH_CALLBACK_PATH)
+        """The hub's address as browsers reach it."""
+        flows = store if isinstance(store, SqlTokenStore) else MemoryFlowStore()
+        self.links = AuthLinks(flows, self.public_url + OAUTH_START_PATH)
         self._registry = registry
         self._setup: dict[str, tuple[str, AuthTable]] = {}
         self._refreshers: dict[str, anyio.CancelScope] = {}
@@ -249,7 +257,7 @@ class HubAuth:
         """Make sure the caller (per-user upstream) or the hub (shared identity) holds a usable token.
 
         Raises:
-            AuthorizationNeeded: the caller must authorize at the URL it carries.
+            AuthorizationNeeded: the caller must authorize at the link it carries (a new one each time).
             UpstreamFailed: the hub's identity is not authorized, or the authorization server failed.
         """
         oauth = self.auths.get(server)
@@ -258,14 +266,15 @@ class HubAuth:
         subject = subject_of(call) if oauth.config.per_user else None
         try:
             await oauth.ensure_authorized(subject)
-        except AuthorizationRequired as exc:
+        except AuthorizationRequired:
             if subject is None:
                 raise UpstreamFailed(
                     f"upstream '{server}' is not authorized yet: an administrator must run "
                     f"`agenthub auth login {server}`"
                 ) from None
             self._drop_session(server, subject)
-            raise AuthorizationNeeded(server, exc.url, secrets.token_urlsafe(12)) from None
+            link = await self.links.offer(server, subject)
+            raise AuthorizationNeeded(server, link, secrets.token_urlsafe(12)) from None
         except AuthError as exc:
             raise UpstreamFailed(f"upstream '{server}': authorization failed: {exc.message}") from None
 
@@ -316,21 +325,41 @@ class HubAuth:
         return oauth
 
     async def login_url(self, server: str, subject: str | None) -> str:
-        """Start an authorization: for a subject (a key id) on a per-user upstream, or the hub's own identity.
+        """Start an authorization: for a subject (a key id) on a per-user upstream, a link to the hub's
+        confirmation page (bound to the browser that opens it first); for the hub's own identity, the upstream's
+        authorization URL (the administrator who asks is the one who completes it).
 
         Raises:
             BadRequest: the server does not use the authorization code grant, or a subject does not fit it.
             UpstreamFailed: the authorization server could not be reached or validated.
         """
         oauth = self._oauth(server)
-        if subject is not None and not oauth.config.per_user:
+        if subject is None:
+            return await self._start(oauth, HUB_SUBJECT, binding="")
+        if not oauth.config.per_user:
             raise BadRequest(f"server '{server}' uses one shared identity: authorize it without a subject")
+        return await self.links.offer(server, subject)
+
+    async def follow_link(self, flow: AuthFlow, browser: str) -> str:
+        """The upstream's authorization URL for a link this browser has used up (`AuthLinks.take`); the
+        authorization is bound to the browser, so only its callback completes it.
+
+        Raises:
+            BadRequest: the server no longer authorizes per user.
+            UpstreamFailed: the authorization server could not be reached or validated.
+        """
+        oauth = self._oauth(flow.server)
+        if not oauth.config.per_user:
+            raise BadRequest(f"server '{flow.server}' no longer authorizes per user")
+        return await self._start(oauth, flow.subject, binding=digest(browser))
+
+    async def _start(self, oauth: UpstreamAuth, subject: str, *, binding: str) -> str:
         try:
-            return await oauth.start_authorization(subject or HUB_SUBJECT)
+            return await oauth.start_authorization(subject, binding=binding)
         except AuthConfigError as exc:
             raise BadRequest(exc.message) from None
         except AuthError as exc:
-            raise UpstreamFailed(f"upstream '{server}': {exc.message}") from None
+            raise UpstreamFailed(f"upstream '{oauth.server}': {exc.message}") from None
 
     async def logout(self, server: str, subject: str | None) -> None:
         """Delete a subject's tokens (or the hub identity's) and close its session."""
@@ -338,18 +367,29 @@ class HubAuth:
         await self._oauth(server).forget(key)
         self._drop_session(server, key)
 
-    async def complete(self, query: Mapping[str, str]) -> tuple[str, str]:
-        """Finish an authorization from the callback's query; returns `(server, subject)`.
+    async def complete(self, query: Mapping[str, str], browser: str | None = None) -> tuple[str, str]:
+        """Finish an authorization from the callback's query and the browser's link cookie; returns
+        `(server, subject)`.
 
+        The state is used up before any check, so a refused callback cannot be replayed, and nothing is stored.
         A newly authorized shared identity reconnects its upstream session at once.
 
         Raises:
-            HubError: the callback is invalid (unknown or used state, wrong issuer, refused code).
+            Forbidden: a key's authorization arrived in another browser than the one bound to it, or was not
+                started from a link (`check_callback`).
+            BadRequest: the callback is invalid (unknown or used state, wrong issuer, refused code).
         """
         try:
-            server, subject, _tokens = await self.auths.complete_authorization(*callback_params(query))
+            state, code, iss = callback_params(query)
+            pending = await self.auths.take_authorization(state)
         except AuthError as exc:
             raise BadRequest(exc.message) from None
+        check_callback(pending, browser)
+        try:
+            await self._oauth(pending.server).finish_authorization(pending, code, iss)
+        except AuthError as exc:
+            raise BadRequest(exc.message) from None
+        server, subject = pending.server, pending.subject
         shared = self._registry.upstreams.get(server)
         if subject == HUB_SUBJECT and shared is not None and not shared.ready:
             self._registry.add(shared.config)

@@ -24,6 +24,7 @@ from connectors.auth import MemoryTokenStore
 from hub.cli.main import main as cli
 from hub.settings import ConfigError, settings_from_dict
 from hub.upstream_auth.manager import open_token_store
+from tests.auth.browser import Browser
 from tests.auth.servers import (
     HUB_CLIENT_ID,
     HUB_CLIENT_SECRET,
@@ -176,7 +177,8 @@ async def text_of(client: Any, tool: str) -> str:
 
 
 async def browse(url: str, user: str) -> httpx2.Response:
-    """Open an authorization URL as `user` (the server approves at once) and follow the redirect to the hub."""
+    """Open an upstream's authorization URL as `user` (the server approves at once) and follow the redirect to the
+    hub (an administrator authorizing the hub's own identity)."""
     async with httpx2.AsyncClient(follow_redirects=False, timeout=20) as browser:
         approved = await browser.get(url, headers={"X-Test-User": user})
         assert approved.status_code == 302, approved.text
@@ -250,7 +252,7 @@ async def test_per_user_authorization_keeps_keys_apart(
                     data: Any = needed.value.error.data
                     (elicitation,) = data["elicitations"]
                     assert elicitation["mode"] == "url" and elicitation["elicitationId"]
-                    assert elicitation["url"].startswith(f"{s.issuer}/authorize?")
+                    assert elicitation["url"].startswith(hub.url("/oauth/start?flow="))
                     assert (
                         elicitation["url"] in elicitation["message"]
                         and elicitation["url"] in needed.value.error.message
@@ -260,9 +262,10 @@ async def test_per_user_authorization_keeps_keys_apart(
                     assert denied.status_code == 403
                     error = denied.json()["error"]
                     assert error["type"] == "permission_error" and error["code"] == "upstream_authorization_required"
-                    assert f"{s.issuer}/authorize?" in error["message"]
+                    assert hub.url("/oauth/start?flow=") in error["message"]
 
-                    assert (await browse(elicitation["url"], "alice-user")).status_code == 200
+                    async with Browser("alice-user") as browser:
+                        assert (await browser.authorize(elicitation["url"])).status_code == 200
                     assert await text_of(alice, "tickets__whoami") == "alice-user"
                     with pytest.raises(MCPError):
                         await bob.call_tool("tickets__whoami", {})
@@ -274,7 +277,8 @@ async def test_per_user_authorization_keeps_keys_apart(
                             headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
                         )
                     assert started.status_code == 200, started.text
-                    assert (await browse(started.json()["url"], "bob-user")).status_code == 200
+                    async with Browser("bob-user") as browser:
+                        assert (await browser.authorize(started.json()["url"])).status_code == 200
                     for _ in range(3):
                         assert await text_of(bob, "tickets__whoami") == "bob-user"
                         assert await text_of(alice, "tickets__whoami") == "alice-user"
