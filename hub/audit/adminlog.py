@@ -1,7 +1,9 @@
 """The admin audit log: every admin change (and every refused attempt) sealed into an HMAC chain in the database.
 
 Built on `hub.audit.chain`. Appends are serialised by locking the `audit_head` row (one writer at a
-time across processes and replicas), so `seq` has no gaps and each entry links to the one before. The HMAC
+time across processes and replicas), so `seq` has no gaps and each entry links to the one before. A change and
+its entry are written in one database transaction (`AuditLog.transact`): when the entry cannot be written, the
+change is rolled back with it. The HMAC
 key comes from `AGENTHUB_AUDIT_KEY` (at least 32 bytes), else is derived from `AGENTHUB_MASTER_KEY` (HKDF),
 else is generated once into the data directory with a warning. Retention purges entries older than
 `retention_days` and leaves a signed checkpoint; `AuditShipper` forwards the chain to syslog from a persisted
@@ -20,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import anyio
 from cryptography.hazmat.primitives import hashes
@@ -52,6 +54,7 @@ from hub.store.admin_tables import AdminStore, AuditCheckpointRow, AuditEntryRow
 logger = logging.getLogger(__name__)
 
 CURSOR = "audit.syslog"
+T = TypeVar("T")
 
 
 class AuditKeyError(ValueError):
@@ -156,6 +159,14 @@ class _Head:
     mac: str
 
 
+PurgeEvent = Callable[[Checkpoint, float], AuditEvent]
+"""The audit event of a purge, from its checkpoint and the retention in days."""
+
+
+def _no_change(_s: Session) -> None:
+    return None
+
+
 class AuditLog:
     """Persisted, serialised appends; verification, retention and reads of the chain.
 
@@ -172,26 +183,52 @@ class AuditLog:
         self._lock = anyio.Lock()
         self.listeners: list[Callable[[AuditEntry], None]] = []
 
+    def transact_sync(self, write: Callable[[Session], T], event: Callable[[T], AuditEvent]) -> tuple[T, AuditEntry]:
+        """Make a change and append its audit entry in ONE database transaction (blocking).
+
+        The transaction first locks the audit head (on SQLite it takes the write lock), then `write(session)`
+        makes the change in the session without committing, then the entry for `event(result)` is sealed and
+        stored, then both are committed. If anything raises, nothing is committed: neither the change nor the
+        entry. Objects `write` returns stay usable after the commit.
+        """
+        with Session(self.store.engine, expire_on_commit=False) as s:
+            head = self.store.lock_head(s)
+            result = write(s)
+            entry = self._seal(s, head, event(result))
+            s.commit()
+        return result, entry
+
     def append_sync(self, event: AuditEvent) -> AuditEntry:
         """Seal and store `event` as the next entry (blocking; holds the head row's lock while it writes)."""
-        with Session(self.store.engine) as s:
-            head = self.store.lock_head(s)
-            chain = AuditChain(self.keyring, head=_Head(head.seq, head.mac), clock=self._clock)  # pyright: ignore[reportArgumentType]
-            entry = chain.append(event)
-            s.add(_row_from_entry(entry))
-            head.seq, head.mac = entry.seq, entry.mac
-            s.add(head)
-            s.commit()
+        return self.transact_sync(_no_change, lambda _none: event)[1]
+
+    def _seal(self, s: Session, head: AuditHeadRow, event: AuditEvent) -> AuditEntry:
+        """Seal `event` after the locked `head` and add it (and the moved head) to the session."""
+        chain = AuditChain(self.keyring, head=_Head(head.seq, head.mac), clock=self._clock)  # pyright: ignore[reportArgumentType]
+        entry = chain.append(event)
+        s.add(_row_from_entry(entry))
+        head.seq, head.mac = entry.seq, entry.mac
+        s.add(head)
         return entry
+
+    async def transact(self, write: Callable[[Session], T], event: Callable[[T], AuditEvent]) -> T:
+        """`transact_sync` off the event loop, one at a time in this process; then tell the listeners."""
+        async with self._lock:
+            result, entry = await anyio.to_thread.run_sync(self.transact_sync, write, event)
+        self._notify(entry)
+        return result
 
     async def append(self, event: AuditEvent) -> AuditEntry:
         """Seal and store `event` off the event loop, one append at a time in this process; then tell the
         listeners (the syslog shipper)."""
         async with self._lock:
             entry = await anyio.to_thread.run_sync(self.append_sync, event)
+        self._notify(entry)
+        return entry
+
+    def _notify(self, entry: AuditEntry) -> None:
         for listener in self.listeners:
             listener(entry)
-        return entry
 
     def entries(self, *, after: int = 0, limit: int | None = None) -> list[AuditEntry]:
         """Stored entries with seq greater than `after`, in seq order."""
@@ -212,11 +249,15 @@ class AuditLog:
         expected = (head.seq, head.mac) if entries is None and head.seq else None
         return verify(stored, self.keyring, checkpoint=self.checkpoint(), expected_head=expected)
 
-    def purge_sync(self, retention_days: float) -> Checkpoint | None:
-        """Delete entries older than `retention_days` and store a signed checkpoint where they ended."""
+    def purge_sync(self, retention_days: float, *, event: PurgeEvent | None = None) -> Checkpoint | None:
+        """Delete entries older than `retention_days` and store a signed checkpoint where they ended; with
+        `event`, the purge's own entry is appended in the same transaction."""
+        return self._purge(retention_days, event)[0]
+
+    def _purge(self, retention_days: float, event: PurgeEvent | None) -> tuple[Checkpoint | None, AuditEntry | None]:
         cutoff = format_time(self._clock() - retention_days * 86400)
         with Session(self.store.engine) as s:
-            self.store.lock_head(s)
+            head = self.store.lock_head(s)
             query = select(AuditEntryRow).where(col(AuditEntryRow.time) < cutoff).order_by(col(AuditEntryRow.seq))
             old = [entry_from_row(r) for r in s.exec(query)]
             _kept, checkpoint = purge_chain(
@@ -224,19 +265,27 @@ class AuditLog:
             )
             if checkpoint is None:
                 s.rollback()
-                return None
+                return None, None
             s.add(AuditCheckpointRow(**checkpoint.to_dict()))
             self.store.delete_audit_through(s, checkpoint.seq)
+            entry = None if event is None else self._seal(s, head, event(checkpoint, retention_days))
             s.commit()
-        return checkpoint
+        return checkpoint, entry
 
-    async def purge(self, retention_days: float, *, actor: str = "system") -> Checkpoint | None:
-        """Retention (see `purge_sync`); the purge itself is audited."""
+    async def purge(
+        self, retention_days: float, *, actor: str = "system", source_ip: str | None = None,
+        user_agent: str | None = None,
+    ) -> Checkpoint | None:  # fmt: skip
+        """Retention (see `purge_sync`); the purge and its own audit entry are one transaction."""
+
+        def event(checkpoint: Checkpoint, days: float) -> AuditEvent:
+            after: JSONValue = {"through_seq": checkpoint.seq, "retention_days": days}
+            return AuditEvent(actor, "audit.purge", "audit", None, None, after, source_ip, user_agent)
+
         async with self._lock:
-            checkpoint = await anyio.to_thread.run_sync(self.purge_sync, retention_days)
-        if checkpoint is not None:
-            after: JSONValue = {"through_seq": checkpoint.seq, "retention_days": retention_days}
-            await self.append(AuditEvent(actor, "audit.purge", "audit", None, None, after))
+            checkpoint, entry = await anyio.to_thread.run_sync(self._purge, retention_days, event)
+        if entry is not None:
+            self._notify(entry)
         return checkpoint
 
     def head(self) -> AuditHeadRow:

@@ -10,23 +10,26 @@ agenthub servers remove NAME
 agenthub keys update    NAME [--tools GLOB ...] [--models GLOB ...] [--team T] [--expires-days N]
 ```
 Running hubs that share the database pick up server and key changes within a second. Every change is audited
-with the actor `cli:<user>`.
+with the actor `cli:<user>`, in the same database transaction as the change.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlmodel import Session
 
 from hub.audit.adminlog import AuditKeyError, AuditLog, audit_keyring
-from hub.audit.chain import AuditEvent
+from hub.audit.chain import AuditEvent, Checkpoint
 from hub.audit.export import parse_jsonl, to_json, to_jsonl, to_syslog
 from hub.control import SERVER_CONFIG, config_dict
 from hub.settings import Settings, load_settings
@@ -51,11 +54,22 @@ class AdminContext:
         self.store = AdminStore(self.sql.engine)
         self.audit = AuditLog(self.store, audit_keyring(settings.audit, settings.base_dir))
 
-    def record(self, action: str, resource_type: str, resource_id: str | None, before: Any, after: Any) -> None:
+    def event(self, action: str, resource_type: str, resource_id: str | None, before: Any, after: Any) -> AuditEvent:
+        """The audit event of a change made by this command."""
         actor = f"cli:{getpass.getuser()}"
-        self.audit.append_sync(
-            AuditEvent(actor, action, resource_type, resource_id, before, after, None, "agenthub-cli")
-        )
+        return AuditEvent(actor, action, resource_type, resource_id, before, after, None, "agenthub-cli")
+
+    def record(self, action: str, resource_type: str, resource_id: str | None, before: Any, after: Any) -> None:
+        """Audit something that is not a change of the database (an export), or a change made elsewhere."""
+        self.audit.append_sync(self.event(action, resource_type, resource_id, before, after))
+
+    def change(
+        self, write: Callable[[Session], object], action: str, resource_type: str, resource_id: str | None,
+        before: Any, after: Any,
+    ) -> None:  # fmt: skip
+        """Make a change with `write` and store its audit entry in the same transaction."""
+        event = self.event(action, resource_type, resource_id, before, after)
+        self.audit.transact_sync(write, lambda _result: event)
 
     def close(self) -> None:
         self.sql.close()
@@ -121,10 +135,12 @@ def cmd_audit_export(args: argparse.Namespace) -> int:
 
 def cmd_audit_purge(args: argparse.Namespace) -> int:
     ctx = open_context(args)
+
+    def event(checkpoint: Checkpoint, days: float) -> AuditEvent:
+        return ctx.event("audit.purge", "audit", None, None, {"through_seq": checkpoint.seq, "retention_days": days})
+
     try:
-        checkpoint = ctx.audit.purge_sync(args.days)
-        if checkpoint is not None:
-            ctx.record("audit.purge", "audit", None, None, {"through_seq": checkpoint.seq, "retention_days": args.days})
+        checkpoint = ctx.audit.purge_sync(args.days, event=event)
     finally:
         ctx.close()
     _out(f"purged through seq {checkpoint.seq}" if checkpoint else "nothing to purge")
@@ -156,8 +172,8 @@ def cmd_servers_add(args: argparse.Namespace) -> int:
         if args.name in ctx.settings.servers or ctx.store.get_server(args.name) is not None:
             _err(f"error: a server named '{args.name}' exists already")
             return 1
-        ctx.store.save_server(args.name, config)
-        ctx.record("server.create", "server", args.name, None, {"name": args.name, **config})
+        write = functools.partial(ctx.store.save_server, args.name, config)
+        ctx.change(write, "server.create", "server", args.name, None, {"name": args.name, **config})
     except ValidationError as exc:
         _err("error: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
         return 1
@@ -178,8 +194,8 @@ def cmd_servers_remove(args: argparse.Namespace) -> int:
             where = " (it is declared in the config file)" if args.name in ctx.settings.servers else ""
             _err(f"error: no run-time server named '{args.name}'{where}")
             return 1
-        ctx.store.delete_server(args.name)
-        ctx.record("server.delete", "server", args.name, json.loads(row.config), None)
+        write = functools.partial(ctx.store.delete_server, args.name)
+        ctx.change(write, "server.delete", "server", args.name, json.loads(row.config), None)
     finally:
         ctx.close()
     _out(f"Removed server '{args.name}'.")
@@ -205,10 +221,9 @@ def cmd_keys_update(args: argparse.Namespace) -> int:
         expires = row.expires_at
         if args.expires_days is not None:
             expires = datetime.now(UTC) + timedelta(days=args.expires_days)
-        updated = ctx.sql.update_key(row.id, policy, expires)
-        assert updated is not None
         after = {**policy, "expires_at": expires.isoformat() if expires else None}
-        ctx.record("key.update", "key", row.id, before, after)
+        write = functools.partial(ctx.sql.update_key, row.id, policy, expires)
+        ctx.change(lambda s: write(session=s), "key.update", "key", row.id, before, after)
     finally:
         ctx.close()
     _out(f"Updated key '{args.name}'.")

@@ -30,6 +30,7 @@ from sqlmodel import Session, SQLModel, select
 from connectors.registry import Registry, RegistryView
 from hub.audit.chain import AuditEvent
 from hub.audit.scrub import JSONValue
+from hub.store.admin_tables import writing
 from hub.store.sql import read_meta
 from hub.store.tables import MetaRow, ToolPinRow
 
@@ -39,6 +40,10 @@ VERSION_KEY = "pins_version"
 """The meta value that moves on every change of the pins (other replicas poll it)."""
 
 AuditAppend = Callable[[AuditEvent], Awaitable[object]]
+
+PinCommit = Callable[[Callable[[Session], object], "ServerPins | None", "ServerPins | None"], Awaitable[None]]
+"""Commits a pin change: runs the store write it is given in one transaction with the change's audit entry, which it
+writes from the pins before and after (None: not pinned)."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -106,11 +111,11 @@ class PinStore:
         with Session(self.engine) as s:
             return {r.server: ServerPins.from_row(r) for r in s.exec(select(ToolPinRow))}
 
-    def save(self, pins: ServerPins) -> None:
-        with Session(self.engine) as s:
+    def save(self, pins: ServerPins, session: Session | None = None) -> None:
+        """Store a server's pins; in `session` when given (its owner commits, e.g. with the audit entry)."""
+        with writing(self.engine, session) as s:
             s.merge(pins.row())
             s.merge(MetaRow(key=VERSION_KEY, value=uuid.uuid4().hex))
-            s.commit()
 
     def save_if_absent(self, pins: ServerPins) -> ServerPins:
         """Store `pins` unless the server has pins already (another replica saw it first); the stored ones win."""
@@ -123,14 +128,14 @@ class PinStore:
             s.commit()
             return pins
 
-    def delete(self, server: str) -> bool:
-        with Session(self.engine) as s:
+    def delete(self, server: str, session: Session | None = None) -> bool:
+        """Stop pinning a server (False when it had no pins); in `session` when given (its owner commits)."""
+        with writing(self.engine, session) as s:
             row = s.get(ToolPinRow, server)
             if row is None:
                 return False
             s.delete(row)
             s.merge(MetaRow(key=VERSION_KEY, value=uuid.uuid4().hex))
-            s.commit()
             return True
 
 
@@ -235,9 +240,11 @@ class ToolPins:
     # -- admin ------------------------------------------------------------------------------------------------
 
     async def approve(
-        self, server: str, tools: tuple[types.Tool, ...], actor: str, expected: dict[str, str] | None = None
-    ) -> tuple[ServerPins | None, ServerPins]:
-        """Pin the current definitions of `server`'s tools and expose them again; returns (before, after).
+        self, server: str, tools: tuple[types.Tool, ...], actor: str, expected: dict[str, str] | None = None,
+        *, commit: PinCommit | None = None,
+    ) -> tuple[ServerPins | None, ServerPins]:  # fmt: skip
+        """Pin the current definitions of `server`'s tools and expose them again; returns (before, after). With
+        `commit`, the stored pins and the change's audit entry are one transaction; nothing changes if it fails.
 
         Raises:
             PinMismatchError: `expected` (tool name -> sha256, what the admin reviewed) differs from now.
@@ -246,16 +253,24 @@ class ToolPins:
         if expected is not None and expected != pins.hashes:
             raise PinMismatchError(f"the tool definitions of '{server}' are not the ones reviewed")
         before = self._pins.get(server)
-        await anyio.to_thread.run_sync(self.store.save, pins)
+        if commit is None:
+            await anyio.to_thread.run_sync(self.store.save, pins)
+        else:
+            await commit(lambda s: self.store.save(pins, s), before, pins)
         self._pins[server] = pins
         self._reported = {r for r in self._reported if r[0] != server}
         await self._registry.refresh()
         return before, pins
 
-    async def unpin(self, server: str) -> ServerPins | None:
-        """Stop pinning `server` (every current tool is exposed again); returns the pins removed."""
-        before = self._pins.pop(server, None)
-        await anyio.to_thread.run_sync(self.store.delete, server)
+    async def unpin(self, server: str, *, commit: PinCommit | None = None) -> ServerPins | None:
+        """Stop pinning `server` (every current tool is exposed again); returns the pins removed. With `commit`, as
+        in `approve`."""
+        before = self._pins.get(server)
+        if commit is None:
+            await anyio.to_thread.run_sync(self.store.delete, server)
+        else:
+            await commit(lambda s: self.store.delete(server, s), before, None)
+        self._pins.pop(server, None)
         await self._registry.refresh()
         return before
 

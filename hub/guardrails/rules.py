@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
 from hub.guardrails import GuardrailConfig, GuardrailConfigError
+from hub.store.admin_tables import writing
 from hub.store.sql import read_meta
 from hub.store.tables import GuardrailRuleRow, MetaRow
 
@@ -95,24 +96,24 @@ class GuardrailRuleStore:
     def get(self, name: str) -> GuardrailConfig | None:
         return next((r for r in self.rules() if r.name == name), None)
 
-    def save(self, config: GuardrailConfig) -> None:
+    def save(self, config: GuardrailConfig, session: Session | None = None) -> None:
+        """Insert or replace a rule; in `session` when given (its owner commits, e.g. with the audit entry)."""
         now = datetime.now(UTC)
-        with Session(self.engine) as s:
+        with writing(self.engine, session) as s:
             current = s.get(GuardrailRuleRow, config.name)
             created = current.created_at if current is not None else now
             data = orjson.dumps({k: v for k, v in stored_form(config).items() if k != "name"}).decode()
             s.merge(GuardrailRuleRow(name=config.name, config=data, created_at=created, updated_at=now))
             s.merge(MetaRow(key=VERSION_KEY, value=uuid.uuid4().hex))
-            s.commit()
 
-    def delete(self, name: str) -> bool:
-        with Session(self.engine) as s:
+    def delete(self, name: str, session: Session | None = None) -> bool:
+        """Delete a rule (False when there is none); in `session` when given (its owner commits)."""
+        with writing(self.engine, session) as s:
             row = s.get(GuardrailRuleRow, name)
             if row is None:
                 return False
             s.delete(row)
             s.merge(MetaRow(key=VERSION_KEY, value=uuid.uuid4().hex))
-            s.commit()
             return True
 
 

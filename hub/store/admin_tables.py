@@ -2,14 +2,17 @@
 
 `AdminStore` reads and writes them over the `SqlStore`'s engine. Every method is synchronous and meant to run
 off the event loop. Changes that running hubs must follow move a version value in the `meta` table
-(`governance_version`, `servers_version`), which every replica polls.
+(`governance_version`, `servers_version`), which every replica polls. Each write takes an optional `session`:
+given one, it writes there and leaves the commit to the caller (the admin API commits a change together with its
+audit entry); without, it commits its own transaction.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from hub.store.tables import MetaRow, commit_new, insert_new
+from hub.store.tables import MetaRow, insert_new
 
 
 class CustomerRow(SQLModel, table=True):
@@ -162,6 +165,17 @@ def loads_opt(value: str | None) -> Any:
     return None if value is None else json.loads(value)
 
 
+@contextmanager
+def writing(engine: Engine, session: Session | None) -> Generator[Session]:
+    """The caller's `session` (it commits), or a new one committed when the block ends without an error."""
+    if session is not None:
+        yield session
+        return
+    with Session(engine, expire_on_commit=False) as own:
+        yield own
+        own.commit()
+
+
 class AdminStore:
     """CRUD for the admin tables over one engine (shared with `SqlStore`)."""
 
@@ -215,34 +229,30 @@ class AdminStore:
         with Session(self.engine) as s:
             return s.get(TeamRow, name)
 
-    def save(self, row: CustomerRow | TeamRow) -> None:
+    def save(self, row: CustomerRow | TeamRow, session: Session | None = None) -> None:
         """Insert or replace a customer or team and move `governance_version`."""
-        with Session(self.engine) as s:
+        with writing(self.engine, session) as s:
             s.merge(row)
             self.bump(s, "governance_version")
-            s.commit()
 
-    def create(self, row: CustomerRow | TeamRow) -> None:
+    def create(self, row: CustomerRow | TeamRow, session: Session | None = None) -> None:
         """Insert a new customer or team and move `governance_version`.
 
         Raises:
             DuplicateName: one with that name exists (also when another writer stored it first).
         """
         what = f"a {'customer' if isinstance(row, CustomerRow) else 'team'} named '{row.name}'"
-        with Session(self.engine) as s:
+        with writing(self.engine, session) as s:
             insert_new(s, row, what)
             self.bump(s, "governance_version")
-            commit_new(s, what)
-            s.refresh(row)
 
-    def delete_entity(self, kind: type[CustomerRow] | type[TeamRow], name: str) -> bool:
-        with Session(self.engine) as s:
+    def delete_entity(self, kind: type[CustomerRow] | type[TeamRow], name: str, session: Session | None = None) -> bool:
+        with writing(self.engine, session) as s:
             row = s.get(kind, name)
             if row is None:
                 return False
             s.delete(row)
             self.bump(s, "governance_version")
-            s.commit()
             return True
 
     # -- servers ---------------------------------------------------------------------------------------------
@@ -255,16 +265,15 @@ class AdminStore:
         with Session(self.engine) as s:
             return s.get(ServerRow, name)
 
-    def save_server(self, name: str, config: dict[str, Any]) -> None:
-        with Session(self.engine) as s:
+    def save_server(self, name: str, config: dict[str, Any], session: Session | None = None) -> None:
+        with writing(self.engine, session) as s:
             existing = s.get(ServerRow, name)
             now = now_utc()
             created = existing.created_at if existing else now
             s.merge(ServerRow(name=name, config=dumps(config), created_at=created, updated_at=now))
             self.bump(s, "servers_version")
-            s.commit()
 
-    def create_server(self, name: str, config: dict[str, Any]) -> None:
+    def create_server(self, name: str, config: dict[str, Any], session: Session | None = None) -> None:
         """Insert a new runtime server and move `servers_version`.
 
         Raises:
@@ -272,28 +281,25 @@ class AdminStore:
         """
         now = now_utc()
         what = f"a server named '{name}'"
-        with Session(self.engine) as s:
+        with writing(self.engine, session) as s:
             insert_new(s, ServerRow(name=name, config=dumps(config), created_at=now, updated_at=now), what)
             self.bump(s, "servers_version")
-            commit_new(s, what)
 
-    def delete_server(self, name: str) -> bool:
-        with Session(self.engine) as s:
+    def delete_server(self, name: str, session: Session | None = None) -> bool:
+        with writing(self.engine, session) as s:
             row = s.get(ServerRow, name)
             if row is None:
                 return False
             s.delete(row)
             self.bump(s, "servers_version")
-            s.commit()
             return True
 
     # -- admin tokens and sessions ---------------------------------------------------------------------------
 
-    def add_token(self, row: AdminTokenRow) -> None:
-        with Session(self.engine) as s:
+    def add_token(self, row: AdminTokenRow, session: Session | None = None) -> None:
+        with writing(self.engine, session) as s:
             s.add(row)
-            s.commit()
-            s.refresh(row)
+            s.flush()
 
     def token_by_hash(self, token_hash: str) -> AdminTokenRow | None:
         with Session(self.engine) as s:
@@ -306,15 +312,14 @@ class AdminStore:
                 query = query.where(AdminTokenRow.kind == kind)
             return list(s.exec(query))
 
-    def revoke_token(self, token_id: str) -> AdminTokenRow | None:
-        with Session(self.engine) as s:
+    def revoke_token(self, token_id: str, session: Session | None = None) -> AdminTokenRow | None:
+        with writing(self.engine, session) as s:
             row = s.get(AdminTokenRow, token_id)
             if row is None or row.revoked_at is not None:
                 return None
             row.revoked_at = now_utc()
             s.add(row)
-            s.commit()
-            s.refresh(row)
+            s.flush()
             return row
 
     # -- roles -----------------------------------------------------------------------------------------------
@@ -327,30 +332,26 @@ class AdminStore:
         with Session(self.engine) as s:
             return s.get(RoleRow, name)
 
-    def save_role(self, row: RoleRow) -> None:
-        with Session(self.engine) as s:
+    def save_role(self, row: RoleRow, session: Session | None = None) -> None:
+        with writing(self.engine, session) as s:
             s.merge(row)
-            s.commit()
 
-    def create_role(self, row: RoleRow) -> None:
+    def create_role(self, row: RoleRow, session: Session | None = None) -> None:
         """Insert a new custom role.
 
         Raises:
             DuplicateName: one with that name exists (also when another writer stored it first).
         """
         what = f"a role named '{row.name}'"
-        with Session(self.engine) as s:
+        with writing(self.engine, session) as s:
             insert_new(s, row, what)
-            commit_new(s, what)
-            s.refresh(row)
 
-    def delete_role(self, name: str) -> bool:
-        with Session(self.engine) as s:
+    def delete_role(self, name: str, session: Session | None = None) -> bool:
+        with writing(self.engine, session) as s:
             row = s.get(RoleRow, name)
             if row is None:
                 return False
             s.delete(row)
-            s.commit()
             return True
 
     # -- audit -----------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from hub.governance.keys import POLICY_FIELDS, VirtualKey, hash_secret
+from hub.store.admin_tables import writing
 from hub.store.tables import DuplicateName, KeyRow, MetaRow, RequestLogRow, commit_new, insert_new
 
 SCHEMA_VERSION = 2
@@ -75,13 +76,14 @@ class SqlStore:
         *,
         source: str = "cli",
         expires_at: datetime | None = None,
+        session: Session | None = None,
     ) -> KeyRow:
-        """Store a new key (by hash).
+        """Store a new key (by hash); in `session` when given (its owner commits), else in a transaction of its own.
 
         Raises:
             DuplicateName: an active key already has this name (also when another writer stored it first).
         """
-        with Session(self.engine) as s:
+        with writing(self.engine, session) as s:
             existing = s.exec(select(KeyRow).where(KeyRow.name == name)).first()
             if existing is not None:
                 if existing.revoked_at is None:
@@ -100,8 +102,9 @@ class SqlStore:
             )
             insert_new(s, row, f"a key named '{name}'")
             self._bump_keys_version(s)
-            commit_new(s, f"a key named '{name}'")
-            s.refresh(row)
+            if session is None:
+                commit_new(s, f"a key named '{name}'")
+                s.refresh(row)
             return row
 
     def upsert_config_key(
@@ -138,16 +141,15 @@ class SqlStore:
             rows = list(s.exec(query))
         return [r for r in rows if include_revoked or r.revoked_at is None]
 
-    def revoke_key(self, name_or_id: str) -> bool:
-        """Revoke by name or id; False when no active key matches."""
-        with Session(self.engine) as s:
+    def revoke_key(self, name_or_id: str, session: Session | None = None) -> bool:
+        """Revoke by name or id; False when no active key matches. In `session` when given (its owner commits)."""
+        with writing(self.engine, session) as s:
             row = s.exec(select(KeyRow).where((KeyRow.name == name_or_id) | (KeyRow.id == name_or_id))).first()
             if row is None or row.revoked_at is not None:
                 return False
             row.revoked_at = datetime.now(UTC)
             s.add(row)
             self._bump_keys_version(s)
-            s.commit()
             return True
 
     def get_key(self, name_or_id: str) -> KeyRow | None:
@@ -155,17 +157,19 @@ class SqlStore:
         with Session(self.engine) as s:
             return s.exec(select(KeyRow).where((KeyRow.name == name_or_id) | (KeyRow.id == name_or_id))).first()
 
-    def update_key(self, key_id: str, policy: Mapping[str, Any], expires_at: datetime | None) -> KeyRow | None:
-        """Replace an active key's policy and expiry (the secret stays); None when no active key has this id."""
-        with Session(self.engine) as s:
+    def update_key(
+        self, key_id: str, policy: Mapping[str, Any], expires_at: datetime | None, session: Session | None = None
+    ) -> KeyRow | None:
+        """Replace an active key's policy and expiry (the secret stays); None when no active key has this id. In
+        `session` when given (its owner commits)."""
+        with writing(self.engine, session) as s:
             row = s.get(KeyRow, key_id)
             if row is None or row.revoked_at is not None:
                 return None
             row.policy, row.expires_at = policy_json(policy), expires_at
             s.add(row)
             self._bump_keys_version(s)
-            s.commit()
-            s.refresh(row)
+            s.flush()
             return row
 
     def active_keys(self) -> list[tuple[str, VirtualKey]]:

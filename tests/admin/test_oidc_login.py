@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import httpx2
 import pytest
 
@@ -19,6 +21,11 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 CLIENT_ID = "agenthub-admin"
 CLIENT_SECRET = "client-secret-for-the-oidc-tests-0123456789"
+REFUSE_AUDIT = (
+    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
+    "BEGIN SELECT RAISE(ABORT, 'the audit log refuses the entry'); END"
+)
+"""Makes every audit append fail (the hub's database is SQLite in the test's folder)."""
 
 
 @pytest.fixture
@@ -123,3 +130,21 @@ async def test_groups_map_to_developer_with_its_teams_and_unmapped_users_are_ref
     denied = [(e["actor"], e["action"]) for e in entries if e["outcome"] == "denied"]
     assert ("oidc:eve@example.com", "auth.login") in denied
     assert ("anonymous", "auth.login") in denied
+
+
+async def test_a_login_whose_audit_entry_cannot_be_written_opens_no_session(
+    oidc_hub: tuple[RunningHub, ServedProcess], tmp_path: Path
+) -> None:
+    hub, _idp = oidc_hub
+
+    def sql(statement: str) -> None:
+        with sqlite3.connect(tmp_path / "hub.db") as conn:
+            conn.execute(statement)
+
+    await anyio.to_thread.run_sync(sql, REFUSE_AUDIT)
+    refused = await _login(hub, "alice")
+    await anyio.to_thread.run_sync(sql, "DROP TRIGGER refuse_audit")
+    assert refused.status_code == 500 and "agenthub_admin" not in refused.cookies
+    async with admin_client(hub.base) as admin:
+        assert [t for t in (await admin.get("/api/v1/tokens")).json()["data"] if t["kind"] == "session"] == []
+    assert (await _login(hub, "alice")).status_code == 200
