@@ -11,6 +11,9 @@ A permission is `resource:action`, optionally limited to the caller's own teams 
 
 Only `admin` manages servers, roles, admin tokens and the audit log's settings (retention, purge). Custom
 roles are any set of permissions, stored in the database. Role names are case-insensitive.
+
+A grant never exceeds its granter: an admin token or a custom role may carry only permissions its creator holds
+itself (`uncovered`), and a team-limited permission only for teams the creator belongs to.
 """
 
 from __future__ import annotations
@@ -129,6 +132,38 @@ class AdminPrincipal:
         if not self.allowed(resource, action, team):
             where = f" of team '{team}'" if team else ""
             raise Forbidden(f"'{self.subject}' may not {action} {resource}{where}")
+
+    def require_covers(self, permissions: Iterable[Permission], teams: Iterable[str], what: str) -> None:
+        """Raise `Forbidden` unless this principal holds every one of `permissions` for `teams` (see `uncovered`);
+        `what` names the grant in the message (e.g. "token 'ci'")."""
+        missing = uncovered(permissions, teams, self.permissions, self.teams)
+        if missing:
+            names = ", ".join(str(p) for p in missing)
+            raise Forbidden(f"'{self.subject}' may not grant {names} (to {what}): a grant never exceeds its granter's")
+
+
+def uncovered(
+    wanted: Iterable[Permission], teams: Iterable[str], held: Iterable[Permission], held_teams: Iterable[str]
+) -> tuple[Permission, ...]:
+    """The permissions of `wanted`, granted for `teams`, that a holder of `held` in `held_teams` does not have.
+
+    A wanted permission is covered by one held grant that matches its resource and action, where a wildcard is
+    matched only by a wildcard (`*:read` needs `*:read` or `*:*`, not every resource one by one). An unscoped
+    grant covers it for any teams; a team-limited (`:own`) grant covers only a team-limited permission, and only
+    when every one of `teams` is one of `held_teams`. Pure: the caller resolves roles first.
+    """
+    grants = tuple(held)
+    inside = set(teams) <= set(held_teams)
+
+    def covered(perm: Permission) -> bool:
+        return any(
+            g.resource in ("*", perm.resource)
+            and g.action in ("*", perm.action)
+            and (not g.own_teams_only or (perm.own_teams_only and inside))
+            for g in grants
+        )
+
+    return tuple(p for p in wanted if not covered(p))
 
 
 def resolve_roles(
