@@ -60,6 +60,16 @@ class AdminSection(BaseModel):
     """Largest request body the admin API accepts."""
     session_hours: float = Field(default=8, gt=0)
     """How long an OIDC login session lasts."""
+    allowed_secret_refs: list[str] = Field(default_factory=list[str])
+    """Secret references that changes made through the admin API may use (guardrail credentials, run-time
+    servers' `env`, `headers` and `auth` secrets), as globs: `"env:GUARDRAIL_*"`, `"file:/run/secrets/*"`. Empty:
+    none. The hub's own variables (`env:AGENTHUB_*`) are refused even when listed. Values in this file are not
+    affected."""
+    allowed_endpoints: list[str] = Field(default_factory=list[str])
+    """Origins (`scheme://host:port` globs such as `"http://127.0.0.1:*"` or `"https://*.corp.example"`) that
+    endpoints given through the admin API may use although they are plain http or resolve to loopback or private
+    addresses. Any other endpoint must be https on public addresses (`[hub] insecure_loopback` still allows
+    plain http to loopback). Values in this file are not affected."""
     oidc: OidcSection | None = None
 
 

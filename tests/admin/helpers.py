@@ -51,3 +51,14 @@ async def hub_on_port(config: dict[str, Any], tmp_path: Path, port: int) -> Asyn
         finally:
             server.should_exit = True
     hub.store.close()
+
+
+async def token_with(api: httpx2.AsyncClient, name: str, permissions: list[str], teams: list[str] | None = None) -> str:
+    """The secret of a new admin token holding one new custom role of `permissions` (made by `api`'s caller)."""
+    role = await api.post("/api/v1/roles", json={"name": f"{name}-role", "permissions": permissions})
+    assert role.status_code == 201, role.text
+    body = {"name": name, "roles": [f"{name}-role"], "teams": teams or []}
+    created = await api.post("/api/v1/tokens", json=body)
+    assert created.status_code == 201, created.text
+    secret: str = created.json()["secret"]
+    return secret

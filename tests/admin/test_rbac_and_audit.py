@@ -96,7 +96,9 @@ async def test_viewer_reads_developer_manages_its_teams_keys_and_only_admin_mana
 
 
 async def test_every_change_is_audited_with_actor_source_and_scrubbed_before_and_after(tmp_path: Path) -> None:
-    async with running_hub(base_config({}, keys=[]), tmp_path) as hub, admin_client(hub.base) as admin:
+    config = base_config({}, keys=[])
+    config["admin"] = {"allowed_endpoints": ["http://127.0.0.1:*"]}
+    async with running_hub(config, tmp_path) as hub, admin_client(hub.base) as admin:
         key = (await admin.post("/api/v1/keys", json={"name": "bot", "tools": ["a__*"]})).json()
         await admin.patch(f"/api/v1/keys/{key['id']}", json={"tools": ["b__*"]})
         server = {"name": "remote", "transport": "http", "url": "http://127.0.0.1:9/mcp",

@@ -72,7 +72,11 @@ async def test_invalid_or_unsafe_rules_are_refused_and_the_refusals_audited(
     monkeypatch.setenv("SHIELD_KEY", "shield-key-from-the-environment")
     literal = {"name": "shield", "kind": "azure", "endpoint": "http://127.0.0.1:9", "api_key": "literal-key-123"}
     unset = {**literal, "name": "unset", "api_key": "env:NO_SUCH_VARIABLE"}
-    async with e2e_hub(tmp_path, [CONFIG_RULE], [key("alice")]) as hub, _admin(hub.base) as api:
+    admin = {
+        "allowed_secret_refs": ["env:SHIELD_KEY", "env:NO_SUCH_VARIABLE"],
+        "allowed_endpoints": ["http://127.0.0.1:*"],
+    }
+    async with e2e_hub(tmp_path, [CONFIG_RULE], [key("alice")], admin=admin) as hub, _admin(hub.base) as api:
         token = (await api.post("/api/v1/tokens", json={"name": "looker", "roles": ["viewer"]})).json()["secret"]
         answers = {
             "literal credential": await api.post("/api/v1/guardrails", json=literal),

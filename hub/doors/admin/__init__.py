@@ -1,2 +1,3 @@
 """The admin API under `/api/v1`: authentication and dispatch (`api`), the handlers (`entities`, `guardrails`,
-`ops`) and the request schemas (`schema`)."""
+`ops`), the allow-lists for secret references and endpoints given through it (`allowlists`) and the request
+schemas (`schema`)."""

@@ -2,15 +2,19 @@
 
 Callers present `Authorization: Bearer <token>` (or the `agenthub_admin` cookie set by an OIDC login): the
 bootstrap token from `AGENTHUB_ADMIN_TOKEN` (role admin), an admin token created through the API (`aht-...`),
-or an OIDC session (`ahs-...`). Every route names the permission it needs; handlers check team-scoped
-permissions against the target. Errors use the OpenAI envelope; a refused or failed request changes nothing.
-The handlers live in `entities`, `guardrails` and `ops` beside this module; the route table in `ops` also
-produces `/api/v1/openapi.json`.
+or an OIDC session (`ahs-...`). Every route names the permission it needs, and the caller's grant must reach
+the target: targets outside any team (customers, servers, pins, roles, tokens, audit, guardrails) need an
+unscoped grant, which dispatch checks before the handler runs; the handlers of team-owned targets (teams, keys,
+usage; `Op.team_scoped`) check the target's team themselves and their lists show only what the caller may
+read. A change and its audit entry are one database transaction (`commit`). Errors use the OpenAI envelope; a
+refused or failed request changes nothing and is audited too. The handlers live in `entities`, `guardrails` and
+`ops` beside this module; the route table in `ops` also produces `/api/v1/openapi.json`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple, Unpack
 import anyio
 import orjson
 from pydantic import BaseModel, ValidationError
+from sqlmodel import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -28,6 +33,7 @@ from hub.audit.chain import AuditEvent
 from hub.audit.scrub import JSONValue
 from hub.control import ControlPlane
 from hub.doors import ADMIN_PREFIX
+from hub.doors.admin.allowlists import RemotePolicy
 from hub.doors.web import error_response
 from hub.errors import BadRequest, Forbidden, HubError, Internal, PayloadTooLarge, Unauthenticated, Wire
 from hub.governance.keys import bearer_token, constant_time_equal
@@ -36,6 +42,8 @@ from hub.identity.oidc import SESSION_COOKIE
 
 if TYPE_CHECKING:
     from hub.app import Hub
+
+logger = logging.getLogger(__name__)
 
 PREFIX = ADMIN_PREFIX
 T = TypeVar("T")
@@ -73,6 +81,12 @@ class Ctx:
     def user_agent(self) -> str | None:
         return self.request.headers.get("user-agent")
 
+    @property
+    def remote(self) -> RemotePolicy:
+        """The operator's allow-lists for secret references and endpoints given through the API."""
+        settings = self.hub.settings
+        return RemotePolicy(settings.admin, insecure_loopback=settings.hub.insecure_loopback)
+
 
 Handler = Callable[[Ctx, AdminPrincipal, Any], Awaitable[Response]]
 
@@ -90,10 +104,44 @@ class Op:
     body: type[BaseModel] | str | None = None
     status: int = 200
     public: bool = False
+    team_scoped: bool = False
+    """The targets may belong to a team: the handler checks the target's team (`AdminPrincipal.require`) and
+    filters lists. Otherwise the targets are outside any team and dispatch requires an unscoped grant."""
 
 
 def actor(principal: AdminPrincipal) -> str:
     return principal.subject if principal.via == "bootstrap" else f"{principal.via}:{principal.subject}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one admin change did, as its audit entry tells it."""
+
+    action: str
+    resource_type: str
+    resource_id: str | None
+    before: JSONValue = None
+    after: JSONValue = None
+
+
+def audit_event(ctx: Ctx, who: AdminPrincipal | str, change: Change, outcome: str = "success") -> AuditEvent:
+    """The audit event of `change` made by `who` in this request."""
+    name = who if isinstance(who, str) else actor(who)
+    return AuditEvent(
+        name, change.action, change.resource_type, change.resource_id, change.before, change.after, ctx.source_ip,
+        ctx.user_agent, outcome,
+    )  # fmt: skip
+
+
+async def commit(
+    ctx: Ctx, who: AdminPrincipal | str, write: Callable[[Session], T], change: Callable[[T], Change]
+) -> T:
+    """Make a change and write its audit entry in one database transaction; returns what `write` returned.
+
+    `write(session)` runs in a worker thread and writes through the session without committing; `change(result)`
+    describes it for the audit entry. If either fails, neither is stored.
+    """
+    return await ctx.control.audit.transact(write, lambda result: audit_event(ctx, who, change(result)))
 
 
 async def record(
@@ -106,10 +154,10 @@ async def record(
     after: JSONValue = None,
     outcome: str = "success",
 ) -> None:
-    """Append one audit entry for this request."""
-    name = who if isinstance(who, str) else actor(who)
-    event = AuditEvent(name, action, resource_type, resource_id, before, after, ctx.source_ip, ctx.user_agent, outcome)
-    await ctx.control.audit.append(event)
+    """Append one audit entry for this request, in a transaction of its own (a change that is not in the database,
+    or a refusal; a change of the database is written with its entry by `commit`)."""
+    change = Change(action, resource_type, resource_id, before, after)
+    await ctx.control.audit.append(audit_event(ctx, who, change, outcome))
 
 
 ANONYMOUS = AdminPrincipal("anonymous", (), via="none")
@@ -218,8 +266,11 @@ class AdminApi:
             if not op.public:
                 presented = bearer_token(request.headers.get("authorization")) or request.cookies.get(SESSION_COOKIE)
                 principal = await off_loop(authenticate_sync, control, presented)
-                if op.resource is not None and not principal.may_any(op.resource, op.action):
-                    raise Forbidden(f"'{principal.subject}' may not {op.action} {op.resource}")
+                if op.resource is not None:
+                    if not op.team_scoped:
+                        principal.require(op.resource, op.action, None)
+                    elif not principal.may_any(op.resource, op.action):
+                        raise Forbidden(f"'{principal.subject}' may not {op.action} {op.resource}")
             body = None
             if op.body is not None:
                 body = await read_body(request, op.body, hub.settings.admin.max_body_bytes)
@@ -227,6 +278,11 @@ class AdminApi:
         except HubError as exc:
             await self._record_refusal(ctx, op, principal, exc)
             return error_response(exc)
+        except Exception:
+            logger.exception("admin request %s %s failed", op.method, request.url.path)
+            failed = Internal("the admin request failed; nothing was changed")
+            await self._record_refusal(ctx, op, principal, failed)
+            return error_response(failed)
 
     async def _record_refusal(self, ctx: Ctx, op: Op, principal: AdminPrincipal | None, exc: HubError) -> None:
         """Refused attempts are audited: authentication and permission failures always, failed changes too."""
@@ -239,9 +295,13 @@ class AdminApi:
         who = actor(principal) if principal is not None else "anonymous"
         resource_id = next(iter(ctx.params.values()), None)
         after: JSONValue = {"method": op.method, "path": ctx.request.url.path, "error": exc.message}
-        await record(
-            ctx, who, f"{op.resource or 'admin'}.{op.action}", op.resource or "admin", resource_id, None, after, outcome
-        )
+        try:
+            await record(
+                ctx, who, f"{op.resource or 'admin'}.{op.action}", op.resource or "admin", resource_id, None, after,
+                outcome,
+            )  # fmt: skip
+        except Exception:
+            logger.exception("the audit entry of a refused admin request could not be written")
 
 
 async def off_loop(func: Callable[[Unpack[Ts]], T], *args: *Ts) -> T:

@@ -1,18 +1,26 @@
-"""Admin handlers for customers, teams, virtual keys and usage; each change is applied at once and audited."""
+"""Admin handlers for customers, teams, virtual keys and usage; each change is stored with its audit entry in one
+transaction, then applied at once.
+
+Customers are outside any team; a team-limited grant reaches a team, and the keys and usage of a team, only when
+the team is one of the caller's. A key under a team belongs to that team's customer: a key naming another one is
+refused, and so is moving a team to another customer while its keys name a different one.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlmodel import Session
 from starlette.responses import Response
 
 from hub.audit.scrub import JSONValue
 from hub.control import limits_json
-from hub.doors.admin.api import Conflict, Ctx, json_response, off_loop, record
+from hub.doors.admin.api import Change, Conflict, Ctx, commit, json_response, off_loop, record
 from hub.doors.admin.schema import CustomerIn, CustomerPatch, KeyIn, KeyPatch, TeamIn, TeamPatch, UsageReset
 from hub.errors import BadRequest, NotFound
 from hub.governance import EntityKind, EntityRef, Metric, UnknownSubject
@@ -89,18 +97,20 @@ async def _check_refs(ctx: Ctx, team: str | None = None, customer: str | None = 
         raise BadRequest(f"unknown customer '{customer}'")
 
 
-async def _save(ctx: Ctx, row: CustomerRow | TeamRow) -> None:
-    await off_loop(ctx.control.store.save, row)
+async def _write(ctx: Ctx, who: AdminPrincipal, write: Callable[[Session], object], change: Change) -> None:
+    """Store a customer or team change with its audit entry, then give the limiter the new customers and teams."""
+    await commit(ctx, who, write, lambda _result: change)
     await ctx.control.apply_governance()
 
 
-async def _create(ctx: Ctx, row: CustomerRow | TeamRow) -> None:
+async def _create(ctx: Ctx, who: AdminPrincipal, row: CustomerRow | TeamRow) -> None:
     """Store a new customer or team; a name another writer took since the pre-check is the same 409."""
+    kind = "customer" if isinstance(row, CustomerRow) else "team"
+    change = Change(f"{kind}.create", kind, row.name, None, entity_view(row))
     try:
-        await off_loop(ctx.control.store.create, row)
+        await _write(ctx, who, lambda s: ctx.control.store.create(row, s), change)
     except DuplicateName as exc:
         raise Conflict(str(exc)) from None
-    await ctx.control.apply_governance()
 
 
 async def create_customer(ctx: Ctx, who: AdminPrincipal, body: CustomerIn) -> Response:
@@ -111,21 +121,19 @@ async def create_customer(ctx: Ctx, who: AdminPrincipal, body: CustomerIn) -> Re
         name=body.name, budget=limits_json(body.budget), rate_limit=limits_json(body.rate_limit),
         created_at=now, updated_at=now,
     )  # fmt: skip
-    await _create(ctx, row)
-    await record(ctx, who, "customer.create", "customer", row.name, None, entity_view(row))
+    await _create(ctx, who, row)
     return json_response(entity_view(row), 201)
 
 
 async def update_customer(ctx: Ctx, who: AdminPrincipal, body: CustomerPatch) -> Response:
     row = await _customer(ctx, ctx.params["name"])
-    before = entity_view(row)
     new = row.model_copy(update={"updated_at": now_utc()})
     if "budget" in body.model_fields_set:
         new.budget = limits_json(body.budget)
     if "rate_limit" in body.model_fields_set:
         new.rate_limit = limits_json(body.rate_limit)
-    await _save(ctx, new)
-    await record(ctx, who, "customer.update", "customer", row.name, before, entity_view(new))
+    change = Change("customer.update", "customer", row.name, entity_view(row), entity_view(new))
+    await _write(ctx, who, lambda s: ctx.control.store.save(new, s), change)
     return json_response(entity_view(new))
 
 
@@ -135,22 +143,24 @@ async def delete_customer(ctx: Ctx, who: AdminPrincipal, _body: None) -> Respons
     keys = [k.name for k in await off_loop(ctx.hub.store.list_keys) if json.loads(k.policy).get("customer") == row.name]
     if teams or keys:
         raise Conflict(f"customer '{row.name}' is still used by teams {teams} and keys {keys}")
-    await off_loop(ctx.control.store.delete_entity, CustomerRow, row.name)
-    await ctx.control.apply_governance()
-    await record(ctx, who, "customer.delete", "customer", row.name, entity_view(row), None)
+    change = Change("customer.delete", "customer", row.name, entity_view(row), None)
+    await _write(ctx, who, lambda s: ctx.control.store.delete_entity(CustomerRow, row.name, s), change)
     return json_response({"deleted": row.name})
 
 
 async def list_teams(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     rows = await off_loop(ctx.control.store.teams)
-    return json_response({"data": [entity_view(r) for r in rows]})
+    return json_response({"data": [entity_view(r) for r in rows if who.allowed("teams", "read", r.name)]})
 
 
 async def get_team(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
-    return json_response(entity_view(await _team(ctx, ctx.params["name"])))
+    name = ctx.params["name"]
+    who.require("teams", "read", name)
+    return json_response(entity_view(await _team(ctx, name)))
 
 
 async def create_team(ctx: Ctx, who: AdminPrincipal, body: TeamIn) -> Response:
+    who.require("teams", "create", body.name)
     if await off_loop(ctx.control.store.get_team, body.name) is not None:
         raise Conflict(f"a team named '{body.name}' exists already")
     await _check_refs(ctx, customer=body.customer)
@@ -159,36 +169,50 @@ async def create_team(ctx: Ctx, who: AdminPrincipal, body: TeamIn) -> Response:
         name=body.name, customer=body.customer, budget=limits_json(body.budget),
         rate_limit=limits_json(body.rate_limit), created_at=now, updated_at=now,
     )  # fmt: skip
-    await _create(ctx, row)
-    await record(ctx, who, "team.create", "team", row.name, None, entity_view(row))
+    await _create(ctx, who, row)
     return json_response(entity_view(row), 201)
 
 
 async def update_team(ctx: Ctx, who: AdminPrincipal, body: TeamPatch) -> Response:
-    row = await _team(ctx, ctx.params["name"])
-    before = entity_view(row)
+    name = ctx.params["name"]
+    who.require("teams", "update", name)
+    row = await _team(ctx, name)
     new = row.model_copy(update={"updated_at": now_utc()})
     fields = body.model_fields_set
-    if "customer" in fields:
+    if "customer" in fields and body.customer != row.customer:
+        who.require("teams", "update", None)  # a team's customer is above the team: a team-limited grant stops here
         await _check_refs(ctx, customer=body.customer)
+        await _check_keys_follow(ctx, row.name, body.customer)
         new.customer = body.customer
     if "budget" in fields:
         new.budget = limits_json(body.budget)
     if "rate_limit" in fields:
         new.rate_limit = limits_json(body.rate_limit)
-    await _save(ctx, new)
-    await record(ctx, who, "team.update", "team", row.name, before, entity_view(new))
+    change = Change("team.update", "team", row.name, entity_view(row), entity_view(new))
+    await _write(ctx, who, lambda s: ctx.control.store.save(new, s), change)
     return json_response(entity_view(new))
 
 
+async def _check_keys_follow(ctx: Ctx, team: str, customer: str | None) -> None:
+    """Refuse to move `team` to `customer` while some of its keys name another customer."""
+    keys = [k for k in await off_loop(ctx.hub.store.list_keys) if json.loads(k.policy).get("team") == team]
+    named = sorted(k.name for k in keys if json.loads(k.policy).get("customer") not in (None, customer))
+    if named:
+        raise Conflict(
+            f"team '{team}' cannot move to customer {customer!r} while its keys {named} name another customer "
+            "(change or clear their customer first)"
+        )
+
+
 async def delete_team(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
-    row = await _team(ctx, ctx.params["name"])
+    name = ctx.params["name"]
+    who.require("teams", "delete", name)
+    row = await _team(ctx, name)
     keys = [k.name for k in await off_loop(ctx.hub.store.list_keys) if json.loads(k.policy).get("team") == row.name]
     if keys:
         raise Conflict(f"team '{row.name}' still has active keys {keys}")
-    await off_loop(ctx.control.store.delete_entity, TeamRow, row.name)
-    await ctx.control.apply_governance()
-    await record(ctx, who, "team.delete", "team", row.name, entity_view(row), None)
+    change = Change("team.delete", "team", row.name, entity_view(row), None)
+    await _write(ctx, who, lambda s: ctx.control.store.delete_entity(TeamRow, row.name, s), change)
     return json_response({"deleted": row.name})
 
 
@@ -229,22 +253,40 @@ async def get_key(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     return json_response(key_view(row))
 
 
+async def _customer_of(ctx: Ctx, team: str | None, customer: str | None) -> None:
+    """Refuse a key whose customer is not its team's (a key under a team without a customer may name none).
+
+    Raises:
+        BadRequest: unknown team or customer, or a customer other than the team's.
+    """
+    await _check_refs(ctx, team, customer)
+    if team is None or customer is None:
+        return
+    owner = (await _team(ctx, team)).customer
+    if customer != owner:
+        where = f"belongs to customer '{owner}'" if owner is not None else "belongs to no customer"
+        raise BadRequest(
+            f"a key of team '{team}' belongs to its team's customer: team '{team}' {where}, not '{customer}' "
+            "(omit customer to inherit the team's)"
+        )
+
+
 async def create_key(ctx: Ctx, who: AdminPrincipal, body: KeyIn) -> Response:
     who.require("keys", "create", body.team)
-    await _check_refs(ctx, body.team, body.customer)
+    await _customer_of(ctx, body.team, body.customer)
     policy = body.model_dump(mode="json", exclude={"name", "expires_at"}, exclude_none=True)
     secret = new_secret()
-    create = functools.partial(
-        ctx.hub.store.create_key, body.name, secret, policy, source="api", expires_at=_aware(body.expires_at)
-    )
+    store = ctx.hub.store
+
+    def write(s: Session) -> KeyRow:
+        return store.create_key(body.name, secret, policy, source="api", expires_at=_aware(body.expires_at), session=s)
+
     try:
-        row = await off_loop(create)
+        row = await commit(ctx, who, write, lambda r: Change("key.create", "key", r.id, None, key_view(r)))
     except DuplicateName as exc:
         raise Conflict(str(exc)) from None
     await reload_keys(ctx)
-    view = key_view(row)
-    await record(ctx, who, "key.create", "key", row.id, None, view)
-    return json_response({**view, "secret": secret}, 201)
+    return json_response({**key_view(row), "secret": secret}, 201)
 
 
 async def update_key(ctx: Ctx, who: AdminPrincipal, body: KeyPatch) -> Response:
@@ -256,24 +298,37 @@ async def update_key(ctx: Ctx, who: AdminPrincipal, body: KeyPatch) -> Response:
     changes.pop("expires_at", None)
     if "team" in changes:
         who.require("keys", "update", changes["team"])
-    await _check_refs(ctx, changes.get("team"), changes.get("customer"))
     policy.update(changes)
     policy = {k: v for k, v in policy.items() if v is not None}
-    updated = await off_loop(ctx.hub.store.update_key, row.id, policy, expires)
-    if updated is None:
-        raise NotFound(f"no active key '{ctx.params['key']}'")
+    await _customer_of(ctx, policy.get("team"), policy.get("customer"))
+    before, store = key_view(row), ctx.hub.store
+
+    def write(s: Session) -> KeyRow | None:
+        return store.update_key(row.id, policy, expires, session=s)
+
+    def change(updated: KeyRow | None) -> Change:
+        if updated is None:
+            raise NotFound(f"no active key '{ctx.params['key']}'")
+        return Change("key.update", "key", row.id, before, key_view(updated))
+
+    updated = await commit(ctx, who, write, change)
+    assert updated is not None
     await reload_keys(ctx)
-    await record(ctx, who, "key.update", "key", row.id, key_view(row), key_view(updated))
     return json_response(key_view(updated))
 
 
 async def revoke_key(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     row = await _key(ctx, ctx.params["key"])
     who.require("keys", "delete", _team_of(row))
-    if not await off_loop(ctx.hub.store.revoke_key, row.id):
-        raise NotFound(f"no active key '{ctx.params['key']}'")
+    store = ctx.hub.store
+
+    def change(revoked: bool) -> Change:
+        if not revoked:
+            raise NotFound(f"no active key '{ctx.params['key']}'")
+        return Change("key.revoke", "key", row.id, key_view(row), {"revoked": True})
+
+    await commit(ctx, who, lambda s: store.revoke_key(row.id, s), change)
     await reload_keys(ctx)
-    await record(ctx, who, "key.revoke", "key", row.id, key_view(row), {"revoked": True})
     return json_response({"id": row.id, "name": row.name, "revoked": True})
 
 
@@ -309,14 +364,19 @@ async def get_usage(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
 
 
 async def reset_usage(ctx: Ctx, who: AdminPrincipal, body: UsageReset) -> Response:
+    """Zero usage in the current window. The counters are not in the database, so no transaction can hold the
+    reset and its audit entry together: the entry is written first (it records the usage before and the metric
+    reset), and if it cannot be written nothing is reset."""
     entity, team = await _entity(ctx)
     who.require("usage", "update", team)
-    before: JSONValue = await _snapshots(ctx, entity)  # pyright: ignore[reportAssignmentType]
-    if ctx.hub.limiter is not None:
-        try:
-            await ctx.hub.limiter.reset_usage(entity, Metric(body.metric) if body.metric else None)
-        except UnknownSubject:
-            raise NotFound(f"{entity} has no limits") from None
-    after: JSONValue = await _snapshots(ctx, entity)  # pyright: ignore[reportAssignmentType]
-    await record(ctx, who, "usage.reset", entity.kind.value, entity.name, before, after)
-    return json_response({"entity": str(entity), "limits": after})
+    limiter = ctx.hub.limiter
+    before: JSONValue = []
+    try:
+        if limiter is not None:
+            before = [dataclasses.asdict(s) for s in await limiter.usage(entity)]
+        await record(ctx, who, "usage.reset", entity.kind.value, entity.name, before, {"reset": body.metric or "all"})
+        if limiter is not None:
+            await limiter.reset_usage(entity, Metric(body.metric) if body.metric else None)
+    except UnknownSubject:
+        raise NotFound(f"{entity} has no limits") from None
+    return json_response({"entity": str(entity), "limits": await _snapshots(ctx, entity)})

@@ -1,25 +1,28 @@
 """Admin handlers for guardrails and tool pinning, and their routes (added to the table in `ops`).
 
 Guardrails: the config file's rules are listed read-only; rules made through the API are stored and in force
-at once on every door (`GuardrailRules`). Pinning: `GET /servers/{name}/pins` reviews a server's tools against
+at once on every door (`GuardrailRules`); their credentials are references the operator allows and their service
+endpoints pass the SSRF guard (`allowlists`). Pinning: `GET /servers/{name}/pins` reviews a server's tools against
 what was approved, `POST /servers/{name}/approve` pins the current definitions (optionally only if they are the
 ones reviewed: body `{"tools": {"name": "sha256", ...}}`), `DELETE /servers/{name}/pins` stops pinning. Every
-change is audited.
+change is stored with its audit entry in one transaction.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from sqlmodel import Session
 from starlette.responses import Response
 
 from connectors.upstream import Upstream
-from hub.doors.admin.api import PREFIX, Conflict, Ctx, Op, actor, json_response, off_loop, read_body, record
+from hub.doors.admin.api import PREFIX, Change, Conflict, Ctx, Op, actor, commit, json_response, off_loop, read_body
 from hub.doors.admin.schema import ApproveIn
 from hub.errors import BadRequest, Internal, NotFound
 from hub.governance.rbac import AdminPrincipal
 from hub.guardrails import GuardrailConfig, GuardrailConfigError
-from hub.guardrails.pinning import PinMismatchError, ServerPins, ToolPins
+from hub.guardrails.pinning import PinCommit, PinMismatchError, ServerPins, ToolPins
 from hub.guardrails.rules import GuardrailRules, check_references, public_form
 
 # -- guardrails --------------------------------------------------------------------------------------------
@@ -50,9 +53,15 @@ async def get_guardrail(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     raise NotFound(f"no guardrail named '{name}'")
 
 
-def _check(config: GuardrailConfig) -> None:
+async def _check(ctx: Ctx, config: GuardrailConfig) -> None:
+    """Refuse literal credentials, references and endpoints the operator did not allow, and a rule that does not
+    build (building resolves the references, so it comes last)."""
     try:
         check_references(config)
+    except ValueError as exc:
+        raise BadRequest(f"invalid guardrail: {exc}") from None
+    await ctx.remote.check_guardrail(config)
+    try:
         GuardrailRules.build([config])
     except (ValueError, GuardrailConfigError) as exc:
         raise BadRequest(f"invalid guardrail: {exc}") from None
@@ -72,10 +81,10 @@ async def create_guardrail(ctx: Ctx, who: AdminPrincipal, body: GuardrailConfig)
     rules = _rules(ctx)
     if body.name in rules.names() or await off_loop(rules.store.get, body.name) is not None:
         raise Conflict(f"a guardrail named '{body.name}' exists already")
-    _check(body)
-    await off_loop(rules.store.save, body)
+    await _check(ctx, body)
+    change = Change("guardrail.create", "guardrail", body.name, None, public_form(body))
+    await commit(ctx, who, lambda s: rules.store.save(body, s), lambda _none: change)
     await rules.apply()
-    await record(ctx, who, "guardrail.create", "guardrail", body.name, None, public_form(body))
     return json_response(_view(body, "api"), 201)
 
 
@@ -84,11 +93,11 @@ async def replace_guardrail(ctx: Ctx, who: AdminPrincipal, body: GuardrailConfig
     if body.name != name:
         raise BadRequest("the body's name differs from the path's")
     before = await _stored(ctx, name)
-    _check(body)
+    await _check(ctx, body)
     rules = _rules(ctx)
-    await off_loop(rules.store.save, body)
+    change = Change("guardrail.update", "guardrail", name, public_form(before), public_form(body))
+    await commit(ctx, who, lambda s: rules.store.save(body, s), lambda _none: change)
     await rules.apply()
-    await record(ctx, who, "guardrail.update", "guardrail", name, public_form(before), public_form(body))
     return json_response(_view(body, "api"))
 
 
@@ -96,9 +105,14 @@ async def delete_guardrail(ctx: Ctx, who: AdminPrincipal, _body: None) -> Respon
     name = ctx.params["name"]
     before = await _stored(ctx, name)
     rules = _rules(ctx)
-    await off_loop(rules.store.delete, name)
+
+    def change(deleted: bool) -> Change:
+        if not deleted:
+            raise NotFound(f"no guardrail named '{name}'")
+        return Change("guardrail.delete", "guardrail", name, public_form(before), None)
+
+    await commit(ctx, who, lambda s: rules.store.delete(name, s), change)
     await rules.apply()
-    await record(ctx, who, "guardrail.delete", "guardrail", name, public_form(before), None)
     return json_response({"deleted": name})
 
 
@@ -140,10 +154,12 @@ async def approve_server(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response
         raise Conflict(f"server '{upstream.name}' is not connected: its tools cannot be reviewed now")
     pins = _pins(ctx)
     try:
-        before, after = await pins.approve(upstream.name, upstream.catalog.tools, actor(who), body.tools)
+        await pins.approve(
+            upstream.name, upstream.catalog.tools, actor(who), body.tools,
+            commit=_pin_commit(ctx, who, "server.approve", upstream.name),
+        )  # fmt: skip
     except PinMismatchError as exc:
         raise Conflict(str(exc)) from None
-    await record(ctx, who, "server.approve", "server", upstream.name, _summary(before), _summary(after))
     return json_response(pins.status(upstream.name, upstream.catalog.tools))
 
 
@@ -154,9 +170,18 @@ async def unpin_server(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     pins = _pins(ctx)
     if pins.pins(upstream.name) is None:
         raise NotFound(f"server '{upstream.name}' is not pinned")
-    before = await pins.unpin(upstream.name)
-    await record(ctx, who, "server.unpin", "server", upstream.name, _summary(before), None)
+    await pins.unpin(upstream.name, commit=_pin_commit(ctx, who, "server.unpin", upstream.name))
     return json_response({"server": upstream.name, "pinned": False})
+
+
+def _pin_commit(ctx: Ctx, who: AdminPrincipal, action: str, server: str) -> PinCommit:
+    """Stores a pin change with its audit entry (`action`, the pins before and after) in one transaction."""
+
+    async def run(write: Callable[[Session], object], before: ServerPins | None, after: ServerPins | None) -> None:
+        change = Change(action, "server", server, _summary(before), _summary(after))
+        await commit(ctx, who, write, lambda _result: change)
+
+    return run
 
 
 _R = PREFIX

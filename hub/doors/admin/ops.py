@@ -1,4 +1,9 @@
-"""Admin handlers for servers, roles, admin tokens, the audit log and OIDC login; and the route table."""
+"""Admin handlers for servers, roles, admin tokens, the audit log and OIDC login; and the route table.
+
+A run-time server's endpoints and secret references pass the operator's allow-lists (`allowlists`), and its
+configuration is shown and audited with secrets redacted. A role or token carries only permissions its creator
+holds itself. Each change is stored with its audit entry in one transaction, then applied.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from connectors.config import HttpConfig, SseConfig, StdioConfig
 from hub.audit.chain import AuditEvent
 from hub.audit.export import to_json, to_jsonl, to_syslog
 from hub.audit.scrub import scrub
@@ -23,12 +29,14 @@ from hub.doors.admin import entities as ent, guardrails as admin_guardrails
 from hub.doors.admin.api import (
     PREFIX,
     AdminApi,
+    Change,
     Conflict,
     Ctx,
     HubSource,
     Op,
     actor,
     check_permissions,
+    commit,
     hash_token,
     json_response,
     off_loop,
@@ -37,7 +45,7 @@ from hub.doors.admin.api import (
 )
 from hub.doors.admin.schema import AuthLoginIn, PurgeIn, RoleIn, RolePatch, TokenIn, openapi_document
 from hub.errors import BadRequest, Forbidden, NotFound
-from hub.governance.rbac import BUILTIN_ROLES, AdminPrincipal, map_groups
+from hub.governance.rbac import BUILTIN_ROLES, AdminPrincipal, map_groups, parse_permissions, resolve_roles
 from hub.identity.oidc import SESSION_COOKIE, STATE_COOKIE, OidcError, OidcLogin
 from hub.store.admin_tables import AdminTokenRow, RoleRow, now_utc
 from hub.store.tables import DuplicateName
@@ -69,29 +77,31 @@ async def get_server(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     raise NotFound(f"no server named '{name}'")
 
 
-def _parse_server(data: dict[str, Any], name: str) -> dict[str, Any]:
+def _parse_server(data: dict[str, Any], name: str) -> StdioConfig | SseConfig | HttpConfig:
     if data.get("name", name) != name:
         raise BadRequest("the body's name differs from the path's")
     try:
-        config = SERVER_CONFIG.validate_python({**data, "name": name})
+        return SERVER_CONFIG.validate_python({**data, "name": name})
     except ValidationError as exc:
         raise BadRequest(validation_message(exc)) from None
-    return config_dict(config)
 
 
 async def create_server(ctx: Ctx, who: AdminPrincipal, body: dict[str, Any]) -> Response:
     name = body.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest("invalid request: name: a server name is required")
-    config = _parse_server(body, name)
-    if name in ctx.hub.settings.servers or await off_loop(ctx.control.store.get_server, name) is not None:
+    parsed = _parse_server(body, name)
+    await ctx.remote.check_server(parsed)
+    config = config_dict(parsed)
+    store = ctx.control.store
+    if name in ctx.hub.settings.servers or await off_loop(store.get_server, name) is not None:
         raise Conflict(f"a server named '{name}' exists already")
+    change = Change("server.create", "server", name, None, {"name": name, **config})
     try:
-        await off_loop(ctx.control.store.create_server, name, config)
+        await commit(ctx, who, lambda s: store.create_server(name, config, s), lambda _none: change)
     except DuplicateName as exc:
         raise Conflict(str(exc)) from None
     await ctx.control.apply_servers()
-    await record(ctx, who, "server.create", "server", name, None, {"name": name, **config})
     return json_response({"name": name, "source": "api", "config": scrub(config)}, 201)
 
 
@@ -106,20 +116,29 @@ async def _stored_server(ctx: Ctx, name: str) -> dict[str, Any]:
 
 async def replace_server(ctx: Ctx, who: AdminPrincipal, body: dict[str, Any]) -> Response:
     name = ctx.params["name"]
-    config = _parse_server(body, name)
+    parsed = _parse_server(body, name)
     before = await _stored_server(ctx, name)
-    await off_loop(ctx.control.store.save_server, name, config)
+    await ctx.remote.check_server(parsed)
+    config, store = config_dict(parsed), ctx.control.store
+    change = Change("server.update", "server", name, before, config)
+    await commit(ctx, who, lambda s: store.save_server(name, config, s), lambda _none: change)
     await ctx.control.apply_servers()
-    await record(ctx, who, "server.update", "server", name, before, config)
     return json_response({"name": name, "source": "api", "config": scrub(config)})
 
 
 async def delete_server(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
+    """Remove a run-time server: stored with its audit entry first, then taken out of the running hub (calls in
+    flight to it fail as upstream errors)."""
     name = ctx.params["name"]
-    before = await _stored_server(ctx, name)
-    await off_loop(ctx.control.store.delete_server, name)
+    before, store = await _stored_server(ctx, name), ctx.control.store
+
+    def change(deleted: bool) -> Change:
+        if not deleted:
+            raise NotFound(f"no server named '{name}'")
+        return Change("server.delete", "server", name, before, None)
+
+    await commit(ctx, who, lambda s: store.delete_server(name, s), change)
     await ctx.control.apply_servers()
-    await record(ctx, who, "server.delete", "server", name, before, None)
     return json_response({"deleted": name})
 
 
@@ -155,39 +174,45 @@ async def get_role(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     return json_response(_role_view(await _role(ctx, name)))
 
 
+def _check_grant(who: AdminPrincipal, texts: list[str], what: str) -> None:
+    """Refuse bad permission strings, and permissions the caller does not hold itself (for its own teams)."""
+    check_permissions(texts)
+    who.require_covers(parse_permissions(texts), who.teams, what)
+
+
 async def create_role(ctx: Ctx, who: AdminPrincipal, body: RoleIn) -> Response:
-    check_permissions(body.permissions)
-    if body.name in BUILTIN_ROLES or await off_loop(ctx.control.store.get_role, body.name) is not None:
+    _check_grant(who, body.permissions, f"role '{body.name}'")
+    store = ctx.control.store
+    if body.name in BUILTIN_ROLES or await off_loop(store.get_role, body.name) is not None:
         raise Conflict(f"a role named '{body.name}' exists already")
     now = now_utc()
     row = RoleRow(name=body.name, permissions=orjson.dumps(body.permissions).decode(), description=body.description,
                   created_at=now, updated_at=now)  # fmt: skip
+    change = Change("role.create", "role", row.name, None, _role_view(row))
     try:
-        await off_loop(ctx.control.store.create_role, row)
+        await commit(ctx, who, lambda s: store.create_role(row, s), lambda _none: change)
     except DuplicateName as exc:
         raise Conflict(str(exc)) from None
-    await record(ctx, who, "role.create", "role", row.name, None, _role_view(row))
     return json_response(_role_view(row), 201)
 
 
 async def update_role(ctx: Ctx, who: AdminPrincipal, body: RolePatch) -> Response:
     row = await _role(ctx, ctx.params["name"])
-    before = _role_view(row)
     new = row.model_copy(update={"updated_at": now_utc()})
     if body.permissions is not None:
-        check_permissions(body.permissions)
+        _check_grant(who, body.permissions, f"role '{row.name}'")
         new.permissions = orjson.dumps(body.permissions).decode()
     if body.description is not None:
         new.description = body.description
-    await off_loop(ctx.control.store.save_role, new)
-    await record(ctx, who, "role.update", "role", row.name, before, _role_view(new))
+    change, store = Change("role.update", "role", row.name, _role_view(row), _role_view(new)), ctx.control.store
+    await commit(ctx, who, lambda s: store.save_role(new, s), lambda _none: change)
     return json_response(_role_view(new))
 
 
 async def delete_role(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     row = await _role(ctx, ctx.params["name"])
-    await off_loop(ctx.control.store.delete_role, row.name)
-    await record(ctx, who, "role.delete", "role", row.name, _role_view(row), None)
+    change, store = Change("role.delete", "role", row.name, _role_view(row), None), ctx.control.store
+    await commit(ctx, who, lambda s: store.delete_role(row.name, s), lambda _none: change)
     return json_response({"deleted": row.name})
 
 
@@ -207,10 +232,10 @@ async def list_tokens(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     return json_response({"data": [_token_view(r) for r in await off_loop(ctx.control.store.tokens)]})
 
 
-async def _new_token(
-    ctx: Ctx, *, kind: str, name: str, subject: str, roles: list[str], teams: list[str], hours: float | None,
-    created_by: str,
+def _new_token(
+    *, kind: str, name: str, subject: str, roles: list[str], teams: list[str], hours: float | None, created_by: str,
 ) -> tuple[str, AdminTokenRow]:  # fmt: skip
+    """A new admin token or session and its secret (not stored yet)."""
     secret = ("ahs-" if kind == "session" else "aht-") + secrets.token_urlsafe(32)
     now = now_utc()
     row = AdminTokenRow(
@@ -218,30 +243,37 @@ async def _new_token(
         roles=orjson.dumps(roles).decode(), teams=orjson.dumps(teams).decode(), subject=subject,
         created_by=created_by, created_at=now, expires_at=now + timedelta(hours=hours) if hours else None,
     )  # fmt: skip
-    await off_loop(ctx.control.store.add_token, row)
     return secret, row
 
 
 async def create_token(ctx: Ctx, who: AdminPrincipal, body: TokenIn) -> Response:
-    custom = {r.name for r in await off_loop(ctx.control.store.roles)}
+    store = ctx.control.store
+    custom = {r.name: orjson.loads(r.permissions) for r in await off_loop(store.roles)}
     unknown = [r for r in body.roles if r.lower() not in BUILTIN_ROLES and r.lower() not in custom]
     if unknown:
         raise BadRequest(f"unknown roles {unknown}")
+    roles, permissions = resolve_roles(body.roles, custom)
+    who.require_covers(permissions, body.teams, f"token '{body.name}'")
     hours = body.expires_days * 24 if body.expires_days else None
-    secret, row = await _new_token(
-        ctx, kind="token", name=body.name, subject=body.name, roles=[r.lower() for r in body.roles],
-        teams=body.teams, hours=hours, created_by=actor(who),
+    secret, row = _new_token(
+        kind="token", name=body.name, subject=body.name, roles=list(roles), teams=body.teams, hours=hours,
+        created_by=actor(who),
     )  # fmt: skip
-    await record(ctx, who, "token.create", "admin_token", row.id, None, _token_view(row))
+    change = Change("token.create", "admin_token", row.id, None, _token_view(row))
+    await commit(ctx, who, lambda s: store.add_token(row, s), lambda _none: change)
     return json_response({**_token_view(row), "secret": secret}, 201)
 
 
 async def revoke_token(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
-    row = await off_loop(ctx.control.store.revoke_token, ctx.params["id"])
-    if row is None:
-        raise NotFound(f"no active admin token '{ctx.params['id']}'")
-    await record(ctx, who, "token.revoke", "admin_token", row.id, None, {"revoked": True})
-    return json_response({"id": row.id, "revoked": True})
+    token_id, store = ctx.params["id"], ctx.control.store
+
+    def change(row: AdminTokenRow | None) -> Change:
+        if row is None:
+            raise NotFound(f"no active admin token '{token_id}'")
+        return Change("token.revoke", "admin_token", row.id, None, {"revoked": True})
+
+    await commit(ctx, who, lambda s: store.revoke_token(token_id, s), change)
+    return json_response({"id": token_id, "revoked": True})
 
 
 # -- audit -------------------------------------------------------------------------------------------------
@@ -294,7 +326,9 @@ async def audit_settings(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response
 
 
 async def purge_audit(ctx: Ctx, who: AdminPrincipal, body: PurgeIn) -> Response:
-    checkpoint = await ctx.control.audit.purge(body.retention_days, actor=actor(who))
+    checkpoint = await ctx.control.audit.purge(
+        body.retention_days, actor=actor(who), source_ip=ctx.source_ip, user_agent=ctx.user_agent
+    )
     return json_response({"checkpoint": checkpoint.to_dict() if checkpoint else None})
 
 
@@ -348,11 +382,12 @@ async def callback(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
     if not roles:
         await record(ctx, f"oidc:{subject}", "auth.login", "session", None, None, info, "denied")
         raise Forbidden(f"'{subject}' has no admin role (groups {list(identity.groups)} map to none)")
-    secret, row = await _new_token(
-        ctx, kind="session", name=f"oidc:{subject}", subject=subject, roles=roles, teams=teams,
+    secret, row = _new_token(
+        kind="session", name=f"oidc:{subject}", subject=subject, roles=roles, teams=teams,
         hours=ctx.hub.settings.admin.session_hours, created_by="oidc",
     )  # fmt: skip
-    await record(ctx, f"oidc:{subject}", "auth.login", "session", row.id, None, info)
+    change, store = Change("auth.login", "session", row.id, None, info), ctx.control.store
+    await commit(ctx, f"oidc:{subject}", lambda s: store.add_token(row, s), lambda _none: change)
     response = json_response({"token": secret, "subject": subject, "roles": roles, "teams": teams,
                               "expires_at": row.expires_at.isoformat() if row.expires_at else None})  # fmt: skip
     response.set_cookie(SESSION_COOKIE, secret, httponly=True, samesite="strict", path="/api")
@@ -377,22 +412,25 @@ OPERATIONS: list[Op] = [
     Op("PATCH", f"{_R}/customers/{{name}}", "Change a customer's budget or rate limit", ent.update_customer,
        "customers", "update", ent.CustomerPatch),
     Op("DELETE", f"{_R}/customers/{{name}}", "Delete an unused customer", ent.delete_customer, "customers", "delete"),
-    Op("GET", f"{_R}/teams", "List teams", ent.list_teams, "teams"),
-    Op("POST", f"{_R}/teams", "Create a team", ent.create_team, "teams", "create", ent.TeamIn, 201),
-    Op("GET", f"{_R}/teams/{{name}}", "Get a team", ent.get_team, "teams"),
+    Op("GET", f"{_R}/teams", "List teams", ent.list_teams, "teams", team_scoped=True),
+    Op("POST", f"{_R}/teams", "Create a team", ent.create_team, "teams", "create", ent.TeamIn, 201, team_scoped=True),
+    Op("GET", f"{_R}/teams/{{name}}", "Get a team", ent.get_team, "teams", team_scoped=True),
     Op("PATCH", f"{_R}/teams/{{name}}", "Change a team's customer, budget or rate limit", ent.update_team, "teams",
-       "update", ent.TeamPatch),
-    Op("DELETE", f"{_R}/teams/{{name}}", "Delete a team without active keys", ent.delete_team, "teams", "delete"),
-    Op("GET", f"{_R}/keys", "List virtual keys (?include_revoked=true)", ent.list_keys, "keys"),
+       "update", ent.TeamPatch, team_scoped=True),
+    Op("DELETE", f"{_R}/teams/{{name}}", "Delete a team without active keys", ent.delete_team, "teams", "delete",
+       team_scoped=True),
+    Op("GET", f"{_R}/keys", "List virtual keys (?include_revoked=true)", ent.list_keys, "keys", team_scoped=True),
     Op("POST", f"{_R}/keys", "Create a virtual key; the secret is returned once", ent.create_key, "keys", "create",
-       ent.KeyIn, 201),
-    Op("GET", f"{_R}/keys/{{key}}", "Get a key by id or name", ent.get_key, "keys"),
+       ent.KeyIn, 201, team_scoped=True),
+    Op("GET", f"{_R}/keys/{{key}}", "Get a key by id or name", ent.get_key, "keys", team_scoped=True),
     Op("PATCH", f"{_R}/keys/{{key}}", "Change a key's filters, limits or expiry", ent.update_key, "keys", "update",
-       ent.KeyPatch),
-    Op("DELETE", f"{_R}/keys/{{key}}", "Revoke a key (effective at once)", ent.revoke_key, "keys", "delete"),
-    Op("GET", f"{_R}/usage/{{kind}}/{{name}}", "Usage of a key, team or customer", ent.get_usage, "usage"),
+       ent.KeyPatch, team_scoped=True),
+    Op("DELETE", f"{_R}/keys/{{key}}", "Revoke a key (effective at once)", ent.revoke_key, "keys", "delete",
+       team_scoped=True),
+    Op("GET", f"{_R}/usage/{{kind}}/{{name}}", "Usage of a key, team or customer", ent.get_usage, "usage",
+       team_scoped=True),
     Op("POST", f"{_R}/usage/{{kind}}/{{name}}/reset", "Zero usage in the current window", ent.reset_usage, "usage",
-       "update", ent.UsageReset),
+       "update", ent.UsageReset, team_scoped=True),
     Op("GET", f"{_R}/servers", "Upstream servers with health", list_servers, "servers"),
     Op("POST", f"{_R}/servers", "Add an upstream at run time", create_server, "servers", "create", "server", 201),
     Op("GET", f"{_R}/servers/{{name}}", "Get an upstream", get_server, "servers"),

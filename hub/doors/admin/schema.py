@@ -129,7 +129,9 @@ class ApproveIn(_Body):
 SERVER_BODY: dict[str, Any] = {
     "type": "object",
     "description": "An upstream MCP server: `name` plus the fields of a `[servers.NAME]` table "
-    "(`transport` = stdio | sse | http). Header and env values may be `env:NAME` / `file:PATH` references.",
+    "(`transport` = stdio | sse | http). Header, env and auth secret values may be `env:NAME` / `file:PATH` "
+    "references listed in `[admin] allowed_secret_refs`; `url` and OAuth URLs must be https on public addresses "
+    "unless `[admin] allowed_endpoints` lists their origin.",
     "required": ["name", "transport"],
     "properties": {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"},
