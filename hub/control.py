@@ -81,6 +81,8 @@ class ControlPlane:
         self.audit = AuditLog(self.store, audit_keyring(hub.settings.audit, hub.settings.base_dir))
         self.runtime_servers: dict[str, StdioConfig | SseConfig | HttpConfig] = {}
         self._versions: dict[str, str] = {}
+        self._servers_reads = 0
+        self._servers_applied = 0
 
     # -- start -----------------------------------------------------------------------------------------------
 
@@ -152,9 +154,21 @@ class ControlPlane:
         return out
 
     async def apply_servers(self) -> None:
-        """Make the registry's run-time upstreams match the stored ones (add, replace changed, remove gone)."""
+        """Make the registry's run-time upstreams match the stored ones (add, replace changed, remove gone).
+
+        Callers may overlap (the admin API's change and the follower's poll of the same change): each pass reads
+        the stored servers, and only a pass that read them after every pass applied so far changes anything, so
+        an older read never undoes a newer one. The bookkeeping of a pass happens without a pause; only the
+        removals wait (for the registry to drop the upstream and tell the doors), and a server that a later pass
+        has added again meanwhile is not removed.
+        """
+        self._servers_reads += 1
+        ticket = self._servers_reads
         version = await anyio.to_thread.run_sync(self.store.version, "servers_version")
         wanted = await anyio.to_thread.run_sync(self.stored_servers)
+        if ticket < self._servers_applied:
+            return  # a pass that read later has applied already
+        self._servers_applied = ticket
         registry = self.hub.registry
         for name, config in wanted.items():
             if self.runtime_servers.get(name) != config:
@@ -164,11 +178,16 @@ class ControlPlane:
                     logger.exception("starting server %r failed", name)
                     continue
                 self.runtime_servers[name] = config
-        for name in [n for n in self.runtime_servers if n not in wanted]:
-            await registry.remove(name)
-            self.hub.server_doors.pop(name, None)
+        gone = [n for n in self.runtime_servers if n not in wanted]
+        for name in gone:
             del self.runtime_servers[name]
         self._versions["servers_version"] = version
+        for name in gone:
+            if name in self.runtime_servers:
+                continue  # a later pass added it again while an earlier removal was waiting
+            await registry.remove(name)
+            if name not in self.runtime_servers:
+                self.hub.server_doors.pop(name, None)
 
     # -- watching --------------------------------------------------------------------------------------------
 
