@@ -355,7 +355,7 @@ async def test_headers_auth_and_a_run_time_oauth_server(tmp_path: Path) -> None:
         search = {"transport": "http", "url": s.headers_url, "headers": {"Authorization": "Bearer not-forwarded"},
                   "auth": {"type": "headers", "headers": {"X-Api-Key": "env:TEST_API_KEY"}}}  # fmt: skip
         config = base_config({"search": search}, KEYS, insecure_loopback=True)
-    config["admin"] = {"allowed_secret_refs": ["env:TEST_TICKETS_SECRET"]}
+        config["admin"] = {"allowed_secret_refs": ["env:TEST_TICKETS_SECRET"]}
         async with running_hub(config, tmp_path) as hub:
             with anyio.fail_after(30):
                 assert await call_text(hub.url(), ALICE, "search__ping") == "pong"
