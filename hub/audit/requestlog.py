@@ -8,6 +8,11 @@ are dropped and counted).
 A flush is one `executemany` of plain tuples through the driver (`Connection.exec_driver_sql`) with an `INSERT`
 compiled once for the database's dialect, the columns' own bind processors applied: the rows stored are the
 ones the ORM would store, at a fraction of the work the flush thread does while it holds the GIL.
+
+The log cannot fill the disk: `record()` cuts every text field to its bound in `TEXT_LIMITS` (a cut value ends in
+`…`), so a caller choosing a megabyte tool name stores a few hundred characters; `run_retention()` (in the app's
+task group too) deletes rows older than `[hub] request_log_retention` every `request_log_purge_interval_s`, in
+batches of `purge_batch` rows, each its own short transaction, found through the index on `ts`.
 """
 
 from __future__ import annotations
@@ -15,18 +20,23 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
 import anyio
-from sqlalchemy import Table, insert
+import anyio.abc
+from sqlalchemy import Delete, Table, delete, insert, select
 from sqlalchemy.engine import Engine
+from sqlmodel import col
 
 from hub.store.sql import SqlStore
 from hub.store.tables import RequestLogRow
 
 logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+"""The current time (timezone-aware); injected so that tests move it instead of waiting."""
 
 
 @dataclass(slots=True)
@@ -53,6 +63,61 @@ class LogEntry:
 
 FIELDS = tuple(f.name for f in fields(LogEntry))
 _values = attrgetter(*FIELDS)
+
+_ID, _NAME, _WORD, _TARGET, _ERROR = 64, 128, 64, 256, 512
+
+TEXT_LIMITS: dict[str, int] = {
+    "call_id": _ID,
+    "parent_id": _ID,
+    "key_id": _ID,
+    "key_name": _NAME,
+    "door": _WORD,
+    "operation": _WORD,
+    "target": _TARGET,
+    "outcome": _WORD,
+    "error": _ERROR,
+    "deployment": _TARGET,
+}
+"""The most characters each text field of a row keeps; a longer value is cut to this length, its last character
+replaced by `CUT`."""
+
+CUT = "…"
+"""Ends a value that was cut to its bound."""
+
+
+def _too_long(entry: LogEntry) -> bool:
+    """Whether any text field of `entry` passes its bound (a few length checks: this runs on every call)."""
+    return (
+        len(entry.target) > _TARGET
+        or (entry.error is not None and len(entry.error) > _ERROR)
+        or len(entry.call_id) > _ID
+        or (entry.parent_id is not None and len(entry.parent_id) > _ID)
+        or (entry.key_id is not None and len(entry.key_id) > _ID)
+        or (entry.key_name is not None and len(entry.key_name) > _NAME)
+        or len(entry.door) > _WORD
+        or len(entry.operation) > _WORD
+        or len(entry.outcome) > _WORD
+        or (entry.deployment is not None and len(entry.deployment) > _TARGET)
+    )
+
+
+def _cut(entry: LogEntry) -> None:
+    """Cut every text field of `entry` that passes its bound, marking the cut."""
+    for name, limit in TEXT_LIMITS.items():
+        value: str | None = getattr(entry, name)
+        if value is not None and len(value) > limit:
+            setattr(entry, name, value[: limit - len(CUT)] + CUT)
+
+
+def purge_statement(cutoff: datetime, batch: int) -> Delete:
+    """Delete at most `batch` rows written before `cutoff`, oldest first (the subquery walks the `ts` index)."""
+    ts, row_id = col(RequestLogRow.ts), col(RequestLogRow.id)
+    oldest = select(row_id).where(ts < cutoff).order_by(ts).limit(batch)
+    return delete(RequestLogRow).where(row_id.in_(oldest.scalar_subquery()))
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _Insert:
@@ -91,7 +156,15 @@ class _Insert:
 
 
 class RequestLog:
-    def __init__(self, store: SqlStore, *, interval: float = 0.5, max_buffer: int = 100_000) -> None:
+    def __init__(
+        self,
+        store: SqlStore,
+        *,
+        interval: float = 0.5,
+        max_buffer: int = 100_000,
+        clock: Clock = _utc_now,
+        purge_batch: int = 5000,
+    ) -> None:
         self._store = store
         self._interval = interval
         self._max = max_buffer
@@ -100,8 +173,15 @@ class RequestLog:
         self._flushing = anyio.Lock()
         self._insert: _Insert | None = None
         self.written = 0
+        self._clock = clock
+        self._purge_batch = purge_batch
+        self.purged = 0
+        """Rows deleted by the retention so far."""
 
     def record(self, row: LogEntry) -> None:
+        """Buffer one row for the next flush; text fields past their bound in `TEXT_LIMITS` are cut in place."""
+        if _too_long(row):
+            _cut(row)
         self._buffer.append(row)
         if len(self._buffer) > self._max:
             excess = len(self._buffer) - self._max
@@ -141,3 +221,41 @@ class RequestLog:
             except Exception:
                 logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))
                 self._buffer[:0] = batch
+
+    async def run_retention(
+        self,
+        keep: timedelta | None,
+        interval_s: float,
+        *,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Delete rows older than `keep` now and then every `interval_s` seconds, until cancelled; returns at once
+        when `keep` is None (keep everything, see `hub.governance.periods.parse_retention`). Reports started (for
+        `TaskGroup.start`) once the first purge is done. A failed purge is logged and tried again next time."""
+        if keep is None:
+            task_status.started()
+            return
+        while True:
+            try:
+                await self.purge(keep)
+            except Exception:
+                logger.exception("request log purge failed; trying again in %ss", interval_s)
+            task_status.started()
+            task_status = anyio.TASK_STATUS_IGNORED
+            await anyio.sleep(interval_s)
+
+    async def purge(self, keep: timedelta) -> int:
+        """Delete rows written more than `keep` before the clock's now, in batches of at most `purge_batch` rows
+        (each a transaction of its own, so a large backlog never holds a long lock); returns how many went."""
+        cutoff = self._clock() - keep
+        total = 0
+        while True:
+            deleted = await anyio.to_thread.run_sync(self._delete_batch, cutoff)
+            total += deleted
+            self.purged += deleted
+            if deleted < self._purge_batch:
+                return total
+
+    def _delete_batch(self, cutoff: datetime) -> int:
+        with self._store.engine.begin() as conn:
+            return conn.execute(purge_statement(cutoff, self._purge_batch)).rowcount

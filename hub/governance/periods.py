@@ -31,6 +31,7 @@ __all__ = [
     "add_months",
     "parse_budget_period",
     "parse_rate_period",
+    "parse_retention",
 ]
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -190,3 +191,24 @@ class WindowSchedule:
             current = rolling_window(self.period, self.anchor, now)
         self._current = current
         return current
+
+
+def parse_retention(text: str) -> timedelta | None:
+    """How long something is kept (request-log rows): `<N><unit>` with unit `s`, `m` (minutes), `h` or `d`
+    (`30d`, `12h`); `0` or an empty string means forever (None).
+
+    Raises:
+        ValueError: `text` is none of these.
+    """
+    text = text.strip()
+    if text in ("", "0"):
+        return None
+    try:
+        period = parse_rate_period(text)
+    except PeriodError:
+        raise ValueError(
+            f"retention {text!r} must be N followed by one of s, m, h, d (e.g. '30d'), or 0 for forever"
+        ) from None
+    seconds = period.fixed_seconds
+    assert seconds is not None  # every unit of this grammar has a fixed length
+    return timedelta(seconds=seconds)
