@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol, writing a response with a `Content-Length` in one piece.
+"""uvicorn's httptools protocol, writing a response with a `Content-Length` in one piece, and holding clients to
+the serving limits.
 
 Stock uvicorn writes a response's status line and headers as soon as the app sends `http.response.start`, and
 the body with the next `http.response.body`: two writes (two syscalls), and on a keep-alive connection the
@@ -9,18 +10,69 @@ follows) are written exactly as uvicorn writes them, headers at once, so a strea
 before its first event. Held headers are also written when the app closes the connection (an error after the
 response started).
 
-It relies on uvicorn's `RequestResponseCycle` writing through its `transport` attribute and on the attributes
-`response_started` and `chunked_encoding`; `tests/hub/test_serve_protocol.py` checks them against the
-installed uvicorn (the supported range is pinned in pyproject.toml).
+`LimitedHttpToolsProtocol` adds the limits of `hub.runtime.limits.ServingLimits` (`limited_protocol` binds a class to
+one server's limits and connection table):
+
+- a request's headers must be complete `header_timeout_s` after its first byte (after the connection opened, for
+  its first request), its body `body_timeout_s` after its headers; otherwise the connection is closed, after a
+  408 when part of a request came and nothing of a response went out yet;
+- an idle keep-alive connection is closed after `keep_alive_timeout_s` (uvicorn's own keep-alive timer);
+- at most `max_connections` are open: a new connection at the cap closes the one that has waited longest without a
+  complete request, or is closed at once when every connection is busy with a request.
+
+A connection has at most one timer at a time (the header or body deadline, or uvicorn's keep-alive timer), set with
+the loop's `call_later`. Deadlines are armed after the parser has seen the data, only for what is still missing, so
+a request that arrives whole in one read sets none (a new connection sets one, from its opening, which its first
+request cancels). The body deadline also runs while uvicorn has paused reading because the app has not taken the
+body yet: the apps served here read a request's body before anything else.
+
+Everything this module relies on in uvicorn (the protocol's and the cycle's attributes and methods, listed in
+`UVICORN_INTERNALS`) is checked against the installed uvicorn by `tests/hub/test_serve_protocol.py` and
+`tests/runtime/test_protocol_limits.py` (the supported range is pinned in pyproject.toml).
 """
 
 from __future__ import annotations
 
 import asyncio  # noqa: TID251 - uvicorn's protocols are asyncio protocols
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from hub.runtime.limits import ConnectionTable, ServingLimits
+
+__all__ = ["UVICORN_INTERNALS", "LimitedHttpToolsProtocol", "OneWriteHttpToolsProtocol", "limited_protocol"]
+
+UVICORN_INTERNALS: dict[str, tuple[str, ...]] = {
+    "HttpToolsProtocol methods": (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_headers_complete",
+        "on_response_complete",
+        "handle_websocket_upgrade",
+    ),
+    "HttpToolsProtocol attributes": (
+        "transport",
+        "loop",
+        "cycle",
+        "pipeline",
+        "timeout_keep_alive",
+        "timeout_keep_alive_task",
+    ),
+    "RequestResponseCycle attributes": (
+        "transport",
+        "scope",
+        "response_started",
+        "response_complete",
+        "chunked_encoding",
+        "more_body",
+        "disconnected",
+        "message_event",
+    ),
+}
+"""What this module uses of uvicorn beyond the asyncio protocol interface (the methods it overrides or calls, the
+attributes it reads or sets)."""
 
 _JOIN_LIMIT = 64 * 1024
 """Above this body size the held headers and the body go out as two buffers of one `writelines` (no copy)."""
@@ -88,3 +140,150 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not previous:  # a new request (an upgrade leaves the cycle as it was, possibly None)
             cycle.transport = _HeadersWithBody(self.transport, cycle)
+
+
+_OPENED = 0
+"""No byte of the connection's first request yet; its header deadline runs from the connection's opening."""
+_HEADERS = 1
+"""Bytes came on a connection with no request in flight: a request has begun (or the rest of the body of one that
+was answered early is coming), and its headers are not complete."""
+_REQUEST = 2
+"""A request's headers are complete: its body is arriving, or the app is answering it."""
+_IDLE = 3
+"""Between requests on a keep-alive connection: uvicorn's keep-alive timer runs until data comes. (Bytes of a next
+request that came while one was in flight, pipelined, count from the response on: the keep-alive timer runs for
+them, and the header deadline from their next bytes.)"""
+_HANDED_OFF = 4
+"""Upgraded to a WebSocket: another protocol owns the connection."""
+
+_NO_DEADLINE, _HEADER_DEADLINE, _BODY_DEADLINE = 0, 1, 2
+
+_REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 15\r\n"
+    b"connection: close\r\n\r\nRequest Timeout"
+)
+
+
+class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
+    """`OneWriteHttpToolsProtocol` under the serving limits: header and body deadlines, the keep-alive timeout and
+    the connection cap. Serve a class made by `limited_protocol`, which binds the limits and a connection table."""
+
+    serving_limits: ClassVar[ServingLimits]
+    connection_table: ClassVar[ConnectionTable[LimitedHttpToolsProtocol]]
+
+    _phase: int = _OPENED
+    _deadline: int = _NO_DEADLINE
+    _deadline_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)
+        self.timeout_keep_alive = self.serving_limits.keep_alive_timeout_s  # read by uvicorn after each response
+        if not self.connection_table.admit(self):
+            transport.close()
+            return
+        self._arm(_HEADER_DEADLINE)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.connection_table.leave(self)
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        phase = self._phase
+        if phase == _IDLE or phase == _OPENED:  # no request in flight: these bytes begin one
+            self._phase = _HEADERS
+        super().data_received(data)
+        if self._phase != _REQUEST or self._deadline != _NO_DEADLINE or self.cycle.more_body:
+            self._retime()  # else a whole request came, and no deadline runs: nothing to do (the hot path)
+
+    def on_headers_complete(self) -> None:
+        previous = self.cycle
+        HttpToolsProtocol.on_headers_complete(self)  # what `OneWriteHttpToolsProtocol` does, one call less
+        cycle = self.cycle
+        if cycle is not previous:
+            cycle.transport = _HeadersWithBody(self.transport, cycle)
+        self._phase = _REQUEST
+        self.connection_table.busy(self)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.timeout_keep_alive_task is not None:  # uvicorn waits for the next request: none is in flight
+            self._phase = _IDLE
+            if self._deadline != _NO_DEADLINE:  # the body of the answered request was still coming
+                self._disarm()
+            self.connection_table.waiting(self)
+        elif not self.transport.is_closing():  # a pipelined request started: its body may still be on its way
+            self._retime()
+
+    def handle_websocket_upgrade(self) -> None:
+        self._disarm()
+        self._phase = _HANDED_OFF
+        self.connection_table.leave(self)  # the connection belongs to the WebSocket protocol from here on
+        super().handle_websocket_upgrade()
+
+    def evict(self) -> None:
+        """Close this connection to make room for a new one (it waits for a request: none is in flight), with a
+        408 when part of one came."""
+        self._close(answer=self._phase == _HEADERS)
+
+    def _retime(self) -> None:
+        """Arm the deadline the connection's state calls for, unless it runs already (the fast path: none)."""
+        phase = self._phase
+        if phase == _REQUEST:
+            cycle = self.cycle
+            body_missing = cycle.more_body and not cycle.response_complete and not self.pipeline
+            wanted = _BODY_DEADLINE if body_missing else _NO_DEADLINE
+        elif phase == _IDLE or phase == _HANDED_OFF:
+            wanted = _NO_DEADLINE
+        else:
+            wanted = _HEADER_DEADLINE
+        if wanted != self._deadline:
+            self._arm(wanted)
+
+    def _arm(self, deadline: int) -> None:
+        self._disarm()
+        self._deadline = deadline
+        if deadline == _HEADER_DEADLINE:
+            self._deadline_timer = self.loop.call_later(self.serving_limits.header_timeout_s, self._expired)
+        elif deadline == _BODY_DEADLINE:
+            self._deadline_timer = self.loop.call_later(self.serving_limits.body_timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        timer = self._deadline_timer
+        if timer is not None:
+            timer.cancel()
+            self._deadline_timer = None
+        self._deadline = _NO_DEADLINE
+
+    def _expired(self) -> None:
+        deadline = self._deadline
+        self._deadline_timer, self._deadline = None, _NO_DEADLINE
+        if self.transport.is_closing():
+            return
+        if deadline == _BODY_DEADLINE:
+            cycle = self.cycle
+            answer = not cycle.response_started
+            cycle.disconnected = True  # the app's next receive() reports a disconnect, and what it sends is dropped
+            cycle.message_event.set()
+        else:
+            answer = self._phase == _HEADERS  # bytes came, and no response is under way (else just close)
+        self._close(answer)
+
+    def _close(self, answer: bool) -> None:
+        self._disarm()
+        self.connection_table.leave(self)
+        transport = self.transport
+        if answer:
+            transport.write(_REQUEST_TIMEOUT)
+        transport.close()
+
+
+def limited_protocol(limits: ServingLimits) -> type[LimitedHttpToolsProtocol]:
+    """A protocol class for one server (pass it as `uvicorn.Config(http=...)`), with `limits` and a connection table
+    of its own."""
+
+    class ServedHttpToolsProtocol(LimitedHttpToolsProtocol):
+        serving_limits = limits
+        connection_table = ConnectionTable[LimitedHttpToolsProtocol](limits.max_connections)
+
+    return ServedHttpToolsProtocol

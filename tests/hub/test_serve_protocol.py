@@ -1,7 +1,8 @@
 """`hub.runtime.protocol`: responses with a `Content-Length` leave in one write, everything else as uvicorn writes it.
 
 Two uvicorn servers run the same ASGI app on 127.0.0.1, one with uvicorn's own httptools protocol and one with
-`OneWriteHttpToolsProtocol`; every response must be byte for byte the same on both. A protocol driven by hand
+`OneWriteHttpToolsProtocol` (or the limited protocol `agenthub serve` runs, built on it); every response must be
+byte for byte the same on both. A protocol driven by hand
 over a recording transport shows the number of writes (and fails if uvicorn's internals it relies on change).
 """
 
@@ -19,7 +20,8 @@ from starlette.types import Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from hub.runtime.protocol import OneWriteHttpToolsProtocol
+from hub.runtime.limits import ServingLimits
+from hub.runtime.protocol import OneWriteHttpToolsProtocol, limited_protocol
 
 pytestmark = pytest.mark.anyio
 
@@ -144,9 +146,11 @@ CASES = [
 ]
 
 
-async def test_responses_are_byte_identical_to_uvicorns_own_protocol() -> None:
+@pytest.mark.parametrize("limited", [False, True], ids=["one-write", "limited"])
+async def test_responses_are_byte_identical_to_uvicorns_own_protocol(limited: bool) -> None:
     GATE.opened.set()
-    async with served("httptools") as stock_port, served(OneWriteHttpToolsProtocol) as port:
+    ours = limited_protocol(ServingLimits()) if limited else OneWriteHttpToolsProtocol
+    async with served("httptools") as stock_port, served(ours) as port:
         for raw in CASES:
             expected = await exchange(stock_port, raw)
             assert expected.startswith(b"HTTP/1.1 "), raw
@@ -248,6 +252,8 @@ async def test_a_response_with_a_length_is_one_write() -> None:
     assert len(stock) == 2, "uvicorn's own protocol writes headers and body apart (what this protocol improves on)"
     ours = await writes_for(OneWriteHttpToolsProtocol, request("POST", "/json", b"hi", close=False))
     assert ours == [b"".join(stock)]
+    limited = await writes_for(limited_protocol(ServingLimits()), request("POST", "/json", b"hi", close=False))
+    assert limited == ours
     big = await writes_for(OneWriteHttpToolsProtocol, request("GET", "/big", close=False))
     assert len(big) == 1 and big[0].endswith(BIG)
 
