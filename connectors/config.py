@@ -7,14 +7,36 @@ passed in as `name` and never read from the upstream's own `serverInfo`, which i
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from connectors.auth.config import AuthConfig, NoAuth
 
-SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
-"""Server names become tool prefixes: short, and from the alphabet MCP clients accept in tool names."""
+SERVER_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]|_(?=[A-Za-z0-9-])){0,31}$")
+"""Server names become tool prefixes (`server__tool`): 1-32 characters of `[A-Za-z0-9_-]`, starting with a letter or
+a digit, with no `__` and no `_` at the end. So the first `__` of an exposed name always ends the server's name:
+`fx__*` matches the tools of `fx` and of no other server (a server `fx_` would expose `fx___tool`)."""
+
+
+def name_key(name: str) -> str:
+    """What two server names must not share: names equal but for case, or for `-` against `_` (`GitHub`,
+    `github`; `my-tools`, `my_tools`), would be told apart by nobody reading a tool list or a Code Mode program."""
+    return name.casefold().replace("-", "_")
+
+
+def colliding(names: Iterable[str]) -> list[tuple[str, str]]:
+    """Pairs of names among `names` that collide (see `name_key`), in order."""
+    seen: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
+    for name in names:
+        key = name_key(name)
+        if key in seen:
+            pairs.append((seen[key], name))
+        else:
+            seen[key] = name
+    return pairs
 
 
 class _UpstreamBase(BaseModel):
@@ -39,10 +61,12 @@ class _UpstreamBase(BaseModel):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if value and not SERVER_NAME.match(value):
-            raise ValueError("a server name is 1-32 characters of [A-Za-z0-9_-], starting with a letter or digit")
         if "__" in value:
             raise ValueError("a server name may not contain '__' (it separates server and tool in exposed names)")
+        if value.endswith("_"):
+            raise ValueError("a server name may not end in '_' (its tools would look like another server's)")
+        if value and not SERVER_NAME.match(value):
+            raise ValueError("a server name is 1-32 characters of [A-Za-z0-9_-], starting with a letter or digit")
         return value
 
 

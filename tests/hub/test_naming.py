@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pytest
 from hypothesis import given, strategies as st
+from pydantic import ValidationError
 
+from connectors.config import SERVER_NAME, StdioConfig
 from connectors.naming import MAX_NAME, exposed_name
+from hub.cli.main import main
+from hub.governance.filters import GlobSet
+from hub.settings import ConfigError, load_settings
 
 VALID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -36,3 +43,39 @@ def test_every_exposed_name_is_valid_and_distinct_inputs_stay_distinct(tool: str
     assert VALID.match(name)
     if tool != "x":
         assert name != exposed_name("srv", "x")
+
+
+# -- server names ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["fx_", "a__b", "_x", "-x", "x" * 33, "a.b", ""])
+def test_a_server_name_outside_the_grammar_is_refused(name: str) -> None:
+    with pytest.raises(ValidationError):
+        StdioConfig(name=name or "x" * 40, command="true")
+
+
+@pytest.mark.parametrize("name", ["fx", "f_x", "f-x", "fx-", "a1_b-c", "x" * 32])
+def test_a_server_name_inside_the_grammar_is_accepted(name: str) -> None:
+    assert StdioConfig(name=name, command="true").name == name
+
+
+@given(st.from_regex(SERVER_NAME, fullmatch=True), st.from_regex(SERVER_NAME, fullmatch=True), st.text(min_size=1))
+def test_a_glob_over_one_servers_prefix_never_matches_another_servers_tool(server: str, other: str, tool: str) -> None:
+    """With the grammar, `server__*` selects exactly the names `server` exposes (a server `fx_` would expose
+    `fx___tool`, which `fx__*` matches)."""
+    if other == server:
+        return
+    assert not GlobSet([f"{server}__*"]).matches(exposed_name(other, tool))
+
+
+@pytest.mark.parametrize(("first", "second"), [("GitHub", "github"), ("my-tools", "my_tools"), ("A-b", "a_B")])
+def test_config_check_refuses_colliding_server_names(tmp_path: Path, first: str, second: str) -> None:
+    config = tmp_path / "agenthub.toml"
+    config.write_text(
+        f'[servers.{first}]\ntransport = "stdio"\ncommand = "a"\n'
+        f'[servers.{second}]\ntransport = "stdio"\ncommand = "b"\n',
+        encoding="utf-8",
+    )
+    assert main(["config", "check", str(config)]) != 0
+    with pytest.raises(ConfigError, match=f"servers '{first}' and '{second}' collide"):
+        load_settings(config)
