@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 import httpx2
@@ -44,14 +45,26 @@ class RegistryView:
     resources: dict[str, Entry] = field(default_factory=dict[str, Entry])
     templates: tuple[tuple[re.Pattern[str], Entry], ...] = ()
 
-    def resolve_resource(self, uri: str) -> Entry | None:
-        """The resource entry for an exposed URI, concrete first, then the first matching template."""
+    def resolve_resource(self, uri: str, server: str | None = None) -> Entry | None:
+        """The resource entry for an exposed URI, concrete first, then the first matching template (of `server`'s,
+        when one is given)."""
         entry = self.resources.get(uri)
         if entry is not None:
-            return entry
+            return entry if server is None or entry.server == server else None
         for pattern, tmpl in self.templates:
-            if pattern.fullmatch(uri):
+            if (server is None or tmpl.server == server) and pattern.fullmatch(uri):
                 return tmpl
+        return None
+
+    def reference(self, kind: object, name: str, server: str | None = None) -> Entry | None:
+        """What a completion request refers to: a prompt by exposed name (`kind` `ref/prompt`), else a resource
+        template by its URI template (the first server's, or `server`'s)."""
+        if kind == "ref/prompt":
+            entry = self.prompts.get(name)
+            return entry if entry is not None and (server is None or entry.server == server) else None
+        for _, entry in self.templates:
+            if entry.original == name and (server is None or entry.server == server):
+                return entry
         return None
 
     def server_tools(self, server: str) -> list[Entry]:
@@ -142,6 +155,31 @@ class Registry:
                 for upstream in self.upstreams.values():
                     if upstream.config.enabled:
                         tg.start_soon(upstream.wait_ready, timeout)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Health and counts per upstream (by name), as `agenthub servers` and `GET /api/v1/servers` show them."""
+        out: list[dict[str, Any]] = []
+        for name in sorted(self.upstreams):
+            up = self.upstreams[name]
+            h = up.health
+            out.append(
+                {
+                    "name": name,
+                    "transport": up.config.transport,
+                    "state": h.state.value,
+                    "error": h.error,
+                    "tools": len(up.catalog.tools),
+                    "prompts": len(up.catalog.prompts),
+                    "resources": len(up.catalog.resources),
+                    "resource_templates": len(up.catalog.templates),
+                    "protocol_version": up.catalog.protocol_version or None,
+                    "connected_at": h.connected_at,
+                    "reconnects": h.reconnects,
+                    "calls": h.calls,
+                    "failures": h.failures,
+                }
+            )
+        return out
 
     async def refresh(self) -> None:
         """Rebuild the view from the current catalogs (after the tool filter's decisions changed)."""

@@ -9,7 +9,6 @@ one task group owned by `Hub.running()`.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,32 +16,31 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
 
 from connectors.errors import UpstreamError
 from connectors.registry import Registry, RegistryView
-from connectors.upstream import Upstream
 from hub.audit.requestlog import RequestLog
 from hub.call import Call, Principal
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
-from hub.doors.mcp_fast import FastPath
-from hub.errors import UpstreamFailed
+from hub.executors import Executors, with_view
 from hub.executors.agent import AgentMode
-from hub.executors.code import CodeMode, with_code_mode
-from hub.executors.llm import LlmExecutor, dispatching
+from hub.executors.code import CodeMode
+from hub.executors.listings import McpListings
+from hub.executors.llm import LlmExecutor
 from hub.executors.mcp import McpExecutor, to_hub_error
+from hub.executors.session import SessionCap, SessionExecutor
 from hub.executors.sessions import PerClientUpstreams
 from hub.governance import Counters, Limiter, ToolPricing
 from hub.governance.keys import KeyRing, new_secret
+from hub.governance.periods import parse_retention
 from hub.guardrails.pinning import ToolPins
 from hub.guardrails.rules import GuardrailRules
 from hub.pipeline import Handler, Stage, compose
 from hub.runtime.memory import release_free_memory
-from hub.settings import Settings, parse_listen
+from hub.settings import Settings
 from hub.stages.audit import AuditStage
-from hub.stages.authn import AuthnStage
+from hub.stages.authn import AuthnStage, authenticate
 from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
@@ -83,7 +81,6 @@ class Hub:
     request_log: RequestLog | None = None
     mcp: McpDoor | None = None
     server_doors: dict[str, McpDoor] = field(default_factory=dict[str, McpDoor])
-    default_principal: Principal | None = None
     limiter: Limiter | None = None
     control: ControlPlane | None = None
     """Admin tables, audit log and run-time servers (set while running)."""
@@ -96,6 +93,10 @@ class Hub:
     """Approved tool definitions; changed ones are held back (set while running)."""
     codemode: CodeMode = field(init=False)
     agent: AgentMode = field(init=False)
+    listings: McpListings = field(init=False)
+    sessions: SessionCap = field(init=False)
+    """Open MCP sessions per key, and the cap on them."""
+    _shared: McpExecutor = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
 
@@ -103,7 +104,10 @@ class Hub:
 
     def __post_init__(self) -> None:
         self.codemode = CodeMode(self._code_mode_servers)
-        self.agent = AgentMode(lambda: self.pipeline, self.view, self.codemode, lambda: self.request_log)
+        self.agent = AgentMode(lambda: self.pipeline, self.view, self.codemode)
+        self.listings = McpListings(self.view, self.codemode)
+        self.sessions = SessionCap(self.settings.hub.max_sessions_per_key)
+        self._shared = McpExecutor(self.registry)
 
     def _code_mode_servers(self) -> frozenset[str]:
         return frozenset(name for name, up in self.registry.upstreams.items() if up.config.code_mode)
@@ -119,11 +123,13 @@ class Hub:
                 self.generated_keys.append(GeneratedKey(key.name, secret))
 
     def reload_keys(self) -> None:
-        self._keys_version = self.store.keys_version()
-        self._install_keys(KeyRing(self.store.active_keys()))
+        self.install_keys(KeyRing(self.store.active_keys()), self.store.keys_version())
 
-    def _install_keys(self, ring: KeyRing) -> None:
-        """Make a new key ring current, and tell the limits engine about every key's levels and limits."""
+    def install_keys(self, ring: KeyRing, version: str | None = None) -> None:
+        """Make a new key ring current (read at `version` of the store's keys), and tell the limits engine about
+        every key's levels and limits."""
+        if version is not None:
+            self._keys_version = version
         limiter = self.limiter
         if limiter is not None:
             for key in ring.keys():
@@ -142,8 +148,7 @@ class Hub:
                 if self.control is not None:  # teams and customers first: new keys may name new ones
                     await self.control.apply_governance()
                 ring = await anyio.to_thread.run_sync(self.store.active_keys)
-                self._install_keys(KeyRing(ring))
-                self._keys_version = version
+                self.install_keys(KeyRing(ring), version)
         except Exception:
             logger.exception("reloading keys failed")
 
@@ -190,23 +195,23 @@ class Hub:
             await tg.start(auth.run)
             per_client = PerClientUpstreams(self.registry, tg, auth.http_auth_for)
             self.llm_router = await self._open_llm_router()
-            llm = LlmExecutor(self.llm_router) if self.llm_router is not None else None
-            executor = dispatching(McpExecutor(self.registry, auth.upstream_for(per_client.upstream_for)), llm)
-            executor = with_code_mode(executor, self.codemode, self.view)
             stages: list[Stage] = [
                 AuditStage(self.request_log, lambda: self.keyring),
                 AuthnStage(lambda: self.keyring),
-                AuthzStage(self.view),
+                AuthzStage(self.view, lambda: self.registry.upstreams, self.codemode.offers),
                 LimitsStage(self.limiter, ToolPricing(self.settings.pricing.tools)),
+                GuardrailsStage(guardrails.current, self._server_of),
             ]
-            stages.append(GuardrailsStage(guardrails.current, self._server_of))
-            self.pipeline = compose(stages, executor)
+            self.pipeline = compose(stages, self._executors(auth.upstream_for(per_client.upstream_for)))
             self.codemode.pipeline = self.pipeline
             self.codemode.task_group = tg
-            self.mcp = self._new_door(None)
+            self.mcp = self.new_door()
             self.registry.add_listener(self._registry_changed)
             self.registry.add_resource_listener(self._resource_updated)
             tg.start_soon(self.request_log.run)
+            hub = self.settings.hub
+            keep = parse_retention(hub.request_log_retention)
+            tg.start_soon(self.request_log.run_retention, keep, hub.request_log_purge_interval_s)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
             await self.control.start(tg)
             tg.start_soon(
@@ -249,37 +254,59 @@ class Hub:
 
         return RedisCounters.from_url(url)
 
+    def _executors(self, upstream_for: Any) -> Executors:
+        mcp = McpExecutor(self.registry, upstream_for)
+        view = self.view
+        llm = LlmExecutor(self.llm_router) if self.llm_router is not None else None
+        return Executors(
+            {
+                "mcp.tool": mcp,
+                "mcp.prompt": mcp,
+                "mcp.resource": mcp,
+                "mcp.complete": mcp,
+                "mcp.subscribe": mcp,
+                "mcp.list": self.listings,
+                "mcp.session": SessionExecutor(self.sessions),
+                "code.read": with_view(self.codemode.read, view),
+                "code.run": with_view(self.codemode.execute, view),
+            },
+            agent=self.agent,
+            llm=llm,
+        )
+
     def _server_of(self, call: Call) -> str | None:
         """The upstream a call goes to, for guardrail rules scoped to servers."""
+        if call.scope is not None:
+            return call.scope
         view = self.registry.view
-        if call.operation == "mcp.tool":
+        operation = call.operation
+        if operation == "mcp.tool":
             entry = view.tools.get(call.target)
-        elif call.operation == "mcp.prompt":
+        elif operation == "mcp.prompt":
             entry = view.prompts.get(call.target)
-        elif call.operation == "mcp.resource":
+        elif operation in ("mcp.resource", "mcp.subscribe"):
             entry = view.resolve_resource(call.target)
+        elif operation == "mcp.complete":
+            ref = call.payload.get("ref") if isinstance(call.payload, dict) else None
+            entry = view.reference(ref.get("type") if isinstance(ref, dict) else None, call.target)
         else:
             return None
         return entry.server if entry else None
 
-    def _new_door(self, scope: str | None) -> McpDoor:
+    def new_door(self, scope: str | None = None, credential: Callable[[], str | None] | None = None) -> McpDoor:
+        """An MCP door on this hub's pipeline: the aggregated endpoint, or one server's (`scope`); `credential`
+        gives the caller's key when it does not come with an HTTP request (the embedded stdio door)."""
         assert self.pipeline is not None
         door = McpDoor(
             self.pipeline,
             self.view,
             scope=scope,
-            default_principal=lambda: self.default_principal,
             codemode=self.codemode,
+            credential=credential,
+            listing=self.listings.listing,
         )
-        door.set_completer(self._complete)
         door.set_subscriber(self._subscribe_resource, self._unsubscribe_resource)
         return door
-
-    def _shared_upstream(self, server: str) -> Upstream:
-        upstream = self.registry.upstreams.get(server)
-        if upstream is None:
-            raise UpstreamFailed(f"server '{server}' is not configured")
-        return upstream
 
     async def _subscribe_resource(self, server: str, uri: str) -> None:
         """Hold a subscription to a resource's updates on the server's shared session.
@@ -288,7 +315,7 @@ class Hub:
             HubError: the server is gone, unreachable, or refused the subscription.
         """
         try:
-            await self._shared_upstream(server).subscribe_resource(uri)
+            await self._shared.shared(server).subscribe_resource(uri)
         except UpstreamError as exc:
             raise to_hub_error(exc) from None
 
@@ -302,13 +329,8 @@ class Hub:
             if door is not None:
                 await door.resource_updated(server, uri)
 
-    async def _complete(self, server: str, ref: Any, argument: dict[str, str]) -> Any:
-        upstream = self.registry.upstreams.get(server)
-        if upstream is None:
-            raise LookupError(server)
-        return await upstream.complete(ref, argument)
-
     async def _registry_changed(self, view: RegistryView) -> None:
+        self.listings.clear()
         doors = [self.mcp, *self.server_doors.values()]
         for door in doors:
             if door is not None:
@@ -321,9 +343,22 @@ class Hub:
             return None
         door = self.server_doors.get(server)
         if door is None:
-            door = self._new_door(server)
+            door = self.new_door(server)
             self.server_doors[server] = door
         return door
+
+    def server_status(self) -> list[dict[str, Any]]:
+        """Health and counts per upstream, for `agenthub servers` and `GET /api/v1/servers`."""
+        return self.registry.status()
+
+    def authenticate(self, credential: str | None) -> Principal | None:
+        """The principal of a presented key, as the authn stage decides it (for the MCP transport, which binds a
+        session to its key before the SDK opens it)."""
+        return authenticate(self.keyring, credential)
+
+    def forget_server(self, name: str) -> None:
+        """A run-time server was removed: its single-server endpoint goes with it."""
+        self.server_doors.pop(name, None)
 
     def needs_client_session(self, server: str) -> bool:
         """Whether calls to `server` must run on the caller's own MCP session (per-client upstreams)."""
@@ -340,48 +375,3 @@ class Hub:
 def open_hub(settings: Settings) -> Hub:
     """Create a hub (not yet running) for these settings."""
     return Hub(settings=settings, store=SqlStore(settings.database_url()))
-
-
-def transport_security(settings: Settings) -> TransportSecuritySettings:
-    """Host and Origin checks for /mcp (DNS-rebinding defence)."""
-    host, port = parse_listen(settings.hub.listen)
-    hosts = [f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}", "127.0.0.1", "localhost"]
-    if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0", "::"):  # noqa: S104 - compared, not bound
-        hosts += [host, f"{host}:{port}"]
-    origins = [f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"]
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts + settings.hub.allowed_hosts,
-        allowed_origins=origins + settings.hub.allowed_origins,
-    )
-
-
-class McpEndpoint:
-    """A running SDK session manager for one door (both protocol eras, sessions bound to the creating key)."""
-
-    def __init__(self, door: McpDoor, settings: Settings, needs_session: Callable[[str], bool]) -> None:
-        security = transport_security(settings)
-        self.manager = StreamableHTTPSessionManager(
-            app=door.server,
-            security_settings=security,
-            max_request_body_size=settings.hub.max_body_bytes,
-            session_idle_timeout=1800,
-        )
-        self.asgi = StreamableHTTPASGIApp(self.manager)
-        self.fast = FastPath(door, self.manager, security, settings.hub.max_body_bytes, needs_session)
-
-    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with self.manager.run():
-            task_status.started()
-            await anyio.sleep_forever()
-
-
-def env_principal(hub: Hub, env: str = "AGENTHUB_KEY") -> Callable[[], Principal | None]:
-    """A default principal from a key in the environment (the embedded stdio door)."""
-    secret = os.environ.get(env)
-
-    def principal() -> Principal | None:
-        key = hub.keyring.verify(secret) if secret else None
-        return Principal(key) if key else None
-
-    return principal

@@ -6,13 +6,35 @@ import itertools
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from hub.errors import HubError
+from hub.governance.grants import Grant
 from hub.governance.keys import VirtualKey
 from hub.governance.usage import Usage
 
 Door = Literal["mcp", "openai", "rest", "code", "agent", "admin"]
-Operation = Literal["llm.chat", "llm.embed", "mcp.list", "mcp.tool", "mcp.resource", "mcp.prompt", "code.run"]
+Operation = Literal[
+    "llm.chat",
+    "llm.embed",
+    "llm.models",
+    "mcp.session",
+    "mcp.list",
+    "mcp.tool",
+    "mcp.prompt",
+    "mcp.resource",
+    "mcp.complete",
+    "mcp.subscribe",
+    "code.read",
+    "code.run",
+]
+OPERATIONS: tuple[Operation, ...] = get_args(Operation)
+"""Every operation a client request can be: each crosses the whole pipeline, and the door-matrix test covers each.
+
+`llm.models` lists or reads models; `mcp.session` opens, keeps or probes an MCP session (`initialize`, `ping`,
+`server/discover`, ...); `mcp.list` lists tools, prompts, resources or templates; `mcp.complete` is argument
+completion; `mcp.subscribe` subscribes to (or unsubscribes from) a resource's updates; `code.read` is one of Code
+Mode's reading tools, `code.run` runs a program."""
 
 
 _PROCESS = secrets.token_hex(4)
@@ -26,13 +48,40 @@ def new_call_id() -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: a virtual key (with its team and customer)."""
+    """Who is calling: a virtual key (with its team and customer), and what it may reach.
+
+    `grant` is the key's, unless narrowed (Agent Mode runs a program within its auto-approved tools): the authz
+    stage checks every call, inner calls included, against it.
+    """
 
     key: VirtualKey
+    narrowing: Grant | None = None
 
     @property
     def name(self) -> str:
         return self.key.name
+
+    @property
+    def grant(self) -> Grant:
+        return self.narrowing if self.narrowing is not None else self.key.grant
+
+    def narrowed(self, globs: Any) -> Principal:
+        """The same principal, limited further to the MCP names `globs` (a `GlobSet` or globs) match."""
+        return Principal(self.key, self.grant.narrowed(globs))
+
+    def with_key(self, key: VirtualKey) -> Principal:
+        """The same principal on a newer version of its key (its narrowing re-applied to the new grant)."""
+        if self.narrowing is None:
+            return Principal(key)
+        return Principal(key, self.narrowing.rebased(key.grant))
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """The payload of a request a door could not read: the call is still governed (authenticated, counted,
+    recorded), and the executor refuses it with `error`."""
+
+    error: HubError
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +89,8 @@ class Call:
     """One governed unit of work. Frozen: stages pass `dataclasses.replace(call, ...)` on, never mutate.
 
     `target` is what the operation acts on (an exposed tool or prompt name, a resource URI, a model);
-    `payload` its arguments; `context` door-specific values the executor needs (a progress callback, the
+    `payload` its arguments (`Malformed` when the door could not read them); `scope` the server a single-server
+    endpoint confines the call to; `context` door-specific values the executor needs (a progress callback, the
     downstream session for sampling), never governance data.
     """
 
@@ -53,6 +103,7 @@ class Call:
     call_id: str = field(default_factory=new_call_id)
     parent_id: str | None = None
     context: Mapping[str, Any] = field(default_factory=dict[str, Any])
+    scope: str | None = None
 
 
 @dataclass(slots=True)
@@ -68,3 +119,16 @@ class Outcome:
     tool_error: bool = False
     usage: Usage | None = None
     headers: dict[str, str] = field(default_factory=dict[str, str])
+
+
+def agent_loop(call: Call) -> bool:
+    """Whether a call is an Agent Mode request: a chat completion from a client (not a turn of a loop) whose key
+    offers MCP tools in chat or whose body asks for Agent Mode options (`agenthub`). The loop is run by the agent
+    executor; its turns and tool runs are calls of their own."""
+    if call.operation != "llm.chat" or call.parent_id is not None or call.context.get("api") != "chat":
+        return False
+    principal = call.principal
+    payload = call.payload
+    return principal is not None and (
+        bool(principal.key.chat_tools) or (isinstance(payload, dict) and "agenthub" in payload)
+    )

@@ -14,21 +14,44 @@ import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
 from pydantic import TypeAdapter, ValidationError
 
 from connectors.config import HttpConfig, SseConfig, StdioConfig, UpstreamConfig
+from connectors.registry import Registry
 from hub.audit.adminlog import AuditLog, AuditShipper, audit_keyring
 from hub.governance import CustomerConfig, GovernanceConfig, TeamConfig
 from hub.governance.config import BudgetConfig, RateLimitConfig
-from hub.settings import resolve_secret
+from hub.settings import Settings, resolve_secret
 from hub.store.admin_tables import AdminStore, CustomerRow, TeamRow, dumps, loads_opt, now_utc
 
 if TYPE_CHECKING:
-    from hub.app import Hub
+    from hub.governance import Limiter
+    from hub.store.sql import SqlStore
+
+
+class ControlHost(Protocol):
+    """What the control plane needs of the running hub."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def store(self) -> SqlStore: ...
+
+    @property
+    def registry(self) -> Registry: ...
+
+    @property
+    def limiter(self) -> Limiter | None: ...
+
+    def forget_server(self, name: str) -> None:
+        """A run-time server was removed: drop what the hub keeps for it (its single-server endpoint)."""
+        ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +98,7 @@ def resolve_server(
 class ControlPlane:
     """Owns the admin tables, the audit log and the run-time servers of one hub process."""
 
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: ControlHost) -> None:
         self.hub = hub
         self.store = AdminStore(hub.store.engine)
         self.audit = AuditLog(self.store, audit_keyring(hub.settings.audit, hub.settings.base_dir))
@@ -187,7 +210,7 @@ class ControlPlane:
                 continue  # a later pass added it again while an earlier removal was waiting
             await registry.remove(name)
             if name not in self.runtime_servers:
-                self.hub.server_doors.pop(name, None)
+                self.hub.forget_server(name)
 
     # -- watching --------------------------------------------------------------------------------------------
 

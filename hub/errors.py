@@ -125,6 +125,12 @@ class Internal(HubError):
     wire = Wire(500, "internal_error", -32603)
 
 
+def unknown(kind: str, name: str) -> NotFound:
+    """The one error for a name that does not exist and for a name the caller may not use (indistinguishable):
+    `unknown tool: x`, `unknown model: y`."""
+    return NotFound(f"unknown {kind}: {name[:200]}")
+
+
 def openai_envelope(error: HubError) -> dict[str, object]:
     """The OpenAI error envelope for `error`."""
     return {"error": {"message": error.message, "type": error.wire.openai_type, "code": error.code, "param": None}}

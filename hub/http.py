@@ -10,26 +10,19 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
-import anyio
-import orjson
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.auth.provider import AccessToken
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.app import Hub, McpEndpoint, open_hub
-from hub.call import Principal
-from hub.doors import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OAUTH_START_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
-from hub.doors.mcp import PRINCIPAL_SCOPE_KEY
+from hub.app import Hub, open_hub
+from hub.doors.mcp_http import McpTransport
 from hub.doors.rest import execute_tool_route
-from hub.doors.web import WWW_AUTHENTICATE, credential, json_response
-from hub.errors import PayloadTooLarge
+from hub.doors.web import json_response
 from hub.governance.keys import bearer_token, constant_time_equal
+from hub.paths import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OAUTH_START_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
 from hub.settings import Settings
 
 _READ_HEADERS = frozenset(
@@ -40,16 +33,14 @@ _READ_HEADERS = frozenset(
 
 
 class McpRouter:
-    """The app the server runs: routes `/mcp` and `/mcp/{server}` to the MCP session managers after checking the
-    virtual key, and `POST` to the OpenAI door's paths straight to its handlers; everything else (the lifespan,
-    REST, admin) goes to the Starlette app behind it. The hot paths skip Starlette's middleware and routing."""
+    """The app the server runs: `/mcp` and `/mcp/{server}` to the MCP transport, and `POST` to the OpenAI door's
+    paths straight to its handlers; everything else (the lifespan, REST, admin) goes to the Starlette app behind
+    it. The hot paths skip Starlette's middleware and routing."""
 
     def __init__(self, app: ASGIApp, hub_ref: HubRef, llm: _LlmDoor) -> None:
         self.app = app
-        self.ref = hub_ref
         self._llm = llm
-        self._endpoints: dict[str | None, McpEndpoint] = {}
-        self._lock = anyio.Lock()
+        self.mcp = McpTransport(lambda: hub_ref.hub)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -59,46 +50,10 @@ class McpRouter:
         if scope["type"] != "http" or not (path == "/mcp" or path.startswith("/mcp/")):
             await self.app(scope, receive, send)
             return
-        hub = self.ref.hub
-        server = path[5:].strip("/") or None
-        if server is not None and hub.door_for(server) is None:
-            await _jsonrpc_error(send, 404, -32601, f"no MCP server named '{server}'")
-            return
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in _READ_HEADERS}
-        key = hub.keyring.verify(credential(headers) or "")
-        if key is None:
-            await _jsonrpc_error(
-                send, 401, -32001, "a valid virtual key is required", {"www-authenticate": WWW_AUTHENTICATE}
-            )
-            return
-        principal = Principal(key)
-        endpoint = self._endpoints.get(server) or await self._start(hub, server)
-        if endpoint.fast.eligible(scope, headers, principal):
-            try:
-                replay = await endpoint.fast.handle(scope, receive, send, principal)
-            except PayloadTooLarge as exc:
-                await _jsonrpc_error(send, 413, exc.jsonrpc_code, exc.message)
-                return
-            if replay is None:
-                return
-            receive = replay
-        user = AuthenticatedUser(AccessToken(token="", client_id=key.id, scopes=[], subject=key.id))
-        scope = {**scope, "user": user, PRINCIPAL_SCOPE_KEY: principal}
-        await endpoint.asgi(scope, receive, send)
-
-    async def _start(self, hub: Hub, server: str | None) -> McpEndpoint:
-        async with self._lock:
-            endpoint = self._endpoints.get(server)
-            if endpoint is None:
-                door = hub.mcp if server is None else hub.door_for(server)
-                assert door is not None
-                endpoint = McpEndpoint(door, hub.settings, hub.needs_client_session)
-                await hub.task_group.start(endpoint.serve)
-                self._endpoints[server] = endpoint
-            return endpoint
+        await self.mcp(scope, receive, send)
 
     def reset(self) -> None:
-        self._endpoints.clear()
+        self.mcp.reset()
 
 
 class HubRef:
@@ -111,16 +66,6 @@ class HubRef:
         if self._hub is None:
             raise RuntimeError("the hub is not running")
         return self._hub
-
-
-async def _jsonrpc_error(
-    send: Send, status: int, code: int, message: str, headers: dict[str, str] | None = None
-) -> None:
-    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
 
 
 def admin_authorized(request: Request) -> bool:
@@ -223,29 +168,3 @@ class _LlmDoor:
             ref = self._ref
             self._router = Router(routes=openai_routes(lambda: ref.hub))
         await self._router({**scope, "path_params": {}}, receive, send)
-
-
-def server_status(hub: Hub) -> list[dict[str, Any]]:
-    """Health and counts per upstream, for `agenthub servers` and `GET /api/v1/servers`."""
-    out: list[dict[str, Any]] = []
-    for name in sorted(hub.registry.upstreams):
-        up = hub.registry.upstreams[name]
-        h = up.health
-        out.append(
-            {
-                "name": name,
-                "transport": up.config.transport,
-                "state": h.state.value,
-                "error": h.error,
-                "tools": len(up.catalog.tools),
-                "prompts": len(up.catalog.prompts),
-                "resources": len(up.catalog.resources),
-                "resource_templates": len(up.catalog.templates),
-                "protocol_version": up.catalog.protocol_version or None,
-                "connected_at": h.connected_at,
-                "reconnects": h.reconnects,
-                "calls": h.calls,
-                "failures": h.failures,
-            }
-        )
-    return out

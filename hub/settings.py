@@ -17,9 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from connectors.auth import AuthConfigError, resolve_auth_secrets
 from connectors.auth.config import resolve_reference
-from connectors.config import StdioConfig, UpstreamConfig
+from connectors.config import StdioConfig, UpstreamConfig, colliding
 from hub.audit.adminlog import AuditSection
-from hub.doors import OAUTH_CALLBACK_PATH
 from hub.governance.config import (
     BudgetConfig,
     CustomerConfig,
@@ -28,8 +27,10 @@ from hub.governance.config import (
     RateLimitConfig,
     TeamConfig,
 )
+from hub.governance.periods import parse_retention
 from hub.guardrails.config import GuardrailConfig
 from hub.identity.oidc import AdminSection
+from hub.paths import OAUTH_CALLBACK_PATH
 from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
 
 DEFAULT_CONFIG = "agenthub.toml"
@@ -66,11 +67,38 @@ class HubSection(BaseModel):
     redis_url: str | None = None
     """Redis for rate-limit and budget counters shared by replicas; `AGENTHUB_REDIS_URL` overrides. Without it
     counters live in this process."""
+    max_sessions_per_key: int = Field(default=64, ge=1)
+    """Handshake-era MCP sessions one key may hold open at once (each costs memory until it ends); one more is
+    refused with 429 until the client ends one or it times out."""
+    session_idle_s: float = Field(default=1800.0, gt=0)
+    """An MCP session with no request for this many seconds is closed."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A request's headers must be complete this many seconds after its first byte (after the connection opened,
+    for a connection's first request); otherwise the connection is closed, with a 408 when part of a request came."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """A request's whole body must arrive within this many seconds of its headers; otherwise 408 and close."""
+    keep_alive_timeout_s: float = Field(default=5.0, gt=0)
+    """An idle keep-alive connection is closed after this many seconds without a new request."""
+    max_connections: int = Field(default=1000, ge=1)
+    """Open client connections at most. At the cap a new connection closes the one that has waited longest without
+    a complete request (headers still coming, or idle); when every connection is busy with a request it is
+    refused. Lowered at start-up, with a warning, when the process's file-descriptor limit cannot hold it."""
+    request_log_retention: str = "30d"
+    """How long request-log rows are kept: `<N>` followed by `s`, `m` (minutes), `h` or `d` (`30d`, `12h`); `0` or
+    empty keeps every row."""
+    request_log_purge_interval_s: float = Field(default=3600.0, gt=0)
+    """Seconds between deletions of request-log rows past the retention (the first runs at start-up)."""
 
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("request_log_retention")
+    @classmethod
+    def _check_retention(cls, value: str) -> str:
+        parse_retention(value)
         return value
 
 
@@ -86,6 +114,8 @@ class CodeLimits(BaseModel):
     max_tool_result_bytes: int | None = Field(default=None, gt=0)
     max_output_bytes: int | None = Field(default=None, gt=0)
     max_result_bytes: int | None = Field(default=None, gt=0)
+    max_error_bytes: int | None = Field(default=None, gt=0)
+    max_tool_args_bytes: int | None = Field(default=None, gt=0)
     tool_timeout: float | None = Field(default=None, gt=0, le=3600)
     total_timeout: float | None = Field(default=None, gt=0, le=3600)
 
@@ -161,6 +191,10 @@ class Settings(BaseModel):
                 raise ValueError(f"key '{key.name}' names unknown team '{key.team}'")
             if key.customer is not None and key.customer not in customers:
                 raise ValueError(f"key '{key.name}' names unknown customer '{key.customer}'")
+        for first, second in colliding(self.servers):
+            raise ValueError(
+                f"servers '{first}' and '{second}' collide: names must differ in more than case or '-' against '_'"
+            )
         return self
 
     def governance(self) -> GovernanceConfig:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import logging
+import math
 import os
 import sys
 from datetime import UTC, datetime, timedelta
@@ -28,7 +29,7 @@ from hub.runtime.memory import release_free_memory
 from hub.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_listen
 
 if TYPE_CHECKING:
-    from hub.runtime.protocol import OneWriteHttpToolsProtocol
+    from hub.runtime.protocol import LimitedHttpToolsProtocol
 
 logger = logging.getLogger("agenthub")
 
@@ -50,13 +51,31 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
 # -- serve ------------------------------------------------------------------------------------------------------
 
 
-def _http_protocol() -> type[OneWriteHttpToolsProtocol] | str:
-    """uvicorn's httptools protocol writing each response with a length in one piece, when httptools is there."""
+def _http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol] | str:
+    """uvicorn's httptools protocol under the serving limits of `[hub]` (header and body deadlines, keep-alive
+    timeout, connection cap fitted to the file-descriptor limit), writing each response with a length in one
+    piece; uvicorn's own choice when httptools is missing, with only its keep-alive timeout."""
+    hub = settings.hub
     if not _has("httptools"):
+        logger.warning("httptools is not installed: header and body timeouts and max_connections are not enforced")
         return "auto"
-    from hub.runtime.protocol import OneWriteHttpToolsProtocol
+    from hub.runtime.limits import ServingLimits, fit_descriptors
+    from hub.runtime.protocol import limited_protocol
 
-    return OneWriteHttpToolsProtocol
+    reserve = _DESCRIPTOR_RESERVE + _DESCRIPTORS_PER_UPSTREAM * (len(settings.servers) + len(settings.providers))
+    limits = ServingLimits(
+        header_timeout_s=hub.header_timeout_s,
+        body_timeout_s=hub.body_timeout_s,
+        keep_alive_timeout_s=hub.keep_alive_timeout_s,
+        max_connections=fit_descriptors(hub.max_connections, reserve),
+    )
+    return limited_protocol(limits)
+
+
+_DESCRIPTOR_RESERVE = 64
+"""File descriptors kept beside client connections: database, log files, the event loop's own, Redis."""
+_DESCRIPTORS_PER_UPSTREAM = 8
+"""More kept for each upstream server and LLM provider (their pooled connections, a stdio server's pipes)."""
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -91,7 +110,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=port,
         log_level=os.environ.get("AGENTHUB_LOG_LEVEL", "warning").lower(),
         loop="uvloop" if _has("uvloop") else "auto",
-        http=_http_protocol(),
+        http=_http_protocol(settings),
+        ws="none",
+        timeout_keep_alive=math.ceil(settings.hub.keep_alive_timeout_s),  # the limited protocol takes it exactly
         lifespan="on",
         access_log=False,
         server_header=False,
@@ -130,7 +151,8 @@ def _has(module: str) -> bool:
 
 
 def cmd_stdio(args: argparse.Namespace) -> int:
-    from hub.doors.stdio import serve_bridge, serve_embedded
+    from hub.cli.stdio import serve_embedded
+    from hub.doors.stdio import serve_bridge
 
     if args.url:
         anyio.run(serve_bridge, args.url, os.environ.get("AGENTHUB_KEY"))
@@ -254,19 +276,13 @@ def _servers_from_running_hub(settings: Settings) -> list[dict[str, Any]] | None
 
 async def _servers_embedded(settings: Settings) -> list[dict[str, Any]]:
     from connectors.registry import Registry
-    from hub.http import server_status
 
     registry = Registry()
-
-    class _View:
-        def __init__(self) -> None:
-            self.registry = registry
-
     rows: list[dict[str, Any]] = []
     async with anyio.create_task_group() as tg:
         await tg.start(registry.run, list(settings.servers.values()))
         await registry.wait_ready(max(settings.hub.upstream_start_timeout_s, 1.0))
-        rows = server_status(_View())  # pyright: ignore[reportArgumentType]
+        rows = registry.status()
         for upstream in registry.upstreams.values():
             upstream.stop()
         tg.cancel_scope.cancel()

@@ -1,40 +1,66 @@
 """The MCP front door: an `mcp` SDK low-level server whose handlers turn requests into pipeline `Call`s.
 
 One `McpDoor` serves the aggregated endpoint (`/mcp`, names `server__tool`); `McpDoor(scope=server)` serves one
-upstream alone under its original names (`/mcp/{server}`). Lists are filtered by the caller's key and cached,
-already serialised, per (key, registry version); calls go through the pipeline, so a name the key may not use
-fails exactly like an unknown one.
+upstream alone under its original names (`/mcp/{server}`), and every call made there is confined to that server.
+The door only translates: each request becomes one call (`hub.doors.mcp_methods` says which operation), the
+pipeline authenticates, authorises, limits, scans, runs and records it, and the result or the refusal goes back.
+Requests the SDK answers itself (`initialize`, `ping`, `server/discover`, `subscriptions/listen`) are governed the
+same way, as `mcp.session` calls, by the door's SDK middleware.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import mcp_types as types
 from mcp.server import Server
-from mcp.server.caching import CacheHint
+from mcp.server.caching import CacheableMethod, CacheHint
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from connectors.registry import Entry, RegistryView, policy_name
-from hub.call import Call, Principal
-from hub.doors.mcp_watches import ResourceSubscriber, ResourceWatches, WatchKey
+from connectors.registry import RegistryView
+from hub.call import Call, Operation, Principal
+from hub.doors.mcp_methods import CODE_READERS, CODE_RUNNER
+from hub.doors.mcp_sdk import connection_of
+from hub.doors.mcp_watches import ResourceSubscriber, ResourceWatches
 from hub.errors import HubError, NotFound
 from hub.executors.code import CodeMode
 from hub.executors.sessions import LOG_LEVEL_KEY
 from hub.pipeline import Handler
 
 PRINCIPAL_SCOPE_KEY = "agenthub.principal"
-"""Where the HTTP auth wrapper leaves the caller's `Principal` in the ASGI scope."""
+"""Where the HTTP transport leaves the caller's `Principal` in the ASGI scope."""
+SESSION_GOVERNED_KEY = "agenthub.session_governed"
+"""Set in the ASGI scope when the transport already ran this request's `mcp.session` call (an HTTP `initialize`,
+admitted under the key's session cap), so the SDK middleware does not run a second one."""
 LIST_TTL_MS = 0
 """Lists may change at any time (upstreams connect, keys change): clients should not serve them from cache."""
+SDK_METHODS = frozenset({"initialize", "ping", "server/discover", "subscriptions/listen"})
+"""Requests the SDK answers itself; the middleware governs them as `mcp.session` calls."""
+LIST_METHODS: dict[str, CacheableMethod] = {
+    "tools": "tools/list",
+    "prompts": "prompts/list",
+    "resources": "resources/list",
+    "templates": "resources/templates/list",
+}
 
-ListCache = dict[tuple[str, str, int, tuple[str, ...], bool], dict[str, Any]]
+
+Listing = Callable[[str, Principal, str | None], dict[str, Any]]
+"""`(kind, principal, scope) -> list result`: what a principal sees of the catalog."""
+
+
+def _looked_up(ctx: ServerRequestContext[Any, Any], method: str) -> bool:
+    """Whether a request is the SDK's own look-up made while it serves another request of the client (the HTTP
+    request's `Mcp-Method` names that other request)."""
+    request = ctx.request
+    headers = getattr(request, "headers", None)
+    named = headers.get("mcp-method") if headers is not None else None
+    return named is not None and named != method
 
 
 def wants_progress(ctx: ServerRequestContext[Any, Any]) -> bool:
@@ -53,15 +79,11 @@ def without_upstream_identity(result: Any) -> Any:
         rest = {k: v for k, v in meta.items() if k != types.SERVER_INFO_META_KEY}
         trimmed = {k: v for k, v in result.items() if k != "_meta"}
         return {**trimmed, "_meta": rest} if rest else trimmed
-    meta = getattr(result, "meta", None)
-    if isinstance(meta, dict) and types.SERVER_INFO_META_KEY in meta:
-        rest = {k: v for k, v in meta.items() if k != types.SERVER_INFO_META_KEY}
-        return result.model_copy(update={"meta": rest or None})
     return result
 
 
 class McpDoor:
-    """Builds the SDK `Server` for one endpoint and keeps its per-key list caches."""
+    """Builds the SDK `Server` for one endpoint and turns its requests into calls."""
 
     def __init__(
         self,
@@ -69,16 +91,19 @@ class McpDoor:
         view: Callable[[], RegistryView],
         *,
         scope: str | None = None,
-        default_principal: Callable[[], Principal | None] | None = None,
         codemode: CodeMode | None = None,
+        credential: Callable[[], str | None] | None = None,
+        listing: Listing | None = None,
         version: str = "0.1.0",
     ) -> None:
+        """`credential` gives the key of callers that come without an HTTP request (the embedded stdio door);
+        `listing` is what the caller sees of the catalog, for the SDK's own look-ups (see `_list`)."""
         self._pipeline = pipeline
+        self._listing = listing
         self._view = view
         self.scope = scope
-        self._default_principal = default_principal
         self.codemode = codemode
-        self._cache: ListCache = {}
+        self._credential = credential
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._scope_names: tuple[int, dict[str, str], dict[str, str]] = (-1, {}, {})
         self._watches: ResourceWatches | None = None
@@ -96,145 +121,140 @@ class McpDoor:
             on_subscribe_resource=self._subscribe,
             on_unsubscribe_resource=self._unsubscribe,
             on_completion=self._complete,
-            cache_hints={
-                method: CacheHint(ttl_ms=LIST_TTL_MS, scope="private")
-                for method in ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
-            },
+            cache_hints={method: CacheHint(ttl_ms=LIST_TTL_MS, scope="private") for method in LIST_METHODS.values()},
         )
-        self.server.middleware = [self._track_connection]
+        self.server.middleware = [self._govern]
         # Registered directly: the constructor argument warns that logging is deprecated from 2026-07-28, but
         # handshake-era clients still set their level this way.
         self.server.add_request_handler("logging/setLevel", types.SetLevelRequestParams, self._set_logging_level)
-
-    async def _track_connection(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        """Remember every client connection (from its first message on) to tell it when the lists change."""
-        self._connections.add(ctx.session._connection)
-        return await call_next(ctx)
 
     def initialization_options(self) -> InitializationOptions:
         return self.server.create_initialization_options(
             NotificationOptions(prompts_changed=True, resources_changed=True, tools_changed=True)
         )
 
-    # -- identity ---------------------------------------------------------------------------------------------
+    @property
+    def pipeline(self) -> Handler:
+        return self._pipeline
 
-    def _principal(self, ctx: ServerRequestContext[Any, Any]) -> Principal:
+    def view(self) -> RegistryView:
+        return self._view()
+
+    # -- calls --------------------------------------------------------------------------------------------------
+
+    def _identity(self, ctx: ServerRequestContext[Any, Any]) -> tuple[Principal | None, str | None]:
+        """The caller: the principal the HTTP transport verified, or the embedded door's credential."""
         request = ctx.request
-        principal: Principal | None = None
         if request is not None:
-            principal = getattr(request, "scope", {}).get(PRINCIPAL_SCOPE_KEY)
-        if principal is None and self._default_principal is not None:
-            principal = self._default_principal()
-        if principal is None:
-            raise MCPError(code=-32001, message="a valid virtual key is required")
-        return principal
+            principal: Principal | None = getattr(request, "scope", {}).get(PRINCIPAL_SCOPE_KEY)
+            if principal is not None:
+                return principal, None
+        return None, self._credential() if self._credential is not None else None
 
-    # -- lists ----------------------------------------------------------------------------------------------------
-
-    def _visible(self, entries: dict[str, Entry], principal: Principal) -> list[Entry]:
-        key = principal.key
-        items = [e for e in entries.values() if key.allows_tool(policy_name(e))]
-        if self.scope is not None:
-            items = [e for e in items if e.server == self.scope]
-        return items
-
-    def _shown(self, entry: Entry) -> Any:
-        """The definition as this endpoint shows it (original names on a single-server endpoint)."""
-        d = entry.definition
-        if self.scope is None:
-            return d
-        if isinstance(d, types.Tool | types.Prompt):
-            return d.model_copy(update={"name": entry.original})
-        if isinstance(d, types.Resource):
-            return d.model_copy(update={"uri": entry.original})
-        return d
-
-    def _cached(
+    def _call(
         self,
-        ctx: ServerRequestContext[Any, Any] | None,
-        kind: str,
-        principal: Principal,
-        build: Callable[[RegistryView], dict[str, Any]],
-    ) -> dict[str, Any]:
-        """A list result for this key from the per-(key, registry version) cache; a shallow copy to hand out."""
-        view = self._view()
-        cache_key = (kind, principal.key.id, view.version, principal.key.tools, principal.key.code_mode)
-        hit = self._cache.get(cache_key)
-        if hit is None:
-            if len(self._cache) > 4096:
-                self._cache.clear()
-            hit = build(view)
-            self._cache[cache_key] = hit
-        result = dict(hit)
-        if ctx is not None and ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            result["resultType"] = "complete"
-        return result
+        ctx: ServerRequestContext[Any, Any],
+        operation: Operation,
+        target: str,
+        payload: Any = None,
+        context: dict[str, Any] | None = None,
+    ) -> Call:
+        principal, credential = self._identity(ctx)
+        return Call(
+            door="mcp",
+            operation=operation,
+            target=target,
+            payload=payload,
+            principal=principal,
+            credential=credential,
+            context=context or {},
+            scope=self.scope,
+        )
 
-    def list_tools_for(self, principal: Principal) -> dict[str, Any]:
-        """The `tools/list` result for a key (handshake era): its tools, with Code Mode tools behind the meta-tools."""
-
-        def build(view: RegistryView) -> dict[str, Any]:
-            visible = self._visible(view.tools, principal)
-            codemode = self.codemode
-            if codemode is None:
-                return {"tools": self._dump(visible)}
-            plain = [e for e in visible if not codemode.hides(principal.key, e)]
-            return {"tools": codemode.meta_tools(principal.key, view, self.scope) + self._dump(plain)}
-
-        return self._cached(None, "tools", principal, build)
+    async def _run(self, call: Call, shown: str) -> Any:
+        """Run a call; a refusal becomes the JSON-RPC error, naming the target as the client called it."""
+        try:
+            outcome = await self._pipeline(call)
+        except HubError as exc:
+            raise MCPError(
+                code=exc.jsonrpc_code, message=self.client_message(exc, call.target, shown), data=exc.data
+            ) from None
+        return without_upstream_identity(outcome.value)
 
     @staticmethod
-    def _check_cursor(params: types.PaginatedRequestParams | None) -> None:
-        if params is not None and params.cursor:
-            raise MCPError(code=types.INVALID_PARAMS, message="invalid cursor")
+    def client_message(exc: HubError, target: str, shown: str) -> str:
+        """An error message naming the target as the client called it."""
+        if isinstance(exc, NotFound) and shown != target:
+            return exc.message.replace(target, shown)
+        return exc.message
 
-    def _dump(self, entries: list[Entry]) -> list[dict[str, Any]]:
-        return [
-            self._shown(e).model_dump(by_alias=True, mode="json", exclude_none=True)
-            for e in sorted(entries, key=lambda e: e.exposed)
-        ]
+    async def _govern(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+        """SDK middleware: remember every client connection (to tell it when the lists change), and run the
+        requests the SDK answers itself as `mcp.session` calls."""
+        self._connections.add(connection_of(ctx.session))
+        method = ctx.method
+        if method not in SDK_METHODS:
+            return await call_next(ctx)
+        request = ctx.request
+        if request is not None and getattr(request, "scope", {}).get(SESSION_GOVERNED_KEY):
+            return await call_next(ctx)
+
+        async def run() -> HandlerResult:
+            return await call_next(ctx)
+
+        outcome = await self._run(self._call(ctx, "mcp.session", method, context={"run": run}), method)
+        result: HandlerResult = outcome
+        return result
+
+    # -- lists --------------------------------------------------------------------------------------------------
+
+    async def _list(
+        self, ctx: ServerRequestContext[Any, Any], kind: str, params: types.PaginatedRequestParams | None
+    ) -> dict[str, Any]:
+        method = LIST_METHODS[kind]
+        principal = self._identity(ctx)[0]
+        if self._listing is not None and principal is not None and _looked_up(ctx, method):
+            # The SDK reads the caller's own tool list to validate a 2026-07-28 `tools/call`'s `Mcp-Param`
+            # headers: not a request of the client (that call is governed), so not a call of its own.
+            result: dict[str, Any] = self._listing(kind, principal, self.scope)
+            return {**result, "resultType": "complete"}
+        payload = {"cursor": params.cursor} if params is not None and params.cursor else None
+        result = await self._run(self._call(ctx, "mcp.list", kind, payload), method)
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return {**result, "resultType": "complete"}
+        return result
+
+    async def list_tools(self, principal: Principal) -> dict[str, Any]:
+        """`tools/list` (handshake era) for a verified principal, as a result dict (the MCP fast path).
+
+        Raises:
+            HubError: the call was refused.
+        """
+        call = Call(door="mcp", operation="mcp.list", target="tools", principal=principal, scope=self.scope)
+        result: dict[str, Any] = (await self._pipeline(call)).value
+        return result
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> Any:
-        principal = self._principal(ctx)
-        self._check_cursor(params)
-        result = self.list_tools_for(principal)
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
-            result["resultType"] = "complete"
-        return result
+        return await self._list(ctx, "tools", params)
 
     async def _list_prompts(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> Any:
-        principal = self._principal(ctx)
-        self._check_cursor(params)
-        return self._cached(
-            ctx, "prompts", principal, lambda v: {"prompts": self._dump(self._visible(v.prompts, principal))}
-        )
+        return await self._list(ctx, "prompts", params)
 
     async def _list_resources(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> Any:
-        principal = self._principal(ctx)
-        self._check_cursor(params)
-        return self._cached(
-            ctx, "resources", principal, lambda v: {"resources": self._dump(self._visible(v.resources, principal))}
-        )
+        return await self._list(ctx, "resources", params)
 
     async def _list_templates(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> Any:
-        principal = self._principal(ctx)
-        self._check_cursor(params)
+        return await self._list(ctx, "templates", params)
 
-        def build(view: RegistryView) -> dict[str, Any]:
-            entries = {e.exposed: e for _, e in view.templates}
-            return {"resourceTemplates": self._dump(self._visible(entries, principal))}
-
-        return self._cached(ctx, "templates", principal, build)
-
-    # -- calls ----------------------------------------------------------------------------------------------------
+    # -- names --------------------------------------------------------------------------------------------------
 
     def _exposed(self, kind: str, name: str) -> str:
         """Map a name as the client sees it to the registry's exposed name."""
@@ -253,89 +273,6 @@ class McpDoor:
         """The registry name of a tool as this endpoint's clients call it."""
         return self._exposed("tool", name)
 
-    @property
-    def pipeline(self) -> Handler:
-        return self._pipeline
-
-    def view(self) -> RegistryView:
-        return self._view()
-
-    @staticmethod
-    def client_message(exc: HubError, target: str, shown: str) -> str:
-        """An error message naming the target as the client called it."""
-        if isinstance(exc, NotFound) and shown != target:
-            return exc.message.replace(target, shown)
-        return exc.message
-
-    async def _run(self, call: Call, shown: str) -> Any:
-        """Run a call; errors name the target as the client called it."""
-        try:
-            outcome = await self._pipeline(call)
-        except HubError as exc:
-            raise MCPError(
-                code=exc.jsonrpc_code, message=self.client_message(exc, call.target, shown), data=exc.data
-            ) from None
-        return without_upstream_identity(outcome.value)
-
-    async def call_tool_value(
-        self, principal: Principal, name: str, arguments: dict[str, Any], context: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        """One `tools/call` as the client made it: a Code Mode meta-tool, or a governed `mcp.tool` call.
-
-        Raises:
-            HubError: the call was refused or failed; the message names the tool as the client called it.
-        """
-        view = self._view()
-        codemode = self.codemode
-        if codemode is not None and codemode.handles(principal.key, view, name, self.scope):
-            result: dict[str, Any] = await codemode.call(principal, view, name, arguments, self.scope)
-            return result
-        call = Call(
-            door="mcp",
-            operation="mcp.tool",
-            target=self._exposed("tool", name),
-            payload=arguments,
-            principal=principal,
-            context=context or {},
-        )
-        try:
-            outcome = await self._pipeline(call)
-        except HubError as exc:
-            exc.message = self.client_message(exc, call.target, name)
-            raise
-        return without_upstream_identity(outcome.value)
-
-    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
-        principal = self._principal(ctx)
-        context: dict[str, Any] = {"downstream": ctx.session}
-        if wants_progress(ctx):
-            session = ctx.session
-
-            async def progress(value: float, total: float | None, message: str | None) -> None:
-                await session.report_progress(value, total, message)
-
-            context["progress"] = progress
-        try:
-            result = await self.call_tool_value(principal, params.name, params.arguments or {}, context)
-        except HubError as exc:
-            raise MCPError(code=exc.jsonrpc_code, message=exc.message, data=exc.data) from None
-        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and "resultType" not in result:
-            # Upstream results arrive as handshake-era wire dicts; a 2026-07-28 result must say it is complete.
-            result = {**result, "resultType": "complete"}
-        return result
-
-    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> Any:
-        principal = self._principal(ctx)
-        call = Call(
-            door="mcp",
-            operation="mcp.prompt",
-            target=self._exposed("prompt", params.name),
-            payload=params.arguments,
-            principal=principal,
-            context={"downstream": ctx.session},
-        )
-        return await self._run(call, params.name)
-
     def _resource_uri(self, uri: str) -> str:
         """Map a resource URI as the client sees it to the registry's exposed URI."""
         if self.scope is not None:
@@ -346,55 +283,117 @@ class McpDoor:
                         return e.exposed
         return uri
 
-    async def _read_resource(self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> Any:
-        principal = self._principal(ctx)
-        uri = self._resource_uri(str(params.uri))
+    def _tool_operation(self, principal: Principal | None, name: str) -> Operation:
+        """`code.read` / `code.run` for a Code Mode meta-tool name, otherwise `mcp.tool`. The authz stage refuses
+        the meta-tools to a key that has none; on a single-server endpoint a tool of the server by that name is the
+        server's own, unless the caller has Code Mode tools there."""
+        if not (name == CODE_RUNNER or name in CODE_READERS):
+            return "mcp.tool"
+        if self.scope is not None and self._exposed("tool", name) in self._view().tools:
+            codemode = self.codemode
+            if principal is None or codemode is None or not codemode.handles(principal, self._view(), name, self.scope):
+                return "mcp.tool"
+        return "code.run" if name == CODE_RUNNER else "code.read"
+
+    # -- tools, prompts, resources, completion ------------------------------------------------------------------
+
+    async def call_tool_value(
+        self,
+        principal: Principal | None,
+        name: str,
+        arguments: dict[str, Any],
+        context: dict[str, Any] | None = None,
+        *,
+        credential: str | None = None,
+    ) -> dict[str, Any]:
+        """One `tools/call` as the client made it: a Code Mode meta-tool, or an `mcp.tool` call.
+
+        Raises:
+            HubError: the call was refused or failed; the message names the tool as the client called it.
+        """
+        operation = self._tool_operation(principal, name)
+        target = self._exposed("tool", name) if operation == "mcp.tool" else name
         call = Call(
             door="mcp",
-            operation="mcp.resource",
-            target=uri,
+            operation=operation,
+            target=target,
+            payload=arguments,
             principal=principal,
-            context={"downstream": ctx.session},
+            credential=credential,
+            context=context or {},
+            scope=self.scope,
         )
-        result: types.ReadResourceResult = await self._run(call, str(params.uri))
-        if self.scope is not None and uri != str(params.uri):
-            contents = [c.model_copy(update={"uri": params.uri}) for c in result.contents]
-            result = result.model_copy(update={"contents": contents})
+        try:
+            outcome = await self._pipeline(call)
+        except HubError as exc:
+            exc.message = self.client_message(exc, call.target, name)
+            raise
+        return without_upstream_identity(outcome.value)
+
+    async def _call_tool(self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams) -> Any:
+        principal, credential = self._identity(ctx)
+        context: dict[str, Any] = {"downstream": ctx.session}
+        if wants_progress(ctx):
+            session = ctx.session
+
+            async def progress(value: float, total: float | None, message: str | None) -> None:
+                await session.report_progress(value, total, message)
+
+            context["progress"] = progress
+        try:
+            result = await self.call_tool_value(
+                principal, params.name, params.arguments or {}, context, credential=credential
+            )
+        except HubError as exc:
+            raise MCPError(code=exc.jsonrpc_code, message=exc.message, data=exc.data) from None
+        if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS and "resultType" not in result:
+            # Upstream results arrive as handshake-era wire dicts; a 2026-07-28 result must say it is complete.
+            result = {**result, "resultType": "complete"}
+        return result
+
+    async def _get_prompt(self, ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams) -> Any:
+        target = self._exposed("prompt", params.name)
+        call = self._call(ctx, "mcp.prompt", target, params.arguments, {"downstream": ctx.session})
+        return await self._run(call, params.name)
+
+    async def _read_resource(self, ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams) -> Any:
+        shown = str(params.uri)
+        uri = self._resource_uri(shown)
+        call = self._call(ctx, "mcp.resource", uri, {"uri": uri}, {"downstream": ctx.session})
+        result: dict[str, Any] = await self._run(call, shown)
+        if uri != shown:  # a single-server endpoint shows the URI as the upstream names it
+            contents = result.get("contents") or []
+            result = {**result, "contents": [{**c, "uri": shown} if c.get("uri") == uri else c for c in contents]}
         return result
 
     async def _complete(self, ctx: ServerRequestContext[Any, Any], params: types.CompleteRequestParams) -> Any:
-        principal = self._principal(ctx)
         ref = params.ref
-        view = self._view()
-        entry: Entry | None
         if isinstance(ref, types.PromptReference):
-            entry = view.prompts.get(self._exposed("prompt", ref.name))
-            upstream_ref: Any = ref.model_copy(update={"name": entry.original}) if entry else None
+            shown, target = ref.name, self._exposed("prompt", ref.name)
+            reference: dict[str, Any] = {"type": "ref/prompt", "name": target}
         else:
-            entry = next((e for _, e in view.templates if e.original == ref.uri), None)
-            upstream_ref = ref
-        if entry is None or not principal.key.allows_tool(policy_name(entry)):
-            return types.CompleteResult(completion=types.Completion(values=[]))
-        completer = self._completer
-        if completer is None:
-            return types.CompleteResult(completion=types.Completion(values=[]))
-        argument = {"name": params.argument.name, "value": params.argument.value}
-        return await completer(entry.server, upstream_ref, argument)
+            shown = target = ref.uri
+            reference = {"type": "ref/resource", "uri": target}
+        payload: dict[str, Any] = {
+            "ref": reference,
+            "argument": {"name": params.argument.name, "value": params.argument.value},
+        }
+        if params.context is not None and params.context.arguments:
+            payload["context"] = {"arguments": dict(params.context.arguments)}
+        return await self._run(self._call(ctx, "mcp.complete", target, payload), shown)
 
     async def _set_logging_level(
         self, ctx: ServerRequestContext[Any, Any], params: types.SetLevelRequestParams
     ) -> types.EmptyResult:
         """Handshake-era `logging/setLevel`: the lowest level of upstream log messages this client gets (log
         messages are passed on from `per_client` upstream sessions, see `hub.executors.sessions`)."""
-        self._principal(ctx)
-        ctx.session._connection.state[LOG_LEVEL_KEY] = params.level
+        connection = connection_of(ctx.session)
+
+        async def run() -> None:
+            connection.state[LOG_LEVEL_KEY] = params.level
+
+        await self._run(self._call(ctx, "mcp.session", "logging/setLevel", context={"run": run}), "logging/setLevel")
         return types.EmptyResult()
-
-    _completer: Callable[[str, Any, dict[str, str]], Any] | None = None
-
-    def set_completer(self, completer: Callable[[str, Any, dict[str, str]], Any]) -> None:
-        """Where completion requests go (completions are not governed calls: they run no tool)."""
-        self._completer = completer
 
     # -- resource subscriptions (handshake era) -------------------------------------------------------------------
 
@@ -403,44 +402,43 @@ class McpDoor:
         per `(server, upstream URI)` while at least one of its clients is subscribed (see `ResourceWatches`)."""
         self._watches = ResourceWatches(subscribe, unsubscribe)
 
-    def _watch_key(self, principal: Principal, shown: str) -> WatchKey:
-        """`(server, upstream URI)` of a resource the key may read; anything else fails like `resources/read` of
-        an unknown resource."""
-        uri = self._resource_uri(shown)
-        entry = self._view().resolve_resource(uri)
-        if (
-            entry is None
-            or (self.scope is not None and entry.server != self.scope)
-            or not principal.key.allows_tool(policy_name(entry))
-        ):
-            exc = NotFound(f"unknown resource: {shown}")
-            raise MCPError(code=exc.jsonrpc_code, message=exc.message, data=exc.data)
-        upstream_uri = entry.original if entry.original == uri or "{" not in entry.original else uri
-        return entry.server, upstream_uri
-
     def _watches_or_fail(self) -> ResourceWatches:
         if self._watches is None:
             raise MCPError(code=types.METHOD_NOT_FOUND, message="resource subscriptions are not served here")
         return self._watches
 
-    async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> Any:
-        principal = self._principal(ctx)
+    async def _watch(
+        self,
+        ctx: ServerRequestContext[Any, Any],
+        shown: str,
+        change: Callable[[ResourceWatches, str, str, Any], Awaitable[None]],
+    ) -> types.EmptyResult:
         watches = self._watches_or_fail()
-        shown = str(params.uri)
-        try:
-            await watches.add(self._watch_key(principal, shown), shown, ctx.session._connection)
-        except HubError as exc:
-            raise MCPError(code=exc.jsonrpc_code, message=exc.message, data=exc.data) from None
+        connection = connection_of(ctx.session)
+        uri = self._resource_uri(shown)
+
+        async def subscribe(server: str, upstream_uri: str) -> None:
+            await change(watches, server, upstream_uri, connection)
+
+        await self._run(self._call(ctx, "mcp.subscribe", uri, {"uri": uri}, {"subscribe": subscribe}), shown)
         return types.EmptyResult()
+
+    async def _subscribe(self, ctx: ServerRequestContext[Any, Any], params: types.SubscribeRequestParams) -> Any:
+        shown = str(params.uri)
+
+        async def add(watches: ResourceWatches, server: str, upstream_uri: str, connection: Any) -> None:
+            await watches.add((server, upstream_uri), shown, connection)
+
+        return await self._watch(ctx, shown, add)
 
     async def _unsubscribe(self, ctx: ServerRequestContext[Any, Any], params: types.UnsubscribeRequestParams) -> Any:
-        principal = self._principal(ctx)
-        watches = self._watches_or_fail()
-        await watches.remove(self._watch_key(principal, str(params.uri)), ctx.session._connection)
-        return types.EmptyResult()
+        async def remove(watches: ResourceWatches, server: str, upstream_uri: str, connection: Any) -> None:
+            await watches.remove((server, upstream_uri), connection)
+
+        return await self._watch(ctx, str(params.uri), remove)
 
     @property
-    def watched(self) -> dict[WatchKey, int]:
+    def watched(self) -> dict[tuple[str, str], int]:
         """`(server, upstream URI)` -> how many of this door's clients are subscribed."""
         return self._watches.counts() if self._watches is not None else {}
 
@@ -452,8 +450,7 @@ class McpDoor:
     # -- notifications --------------------------------------------------------------------------------------------
 
     async def registry_changed(self, view: RegistryView) -> None:
-        """Drop list caches and tell connected clients that the lists changed."""
-        self._cache.clear()
+        """Tell connected clients that the lists changed."""
         for connection in list(self._connections):
             for method in (
                 "notifications/tools/list_changed",

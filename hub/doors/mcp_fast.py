@@ -20,6 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hub.call import Principal
 from hub.doors.mcp import McpDoor
+from hub.doors.mcp_sdk import live_session, session_owner
 from hub.errors import HubError, PayloadTooLarge
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -61,15 +62,11 @@ class FastPath:
             and self._security._validate_origin(headers.get("origin"))
         ):
             return False
-        transport = self._manager._server_instances.get(session_id)
-        if transport is None or transport.is_terminated:
-            return False
-        owner = self._manager._session_owners.get(session_id)
-        return owner is not None and owner.get("client_id") == principal.key.id
+        return live_session(self._manager, session_id) and session_owner(self._manager, session_id) == principal.key.id
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> Receive | None:
         """Serve the request, or return a `receive` that replays the consumed body for the SDK."""
-        body = await _read_body(receive, self._max_body)
+        body = await read_body(receive, self._max_body)
         if body is None:
             return _replay(b"", receive, truncated=True)
         message = _parse(body)
@@ -77,7 +74,11 @@ class FastPath:
             return _replay(body, receive)
         method, request_id, params = message
         if method == "tools/list":
-            result: Any = self._door.list_tools_for(principal)
+            try:
+                result: Any = await self._door.list_tools(principal)
+            except HubError as exc:
+                await _respond(send, {"jsonrpc": "2.0", "id": request_id, "error": _error(exc)})
+                return None
         else:
             name = params.get("name")
             arguments = params.get("arguments", {})
@@ -89,13 +90,17 @@ class FastPath:
             try:
                 result = await self._door.call_tool_value(principal, name, arguments)
             except HubError as exc:
-                error: dict[str, Any] = {"code": exc.jsonrpc_code, "message": exc.message}
-                if exc.data is not None:
-                    error["data"] = exc.data
-                await _respond(send, {"jsonrpc": "2.0", "id": request_id, "error": error})
+                await _respond(send, {"jsonrpc": "2.0", "id": request_id, "error": _error(exc)})
                 return None
         await _respond(send, {"jsonrpc": "2.0", "id": request_id, "result": result})
         return None
+
+
+def _error(exc: HubError) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": exc.jsonrpc_code, "message": exc.message}
+    if exc.data is not None:
+        error["data"] = exc.data
+    return error
 
 
 def _parse(body: bytes) -> tuple[str, Any, dict[str, Any]] | None:
@@ -126,7 +131,12 @@ def _parse(body: bytes) -> tuple[str, Any, dict[str, Any]] | None:
     return method, request_id, params
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes | None:
+async def read_body(receive: Receive, limit: int) -> bytes | None:
+    """A request's whole body, or None when the client went away first.
+
+    Raises:
+        PayloadTooLarge: the body is larger than `limit` bytes.
+    """
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -23,17 +23,17 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from hub.doors import OAUTH_CALLBACK_PATH
 from hub.doors.admin.api import Ctx, json_response, off_loop, record
 from hub.doors.admin.schema import AuthLoginIn
+from hub.doors.host import AdminHost
 from hub.errors import BadRequest, Forbidden, HubError, NotFound, PayloadTooLarge, UpstreamFailed
 from hub.governance.keys import VirtualKey
 from hub.governance.rbac import AdminPrincipal
+from hub.paths import OAUTH_CALLBACK_PATH
 from hub.store.sql import to_virtual_key
 from hub.upstream_auth.flows import FLOW_TTL_S, AuthFlow
 
 if TYPE_CHECKING:
-    from hub.app import Hub
     from hub.upstream_auth.manager import HubAuth
 
 logger = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def form_token(browser: str, flow_id: str) -> str:
 # -- GET and POST /oauth/start ---------------------------------------------------------------------------------
 
 
-async def _active_key(hub: Hub, key_id: str) -> VirtualKey:
+async def _active_key(hub: AdminHost, key_id: str) -> VirtualKey:
     row = await off_loop(hub.store.get_key, key_id)
     if row is None or row.id != key_id or row.revoked_at is not None or to_virtual_key(row).expired():
         raise Forbidden("the AgentHub key this link was made for is no longer active")
@@ -166,11 +166,11 @@ async def _read_form(request: Request) -> dict[str, str]:
         raise BadRequest("malformed form") from None
 
 
-def start_endpoint(hub: Callable[[], Hub]) -> Callable[[Request], Awaitable[Response]]:
+def start_endpoint(hub: Callable[[], AdminHost]) -> Callable[[Request], Awaitable[Response]]:
     """The handler of `/oauth/start`: `GET ?flow=ID` claims the link for this browser and shows what it
     authorizes; `POST` (the confirmation form) uses it up and redirects to the upstream's authorization server."""
 
-    async def show(request: Request, running: Hub, auth: HubAuth) -> Response:
+    async def show(request: Request, running: AdminHost, auth: HubAuth) -> Response:
         flow_id = request.query_params.get("flow", "")
         if not flow_id:
             raise BadRequest("the link lacks its flow")
@@ -182,7 +182,7 @@ def start_endpoint(hub: Callable[[], Hub]) -> Callable[[Request], Awaitable[Resp
         _keep_browser(response, auth, browser)
         return response
 
-    async def proceed(request: Request, running: Hub, auth: HubAuth) -> Response:
+    async def proceed(request: Request, running: AdminHost, auth: HubAuth) -> Response:
         form = await _read_form(request)
         flow_id, token = form.get("flow", ""), form.get("csrf", "")
         if not flow_id:
@@ -219,7 +219,7 @@ def start_endpoint(hub: Callable[[], Hub]) -> Callable[[Request], Awaitable[Resp
 # -- GET /oauth/callback ---------------------------------------------------------------------------------------
 
 
-def callback_endpoint(hub: Callable[[], Hub]) -> Callable[[Request], Awaitable[Response]]:
+def callback_endpoint(hub: Callable[[], AdminHost]) -> Callable[[Request], Awaitable[Response]]:
     """The handler of `GET /oauth/callback`: finishes the authorization the `state` names, in the browser it is
     bound to."""
 

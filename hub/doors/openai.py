@@ -1,8 +1,9 @@
 """The OpenAI-compatible front door: `/v1/chat/completions`, `/v1/embeddings`, `/v1/responses`, `/v1/models`.
 
 The door only translates: the body becomes a `Call` (`llm.chat` or `llm.embed`, target = the requested model,
-payload = the body as sent, with `stream`, `api` and the token estimates in its context), the pipeline governs
-and runs it, and the `Outcome` goes back as JSON or as server-sent events. Errors use the OpenAI error envelope
+payload = the body as sent, with `stream`, `api` and the token estimates in its context; the model list is an
+`llm.models` call), the pipeline governs and runs it (an Agent Mode request included: its executor runs the loop),
+and the `Outcome` goes back as JSON or as server-sent events. Errors use the OpenAI error envelope
 with the hub's status table; after a stream has started, an error ends it with an error event
 (`data: {"error": {...}}`, which the OpenAI SDKs raise as `APIError`).
 
@@ -15,8 +16,8 @@ from __future__ import annotations
 
 import asyncio  # noqa: TID251 - event streams: plain futures and tasks on the asyncio loop the hub serves on (uvicorn)
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import orjson
 from starlette.requests import Request
@@ -24,17 +25,13 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.call import Call, Operation, Principal, new_call_id
+from hub.call import Call, Malformed, Operation
+from hub.doors.host import DoorHost
 from hub.doors.web import credential, error_response, json_response
-from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, Unauthenticated, openai_envelope
-from hub.executors.agent import agent_options
-from hub.executors.llm import hop_filter, unknown_model
-from hub.executors.stream import OutcomeStream
-from hub.governance.keys import VirtualKey
+from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, openai_envelope
+from hub.executors.llm import output_estimate
+from hub.executors.stream import ClosingStream
 from hub.pipeline import Handler
-
-if TYPE_CHECKING:
-    from hub.app import Hub
 
 __all__ = [
     "chat_route",
@@ -47,11 +44,10 @@ __all__ = [
 ]
 
 _JSON = "application/json"
-_NO_KEY = "a valid virtual key is required (Authorization: Bearer ahk-...)"
 _DONE = b"data: [DONE]\n\n"
 
 
-def openai_routes(hub: Callable[[], Hub]) -> list[Route]:
+def openai_routes(hub: Callable[[], DoorHost]) -> list[Route]:
     """The door's Starlette routes; `hub` returns the running hub."""
 
     async def chat(request: Request) -> Response:
@@ -78,7 +74,7 @@ def openai_routes(hub: Callable[[], Hub]) -> list[Route]:
     ]
 
 
-def openai_endpoints(hub: Callable[[], Hub]) -> dict[str, ASGIApp]:
+def openai_endpoints(hub: Callable[[], DoorHost]) -> dict[str, ASGIApp]:
     """Plain ASGI apps for the door's `POST` paths, keyed by path, for a router placed in front of Starlette: the
     LLM hot path then skips route matching and the exception-handling wrappers (the handlers turn every hub
     error into a response themselves). Other methods on these paths are left to the Starlette routes."""
@@ -97,152 +93,80 @@ def openai_endpoints(hub: Callable[[], Hub]) -> dict[str, ASGIApp]:
     }
 
 
-async def chat_route(hub: Hub, request: Request) -> Response:
+async def chat_route(hub: DoorHost, request: Request) -> Response:
     """`POST /v1/chat/completions`, streaming or not; every parameter is passed on as sent."""
     return await _serve(hub, request, "llm.chat", "chat")
 
 
-async def responses_route(hub: Hub, request: Request) -> Response:
+async def responses_route(hub: DoorHost, request: Request) -> Response:
     """`POST /v1/responses` (providers that have the Responses API), streaming or not."""
     return await _serve(hub, request, "llm.chat", "responses")
 
 
-async def embeddings_route(hub: Hub, request: Request) -> Response:
+async def embeddings_route(hub: DoorHost, request: Request) -> Response:
     """`POST /v1/embeddings`."""
     return await _serve(hub, request, "llm.embed", "embeddings")
 
 
-async def models_route(hub: Hub, request: Request) -> Response:
+async def models_route(hub: DoorHost, request: Request) -> Response:
     """`GET /v1/models`: the aliases and `provider/model` names this key may use."""
-    try:
-        return json_response({"object": "list", "data": _visible_models(hub, request)})
-    except HubError as exc:
-        return error_response(exc)
+    return await _models(hub, request, "")
 
 
-async def model_route(hub: Hub, request: Request) -> Response:
+async def model_route(hub: DoorHost, request: Request) -> Response:
     """`GET /v1/models/{model}`: one model, or 404 when it does not exist or the key may not use it."""
-    name = request.path_params["model"]
+    return await _models(hub, request, request.path_params["model"])
+
+
+async def _models(hub: DoorHost, request: Request, name: str) -> Response:
+    call = Call(door="openai", operation="llm.models", target=name, credential=credential(request.headers))
     try:
-        for entry in _visible_models(hub, request):
-            if entry["id"] == name:
-                return json_response(entry)
-        raise unknown_model(name)
+        outcome = await _pipeline(hub)(call)
     except HubError as exc:
         return error_response(exc)
+    return json_response(outcome.value)
 
 
-def _visible_models(hub: Hub, request: Request) -> list[dict[str, Any]]:
-    key = hub.keyring.verify(credential(request.headers) or "")
-    if key is None:
-        raise Unauthenticated(_NO_KEY)
-    router = hub.llm_router
-    if router is None:
-        return []
-    return [m.to_openai() for m in router.list_models(allow=hop_filter(key)) if key.allows_model(m.id)]
+def _pipeline(hub: DoorHost) -> Handler:
+    pipeline = hub.pipeline
+    if pipeline is None:
+        raise Internal("the hub is not running")
+    return pipeline
 
 
-async def _serve(hub: Hub, request: Request, operation: Operation, api: str) -> Response:
+async def _serve(hub: DoorHost, request: Request, operation: Operation, api: str) -> Response:
+    """One request of the door: read it (a body that cannot be read is refused by the pipeline, after the key was
+    checked and the request counted), run it, and answer as JSON or as server-sent events."""
     started = time.perf_counter()
+    presented = credential(request.headers)
+    context: dict[str, Any] = {"api": api, "stream": False}
+    payload: Any = None
+    model = ""
+    if presented:  # without a key there is nothing to read: the authn stage refuses the call
+        try:
+            raw = await _read_body(request, hub.settings.hub.max_body_bytes)
+            payload = body = _parse(raw, api)
+            model = body["model"]
+            prompt = len(raw) // 4
+            context["stream"] = body.get("stream") is True and api != "embeddings"
+            context["prompt_estimate"] = prompt
+            context["token_estimate"] = prompt + output_estimate(body)
+        except HubError as exc:
+            payload = Malformed(exc)
+    call = Call(
+        door="openai", operation=operation, target=model, payload=payload, credential=presented, context=context
+    )
     try:
-        presented = credential(request.headers)
-        if not presented:
-            raise Unauthenticated(_NO_KEY)
-        raw = await _read_body(request, hub.settings.hub.max_body_bytes)
-        body = _parse(raw, api)
-        model: str = body["model"]
-        stream = body.get("stream") is True and api != "embeddings"
-        prompt = len(raw) // 4
-        context = {
-            "api": api,
-            "stream": stream,
-            "prompt_estimate": prompt,
-            "token_estimate": prompt + _output_estimate(body),
-        }
-        pipeline = hub.pipeline
-        if pipeline is None:
-            raise Internal("the hub is not running")
-        key = hub.keyring.verify(presented)
-        if api == "chat":
-            if key is None:
-                raise Unauthenticated(_NO_KEY)
-            if key.chat_tools or "agenthub" in body:
-                return await _agent_response(hub, pipeline, key, body, context, started)
-        # A key verified here goes on as the principal (authn re-checks it by id); an unknown one is left to
-        # authn, which denies it with an audit record.
-        if key is not None:
-            call = Call(
-                door="openai", operation=operation, target=model, payload=body, principal=Principal(key),
-                context=context,
-            )  # fmt: skip
-        else:
-            call = Call(
-                door="openai", operation=operation, target=model, payload=body, credential=presented, context=context
-            )
-        outcome = await pipeline(call)
+        outcome = await _pipeline(hub)(call)
     except HubError as exc:
         return error_response(exc)
     headers = outcome.headers
     value = outcome.value
-    if isinstance(value, OutcomeStream):
+    if isinstance(value, ClosingStream):
         return EventStreamResponse(value, headers, started)
     payload = orjson.dumps(value)
     headers["x-agenthub-overhead-ms"] = _overhead(started, headers)
     return _JsonResponse(payload, headers)
-
-
-async def _agent_response(
-    hub: Hub, pipeline: Handler, key: VirtualKey, body: dict[str, Any], context: dict[str, Any], started: float
-) -> Response:
-    """Chat with MCP tools (explicit or Agent Mode): the key offers tools or the body has `agenthub` options."""
-    principal = Principal(key)
-    options = agent_options(principal, body.get("agenthub"))
-    agent = hub.agent
-    model: str = body["model"]
-    last_headers: dict[str, str] = {}
-
-    def turn_call(request: dict[str, Any], loop_id: str, stream: bool) -> Call:
-        estimate = len(orjson.dumps(request["messages"])) // 4
-        turn_context = {**context, "stream": stream, "prompt_estimate": estimate}
-        turn_context["token_estimate"] = estimate + _output_estimate(request)
-        return Call(
-            door="openai",
-            operation="llm.chat",
-            target=model,
-            payload=request,
-            principal=principal,
-            parent_id=loop_id,
-            context=turn_context,
-        )
-
-    if not options.active:
-        request, _ = agent.inject(body, principal, options)
-        outcome = await pipeline(turn_call(request, new_call_id(), context["stream"]))
-        if isinstance(outcome.value, OutcomeStream):
-            return EventStreamResponse(outcome.value, outcome.headers, started)
-        return Response(orjson.dumps(outcome.value), media_type=_JSON, headers=outcome.headers)
-
-    async def turn(request: dict[str, Any], loop_id: str) -> dict[str, Any]:
-        outcome = await pipeline(turn_call({**request, "stream": False}, loop_id, False))
-        last_headers.clear()
-        last_headers.update(outcome.headers)
-        response: dict[str, Any] = outcome.value
-        return response
-
-    async def stream_turn(request: dict[str, Any], loop_id: str) -> AsyncGenerator[dict[str, Any], None]:
-        outcome = await pipeline(turn_call({**request, "stream": True}, loop_id, True))
-        turn_stream: OutcomeStream = outcome.value
-        try:
-            async for chunk in turn_stream:
-                yield chunk
-        finally:
-            await turn_stream.aclose()
-
-    if context["stream"]:
-        return EventStreamResponse(_AgentStream(agent.stream(principal, body, options, stream_turn)), {}, started)
-    response = await agent.complete(principal, body, options, turn)
-    headers = {k: v for k, v in last_headers.items() if k.startswith("x-agenthub-") or k.startswith("x-ratelimit")}
-    return Response(orjson.dumps(response), media_type=_JSON, headers=headers)
 
 
 class _JsonResponse(Response):
@@ -259,21 +183,6 @@ class _JsonResponse(Response):
         raw.append((b"content-length", str(len(body)).encode()))
         raw.append((b"content-type", b"application/json"))
         self.raw_headers = raw
-
-
-class _AgentStream:
-    """The agent loop's chunks, shaped like an `OutcomeStream` for `EventStreamResponse`."""
-
-    responses = False
-
-    def __init__(self, source: AsyncGenerator[dict[str, Any], None]) -> None:
-        self._source = source
-
-    def __aiter__(self) -> AsyncGenerator[dict[str, Any], None]:
-        return self._source
-
-    async def aclose(self) -> None:
-        await self._source.aclose()
 
 
 def _overhead(started: float, headers: Mapping[str, str]) -> str:
@@ -327,21 +236,13 @@ def _parse(raw: bytes, api: str) -> dict[str, Any]:
     return body
 
 
-def _output_estimate(body: dict[str, Any]) -> int:
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0
-    n = body.get("n") or 1
-    if not isinstance(limit, int) or not isinstance(n, int) or limit < 0 or n < 1:
-        return 0
-    return limit * n
-
-
 class EventStreamResponse(Response):
     """Server-sent events from an `OutcomeStream`, closing it exactly once however the stream ends (last chunk,
     upstream failure, guardrail block, client disconnect)."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, stream: OutcomeStream | _AgentStream, headers: dict[str, str], started: float) -> None:
+    def __init__(self, stream: ClosingStream, headers: dict[str, str], started: float) -> None:
         self.status_code = 200
         self.background = None
         self.body = b""
@@ -446,7 +347,7 @@ class _Writer:
                 self.done.set_result(None)
 
 
-async def _relay(stream: OutcomeStream | _AgentStream, receive: Receive, send: Send) -> None:
+async def _relay(stream: ClosingStream, receive: Receive, send: Send) -> None:
     """Send every event, then end the response, unless the client disconnected first.
 
     Two helper tasks run beside the relay: the writer, and a watcher that stops the relay when the client

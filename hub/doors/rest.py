@@ -8,22 +8,21 @@ Errors use the OpenAI error envelope with the hub's status table.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from hub.call import Call, Principal
+from hub.call import Call, Malformed
+from hub.doors.host import DoorHost
 from hub.doors.web import credential, error_response, json_response
-from hub.errors import BadRequest, HubError, PayloadTooLarge, Unauthenticated
+from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, Unauthenticated
+from hub.executors.mcp import tool_message_content
 
 MAX_BATCH = 64
 """Most tool calls one batch request may carry."""
-
-if TYPE_CHECKING:
-    from hub.app import Hub
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -73,58 +72,48 @@ def parse_tool_call(body: Any) -> tuple[str, str, dict[str, Any]]:
     return call_id, name, arguments
 
 
-def tool_message_content(result: dict[str, Any]) -> str:
-    """The text a model should read for a tool result (its wire dict): its text blocks, or else its structured
-    content as JSON, or else its content blocks as JSON."""
-    content: list[Any] = result.get("content") or []
-    texts = [str(b.get("text", "")) for b in content if isinstance(b, dict) and b.get("type") == "text"]
-    if texts:
-        return "\n".join(texts)
-    if result.get("structuredContent") is not None:
-        return orjson.dumps(result["structuredContent"]).decode()
-    return orjson.dumps(content).decode()
-
-
-async def execute_tool_route(hub: Hub, request: Request) -> Response:
+async def execute_tool_route(hub: DoorHost, request: Request) -> Response:
     """One tool call (`{id, type, function}`) -> one tool message; or a batch (`{"tool_calls": [...]}`) ->
-    `{"messages": [...]}`, run in parallel, each failure reported as its own tool message."""
-    try:
-        key = hub.keyring.verify(credential(request.headers) or "")
-        if key is None:
-            raise Unauthenticated("a valid virtual key is required (Authorization: Bearer ahk-...)")
-        body = await read_json(request, hub.settings.hub.max_body_bytes)
-        if hub.pipeline is None:
-            raise HubError("the hub is not running")
-        pipeline = hub.pipeline
-        principal = Principal(key)
-        if isinstance(body, dict) and "tool_calls" in body:
-            calls = body["tool_calls"]
-            if not isinstance(calls, list) or not calls or len(calls) > MAX_BATCH:
-                raise BadRequest(f"'tool_calls' must be a list of 1 to {MAX_BATCH} tool calls")
-            parsed = [parse_tool_call(c) for c in calls]
-        else:
-            parsed = [parse_tool_call(body)]
-            call_id, name, arguments = parsed[0]
-            outcome = await pipeline(
-                Call(door="rest", operation="mcp.tool", target=name, payload=arguments, principal=principal)
-            )
-            result: dict[str, Any] = outcome.value
-            headers = dict(outcome.headers)
-            if outcome.tool_error:
-                headers["x-agenthub-tool-error"] = "true"
-            return json_response(
-                {"role": "tool", "tool_call_id": call_id, "content": tool_message_content(result)}, headers=headers
-            )
-    except HubError as exc:
-        return error_response(exc)
-    messages: list[dict[str, Any] | None] = [None] * len(parsed)
+    `{"messages": [...]}`, run in parallel, each failure reported as its own tool message.
 
-    async def one(index: int, call_id: str, name: str, arguments: dict[str, Any]) -> None:
+    Every tool call is one `mcp.tool` call through the pipeline, so a request the door cannot read is refused
+    there too (after the key was checked and the request counted), and a bad key is refused for the whole batch.
+    """
+    pipeline = hub.pipeline
+    if pipeline is None:
+        return error_response(Internal("the hub is not running"))
+    presented = credential(request.headers)
+    parsed: list[tuple[str, str, Any]] = [("", "", None)]
+    if presented:  # without a key there is nothing to read: the authn stage refuses the call
         try:
-            outcome = await pipeline(
-                Call(door="rest", operation="mcp.tool", target=name, payload=arguments, principal=principal)
-            )
+            parsed = _tool_calls(await read_json(request, hub.settings.hub.max_body_bytes))
+        except HubError as exc:
+            parsed = [("", "", Malformed(exc))]
+
+    def tool_call(name: str, arguments: Any) -> Call:
+        return Call(door="rest", operation="mcp.tool", target=name, payload=arguments, credential=presented)
+
+    if len(parsed) == 1 and not isinstance(parsed, _Batch):
+        call_id, name, arguments = parsed[0]
+        try:
+            outcome = await pipeline(tool_call(name, arguments))
+        except HubError as exc:
+            return error_response(exc)
+        headers = dict(outcome.headers)
+        if outcome.tool_error:
+            headers["x-agenthub-tool-error"] = "true"
+        content = tool_message_content(outcome.value)
+        return json_response({"role": "tool", "tool_call_id": call_id, "content": content}, headers=headers)
+    messages: list[dict[str, Any] | None] = [None] * len(parsed)
+    refused: list[Unauthenticated] = []
+
+    async def one(index: int, call_id: str, name: str, arguments: Any) -> None:
+        try:
+            outcome = await pipeline(tool_call(name, arguments))
             content = tool_message_content(outcome.value)
+        except Unauthenticated as exc:
+            refused.append(exc)
+            content = f"error: {exc.message}"
         except HubError as exc:
             content = f"error: {exc.message}"
         messages[index] = {"role": "tool", "tool_call_id": call_id, "content": content}
@@ -132,4 +121,31 @@ async def execute_tool_route(hub: Hub, request: Request) -> Response:
     async with anyio.create_task_group() as tg:
         for index, (call_id, name, arguments) in enumerate(parsed):
             tg.start_soon(one, index, call_id, name, arguments)
+    if refused:
+        return error_response(refused[0])
     return json_response({"messages": messages})
+
+
+class _Batch(list[tuple[str, str, Any]]):
+    """The tool calls of a `{"tool_calls": [...]}` request (a batch of one is still answered as a batch)."""
+
+
+def _tool_calls(body: Any) -> list[tuple[str, str, Any]]:
+    """`(id, name, arguments)` of each tool call in a request body.
+
+    Raises:
+        BadRequest: the body is neither a tool call nor a batch of 1 to `MAX_BATCH` of them.
+    """
+    if isinstance(body, dict) and "tool_calls" in body:
+        calls = body["tool_calls"]
+        if not isinstance(calls, list) or not calls or len(calls) > MAX_BATCH:
+            raise BadRequest(f"'tool_calls' must be a list of 1 to {MAX_BATCH} tool calls")
+        batch = _Batch()
+        for item in calls:
+            try:
+                batch.append(parse_tool_call(item))
+            except BadRequest as exc:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                batch.append((item_id if isinstance(item_id, str) else "", "", Malformed(exc)))
+        return batch
+    return [parse_tool_call(body)]

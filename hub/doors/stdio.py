@@ -1,9 +1,10 @@
 """The stdio door: `agenthub stdio`, for MCP clients that launch a command (Claude Desktop).
 
 Two modes:
-- `--config FILE`: an embedded hub in this process; the caller's key comes from `AGENTHUB_KEY`.
-- `--url URL`: a bridge to a running hub's `/mcp`, sending `AGENTHUB_KEY` as the bearer token; tools,
-  prompts and resources are relayed as the hub exposes them, list changes included.
+- `--config FILE`: an embedded hub in this process, serving the hub's own MCP door (`McpDoor`) over stdio; the
+  caller's key comes from `AGENTHUB_KEY` (started by `hub.cli.stdio`, which composes the hub).
+- `--url URL`: a bridge to a running hub's `/mcp` (this module), sending `AGENTHUB_KEY` as the bearer token;
+  tools, prompts and resources are relayed as the hub exposes them, list changes included.
 """
 
 from __future__ import annotations
@@ -22,25 +23,9 @@ from mcp.shared.exceptions import MCPError
 from connectors.config import HttpConfig
 from connectors.errors import UpstreamError, UpstreamProtocolError
 from connectors.upstream import Upstream
-from hub.app import env_principal, open_hub
 from hub.doors.mcp import wants_progress
-from hub.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-
-async def serve_embedded(settings: Settings) -> None:
-    """Serve the aggregated MCP endpoint on stdin/stdout from an in-process hub."""
-    hub = open_hub(settings)
-    hub_principal = env_principal(hub)
-    async with hub.running():
-        hub.default_principal = None
-        door = hub.mcp
-        assert door is not None
-        door._default_principal = hub_principal
-        async with stdio_server() as (read, write):
-            await door.server.run(read, write, door.initialization_options())
-    hub.store.close()
 
 
 def _bridge_server(upstream: Upstream) -> Server[Any]:

@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import orjson
 
 from connectors.registry import RegistryView
-from hub.audit.requestlog import LogEntry, RequestLog
-from hub.call import Call, Principal, new_call_id
-from hub.doors.rest import tool_message_content
-from hub.errors import BadRequest, HubError
+from hub.call import Call, Operation, Outcome, Principal
+from hub.errors import BadRequest, HubError, Internal
 from hub.executors.code import EXECUTE, CodeMode
+from hub.executors.llm import output_estimate
+from hub.executors.mcp import tool_message_content
+from hub.executors.stream import AgentStream, OutcomeStream
 from hub.governance.filters import GlobSet
 from hub.pipeline import Handler
 
@@ -61,6 +61,11 @@ class AgentOptions:
     def active(self) -> bool:
         """Whether the loop may run at all (some tool is auto-approved)."""
         return bool(self.auto_execute.patterns) and (self.narrowed_auto is None or bool(self.narrowed_auto.patterns))
+
+    def confine(self, principal: Principal) -> Principal:
+        """`principal` limited to the auto-approved tools (for a program the hub runs without asking)."""
+        confined = principal.narrowed(self.auto_execute)
+        return confined if self.narrowed_auto is None else confined.narrowed(self.narrowed_auto)
 
 
 def agent_options(principal: Principal, overrides: Any) -> AgentOptions:
@@ -117,19 +122,55 @@ class LoopState:
 
 
 class AgentMode:
-    """Tool injection and the agent loop for the OpenAI door."""
+    """The executor of Agent Mode requests (`hub.call.agent_loop`): tool injection and the loop.
+
+    The request itself is not metered or scanned: every model turn is an `llm.chat` call and every tool run an
+    `mcp.tool` (or Code Mode) call through the pipeline, with the request's call id as parent.
+    """
 
     def __init__(
-        self,
-        pipeline: Callable[[], Handler | None],
-        view: Callable[[], RegistryView],
-        codemode: CodeMode,
-        request_log: Callable[[], RequestLog | None],
+        self, pipeline: Callable[[], Handler | None], view: Callable[[], RegistryView], codemode: CodeMode
     ) -> None:
         self._pipeline = pipeline
         self._view = view
         self._codemode = codemode
-        self._log = request_log
+
+    def _run(self) -> Handler:
+        pipeline = self._pipeline()
+        if pipeline is None:
+            raise Internal("the hub is not running")
+        return pipeline
+
+    async def __call__(self, call: Call) -> Outcome:
+        principal = call.principal
+        assert principal is not None
+        body: dict[str, Any] = call.payload
+        options = agent_options(principal, body.get("agenthub"))
+        stream = bool(call.context.get("stream"))
+        if not options.active:  # tools offered, the application runs them (one turn)
+            request, _ = self.inject(body, principal, options)
+            return await self._run()(self._turn_call(call, request, stream))
+        if stream:
+            return Outcome(AgentStream(self.stream(call, body, options)))
+        return await self.complete(call, body, options)
+
+    def _turn_call(self, loop: Call, request: dict[str, Any], stream: bool) -> Call:
+        estimate = len(orjson.dumps(request["messages"])) // 4
+        context = {
+            **loop.context,
+            "stream": stream,
+            "prompt_estimate": estimate,
+            "token_estimate": estimate + output_estimate(request),
+        }
+        return Call(
+            door="openai",
+            operation="llm.chat",
+            target=loop.target,
+            payload={**request, "stream": stream},
+            principal=loop.principal,
+            parent_id=loop.call_id,
+            context=context,
+        )
 
     # -- tools offered -----------------------------------------------------------------------------------------
 
@@ -141,7 +182,7 @@ class AgentMode:
         hidden = False
         for name in sorted(view.tools):
             entry = view.tools[name]
-            if not key.allows_tool(name) or not options.offers(name):
+            if not principal.grant.allows(entry) or not options.offers(name):
                 continue
             if self._codemode.hides(key, entry):
                 hidden = True
@@ -149,7 +190,7 @@ class AgentMode:
             definition = entry.definition.model_dump(by_alias=True, mode="json", exclude_none=True)
             tools.append(_openai_tool(name, definition.get("description"), definition.get("inputSchema")))
         if hidden:
-            meta = self._codemode.meta_tools(key, view)
+            meta = self._codemode.meta_tools(principal, view)
             tools = [_openai_tool(str(t["name"]), t.get("description"), t.get("inputSchema")) for t in meta] + tools
         return tools
 
@@ -182,34 +223,57 @@ class AgentMode:
             return (
                 options.approves(EXECUTE)
                 or isinstance(code, str)
-                and self._codemode.auto_approved(principal.key, self._view(), code, options.approves)
+                and self._codemode.auto_approved(principal, self._view(), code, options.approves)
             )
         return options.approves(name)
 
-    async def _run_tool(self, principal: Principal, call: Mapping[str, Any], state: LoopState) -> dict[str, Any]:
-        """Execute one approved tool call; failures become the tool message the model reads."""
+    def _to_run(
+        self,
+        principal: Principal,
+        options: AgentOptions,
+        mcp_names: set[str],
+        calls: Sequence[Mapping[str, Any]],
+        state: LoopState,
+    ) -> list[Mapping[str, Any]]:
+        """The tool calls of a turn the loop runs now; none when the loop stops (with why, in `state.stopped`)."""
+        if not calls:
+            return []
+        approved = [c for c in calls if self._approved(principal, options, mcp_names, c)]
+        if not approved or state.turns >= options.max_depth:
+            state.stopped = "max_depth" if approved else "approval_required"
+            return []
+        return approved
+
+    async def _run_tool(
+        self, principal: Principal, options: AgentOptions, call: Mapping[str, Any], state: LoopState
+    ) -> dict[str, Any]:
+        """Execute one approved tool call; failures become the tool message the model reads.
+
+        A program approved because every tool it names is approved runs with the principal narrowed to the
+        approved tools: whatever the program does at run time, its tool calls are authorised one by one."""
         name = str(call.get("function", {}).get("name"))
         started = time.perf_counter()
         view = self._view()
         error = False
         try:
             arguments = _arguments(call)
-            if self._codemode.handles(principal.key, view, name):
-                result: dict[str, Any] = await self._codemode.call(principal, view, name, arguments)
-            else:
-                pipeline = self._pipeline()
-                assert pipeline is not None
-                outcome = await pipeline(
-                    Call(
-                        door="agent",
-                        operation="mcp.tool",
-                        target=name,
-                        payload=arguments,
-                        principal=principal,
-                        parent_id=state.loop_id,
-                    )
+            operation: Operation = "mcp.tool"
+            runner = principal
+            if self._codemode.handles(principal, view, name):
+                operation = "code.run" if name == EXECUTE else "code.read"
+                if name == EXECUTE and not options.approves(EXECUTE):
+                    runner = options.confine(principal)
+            outcome = await self._run()(
+                Call(
+                    door="agent",
+                    operation=operation,
+                    target=name,
+                    payload=arguments,
+                    principal=runner,
+                    parent_id=state.loop_id,
                 )
-                result = outcome.value
+            )
+            result: dict[str, Any] = outcome.value
             content = tool_message_content(result)
             error = bool(result.get("isError"))
         except HubError as exc:
@@ -226,12 +290,12 @@ class AgentMode:
         return {"role": "tool", "tool_call_id": call.get("id"), "content": content}
 
     async def _run_tools(
-        self, principal: Principal, calls: Sequence[Mapping[str, Any]], state: LoopState
+        self, principal: Principal, options: AgentOptions, calls: Sequence[Mapping[str, Any]], state: LoopState
     ) -> list[dict[str, Any]]:
         results: list[dict[str, Any] | None] = [None] * len(calls)
 
         async def one(i: int, call: Mapping[str, Any]) -> None:
-            results[i] = await self._run_tool(principal, call, state)
+            results[i] = await self._run_tool(principal, options, call, state)
 
         async with anyio.create_task_group() as tg:
             for i, call in enumerate(calls):
@@ -240,43 +304,40 @@ class AgentMode:
 
     # -- the loop (non-streaming) ----------------------------------------------------------------------------------
 
-    async def complete(
-        self, principal: Principal, body: dict[str, Any], options: AgentOptions, turn: TurnFn
-    ) -> dict[str, Any]:
-        """Run the loop without streaming; return the final OpenAI response with the `agenthub` field."""
+    async def complete(self, loop: Call, body: dict[str, Any], options: AgentOptions) -> Outcome:
+        """Run the loop without streaming; the final OpenAI response with the `agenthub` field."""
+        principal = loop.principal
+        assert principal is not None
         request, mcp_names = self.inject(body, principal, options)
-        state = LoopState(loop_id=new_call_id())
-        started = time.perf_counter()
+        state = LoopState(loop_id=loop.call_id)
         messages = list(request["messages"])
         response: dict[str, Any] = {}
-        try:
-            with anyio.move_on_after(options.deadline_s) as deadline:
-                while True:
-                    response = await turn({**request, "messages": messages}, state.loop_id)
-                    state.turns += 1
-                    _add_usage(state.usage, response.get("usage"))
-                    message = _first_message(response)
-                    calls = message.get("tool_calls") or []
-                    if not calls or not options.active:
-                        break
-                    approved = [c for c in calls if self._approved(principal, options, mcp_names, c)]
-                    if not approved or state.turns >= options.max_depth:
-                        state.stopped = "max_depth" if approved else "approval_required"
-                        break
-                    results = await self._run_tools(principal, approved, state)
-                    step = [_assistant(message, calls), *results]
-                    pending = [c for c in calls if c not in approved]
-                    state.executed.extend(step)
-                    messages.extend(step)
-                    if pending:
-                        state.stopped = "approval_required"
-                        response = _pending_response(response, message, pending)
-                        break
-            if deadline.cancelled_caught:
-                state.stopped = "deadline"
-        finally:
-            self._record(principal, state, started, "ok" if response else "cancelled")
-        return self._finish(response, state)
+        headers: dict[str, str] = {}
+        with anyio.move_on_after(options.deadline_s) as deadline:
+            while True:
+                outcome = await self._run()(self._turn_call(loop, {**request, "messages": messages}, False))
+                response = outcome.value
+                headers = outcome.headers
+                state.turns += 1
+                _add_usage(state.usage, response.get("usage"))
+                message = _first_message(response)
+                calls = message.get("tool_calls") or []
+                approved = self._to_run(principal, options, mcp_names, calls, state)
+                if not approved:
+                    break
+                results = await self._run_tools(principal, options, approved, state)
+                step = [_assistant(message, calls), *results]
+                pending = [c for c in calls if c not in approved]
+                state.executed.extend(step)
+                messages.extend(step)
+                if pending:
+                    state.stopped = "approval_required"
+                    response = _pending_response(response, message, pending)
+                    break
+        if deadline.cancelled_caught:
+            state.stopped = "deadline"
+        shown = {k: v for k, v in headers.items() if k.startswith(("x-agenthub-", "x-ratelimit"))}
+        return Outcome(self._finish(response, state), headers=shown)
 
     def _finish(self, response: dict[str, Any], state: LoopState) -> dict[str, Any]:
         out = dict(response)
@@ -291,83 +352,70 @@ class AgentMode:
         }
         return out
 
-    def _record(self, principal: Principal, state: LoopState, started: float, outcome: str) -> None:
-        log = self._log()
-        if log is None:
-            return
-        log.record(
-            LogEntry(
-                ts=datetime.now(UTC),
-                call_id=state.loop_id,
-                parent_id=None,
-                key_id=principal.key.id,
-                key_name=principal.key.name,
-                door="agent",
-                operation="agent.loop",
-                target=f"{state.turns} turns, {len(state.steps)} tools",
-                outcome=outcome,
-                status=200 if outcome == "ok" else 499,
-                latency_ms=round((time.perf_counter() - started) * 1000, 3),
-                error=state.stopped,
-            )
-        )
-
     # -- the loop (streaming) -------------------------------------------------------------------------------------
 
+    async def _stream_turn(self, loop: Call, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
+        outcome = await self._run()(self._turn_call(loop, request, True))
+        turn: OutcomeStream = outcome.value
+        try:
+            async for chunk in turn:
+                yield chunk
+        finally:
+            await turn.aclose()
+
     async def stream(
-        self, principal: Principal, body: dict[str, Any], options: AgentOptions, turn: StreamTurnFn
+        self, loop: Call, body: dict[str, Any], options: AgentOptions
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Run the loop streaming: every turn's chunks as they come, a chunk per tool execution (with
         `choices: []` and an `agenthub` event), and a final chunk with the loop's summary."""
+        principal = loop.principal
+        assert principal is not None
         request, mcp_names = self.inject(body, principal, options)
-        state = LoopState(loop_id=new_call_id())
-        started = time.perf_counter()
+        state = LoopState(loop_id=loop.call_id)
         messages = list(request["messages"])
-        outcome = "cancelled"
-        try:
-            with anyio.move_on_after(options.deadline_s) as deadline:
-                while True:
-                    acc = _Accumulator()
-                    async for chunk in turn({**request, "messages": messages}, state.loop_id):
-                        acc.add(chunk)
-                        yield chunk
-                    state.turns += 1
-                    _add_usage(state.usage, acc.usage)
-                    message = acc.message()
-                    calls = message.get("tool_calls") or []
-                    if not calls or not options.active:
-                        break
-                    approved = [c for c in calls if self._approved(principal, options, mcp_names, c)]
-                    if not approved or state.turns >= options.max_depth:
-                        state.stopped = "max_depth" if approved else "approval_required"
-                        break
-                    before = len(state.steps)
-                    results = await self._run_tools(principal, approved, state)
-                    for step in state.steps[before:]:
-                        yield _event_chunk(acc.chunk_id, {**step})
-                    executed = [_assistant(message, calls), *results]
-                    state.executed.extend(executed)
-                    messages.extend(executed)
-                    pending = [c for c in calls if c not in approved]
-                    if pending:
-                        state.stopped = "approval_required"
-                        yield _event_chunk(acc.chunk_id, {"type": "approval_required", "tool_calls": pending})
-                        break
-            if deadline.cancelled_caught:
+        deadline = anyio.current_time() + options.deadline_s
+        while True:
+            acc = _Accumulator()
+            async for chunk in self._stream_turn(loop, {**request, "messages": messages}):
+                acc.add(chunk)
+                yield chunk
+            state.turns += 1
+            _add_usage(state.usage, acc.usage)
+            message = acc.message()
+            calls = message.get("tool_calls") or []
+            approved = self._to_run(principal, options, mcp_names, calls, state)
+            if not approved:
+                break
+            if anyio.current_time() >= deadline:
                 state.stopped = "deadline"
-            outcome = "ok"
-            summary = self._finish({}, state)["agenthub"]
-            yield {
-                "id": state.loop_id,
-                "object": "chat.completion.chunk",
-                "created": int(time.time()),
-                "model": str(body.get("model")),
-                "choices": [],
-                "usage": dict(state.usage),
-                "agenthub": {"type": "summary", **summary},
-            }
-        finally:
-            self._record(principal, state, started, outcome)
+                break
+            before = len(state.steps)
+            results: list[dict[str, Any]] = []
+            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+                results = await self._run_tools(principal, options, approved, state)
+            if len(results) < len(approved):
+                state.stopped = "deadline"
+                break
+            for step in state.steps[before:]:
+                yield _event_chunk(acc.chunk_id, {**step})
+            executed = [_assistant(message, calls), *results]
+            state.executed.extend(executed)
+            messages.extend(executed)
+            pending = [c for c in calls if c not in approved]
+            if pending:
+                state.stopped = "approval_required"
+                yield _event_chunk(acc.chunk_id, {"type": "approval_required", "tool_calls": pending})
+                break
+        summary = self._finish({}, state)["agenthub"]
+        yield {
+            "id": state.loop_id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": str(body.get("model")),
+            "choices": [],
+            "usage": dict(state.usage),
+            "agenthub": {"type": "summary", **summary},
+        }
 
 
 TurnFn = Callable[[dict[str, Any], str], Any]
@@ -467,4 +515,4 @@ def _event_chunk(chunk_id: str, event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-__all__ = ["AgentMode", "AgentOptions", "agent_options", "replace"]
+__all__ = ["AgentMode", "AgentOptions", "agent_options"]

@@ -1,11 +1,11 @@
-"""Code Mode on the MCP door: four meta-tools instead of a long tool list, programs run in the sandbox.
+"""Code Mode: four meta-tools instead of a long tool list, programs run in the sandbox.
 
 For a key with `code_mode = true`, or for the tools of servers configured with `code_mode = true`, the plain tool
 list carries `list_tool_files`, `read_tool_file`, `get_tool_docs` and `execute_tool_code` instead of those tools.
-The three reading tools are answered from a per-(key, registry version) catalog. `execute_tool_code` is a
-governed `code.run` call; inside it every tool call the program makes re-enters the pipeline as an `mcp.tool`
-call with the same principal and the run's call id as parent, so filters, limits, guardrails and the request log
-apply per call. The sandbox pool starts on first use and lives until the hub stops.
+The three reading tools are `code.read` calls, answered from a per-(key, registry version) catalog;
+`execute_tool_code` is a `code.run` call. Inside a run, every tool call the program makes re-enters the pipeline
+as an `mcp.tool` call with the same principal and the run's call id as parent, so grants, limits, guardrails and
+the request log apply per call. The sandbox pool starts on first use and lives until the hub stops.
 """
 
 from __future__ import annotations
@@ -53,14 +53,15 @@ class _KeyCatalog:
 
 
 class CodeMode:
-    """Decides which tools go behind the meta-tools for a key, answers the meta-tools, and runs programs."""
+    """Decides which tools go behind the meta-tools for a key, answers the reading tools (`code.read`) and runs
+    programs (`code.run`)."""
 
     def __init__(self, code_mode_servers: Callable[[], frozenset[str]], *, pool_size: int = 2) -> None:
         self._servers = code_mode_servers
         self._pool_size = pool_size
         self._pool: SandboxPool | None = None
         self._pool_lock = anyio.Lock()
-        self._catalogs: dict[tuple[str, int, tuple[str, ...], bool, str | None], _KeyCatalog] = {}
+        self._catalogs: dict[tuple[Any, ...], _KeyCatalog] = {}
         self.pipeline: Handler | None = None
         self.task_group: anyio.abc.TaskGroup | None = None
 
@@ -70,17 +71,17 @@ class CodeMode:
         """Whether a tool is reached through the meta-tools for this key (instead of the plain list)."""
         return key.code_mode or entry.server in self._servers()
 
-    def _catalog(self, key: VirtualKey, view: RegistryView, scope: str | None = None) -> _KeyCatalog:
-        """The key's Code Mode tools; `scope` keeps one server's (the `/mcp/{server}` endpoint)."""
-        cache_key = (key.id, view.version, key.tools, key.code_mode, scope)
+    def _catalog(self, principal: Principal, view: RegistryView, scope: str | None = None) -> _KeyCatalog:
+        """The principal's Code Mode tools; `scope` keeps one server's (the `/mcp/{server}` endpoint)."""
+        key = principal.key
+        cache_key = (key.id, view.version, key.tools, key.code_mode, scope, principal.narrowing)
         found = self._catalogs.get(cache_key)
         if found is None:
             servers: dict[str, list[Mapping[str, Any]]] = {}
             names: dict[tuple[str, str], str] = {}
+            grant = principal.grant
             for entry in sorted(view.tools.values(), key=lambda e: e.exposed):
-                if scope is not None and entry.server != scope:
-                    continue
-                if key.allows_tool(entry.exposed) and self.hides(key, entry):
+                if grant.allows(entry, scope) and self.hides(key, entry):
                     tool = entry.definition.model_dump(by_alias=True, mode="json", exclude_none=True)
                     tool["name"] = entry.original
                     servers.setdefault(entry.server, []).append(tool)
@@ -95,57 +96,44 @@ class CodeMode:
             self._catalogs[cache_key] = found
         return found
 
-    def meta_tools(self, key: VirtualKey, view: RegistryView, scope: str | None = None) -> list[dict[str, Any]]:
-        """The meta-tool definitions for this key (none when no tool of the key is in Code Mode).
+    def meta_tools(self, principal: Principal, view: RegistryView, scope: str | None = None) -> list[dict[str, Any]]:
+        """The meta-tool definitions for this principal (none when none of its tools is in Code Mode).
 
         `scope` is the server of a single-server endpoint (`/mcp/{server}`): only its tools count there.
         """
-        return self._catalog(key, view, scope).definitions
+        return self._catalog(principal, view, scope).definitions
 
-    def handles(self, key: VirtualKey, view: RegistryView, name: str, scope: str | None = None) -> bool:
-        """Whether `name` is a meta-tool this key has (on the endpoint of `scope`)."""
-        return name in META_NAMES and bool(self._catalog(key, view, scope).definitions)
+    def offers(self, principal: Principal, view: RegistryView, scope: str | None = None) -> bool:
+        """Whether this principal has Code Mode tools (and so the meta-tools) on the endpoint of `scope`."""
+        return bool(self._catalog(principal, view, scope).definitions)
 
-    # -- meta-tools ------------------------------------------------------------------------------------------------
+    def handles(self, principal: Principal, view: RegistryView, name: str, scope: str | None = None) -> bool:
+        """Whether `name` is a meta-tool this principal has (on the endpoint of `scope`)."""
+        return name in META_NAMES and self.offers(principal, view, scope)
 
-    async def call(
-        self,
-        principal: Principal,
-        view: RegistryView,
-        name: str,
-        arguments: dict[str, Any],
-        scope: str | None = None,
-    ) -> Any:
-        """Answer one meta-tool call as an MCP tool result (a wire dict); `scope` as for `meta_tools`."""
+    # -- reading tools ---------------------------------------------------------------------------------------------
+
+    async def read(self, call: Call, view: RegistryView) -> Outcome:
+        """The executor for `code.read`: `list_tool_files`, `read_tool_file` or `get_tool_docs`, as a tool result."""
         from sandbox.metatools import MetaToolError, get_tool_docs, list_tool_files, read_tool_file
 
-        entry = self._catalog(principal.key, view, scope)
+        assert call.principal is not None
+        catalog = self._catalog(call.principal, view, call.scope).catalog
+        arguments: Mapping[str, Any] = call.payload if isinstance(call.payload, dict) else {}
+        name = call.target
         try:
             if name == "list_tool_files":
-                return _text(list_tool_files(entry.catalog))
-            if name == "read_tool_file":
-                path = _arg(arguments, "path", str)
-                start = arguments.get("start_line")
-                end = arguments.get("end_line")
-                return _text(read_tool_file(entry.catalog, path, _opt_int(start), _opt_int(end)))
-            if name == "get_tool_docs":
-                return _text(get_tool_docs(entry.catalog, _arg(arguments, "server", str), _arg(arguments, "tool", str)))
+                text = list_tool_files(catalog)
+            elif name == "read_tool_file":
+                start, end = _opt_int(arguments.get("start_line")), _opt_int(arguments.get("end_line"))
+                text = read_tool_file(catalog, _arg(arguments, "path", str), start, end)
+            elif name == "get_tool_docs":
+                text = get_tool_docs(catalog, _arg(arguments, "server", str), _arg(arguments, "tool", str))
+            else:
+                raise BadRequest(f"unknown tool: {name[:64]}")
         except MetaToolError as exc:
-            return _text(str(exc), error=True)
-        code = _arg(arguments, "code", str)
-        if self.pipeline is None:
-            raise UpstreamFailed("Code Mode is not running")
-        outcome = await self.pipeline(
-            Call(
-                door="code",
-                operation="code.run",
-                target=EXECUTE,
-                payload={"code": code},
-                principal=principal,
-                context={"scope": scope} if scope is not None else {},
-            )
-        )
-        return outcome.value
+            return Outcome(_text(str(exc), error=True), tool_error=True)
+        return Outcome(_text(text))
 
     # -- runs ------------------------------------------------------------------------------------------------------
 
@@ -178,7 +166,8 @@ class CodeMode:
                     self._pool = None
 
     async def execute(self, call: Call, view: RegistryView) -> Outcome:
-        """The executor for `code.run`: run the program; its tool calls re-enter the pipeline."""
+        """The executor for `code.run`: run the program; each of its tool calls is an `mcp.tool` call through the
+        pipeline (door `code`, same principal and endpoint, the run as parent), authorised there one by one."""
         if call.principal is None or self.pipeline is None:
             raise UpstreamFailed("Code Mode is not running")
         pipeline = self.pipeline
@@ -186,16 +175,12 @@ class CodeMode:
         code = call.payload.get("code") if isinstance(call.payload, dict) else None
         if not isinstance(code, str) or not code.strip():
             raise BadRequest("execute_tool_code needs a non-empty 'code' string")
-        scope: str | None = call.context.get("scope")
-        catalog = self._catalog(principal.key, view, scope).catalog
+        catalog = self._catalog(principal, view, call.scope).catalog
 
         from sandbox import ToolCallError
         from sandbox.metatools import render_result
 
         async def tool_caller(name: str, arguments: dict[str, Any]) -> Any:
-            if scope is not None and catalog.resolve(name) is None and _server_of(view, name) != scope:
-                # A single-server endpoint reaches that server's tools only, also through `tools.call`.
-                raise ToolCallError(f"unknown tool: {name}")
             inner = Call(
                 door="code",
                 operation="mcp.tool",
@@ -203,6 +188,7 @@ class CodeMode:
                 payload=arguments,
                 principal=principal,
                 parent_id=call.call_id,
+                scope=call.scope,
             )
             try:
                 outcome = await pipeline(inner)
@@ -220,7 +206,9 @@ class CodeMode:
                 return text
 
         pool = await self.pool()
-        result = await pool.run(code, tool_caller, catalog=catalog, limits=self._limits(principal.key))
+        result = await pool.run(
+            code, tool_caller, catalog=catalog, limits=self._limits(principal.key), owner=principal.key.id
+        )
         error = getattr(result, "status", "ok") != "ok"
         return Outcome(_text(render_result(result), error=error), tool_error=error)
 
@@ -235,7 +223,7 @@ class CodeMode:
 
     def auto_approved(
         self,
-        key: VirtualKey,
+        principal: Principal,
         view: RegistryView,
         code: str,
         approved: Callable[[str], bool],
@@ -244,23 +232,13 @@ class CodeMode:
         """Whether a program may run without asking: every tool it can call is approved (decided with `ast`).
 
         False when the set cannot be determined (a computed tool name, a server object passed around, ...) or names
-        a tool outside the key's Code Mode catalog.
+        a tool outside the principal's Code Mode catalog. Static analysis decides only whether to ask: the run
+        itself is confined to the approved tools by the authz stage (`Principal.narrowed`), call by call.
         """
         from sandbox import tools_used
 
-        usage = tools_used(code, self._catalog(key, view, scope).catalog)
+        usage = tools_used(code, self._catalog(principal, view, scope).catalog)
         return bool(usage.determined) and all(approved(name) for name in usage.tools)
-
-
-def with_code_mode(inner: Handler, codemode: CodeMode, view: Callable[[], RegistryView]) -> Handler:
-    """An executor that runs `code.run` calls in the sandbox and hands everything else to `inner`."""
-
-    async def execute(call: Call) -> Outcome:
-        if call.operation == "code.run":
-            return await codemode.execute(call, view())
-        return await inner(call)
-
-    return execute
 
 
 async def _set_when_cancelled(event: anyio.Event) -> None:
@@ -275,11 +253,6 @@ def _text(text: str, *, error: bool = False) -> dict[str, Any]:
     if error:
         result["isError"] = True
     return result
-
-
-def _server_of(view: RegistryView, name: str) -> str | None:
-    entry = view.tools.get(name)
-    return entry.server if entry is not None else None
 
 
 def _result_text(result: Mapping[str, Any]) -> str:

@@ -24,11 +24,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from hub.call import Call, Outcome
-from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut
+from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut, unknown
 from hub.executors.stream import OutcomeStream, estimate_text_tokens
-from hub.governance.keys import VirtualKey
+from hub.governance.grants import Grant
 from hub.governance.usage import Usage
-from hub.pipeline import Handler
 from llm import (
     Hop,
     InvalidRequest,
@@ -47,21 +46,29 @@ from llm import (
 if TYPE_CHECKING:
     from llm.router import Router
 
-__all__ = ["LLM_OPERATIONS", "LlmExecutor", "dispatching", "hop_filter", "to_hub_error"]
+__all__ = ["LlmExecutor", "hop_filter", "output_estimate", "to_hub_error", "unknown_model", "visible_models"]
 
-LLM_OPERATIONS = frozenset({"llm.chat", "llm.embed"})
 _CALLER_STATUSES = frozenset({400, 413, 422})
 
 
-def hop_filter(key: VirtualKey) -> Callable[[Hop], bool]:
-    """The router's hop predicate for a virtual key: its model, provider and provider-key filters."""
-    allows = key.allows_hop
+def hop_filter(grant: Grant) -> Callable[[Hop], bool]:
+    """The router's hop predicate for a grant: its model, provider and provider-key filters."""
+    allows = grant.allows_hop
     return lambda hop: allows(hop.provider, hop.model, hop.key)
 
 
 def unknown_model(model: str) -> NotFound:
     """The one error for a model that does not exist and for a model the key may not use (indistinguishable)."""
-    return NotFound(f"unknown model: {model[:200]}")
+    return unknown("model", model)
+
+
+def output_estimate(body: dict[str, Any]) -> int:
+    """The most tokens a chat or Responses request may produce (its `max_*tokens` times `n`), 0 if unbounded."""
+    limit = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens") or 0
+    n = body.get("n") or 1
+    if not isinstance(limit, int) or not isinstance(n, int) or limit < 0 or n < 1:
+        return 0
+    return limit * n
 
 
 class LlmExecutor:
@@ -70,13 +77,19 @@ class LlmExecutor:
     def __init__(self, router: Router) -> None:
         self.router = router
 
+    def models(self, call: Call) -> Outcome:
+        """The executor for `llm.models`: the aliases and `provider/model` names the caller may use (target empty),
+        or one of them (an unknown or not permitted one was refused by the authz stage)."""
+        if call.principal is None:
+            raise Internal("the LLM executor was reached without a principal")
+        return Outcome(visible_models(self.router, call.principal.grant, call.target))
+
     async def __call__(self, call: Call) -> Outcome:
         if call.principal is None:
             raise Internal("the LLM executor was reached without a principal")
-        key = call.principal.key
-        if not key.allows_model(call.target):
-            raise unknown_model(call.target)
-        allow = hop_filter(key)
+        if call.operation == "llm.models":
+            return self.models(call)
+        allow = hop_filter(call.principal.grant)
         body: dict[str, Any] = call.payload
         context = call.context
         router = self.router
@@ -100,6 +113,22 @@ class LlmExecutor:
             return _complete(await router.chat(body, allow=allow), started, context.get("prompt_estimate", 0))
         except LLMError as exc:
             raise to_hub_error(exc, call.target) from None
+
+
+def visible_models(router: Router | None, grant: Grant, name: str = "") -> dict[str, Any]:
+    """`GET /v1/models` (name empty) or `GET /v1/models/{name}` for a grant.
+
+    Raises:
+        NotFound: `name` is not a model the grant reaches.
+    """
+    found = [] if router is None else router.list_models(allow=hop_filter(grant))
+    data = [m.to_openai() for m in found if grant.allows_model(m.id)]
+    if not name:
+        return {"object": "list", "data": data}
+    for entry in data:
+        if entry["id"] == name:
+            return entry
+    raise unknown_model(name)
 
 
 def _complete(result: Result, started: float, prompt_estimate: int = 0) -> Outcome:
@@ -172,17 +201,3 @@ def _no_deployment(exc: NoDeploymentAvailable, model: str) -> HubError:
             f"the provider is rate limiting requests for {model[:200]}", headers={"retry-after": str(retry)}
         )
     return UpstreamFailed(exc.message)
-
-
-def dispatching(mcp: Handler, llm: Handler | None) -> Handler:
-    """One terminal handler for the pipeline: `llm.*` calls to `llm` (404 when no providers are configured),
-    everything else to `mcp`."""
-
-    async def run(call: Call) -> Outcome:
-        if call.operation in LLM_OPERATIONS:
-            if llm is None:
-                raise unknown_model(call.target)
-            return await llm(call)
-        return await mcp(call)
-
-    return run

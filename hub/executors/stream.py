@@ -3,9 +3,10 @@
 How a stream flows through the pipeline: the executor returns `Outcome(OutcomeStream(...))` as soon as the
 router has the first content. Stages that need to see the output do not wait for it; they hook in:
 
-- `add_text_filter(factory)`: the guardrails stage adds its `StreamScanner` (one per choice / output part,
-  made on first use). Every text delta passes through it: held-back text is released later, redactions are
-  applied, a block raises `Forbidden` from the iteration and the door ends the stream with an error event.
+- `add_text_filter(factory)`: the guardrails stage adds its `StreamScanner` (one per choice / output part / tool
+  call, made on first use). Every text delta and every streamed tool-call argument passes through it: held-back
+  text is released later, redactions are applied, a block raises `Forbidden` from the iteration and the door ends
+  the stream with an error event.
 - `on_close(callback)`: the limits stage settles its reservation with the stream's final `usage`. Callbacks run
   exactly once, when the door closes the stream: after the last chunk, on an upstream failure, on a guardrail
   block, or when the client went away (shielded from the cancellation).
@@ -28,7 +29,7 @@ from hub.governance.usage import Usage
 from hub.guardrails import GuardrailBlockedError
 from llm import ProviderError, ProviderTimeout, ResultStream, Usage as TokenUsage
 
-__all__ = ["OutcomeStream", "TextFilter", "estimate_text_tokens"]
+__all__ = ["AgentStream", "ClosingStream", "OutcomeStream", "TextFilter", "estimate_text_tokens"]
 
 logger = logging.getLogger(__name__)
 JSON = dict[str, Any]
@@ -49,41 +50,102 @@ class TextFilter(Protocol):
 
 
 FilterFactory = Callable[[], TextFilter | None]
-CloseCallback = Callable[["OutcomeStream"], Awaitable[None]]
+CloseCallback = Callable[["ClosingStream"], Awaitable[None]]
 
 
-class OutcomeStream:
+class ClosingStream:
+    """A streamed outcome: the door relays its items and closes it exactly once, however the stream ends; stages
+    hook `on_close` (the audit stage records the call then, with how it ended: `failure`, or `finished`)."""
+
+    responses = False
+    """Whether items are Responses API events (`event:` lines) rather than chat chunks."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        """Final usage (tokens and US dollars), set when the stream is closed."""
+        self.failure: HubError | None = None
+        """The error that ended the stream, if one did."""
+        self.finished = False
+        """Whether every item was produced (False: the client went away first)."""
+        self._callbacks: list[CloseCallback] = []
+        self._closed = False
+
+    def on_close(self, callback: CloseCallback) -> None:
+        """Run `callback(self)` once when the stream is closed, after `usage` is final."""
+        self._callbacks.append(callback)
+
+    def __aiter__(self) -> AsyncIterator[JSON]:
+        raise NotImplementedError
+
+    async def _release(self) -> None:
+        """Release what the stream holds (called once, shielded, by `aclose`)."""
+
+    async def aclose(self) -> None:
+        """Release the stream and run the close callbacks; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        with anyio.CancelScope(shield=True) as scope:
+            scope.deadline = anyio.current_time() + CLOSE_TIMEOUT_S
+            try:
+                await self._release()
+            except Exception:
+                logger.exception("closing a stream failed")
+            for callback in self._callbacks:
+                try:
+                    await callback(self)
+                except Exception:
+                    logger.exception("a stream close callback failed")
+
+
+class AgentStream(ClosingStream):
+    """The chunks of a streamed Agent Mode loop (an async generator of chat chunks)."""
+
+    def __init__(self, source: AsyncGenerator[JSON]) -> None:
+        super().__init__()
+        self._source = source
+
+    def __aiter__(self) -> AsyncIterator[JSON]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncGenerator[JSON]:
+        try:
+            async for item in self._source:
+                yield item
+        except HubError as exc:
+            self.failure = exc
+            raise
+        self.finished = True
+
+    async def _release(self) -> None:
+        await self._source.aclose()
+
+
+class OutcomeStream(ClosingStream):
     """Chunks of a chat stream (`chat.completion.chunk` dicts) or events of a Responses stream (dicts with
     `type`), with the hooks the stages use. Iterate once; always `aclose()` (the door does, in `finally`)."""
 
     def __init__(self, source: ResultStream, *, responses: bool = False, prompt_estimate: int = 0) -> None:
+        super().__init__()
         self.source = source
         self.hop = source.hop
         self.responses = responses
         self.prompt_estimate = prompt_estimate
-        self.usage: Usage | None = None
-        """Final usage (tokens and US dollars), set when the stream is closed."""
         self.cost: float | None = None
         self.estimated = False
         """Whether `usage` is an estimate (the provider reported none)."""
         self._factories: list[FilterFactory] = []
         self._chains: dict[Any, list[TextFilter]] = {}
         self._released: dict[Any, str] = {}
-        self._callbacks: list[CloseCallback] = []
         self._chars = 0
         self._last: JSON = {}
         self._gen: AsyncGenerator[JSON] | None = None
-        self._closed = False
 
     # -- hooks ------------------------------------------------------------------------------------------------
 
     def add_text_filter(self, factory: FilterFactory) -> None:
         """Pass every text delta through filters made by `factory` (one per choice or output part)."""
         self._factories.append(factory)
-
-    def on_close(self, callback: CloseCallback) -> None:
-        """Run `callback(self)` once when the stream is closed, after `usage` is final."""
-        self._callbacks.append(callback)
 
     # -- iteration --------------------------------------------------------------------------------------------
 
@@ -102,9 +164,12 @@ class OutcomeStream:
                 for out in await self._flush():
                     yield out
         except ProviderError as exc:
-            raise _stream_error(exc) from None
+            self.failure = _stream_error(exc)
+            raise self.failure from None
         except GuardrailBlockedError as exc:
-            raise Forbidden(exc.verdict.message) from None
+            self.failure = Forbidden(exc.verdict.message)
+            raise self.failure from None
+        self.finished = True
 
     async def _chunk(self, chunk: JSON) -> list[JSON]:
         self._last = chunk
@@ -112,19 +177,43 @@ class OutcomeStream:
         if not choices:
             return [chunk]
         for choice in choices:
+            index = choice.get("index", 0)
             delta = choice.get("delta")
-            text = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(text, str) and text:
-                self._chars += len(text)
-                if self._factories:
-                    delta["content"] = await self._feed(choice.get("index", 0), text)
+            if isinstance(delta, dict):
+                text = delta.get("content")
+                if isinstance(text, str) and text:
+                    self._chars += len(text)
+                    if self._factories:
+                        delta["content"] = await self._feed(index, text)
+                if self._factories and isinstance(delta.get("tool_calls"), list):
+                    await self._tool_arguments(index, delta["tool_calls"])
             if self._factories and choice.get("finish_reason") is not None:
-                tail = await self._finish(choice.get("index", 0))
-                if tail:
-                    if not isinstance(delta, dict):
-                        delta = choice["delta"] = {}
-                    delta["content"] = (delta.get("content") or "") + tail
+                await self._finish_choice(choice, index)
         return [chunk]
+
+    async def _tool_arguments(self, index: Any, parts: list[Any]) -> None:
+        """Pass the streamed arguments of each tool call through the filters (one chain per tool call)."""
+        for part in parts:
+            function = part.get("function") if isinstance(part, dict) else None
+            if not isinstance(function, dict):
+                continue
+            arguments = function.get("arguments")
+            if isinstance(arguments, str) and arguments:
+                function["arguments"] = await self._feed((index, "tool", part.get("index", 0)), arguments)
+
+    async def _finish_choice(self, choice: JSON, index: Any) -> None:
+        """Release what the filters of a finished choice still hold: its text, then its tool calls' arguments."""
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = choice["delta"] = {}
+        tail = await self._finish(index)
+        if tail:
+            delta["content"] = (delta.get("content") or "") + tail
+        for where in [w for w in self._chains if isinstance(w, tuple) and w[0] == index]:
+            rest = await self._finish(where)
+            if rest:
+                calls = delta.setdefault("tool_calls", [])
+                calls.append({"index": where[2], "function": {"arguments": rest}})
 
     async def _event(self, event: JSON) -> list[JSON]:
         kind = event.get("type")
@@ -138,12 +227,34 @@ class OutcomeStream:
         if not self._factories:
             return [event]
         out: list[JSON] = []
-        if kind == "response.output_text.done":
+        if kind in ("response.function_call_arguments.delta", "response.function_call_arguments.done"):
+            await self._arguments_event(kind, event, out)
+        elif kind == "response.output_text.done":
             tail = await self._finish(_part(event))
             if tail:
                 out.append({**event, "type": "response.output_text.delta", "delta": tail})
             event["text"] = self._released.get(_part(event), "")
-        elif kind == "response.content_part.done":
+        else:
+            self._rewrite_event(kind, event)
+        out.append(event)
+        return out
+
+    async def _arguments_event(self, kind: Any, event: JSON, out: list[JSON]) -> None:
+        """A function call's streamed arguments: filtered as they come, the rest released before `done`."""
+        where = _arguments(event)
+        if kind == "response.function_call_arguments.delta":
+            text = event.get("delta")
+            if isinstance(text, str) and text:
+                event["delta"] = await self._feed(where, text)
+            return
+        tail = await self._finish(where)
+        if tail:
+            out.append({**event, "type": "response.function_call_arguments.delta", "delta": tail})
+        event["arguments"] = self._released.get(where, "")
+
+    def _rewrite_event(self, kind: Any, event: JSON) -> None:
+        """Events that repeat finished text or arguments carry what was released, not what the provider sent."""
+        if kind == "response.content_part.done":
             part = event.get("part")
             if isinstance(part, dict) and part.get("type") == "output_text":
                 part["text"] = self._released.get(_part(event), "")
@@ -154,11 +265,13 @@ class OutcomeStream:
             if isinstance(response, dict):
                 for item in response.get("output") or ():
                     self._rewrite_item(item)
-        out.append(event)
-        return out
 
     def _rewrite_item(self, item: Any) -> None:
-        if not isinstance(item, dict) or not isinstance(item.get("content"), list):
+        if not isinstance(item, dict):
+            return
+        if item.get("type") == "function_call" and ("args", item.get("id")) in self._released:
+            item["arguments"] = self._released[("args", item.get("id"))]
+        if not isinstance(item.get("content"), list):
             return
         for index, part in enumerate(item["content"]):
             if isinstance(part, dict) and part.get("type") == "output_text":
@@ -191,9 +304,18 @@ class OutcomeStream:
             if not tail:
                 continue
             if self.responses:
-                item_id, index = where
-                out.append({"type": "response.output_text.delta", "item_id": item_id, "content_index": index,
-                            "output_index": 0, "delta": tail})  # fmt: skip
+                first, second = where
+                if first == "args":
+                    out.append({"type": "response.function_call_arguments.delta", "item_id": second, "delta": tail})
+                else:
+                    out.append({"type": "response.output_text.delta", "item_id": first, "content_index": second,
+                                "output_index": 0, "delta": tail})  # fmt: skip
+            elif isinstance(where, tuple):
+                base = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
+                call = {"index": where[2], "function": {"arguments": tail}}
+                out.append(
+                    {**base, "choices": [{"index": where[0], "delta": {"tool_calls": [call]}, "finish_reason": None}]}
+                )
             else:
                 base = {k: self._last[k] for k in ("id", "object", "created", "model") if k in self._last}
                 out.append({**base, "choices": [{"index": where, "delta": {"content": tail}, "finish_reason": None}]})
@@ -201,25 +323,14 @@ class OutcomeStream:
 
     # -- closing ----------------------------------------------------------------------------------------------
 
-    async def aclose(self) -> None:
-        """Release the upstream stream, fix the final usage and run the close callbacks; idempotent."""
-        if self._closed:
-            return
-        self._closed = True
-        with anyio.CancelScope(shield=True) as scope:
-            scope.deadline = anyio.current_time() + CLOSE_TIMEOUT_S
-            try:
-                if self._gen is not None:
-                    await self._gen.aclose()
-                await self.source.aclose()
-            except Exception:
-                logger.exception("closing the upstream stream failed")
+    async def _release(self) -> None:
+        """Release the upstream stream and fix the final usage."""
+        try:
+            if self._gen is not None:
+                await self._gen.aclose()
+            await self.source.aclose()
+        finally:
             self._final_usage()
-            for callback in self._callbacks:
-                try:
-                    await callback(self)
-                except Exception:
-                    logger.exception("a stream close callback failed")
 
     def _final_usage(self) -> None:
         tokens = self.source.usage
@@ -235,6 +346,11 @@ class OutcomeStream:
 
 def _part(event: JSON) -> tuple[Any, Any]:
     return (event.get("item_id"), event.get("content_index", 0))
+
+
+def _arguments(event: JSON) -> tuple[str, Any]:
+    """Where the streamed arguments of one function call (a Responses output item) are filtered."""
+    return ("args", event.get("item_id"))
 
 
 def _stream_error(exc: ProviderError) -> HubError:

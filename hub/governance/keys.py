@@ -17,6 +17,7 @@ from typing import Any
 
 from hub.governance.config import BudgetConfig, RateLimitConfig
 from hub.governance.filters import GlobSet
+from hub.governance.grants import Grant
 
 KEY_PREFIX = "ahk-"
 
@@ -70,17 +71,13 @@ class VirtualKey:
     max_agent_depth: int = 10
     code_limits: tuple[tuple[str, float], ...] = ()
     """Code Mode sandbox limits for this key (`SandboxLimits` field names); empty means the defaults."""
-    _tools: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
-    _models: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
-    _providers: GlobSet = field(default=GlobSet(()), repr=False, compare=False)
-    _provider_keys: GlobSet | None = field(default=None, repr=False, compare=False)
+    grant: Grant = field(init=False, repr=False, compare=False)
+    """The key's reach (tools, prompts, resources, models, routing hops), compiled once."""
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_tools", GlobSet(self.tools))
-        object.__setattr__(self, "_models", GlobSet(self.models))
-        object.__setattr__(self, "_providers", GlobSet(self.providers))
-        if self.provider_keys is not None:
-            object.__setattr__(self, "_provider_keys", GlobSet(self.provider_keys))
+        provider_keys = GlobSet(self.provider_keys) if self.provider_keys is not None else None
+        grant = Grant(GlobSet(self.tools), GlobSet(self.models), GlobSet(self.providers), provider_keys)
+        object.__setattr__(self, "grant", grant)
 
     @classmethod
     def from_policy(
@@ -108,20 +105,6 @@ class VirtualKey:
             max_agent_depth=int(policy.get("max_agent_depth", 10)),
             code_limits=tuple(sorted((policy.get("code_limits") or {}).items())),
         )
-
-    def allows_tool(self, name: str) -> bool:
-        """Whether the key's tool globs allow an exposed name (tools, prompts, `server__uri` resources)."""
-        return self._tools.matches(name)
-
-    def allows_model(self, name: str) -> bool:
-        """Whether the key may use a model alias or `provider/model`."""
-        return self._models.matches(name)
-
-    def allows_hop(self, provider: str, model: str, key_name: str) -> bool:
-        """Whether one routing hop (provider, model, provider key) is within the key's filters."""
-        if not self._providers.matches(provider) or not self._models.matches(f"{provider}/{model}"):
-            return False
-        return self._provider_keys is None or self._provider_keys.matches(f"{provider}:{key_name}")
 
     def expired(self, now: datetime | None = None) -> bool:
         return self.expires_at is not None and (now or datetime.now(UTC)) >= self.expires_at

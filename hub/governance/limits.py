@@ -94,10 +94,14 @@ class _Plan:
     reservation only reads them.
     """
 
-    __slots__ = ("_from", "_until", "ends", "indexes", "lines", "specs", "windows")
+    __slots__ = ("_from", "_until", "ends", "indexes", "lines", "rates", "specs", "windows")
 
-    def __init__(self, lines: tuple[_Line, ...]) -> None:
+    def __init__(self, lines: tuple[_Line, ...], *, spending: bool = True) -> None:
         self.lines = lines
+        self.rates: _Plan = (
+            _Plan(tuple(line for line in lines if line.metric is not Metric.USD), spending=False) if spending else self
+        )
+        """The same key's rate limits without its budgets (for calls that cost nothing)."""
         self.indexes = tuple(line.index for line in lines)
         self.windows: tuple[Window, ...] = ()
         self.ends: tuple[float, ...] = ()
@@ -218,8 +222,9 @@ class Limiter:
 
     # -- the hot path ----------------------------------------------------------------------------------------
 
-    async def reserve(self, key: str, estimate: Usage = Usage()) -> Reservation:
-        """Reserve `estimate` on every level of `key`, all or nothing.
+    async def reserve(self, key: str, estimate: Usage = Usage(), *, spend: bool = True) -> Reservation:
+        """Reserve `estimate` on every level of `key`, all or nothing; with `spend=False` (a call that costs
+        nothing: a listing, a session request) only the rate limits count it and a spent budget does not refuse it.
 
         Raises:
             RateLimitDenied: a requests or tokens window is full (carries `retry_after` and headers).
@@ -233,6 +238,8 @@ class Limiter:
             raise UnknownSubject(f"no limits registered for key {key!r}")
         if isinstance(plan, str):
             raise UnknownSubject(plan)
+        if not spend:
+            plan = plan.rates
         amounts = estimate.amounts()
         if not plan.lines:  # no level of this key has a limit: no counter to reserve on
             return Reservation(key, "", (), (), (), _no_statuses)

@@ -15,7 +15,7 @@ import httpx2
 from .config import GuardrailConfig
 from .guard import Guard, scan_text
 from .local import TextScanner, build_scanner
-from .payload import iter_strings, replace_strings
+from .payload import UnreadablePayload, iter_strings, replace_strings
 from .remote import RemoteResult, build_remote
 from .stream import StreamScanner
 from .text import Hit
@@ -148,8 +148,13 @@ class Guardrails:
         guardrail's ``on_error`` turns it into a block or an allow, recorded as a finding.
         """
         guards = self.select(scope)
-        strings = dict(iter_strings(payload))
-        if not guards or not strings:
+        if not guards:
+            return Verdict("allow", payload)
+        try:
+            strings = dict(iter_strings(payload))
+        except UnreadablePayload as exc:
+            return _unreadable(payload, scope, guards, exc)
+        if not strings:
             return Verdict("allow", payload)
         run = _Run(payload, scope, strings)
         for guard in guards:
@@ -202,6 +207,19 @@ class Guardrails:
         """A scanner for an output stream of ``scope``, or ``None`` when no guardrail applies."""
         guards = self.select(scope)
         return StreamScanner(guards, scope) if guards else None
+
+
+def _unreadable(payload: Any, scope: Scope, guards: Sequence[Guard], exc: UnreadablePayload) -> Verdict:
+    """A payload the guardrails cannot read is blocked (fail closed), whatever each guardrail's `on_error`."""
+    findings = tuple(
+        Finding(g.cfg.name, g.cfg.kind, "unreadable", "error", detail={"error": str(exc), "outcome": "blocked"})
+        for g in guards
+    )
+    what = "Request" if scope.direction == "input" else "Response"
+    names = tuple(g.cfg.name for g in guards)
+    return Verdict(
+        "block", payload, findings, names, ("unreadable",), f"{what} blocked: the guardrails cannot read it."
+    )
 
 
 def _scan_all(scanner: TextScanner, texts: dict[str, str]) -> dict[str, list[Hit]]:

@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-__all__ = ["iter_strings", "replace_strings"]
+__all__ = ["UnreadablePayload", "iter_strings", "replace_strings"]
+
+_SCALARS = (bool, int, float, type(None))
+
+
+class UnreadablePayload(TypeError):
+    """A payload holds a value that is not JSON (an object the guardrails cannot read): checks fail closed."""
 
 
 def _escape(token: str) -> str:
@@ -13,7 +19,11 @@ def _escape(token: str) -> str:
 
 
 def iter_strings(payload: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
-    """Yield ``(json_pointer, text)`` for every string value (object keys are not values)."""
+    """Yield ``(json_pointer, text)`` for every string value (object keys are not values).
+
+    Raises:
+        UnreadablePayload: a value is neither a string, a number, a boolean, null, a mapping nor a sequence.
+    """
     if isinstance(payload, str):
         yield pointer, payload
     elif isinstance(payload, Mapping):
@@ -22,6 +32,8 @@ def iter_strings(payload: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
     elif isinstance(payload, list | tuple):
         for index, value in enumerate(payload):
             yield from iter_strings(value, f"{pointer}/{index}")
+    elif not isinstance(payload, _SCALARS):
+        raise UnreadablePayload(f"a {type(payload).__name__} at '{pointer or '/'}' is not JSON")
 
 
 def replace_strings(payload: Any, replacements: Mapping[str, str], pointer: str = "") -> Any:

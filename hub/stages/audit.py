@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from hub.audit.requestlog import LogEntry, RequestLog
 from hub.call import Call, Outcome
 from hub.errors import HubError, Internal
-from hub.executors.stream import OutcomeStream
+from hub.executors.stream import ClosingStream
 from hub.governance.keys import KeyRing
 from hub.pipeline import Handler
 
@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 class AuditStage:
+    """Records one request-log row per call (at the end of a stream, for streamed outcomes)."""
+
     def __init__(self, log: RequestLog, keyring: Callable[[], KeyRing] | None = None) -> None:
         self._log = log
         self._keyring = keyring
@@ -32,7 +34,7 @@ class AuditStage:
             if outcome.tool_error:
                 entry.outcome = "tool_error"
             _usage(entry, outcome)
-            if isinstance(outcome.value, OutcomeStream):
+            if isinstance(outcome.value, ClosingStream):
                 deferred = True
                 outcome.value.on_close(self._closer(entry, started))
             return outcome
@@ -71,10 +73,15 @@ class AuditStage:
             error=None,
         )
 
-    def _closer(self, entry: LogEntry, started: float) -> Callable[[OutcomeStream], Awaitable[None]]:
-        """Record a stream's row when it ends, with its final usage and its whole duration."""
+    def _closer(self, entry: LogEntry, started: float) -> Callable[[ClosingStream], Awaitable[None]]:
+        """Record a stream's row when it ends: how it ended, its final usage and its whole duration."""
 
-        async def close(stream: OutcomeStream) -> None:
+        async def close(stream: ClosingStream) -> None:
+            if stream.failure is not None:
+                failure = stream.failure
+                entry.outcome, entry.status, entry.error = failure.code, failure.wire.status, failure.message
+            elif not stream.finished:
+                entry.outcome, entry.status, entry.error = "cancelled", 499, "the caller went away"
             if stream.usage is not None:
                 entry.tokens, entry.cost_usd = stream.usage.tokens, stream.usage.usd
             entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)

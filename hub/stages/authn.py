@@ -1,5 +1,10 @@
 """authn: who is calling. A presented secret becomes a `Principal`; an existing principal is re-checked so a
-revoked or expired key stops working on its very next call, even inside an open MCP session."""
+revoked or expired key stops working on its very next call, even inside an open MCP session.
+
+The MCP transport needs the caller's identity before the SDK opens a session for it: it asks `authenticate`, the
+same verification this stage runs, and hands a refused request to the pipeline anyway, so the refusal is this
+stage's (one error, one request-log row).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,14 @@ from hub.errors import Unauthenticated
 from hub.governance.keys import KeyRing
 from hub.pipeline import Handler
 
+NO_KEY = "a valid virtual key is required (Authorization: Bearer ahk-...)"
+
+
+def authenticate(ring: KeyRing, credential: str | None) -> Principal | None:
+    """The principal of a presented credential, or None."""
+    key = ring.verify(credential) if credential else None
+    return Principal(key) if key is not None else None
+
 
 class AuthnStage:
     def __init__(self, keyring: Callable[[], KeyRing]) -> None:
@@ -18,14 +31,15 @@ class AuthnStage:
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         ring = self._keyring()
-        if call.principal is not None:
-            key = ring.get(call.principal.key.id)
+        principal = call.principal
+        if principal is not None:
+            key = ring.get(principal.key.id)
             if key is None:
                 raise Unauthenticated("the virtual key was revoked or has expired")
-            if key is not call.principal.key:
-                call = replace(call, principal=Principal(key))
+            if key is not principal.key:
+                call = replace(call, principal=principal.with_key(key))
             return await call_next(call)
-        key = ring.verify(call.credential) if call.credential else None
-        if key is None:
-            raise Unauthenticated("a valid virtual key is required (Authorization: Bearer ahk-...)")
-        return await call_next(replace(call, principal=Principal(key), credential=None))
+        found = authenticate(ring, call.credential)
+        if found is None:
+            raise Unauthenticated(NO_KEY)
+        return await call_next(replace(call, principal=found, credential=None))

@@ -1,34 +1,90 @@
-"""authz: may this principal touch this target? Deny by default; a denied MCP target is reported exactly like
-an unknown one, so a key cannot probe for names it may not use."""
+"""authz: may this principal touch this target? Deny by default; a denied target is reported exactly like an
+unknown one (`hub.errors.unknown`), so a key cannot probe for names it may not use.
+
+Every check of a key's reach happens here, through its `Grant`: tools, prompts, resources, completion references
+and subscriptions (confined to the server of a single-server endpoint, `Call.scope`), that endpoint itself, Code
+Mode's meta-tools, and models. Listings need no check: they are filtered to the grant where they are built. A
+request the door could not read (`Malformed`) has nothing to authorize; the executor refuses it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from typing import Any
 
-from connectors.registry import RegistryView, policy_name
-from hub.call import Call, Outcome
-from hub.errors import Internal, NotFound
+from connectors.registry import Entry, RegistryView
+from hub.call import Call, Malformed, Outcome, Principal
+from hub.errors import Internal, NotFound, unknown
+from hub.governance.grants import Grant
 from hub.pipeline import Handler
 
-_KINDS = {"mcp.tool": "tool", "mcp.prompt": "prompt", "mcp.resource": "resource"}
+CodeModeFor = Callable[[Principal, RegistryView, str | None], bool]
+"""Whether a principal has Code Mode tools on an endpoint (`scope`: a single server, or None)."""
+
+
+def reference_kind(payload: Any) -> object:
+    """The `ref.type` of a completion request's payload."""
+    ref = payload.get("ref") if isinstance(payload, dict) else None
+    return ref.get("type") if isinstance(ref, dict) else None
 
 
 class AuthzStage:
-    def __init__(self, view: Callable[[], RegistryView]) -> None:
+    def __init__(
+        self,
+        view: Callable[[], RegistryView],
+        servers: Callable[[], Collection[str]],
+        code_mode: CodeModeFor,
+    ) -> None:
         self._view = view
+        self._servers = servers
+        self._code_mode = code_mode
+        self._reach: dict[tuple[Grant, str, int], bool] = {}
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
-        if call.principal is None:
+        principal = call.principal
+        if principal is None:
             raise Internal("authz reached without a principal")
-        kind = _KINDS.get(call.operation)
-        if kind is not None:
-            view = self._view()
-            if kind == "tool":
-                entry = view.tools.get(call.target)
-            elif kind == "prompt":
-                entry = view.prompts.get(call.target)
-            else:
-                entry = view.resolve_resource(call.target)
-            if entry is None or not call.principal.key.allows_tool(policy_name(entry)):
-                raise NotFound(f"unknown {kind}: {call.target}")
+        if not isinstance(call.payload, Malformed):
+            self._check(call, principal)
         return await call_next(call)
+
+    def _check(self, call: Call, principal: Principal) -> None:
+        operation, target, scope = call.operation, call.target, call.scope
+        grant = principal.grant
+        if operation.startswith("llm."):
+            if (operation != "llm.models" or target) and not grant.allows_model(target):
+                raise unknown("model", target)
+            return
+        view = self._view()
+        if scope is not None and not self._reaches(view, principal, scope):
+            raise NotFound(f"no MCP server named '{scope[:64]}'")
+        if operation == "mcp.tool":
+            self._entry(principal, view.tools.get(target), scope, "tool", target)
+        elif operation == "mcp.prompt":
+            self._entry(principal, view.prompts.get(target), scope, "prompt", target)
+        elif operation in ("mcp.resource", "mcp.subscribe"):
+            self._entry(principal, view.resolve_resource(target, scope), scope, "resource", target)
+        elif operation == "mcp.complete":
+            entry = view.reference(reference_kind(call.payload), target, scope)
+            self._entry(principal, entry, scope, "completion reference", target)
+        elif operation in ("code.read", "code.run") and not self._code_mode(principal, view, scope):
+            raise unknown("tool", target)
+
+    def _reaches(self, view: RegistryView, principal: Principal, server: str) -> bool:
+        """Whether the single-server endpoint of `server` exists for this principal: the server is configured and
+        the key may use something on it (or, while its catalog is still empty, everything on it)."""
+        if server not in self._servers():
+            return False
+        grant = principal.grant
+        key = (grant, server, view.version)
+        found = self._reach.get(key)
+        if found is None:
+            if len(self._reach) > 4096:
+                self._reach.clear()
+            found = self._reach[key] = grant.reaches(view, server) or grant.allows_name(f"{server}__*")
+        return found
+
+    @staticmethod
+    def _entry(principal: Principal, entry: Entry | None, scope: str | None, kind: str, target: str) -> None:
+        if entry is None or not principal.grant.allows(entry, scope):
+            raise unknown(kind, target)

@@ -1,9 +1,16 @@
-"""guardrails: content checks on what goes in (arguments, prompts) and what comes out (results, completions).
+"""guardrails: content checks on what goes in and what comes out, for every operation that carries content.
 
-A block raises `Forbidden` with the guardrail's message (never the offending text); a redaction passes a
-copy of the payload or result on; every finding (block, redact, log, or a failed check) is logged with the call
-id, never with the value found. Streams are checked by the door chunk by chunk with a sliding window. The
-rules in force can change at run time (admin API): each call uses the engine current when it started.
+Inputs are the call's payload as the door read it: tool and prompt arguments, the URI of a resource read or
+subscription, completion arguments, Code Mode programs and reading-tool arguments, LLM request bodies. Outputs are
+every result type (tool, prompt, resource, completion and Code Mode results, listings, LLM responses); streams are
+checked chunk by chunk with a sliding window, text and tool-call arguments alike. A payload the guardrails cannot
+read (not JSON) is blocked: checks fail closed. `mcp.session` requests carry no content and an Agent Mode loop is
+checked through its turns and tool runs (each a call of its own).
+
+A block raises `Forbidden` with the guardrail's message (never the offending text); a redaction passes a copy of
+the payload or result on; every finding (block, redact, log, or a failed check) is logged with the call id, never
+with the value found. The rules in force can change at run time (admin API): each call uses the engine current
+when it started.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from hub.call import Call, Outcome
+from hub.call import Call, Malformed, Outcome, agent_loop
 from hub.errors import Forbidden
 from hub.executors.stream import OutcomeStream
 from hub.guardrails import Scope, Verdict
@@ -22,7 +29,11 @@ from hub.pipeline import Handler
 if TYPE_CHECKING:
     from hub.guardrails import Guardrails
 
-CHECKED = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
+UNCHECKED = frozenset({"mcp.session"})
+"""Operations with no content in either direction."""
+ADDRESSED = frozenset({"mcp.resource", "mcp.subscribe"})
+"""Operations whose input is the address of what they act on: a redaction there would change what is read, so a
+guardrail that would redact it blocks instead."""
 logger = logging.getLogger("hub.guardrails.findings")
 
 
@@ -35,7 +46,7 @@ def log_findings(call: Call, scope: Scope, verdict: Verdict) -> None:
         "guardrails %s %s %s: %s (%s)",
         scope.direction,
         call.operation,
-        call.target,
+        call.target[:200],
         verdict.decision,
         ", ".join(sorted({f"{f['guardrail']}/{f['rule']}" for f in findings})),
         extra={
@@ -57,26 +68,33 @@ class GuardrailsStage:
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         guardrails = self._current()
-        if guardrails is None or call.operation not in CHECKED or call.principal is None:
+        principal = call.principal
+        if (
+            guardrails is None
+            or principal is None
+            or call.operation in UNCHECKED
+            or isinstance(call.payload, Malformed)
+            or agent_loop(call)
+        ):
             return await call_next(call)
-        key = call.principal.key
+        key = principal.key
         door = "llm" if call.operation.startswith("llm.") else "mcp"
         server = self._server_of(call)
-        inbound = Scope("input", door, call.operation, key=key.name, team=key.team, server=server)
-        verdict = await guardrails.check(call.payload, inbound)
-        log_findings(call, inbound, verdict)
-        if verdict.blocked:
-            raise Forbidden(verdict.message)
-        if verdict.redacted:
-            call = replace(call, payload=verdict.payload)
+        if call.payload is not None:
+            inbound = Scope("input", door, call.operation, key=key.name, team=key.team, server=server)
+            verdict = await guardrails.check(call.payload, inbound)
+            log_findings(call, inbound, verdict)
+            if verdict.blocked or (verdict.redacted and call.operation in ADDRESSED):
+                raise Forbidden(verdict.message or "Request blocked: a guardrail matched the address it names.")
+            if verdict.redacted:
+                call = replace(call, payload=verdict.payload)
         outcome = await call_next(call)
         outbound = Scope("output", door, call.operation, key=key.name, team=key.team, server=server)
-        if call.context.get("stream"):
-            if isinstance(outcome.value, OutcomeStream):  # scanned chunk by chunk, one scanner per choice
-                first = guardrails.stream(outbound)
-                if first is not None:
-                    made = [first]
-                    outcome.value.add_text_filter(lambda: made.pop() if made else guardrails.stream(outbound))
+        if isinstance(outcome.value, OutcomeStream):  # scanned chunk by chunk, one scanner per choice or tool call
+            first = guardrails.stream(outbound)
+            if first is not None:
+                made = [first]
+                outcome.value.add_text_filter(lambda: made.pop() if made else guardrails.stream(outbound))
             return outcome
         verdict = await guardrails.check(outcome.value, outbound)
         log_findings(call, outbound, verdict)

@@ -1,15 +1,30 @@
-"""limits: rate limits and budgets on every level (key, team, customer) for every metered call.
+"""limits: rate limits and budgets on every level (key, team, customer), for every call.
 
-Reserve before `call_next`, settle with the actual usage after, refund when the call fails or the caller
-goes away: the pairing lives in one `try` so no path can leak a reservation. Denials become the hub's
-`RateLimited` (429 with `Retry-After`) and `BudgetExceeded` (402), with the limit headers attached.
+The requests that do work count against the key's rate limits: tool calls, prompts, resources, completions,
+subscriptions, Code Mode, LLM calls. The requests that only set up an MCP session or read the catalog (`GATED`:
+`initialize`, `ping`, `server/discover`, tool and model listings) count nothing: clients send them on their own,
+around the calls they make, and a listing refused right after a permitted call would make the client report a call
+that already ran as failed. They are refused too once the key is over its limit: from its first refused request
+until the window it was refused in ends. The operations that cost something (tool calls, prompts, resources, LLM
+calls, Code Mode runs) are also reserved against the budgets, so a spent budget refuses them while listings and
+session requests keep working.
+
+Reserve before `call_next`, settle with the actual usage after, refund when the call fails or the caller goes away:
+the pairing lives in one `try` so no path can leak a reservation. Denials become the hub's `RateLimited` (429 with
+`Retry-After`) and `BudgetExceeded` (402), with the limit headers attached.
+
+An Agent Mode loop is not counted itself: each of its model turns and tool runs is a call of its own, counted here
+(`agent_loop`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
+from collections.abc import Callable
 
-from hub.call import Call, Outcome
+from hub.call import Call, Outcome, agent_loop
 from hub.errors import BudgetExceeded, Internal, RateLimited
 from hub.executors.stream import OutcomeStream
 from hub.governance import BudgetDenied, GovernanceError, Limiter, RateLimitDenied, ToolPricing, Usage
@@ -19,27 +34,43 @@ logger = logging.getLogger(__name__)
 
 HTTP_DOORS = frozenset({"rest", "openai"})
 """Doors whose responses carry the `x-ratelimit-*` and budget headers (MCP responses have no place for them)."""
-METERED = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
+SPENDING = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
+"""Operations that may cost something, reserved against budgets as well as rate limits."""
+GATED = frozenset({"mcp.session", "mcp.list", "llm.models"})
+"""Operations that count nothing, refused while the key is over a rate limit."""
+_ONE = Usage(requests=1)
 
 
 class LimitsStage:
-    def __init__(self, limiter: Limiter, pricing: ToolPricing) -> None:
+    def __init__(self, limiter: Limiter, pricing: ToolPricing, clock: Callable[[], float] = time.monotonic) -> None:
         self._limiter = limiter
         self._pricing = pricing
+        self._clock = clock
+        self._over: dict[str, tuple[float, RateLimited]] = {}
+        """Keys over a rate limit (this process saw a request of theirs refused): until when, and the refusal."""
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
-        if call.operation not in METERED or call.principal is None:
+        principal = call.principal
+        if principal is None or agent_loop(call):
             return await call_next(call)
+        if call.operation in GATED:
+            self._check_over(principal.key.id)
+            return await call_next(call)
+        spend = call.operation in SPENDING
         price = self._pricing.cost(call.target) if call.operation == "mcp.tool" else 0.0
-        tokens = int(call.context.get("token_estimate", 0))
-        estimate = Usage(requests=1, tokens=tokens, usd=price)
+        if spend:
+            estimate = Usage(requests=1, tokens=int(call.context.get("token_estimate", 0)), usd=price)
+        else:
+            estimate = _ONE
         try:
-            reservation = await self._limiter.reserve(call.principal.key.id, estimate)
+            reservation = await self._limiter.reserve(principal.key.id, estimate, spend=spend)
         except RateLimitDenied as denied:
-            raise RateLimited(
+            refused = RateLimited(
                 f"rate limit reached for {denied.entity} ({denied.metric}); retry in {denied.retry_after}s",
                 headers=dict(denied.headers),
-            ) from None
+            )
+            self._mark_over(principal.key.id, denied.retry_after, refused)
+            raise refused from None
         except BudgetDenied as denied:
             raise BudgetExceeded(f"budget exhausted for {denied.entity}", headers=dict(denied.headers)) from None
         except GovernanceError as exc:
@@ -52,11 +83,30 @@ class LimitsStage:
             raise
         stream = outcome.value
         if isinstance(stream, OutcomeStream):  # settled once, when the door closes the stream however it ends
-            stream.on_close(lambda s: self._limiter.settle(reservation, s.usage or Usage(requests=1)))
+            stream.on_close(lambda s: self._limiter.settle(reservation, s.usage or _ONE))
             outcome.headers.update(reservation.headers())
             return outcome
-        actual = outcome.usage or Usage(requests=1, tokens=0, usd=price)
+        actual = outcome.usage or (Usage(requests=1, usd=price) if spend else _ONE)
         await self._limiter.settle(reservation, actual)
         if call.door in HTTP_DOORS:
             outcome.headers.update(reservation.headers())
         return outcome
+
+    def _mark_over(self, key_id: str, retry_after: float, refused: RateLimited) -> None:
+        if len(self._over) > 65536:
+            now = self._clock()
+            self._over = {k: v for k, v in self._over.items() if v[0] > now}
+        self._over[key_id] = (self._clock() + retry_after, refused)
+
+    def _check_over(self, key_id: str) -> None:
+        """Refuse a gated call of a key over its limit (with the refusal's own message and headers)."""
+        over = self._over.get(key_id)
+        if over is None:
+            return
+        until, refused = over
+        left = until - self._clock()
+        if left <= 0:
+            del self._over[key_id]
+            return
+        headers = {**refused.headers, "retry-after": str(max(1, math.ceil(left)))}
+        raise RateLimited(refused.message, headers=headers)

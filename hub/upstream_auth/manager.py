@@ -54,9 +54,9 @@ from connectors.config import HttpConfig, SseConfig, StdioConfig
 from connectors.registry import Registry, RegistryView
 from connectors.upstream import Upstream
 from hub.call import Call
-from hub.doors import OAUTH_CALLBACK_PATH, OAUTH_START_PATH
 from hub.errors import AuthorizationNeeded, BadRequest, Unauthenticated, UpstreamFailed
 from hub.executors.mcp import UpstreamFor
+from hub.paths import OAUTH_CALLBACK_PATH, OAUTH_START_PATH
 from hub.settings import ConfigError, Settings
 from hub.upstream_auth.flows import AuthFlow, AuthLinks, MemoryFlowStore, check_callback, digest
 from hub.upstream_auth.store import SqlTokenStore

@@ -184,3 +184,16 @@ async def test_servers_are_added_changed_and_removed_at_run_time_and_kept_across
                                headers=alice)  # fmt: skip
         assert gone.status_code == 404
         assert [s["name"] for s in (await api.get("/api/v1/servers")).json()["data"]] == ["fixture"]
+
+
+async def test_a_server_added_at_run_time_may_not_collide_with_another(tmp_path: Path) -> None:
+    """Names equal but for case, or `-` against `_`, collide (`agenthub config check` refuses them in the file), and
+    a name outside the grammar (a trailing `_` would look like another server's prefix) is refused."""
+    config = base_config({"my-tools": fixture_stdio("my-tools")})
+    async with running_hub(config, tmp_path) as hub, admin_client(hub.base) as api:
+        clash = await api.post("/api/v1/servers", json={"name": "My_Tools", **fixture_stdio("My_Tools")})
+        prefix = await api.post("/api/v1/servers", json={"name": "my_", **fixture_stdio("my_")})
+        listed = [s["name"] for s in (await api.get("/api/v1/servers")).json()["data"]]
+    assert clash.status_code == 409 and "collides with 'my-tools'" in clash.json()["error"]["message"]
+    assert prefix.status_code == 400
+    assert listed == ["my-tools"]

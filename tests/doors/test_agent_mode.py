@@ -148,7 +148,8 @@ async def test_the_hub_runs_approved_tools_over_several_turns(tmp_path: Path, wi
     assert extra["turns"] == 3 and [s["name"] for s in extra["steps"]] == ["fixture__add", "fixture__echo"]
     assert [m["role"] for m in extra["executed_messages"]] == ["assistant", "tool", "assistant", "tool"]
     assert response.usage is not None and response.usage.prompt_tokens == 36
-    loop = next(r for r in rows if r.operation == "agent.loop")
+    loop = next(r for r in rows if r.call_id == extra["loop_id"])
+    assert (loop.door, loop.operation, loop.parent_id, loop.status) == ("openai", "llm.chat", None, 200)
     children = [r for r in rows if r.parent_id == loop.call_id]
     assert sorted(r.operation for r in children) == ["llm.chat"] * 3 + ["mcp.tool"] * 2
     turns = [r for r in children if r.operation == "llm.chat"]
@@ -288,13 +289,13 @@ async def test_a_client_that_disconnects_midway_cancels_the_loop_and_nothing_is_
                         if line.startswith("data:") and '"finish_reason":"tool_calls"' in line.replace(" ", ""):
                             break
         with anyio.fail_after(10):
-            while not any(r.operation == "agent.loop" for r in (await _flushed(hub))):  # noqa: ASYNC110
+            while not any(_is_loop(r) for r in (await _flushed(hub))):  # noqa: ASYNC110
                 await anyio.sleep(0.1)
         rows = await _flushed(hub)
         assert hub.hub.limiter is not None
         key_id = hub.hub.keyring.verify(ALICE).id  # type: ignore[union-attr]
         usage = {s.metric: s for s in await hub.hub.limiter.usage(EntityRef(EntityKind.KEY, key_id))}
-    loop = next(r for r in rows if r.operation == "agent.loop")
+    loop = next(r for r in rows if _is_loop(r))
     turns = [r for r in rows if r.parent_id == loop.call_id and r.operation == "llm.chat"]
     tools = [r for r in rows if r.parent_id == loop.call_id and r.operation == "mcp.tool"]
     assert loop.outcome == "cancelled"
@@ -303,6 +304,11 @@ async def test_a_client_that_disconnects_midway_cancels_the_loop_and_nothing_is_
     assert len(script.requests) == 1
     assert usage["requests"].used == 1 and usage["requests"].in_flight == 0
     assert usage["usd"].used > 0 and usage["usd"].in_flight == 0
+
+
+def _is_loop(row: Any) -> bool:
+    """The row of an Agent Mode request itself (its turns and tool runs name it as their parent)."""
+    return row.door == "openai" and row.operation == "llm.chat" and row.parent_id is None
 
 
 async def _flushed(hub: RunningHub) -> list[Any]:

@@ -121,3 +121,22 @@ async def test_a_revoked_key_stops_working_on_both_doors(door: Door, tmp_path: P
         await anyio.to_thread.run_sync(hub.hub.store.revoke_key, "carol")
         await anyio.to_thread.run_sync(hub.hub.reload_keys)
         assert (await door.call(hub, SECRET)).label == "unauthenticated"
+
+
+async def test_listings_count_nothing_and_are_refused_once_the_key_is_over_its_limit(tmp_path: Path) -> None:
+    """A client lists tools on its own, around its calls (a 2026-07-28 client reads the list after its first call):
+    listings count nothing against the key's request limit, and are refused once a request of the key was."""
+    async with governed_hub(tmp_path, rate_limit={"requests": 1, "period": "1m"}) as (hub, _):
+        async with mcp_client(hub.url(), SECRET, mode="2026-07-28") as client:
+            await client.list_tools()
+            await client.call_tool("fixture__echo", {"message": "hi"})
+            await client.list_tools()
+            with pytest.raises(MCPError) as refused_call:
+                await client.call_tool("fixture__echo", {"message": "again"})
+            with pytest.raises(MCPError) as refused_list:
+                await client.list_tools()
+        assert hub.hub.request_log is not None
+        await hub.hub.request_log.flush()
+        rows = [(r.operation, r.status) for r in reversed(hub.hub.store.recent_log(10))]
+    assert refused_call.value.error.code == refused_list.value.error.code == -32005
+    assert rows == [("mcp.list", 200), ("mcp.tool", 200), ("mcp.list", 200), ("mcp.tool", 429), ("mcp.list", 429)]

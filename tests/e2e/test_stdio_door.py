@@ -108,17 +108,25 @@ async def test_embedded_hub_applies_the_keys_tool_globs(tmp_path: Path) -> None:
     assert denied.value.error.message == "unknown tool: fixture__add"
 
 
-async def test_embedded_hub_with_a_wrong_key_refuses_every_request(tmp_path: Path) -> None:
-    params = stdio_params(["stdio", "--config", str(write_config(tmp_path))], "ahk-not-a-key")
+async def test_embedded_hub_with_a_wrong_key_refuses_and_records_it(tmp_path: Path) -> None:
+    """The embedded hub serves one key, `AGENTHUB_KEY`: without a valid one it records the refusal (one
+    request-log row, like any refused request) and stops with a message the MCP client shows, instead of
+    serving a session in which every request would be refused."""
+    config = write_config(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "AGENTHUB_KEY"}
     with anyio.fail_after(45):
-        async with Client(params, mode="legacy") as client:
-            with pytest.raises(MCPError) as listing:
-                await client.list_tools()
-            with pytest.raises(MCPError) as calling:
-                await client.call_tool("fixture__echo", {"message": "x"})
-    for refused in (listing, calling):
-        assert refused.value.error.code == -32001
-        assert "virtual key" in refused.value.error.message
+        missing = await anyio.run_process([AGENTHUB, "stdio", "--config", str(config)], env=env, check=False)
+        wrong = await anyio.run_process(
+            [AGENTHUB, "stdio", "--config", str(config)], env=env | {"AGENTHUB_KEY": "ahk-not-a-key"}, check=False
+        )
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "hub.db") as db:
+        rows = db.execute("select door, operation, status, key_id from request_log order by id").fetchall()
+    assert missing.returncode != 0 and wrong.returncode != 0
+    for done in (missing, wrong):
+        assert b"AGENTHUB_KEY holds no valid virtual key of this hub" in done.stderr
+    assert rows == [("mcp", "mcp.session", 401, None), ("mcp", "mcp.session", 401, None)]
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

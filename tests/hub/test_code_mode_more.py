@@ -13,7 +13,7 @@ import mcp_types as types
 import orjson
 import pytest
 
-from hub.governance.keys import VirtualKey
+from hub.call import Principal
 from tests.hub.harness import ALICE, BOB, RunningHub, base_config, fixture_stdio, mcp_client, running_hub
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(300)]
@@ -55,10 +55,10 @@ def _config() -> dict[str, Any]:
     return config
 
 
-def _key(hub: RunningHub, secret: str) -> VirtualKey:
-    key = hub.hub.keyring.verify(secret)
-    assert key is not None
-    return key
+def _principal(hub: RunningHub, secret: str) -> Principal:
+    principal = hub.hub.authenticate(secret)
+    assert principal is not None
+    return principal
 
 
 THREE_CALLS = "total = 0\nfor n in (1, 2, 3):\n    total = fixture.add(a=total, b=n)['result']\nresult = total\n"
@@ -132,11 +132,11 @@ async def test_auto_approval_follows_the_tools_a_program_can_reach(tmp_path: Pat
     async with running_hub(_config(), tmp_path) as hub:
         codemode = hub.hub.codemode
         view = hub.hub.view()
-        coder = _key(hub, ALICE)
+        coder = _principal(hub, ALICE)
         decided = {code: codemode.auto_approved(coder, view, code, approved.__contains__) for code in cases}
         everything = codemode.auto_approved(coder, view, "other.echo(message='a')", lambda name: True)
         # For a key that cannot reach `other`, its tools are unknown names: not approved even if all is.
-        second = codemode.auto_approved(_key(hub, BOB), view, "tools.call('other__echo', {})", lambda name: True)
+        second = codemode.auto_approved(_principal(hub, BOB), view, "tools.call('other__echo', {})", lambda name: True)
     assert decided == cases
     assert everything is True
     assert second is False

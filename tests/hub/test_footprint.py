@@ -90,10 +90,11 @@ def test_code_mode_loads_the_sandbox_for_the_first_key_with_code_mode_tools() ->
     probe = """
         import sys
         from connectors.registry import RegistryView
+        from hub.call import Principal
         from hub.executors.code import CodeMode
         from hub.governance.keys import VirtualKey
-        plain = VirtualKey(id="k1", name="plain", tools=("*",))
-        coder = VirtualKey(id="k2", name="coder", tools=("*",), code_mode=True)
+        plain = Principal(VirtualKey(id="k1", name="plain", tools=("*",)))
+        coder = Principal(VirtualKey(id="k2", name="coder", tools=("*",), code_mode=True))
         codemode = CodeMode(lambda: frozenset())
         view = RegistryView()
         assert codemode.meta_tools(plain, view) == []
@@ -144,8 +145,8 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
 
 
 def test_the_lazily_loaded_openai_door_serves_the_paths_the_app_routes_to_it() -> None:
-    from hub.doors import OPENAI_GET_PATHS, OPENAI_POST_PATHS
     from hub.doors.openai import openai_endpoints, openai_routes
+    from hub.paths import OPENAI_GET_PATHS, OPENAI_POST_PATHS
 
     assert set(openai_endpoints(lambda: None)) == OPENAI_POST_PATHS  # pyright: ignore[reportArgumentType]
     routes = openai_routes(lambda: None)  # pyright: ignore[reportArgumentType]

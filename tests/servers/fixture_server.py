@@ -115,8 +115,10 @@ def _serve_subscriptions(server: MCPServer) -> dict[str, weakref.WeakSet[Connect
     return subscribed
 
 
-def build_server(name: str = "fixture", extra_tools: int = 0, header_tools: bool = False) -> MCPServer:
-    """Build the fixture server (not yet running)."""
+def build_server(
+    name: str = "fixture", extra_tools: int = 0, header_tools: bool = False, note: str | None = None
+) -> MCPServer:
+    """Build the fixture server (not yet running); `note` adds a tool, a prompt and a resource described by it."""
     server = MCPServer(name, version="1.0.0", instructions="AgentHub test fixture.", log_level="WARNING")
     advertise_list_changed(server)
 
@@ -253,12 +255,34 @@ def build_server(name: str = "fixture", extra_tools: int = 0, header_tools: bool
         if isinstance(ref, PromptReference) and ref.name == "review_code" and argument.name == "language":
             values = [lang for lang in LANGUAGES if lang.startswith(argument.value)]
             return Completion(values=values, total=len(values), has_more=False)
+        if isinstance(ref, PromptReference) and ref.name == "note" and argument.name == "topic":
+            return Completion(values=[f"{argument.value} notes"], total=1, has_more=False)
         return None
 
     register_extra_tools(server, extra_tools)
     if header_tools:
         _register_header_tools(server)
+    if note is not None:
+        _register_note(server, note)
     return server
+
+
+def _register_note(server: MCPServer, note: str) -> None:
+    """A tool `note`, a prompt `note` and a resource `fixture://note`, each described by `note` (so listings carry
+    text chosen by the test), and completion of the prompt's `topic` that echoes the value typed so far."""
+
+    def note_tool(topic: str) -> str:
+        return f"note about {topic}"
+
+    server.add_tool(note_tool, name="note", description=note)
+
+    @server.prompt(name="note", description=note)
+    def note_prompt(topic: str) -> str:
+        return f"Write a note about {topic}."
+
+    @server.resource("fixture://note", name="note", description=note, mime_type="text/plain")
+    def note_resource() -> str:
+        return note
 
 
 def _register_header_tools(server: MCPServer) -> None:
@@ -288,8 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="fixture", help="server name reported in serverInfo")
     parser.add_argument("--extra-tools", type=int, default=0, help="add N generated tools")
     parser.add_argument("--header-tools", action="store_true", help="add two tools with x-mcp-header annotations")
+    parser.add_argument("--note", help="add a tool, a prompt and a resource named `note` with this description")
     args = parser.parse_args(argv)
-    serve(build_server(args.name, args.extra_tools, args.header_tools), args)
+    serve(build_server(args.name, args.extra_tools, args.header_tools, args.note), args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, TypeVarTuple, Unpack
+from typing import Any, Protocol, TypeVar, TypeVarTuple, Unpack
 
 import anyio
 import orjson
@@ -32,16 +32,14 @@ from starlette.routing import Route
 from hub.audit.chain import AuditEvent
 from hub.audit.scrub import JSONValue
 from hub.control import ControlPlane
-from hub.doors import ADMIN_PREFIX
 from hub.doors.admin.allowlists import RemotePolicy
+from hub.doors.host import AdminHost
 from hub.doors.web import error_response
 from hub.errors import BadRequest, Forbidden, HubError, Internal, PayloadTooLarge, Unauthenticated, Wire
 from hub.governance.keys import bearer_token, constant_time_equal
 from hub.governance.rbac import AdminPrincipal, parse_permissions, resolve_roles
 from hub.identity.oidc import SESSION_COOKIE
-
-if TYPE_CHECKING:
-    from hub.app import Hub
+from hub.paths import ADMIN_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +56,7 @@ class Conflict(BadRequest):
 
 class HubSource(Protocol):
     @property
-    def hub(self) -> Hub: ...
+    def hub(self) -> AdminHost: ...
 
 
 @dataclass
@@ -66,7 +64,7 @@ class Ctx:
     """One admin request: the running hub, its control plane, path parameters, client address and agent."""
 
     request: Request
-    hub: Hub
+    hub: AdminHost
     control: ControlPlane
 
     @property

@@ -232,8 +232,7 @@ async def reload_keys(ctx: Ctx) -> None:
     await ctx.control.apply_governance()  # a team made through another replica may be newer than our limiter
     version = await off_loop(hub.store.keys_version)
     ring = KeyRing(await off_loop(hub.store.active_keys))
-    hub._install_keys(ring)
-    hub._keys_version = version
+    hub.install_keys(ring, version)
 
 
 def _team_of(row: KeyRow) -> str | None:

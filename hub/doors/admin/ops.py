@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from connectors.config import HttpConfig, SseConfig, StdioConfig
+from connectors.config import HttpConfig, SseConfig, StdioConfig, name_key
 from hub.audit.chain import AuditEvent
 from hub.audit.export import to_json, to_jsonl, to_syslog
 from hub.audit.scrub import scrub
@@ -54,9 +54,7 @@ from hub.store.tables import DuplicateName
 
 
 async def list_servers(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
-    from hub.http import server_status
-
-    rows = server_status(ctx.hub)
+    rows = ctx.hub.server_status()
     for row in rows:
         stored = ctx.control.runtime_servers.get(row["name"])
         row["source"] = "api" if stored is not None else "config"
@@ -64,10 +62,8 @@ async def list_servers(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
 
 
 async def get_server(ctx: Ctx, who: AdminPrincipal, _body: None) -> Response:
-    from hub.http import server_status
-
     name = ctx.params["name"]
-    for row in server_status(ctx.hub):
+    for row in ctx.hub.server_status():
         if row["name"] == name:
             stored = ctx.control.runtime_servers.get(name)
             row["source"] = "api" if stored is not None else "config"
@@ -96,6 +92,12 @@ async def create_server(ctx: Ctx, who: AdminPrincipal, body: dict[str, Any]) -> 
     store = ctx.control.store
     if name in ctx.hub.settings.servers or await off_loop(store.get_server, name) is not None:
         raise Conflict(f"a server named '{name}' exists already")
+    taken = [*ctx.hub.settings.servers, *(row.name for row in await off_loop(store.servers))]
+    clash = next((other for other in taken if other != name and name_key(other) == name_key(name)), None)
+    if clash is not None:
+        raise Conflict(
+            f"server '{name}' collides with '{clash}': names must differ in more than case or '-' against '_'"
+        )
     change = Change("server.create", "server", name, None, {"name": name, **config})
     try:
         await commit(ctx, who, lambda s: store.create_server(name, config, s), lambda _none: change)
