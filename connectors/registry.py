@@ -226,6 +226,9 @@ def build_view(upstreams: Iterable[Upstream], version: int, tool_filter: ToolFil
         for res in cat.resources:
             uri = str(res.uri)
             shown = uri if uri not in resources else f"{up.name}+{uri}"
+            if shown in resources:  # a URI that another server's exposed URI spells out: never replace that one
+                logger.warning("resource %r of server %r is left out: its exposed URI is taken", uri, up.name)
+                continue
             resources[shown] = Entry(up.name, uri, shown, res.model_copy(update={"uri": shown}))
         for tmpl in cat.templates:
             entry = Entry(up.name, tmpl.uri_template, tmpl.uri_template, tmpl)

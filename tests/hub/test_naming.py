@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
+import mcp_types as types
 import pytest
 from hypothesis import given, strategies as st
 from pydantic import ValidationError
 
 from connectors.config import SERVER_NAME, StdioConfig
 from connectors.naming import MAX_NAME, exposed_name
+from connectors.registry import build_view
+from connectors.upstream import Catalog
 from hub.cli.main import main
 from hub.governance.filters import GlobSet
 from hub.settings import ConfigError, load_settings
@@ -79,3 +83,26 @@ def test_config_check_refuses_colliding_server_names(tmp_path: Path, first: str,
     assert main(["config", "check", str(config)]) != 0
     with pytest.raises(ConfigError, match=f"servers '{first}' and '{second}' collide"):
         load_settings(config)
+
+
+@dataclass
+class _Upstream:
+    name: str
+    catalog: Catalog
+
+
+def test_a_resource_whose_exposed_uri_is_taken_is_left_out_never_swapped_in() -> None:
+    """A URI two servers offer is exposed as `server+uri` for the later one; when that spelling is another server's
+    own URI, the later resource is left out, so an exposed URI always reads what it read before."""
+
+    def resource(uri: str) -> types.Resource:
+        return types.Resource(uri=uri, name=uri)
+
+    alpha = _Upstream("alpha", Catalog(resources=(resource("x://1"), resource("beta+x://1"))))
+    beta = _Upstream("beta", Catalog(resources=(resource("x://1"), resource("x://2"))))
+    view = build_view([beta, alpha], 1)  # type: ignore[list-item]
+    assert {uri: (e.server, e.original) for uri, e in view.resources.items()} == {
+        "x://1": ("alpha", "x://1"),
+        "beta+x://1": ("alpha", "beta+x://1"),
+        "x://2": ("beta", "x://2"),
+    }
