@@ -274,3 +274,38 @@ async def test_a_result_the_guardrails_cannot_read_is_blocked() -> None:
     with pytest.raises(Forbidden) as blocked:
         await stage(call, executor)
     assert "cannot read" in blocked.value.message
+
+
+# -- requests a door cannot read -----------------------------------------------------------------------------------
+
+
+async def test_a_request_a_door_cannot_read_is_refused_after_the_key_is_checked_and_is_recorded(
+    tmp_path: Path,
+) -> None:
+    async with running_fakes() as fakes:
+        keys = [{"name": "alice", "secret": ALICE, "models": ["*"], "tools": ["*"], "chat_tools": ["*"]}]
+        async with hub_with_fakes(tmp_path, fakes, keys) as hub, httpx2.AsyncClient(timeout=30) as http:
+            answers = []
+            for path in ("/v1/chat/completions", "/v1/embeddings", "/v1/mcp/tool/execute"):
+                for key in (ALICE, "ahk-" + "n" * 43):
+                    response = await http.post(
+                        hub.url(path), content=b"{not json", headers={"authorization": f"Bearer {key}"}
+                    )
+                    answers.append((path, response.status_code, response.json()["error"]["type"]))
+            rows = await _rows(hub)
+    assert answers == [
+        ("/v1/chat/completions", 400, "invalid_request_error"),
+        ("/v1/chat/completions", 401, "authentication_error"),
+        ("/v1/embeddings", 400, "invalid_request_error"),
+        ("/v1/embeddings", 401, "authentication_error"),
+        ("/v1/mcp/tool/execute", 400, "invalid_request_error"),
+        ("/v1/mcp/tool/execute", 401, "authentication_error"),
+    ]
+    assert [(r.operation, r.status, r.key_name) for r in rows] == [
+        ("llm.chat", 400, "alice"),
+        ("llm.chat", 401, None),
+        ("llm.embed", 400, "alice"),
+        ("llm.embed", 401, None),
+        ("mcp.tool", 400, "alice"),
+        ("mcp.tool", 401, None),
+    ]
