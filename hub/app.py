@@ -40,7 +40,7 @@ from hub.pipeline import Handler, Stage, compose
 from hub.runtime.memory import release_free_memory
 from hub.settings import Settings
 from hub.stages.audit import AuditStage
-from hub.stages.authn import AuthnStage, authenticate
+from hub.stages.authn import AuthnStage
 from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
@@ -354,7 +354,8 @@ class Hub:
     def authenticate(self, credential: str | None) -> Principal | None:
         """The principal of a presented key, as the authn stage decides it (for the MCP transport, which binds a
         session to its key before the SDK opens it)."""
-        return authenticate(self.keyring, credential)
+        key = self.keyring.verify(credential) if credential else None  # `authenticate` of the authn stage, inlined
+        return Principal(key) if key is not None else None
 
     def forget_server(self, name: str) -> None:
         """A run-time server was removed: its single-server endpoint goes with it."""

@@ -105,6 +105,22 @@ class Call:
     context: Mapping[str, Any] = field(default_factory=dict[str, Any])
     scope: str | None = None
 
+    def authenticated(self, principal: Principal) -> Call:
+        """This call, made by `principal` (its credential dropped); `dataclasses.replace`, spelled out for the hot
+        path."""
+        return Call(
+            self.door,
+            self.operation,
+            self.target,
+            self.payload,
+            principal,
+            None,
+            self.call_id,
+            self.parent_id,
+            self.context,
+            self.scope,
+        )
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -112,23 +128,26 @@ class Outcome:
 
     `tool_error` marks an MCP tool result with `isError` (the call itself worked). `usage` is what the call
     used when the executor knows better than the estimate (LLM tokens and cost). `headers` collects what stages
-    want on an HTTP response (rate-limit and budget headers).
+    want on an HTTP response (rate-limit and budget headers). `principal` is who the call ran for, as the authn
+    stage found it (for the audit stage, which runs before it).
     """
 
     value: Any
     tool_error: bool = False
     usage: Usage | None = None
     headers: dict[str, str] = field(default_factory=dict[str, str])
+    principal: Principal | None = None
 
 
 def agent_loop(call: Call) -> bool:
     """Whether a call is an Agent Mode request: a chat completion from a client (not a turn of a loop) whose key
     offers MCP tools in chat or whose body asks for Agent Mode options (`agenthub`). The loop is run by the agent
     executor; its turns and tool runs are calls of their own."""
-    if call.operation != "llm.chat" or call.parent_id is not None or call.context.get("api") != "chat":
-        return False
     principal = call.principal
-    payload = call.payload
-    return principal is not None and (
-        bool(principal.key.chat_tools) or (isinstance(payload, dict) and "agenthub" in payload)
-    )
+    if principal is None or call.operation != "llm.chat" or call.parent_id is not None:
+        return False
+    if not principal.key.chat_tools:
+        payload = call.payload
+        if not isinstance(payload, dict) or "agenthub" not in payload:
+            return False
+    return call.context.get("api") == "chat"

@@ -33,6 +33,8 @@ from hub.executors.code import CodeMode
 from hub.executors.sessions import LOG_LEVEL_KEY
 from hub.pipeline import Handler
 
+META_NAMES = CODE_READERS | {CODE_RUNNER}
+"""The hub's own Code Mode tools."""
 PRINCIPAL_SCOPE_KEY = "agenthub.principal"
 """Where the HTTP transport leaves the caller's `Principal` in the ASGI scope."""
 SESSION_GOVERNED_KEY = "agenthub.session_governed"
@@ -311,8 +313,11 @@ class McpDoor:
         Raises:
             HubError: the call was refused or failed; the message names the tool as the client called it.
         """
-        operation = self._tool_operation(principal, name)
-        target = self._exposed("tool", name) if operation == "mcp.tool" else name
+        if name in META_NAMES:
+            operation = self._tool_operation(principal, name)
+            target = self._exposed("tool", name) if operation == "mcp.tool" else name
+        else:
+            operation, target = "mcp.tool", self._exposed("tool", name) if self.scope is not None else name
         call = Call(
             door="mcp",
             operation=operation,

@@ -20,7 +20,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hub.call import Principal
 from hub.doors.mcp import McpDoor
-from hub.doors.mcp_sdk import live_session, session_owner
+from hub.doors.mcp_sdk import live_owner
 from hub.errors import HubError, PayloadTooLarge
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -62,7 +62,7 @@ class FastPath:
             and self._security._validate_origin(headers.get("origin"))
         ):
             return False
-        return live_session(self._manager, session_id) and session_owner(self._manager, session_id) == principal.key.id
+        return live_owner(self._manager, session_id) == principal.key.id
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, principal: Principal) -> Receive | None:
         """Serve the request, or return a `receive` that replays the consumed body for the SDK."""

@@ -6,7 +6,7 @@ installed SDK, so an upgrade that moves them fails loudly there instead of misbe
 - `connection_of(session)`: the SDK's per-client `Connection` behind a `ServerSession` (`session._connection`):
   its `state` dict, `exit_stack` and `outbound` notifier, which the door uses for per-connection log levels,
   resource subscriptions and list-changed notifications.
-- `live_session(manager, session_id)` and `session_owner(manager, session_id)`: the session manager's table of
+- `live_session` and `live_owner`: the session manager's table of
   handshake-era sessions (`_server_instances`) and of the identity each was opened by (`_session_owners`), which
   the MCP fast path and the per-key session cap read.
 - `served_methods(server)`: the JSON-RPC methods a low-level `Server` answers (`_request_handlers`).
@@ -26,16 +26,19 @@ def connection_of(session: ServerSession) -> Any:
     return session._connection
 
 
+def live_owner(manager: StreamableHTTPSessionManager, session_id: str) -> str | None:
+    """The client id (virtual key id) a live handshake-era session was opened by, or None (no such session)."""
+    transport = manager._server_instances.get(session_id)
+    if transport is None or transport.is_terminated:
+        return None
+    owner = manager._session_owners.get(session_id)
+    return None if owner is None else owner.get("client_id")
+
+
 def live_session(manager: StreamableHTTPSessionManager, session_id: str) -> bool:
     """Whether the manager still serves this handshake-era session."""
     transport = manager._server_instances.get(session_id)
     return transport is not None and not transport.is_terminated
-
-
-def session_owner(manager: StreamableHTTPSessionManager, session_id: str) -> str | None:
-    """The client id (virtual key id) the session was opened by, or None."""
-    owner = manager._session_owners.get(session_id)
-    return None if owner is None else owner.get("client_id")
 
 
 def served_methods(server: Server[Any]) -> set[str]:

@@ -25,13 +25,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.call import Call, Malformed, Operation
+from hub.call import Call, Malformed, Operation, Outcome
 from hub.doors.host import DoorHost
 from hub.doors.web import credential, error_response, json_response
 from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, openai_envelope
 from hub.executors.llm import output_estimate
 from hub.executors.stream import ClosingStream
-from hub.pipeline import Handler
 
 __all__ = [
     "chat_route",
@@ -121,17 +120,14 @@ async def model_route(hub: DoorHost, request: Request) -> Response:
 async def _models(hub: DoorHost, request: Request, name: str) -> Response:
     call = Call(door="openai", operation="llm.models", target=name, credential=credential(request.headers))
     try:
-        outcome = await _pipeline(hub)(call)
+        outcome = await (hub.pipeline or _not_running)(call)
     except HubError as exc:
         return error_response(exc)
     return json_response(outcome.value)
 
 
-def _pipeline(hub: DoorHost) -> Handler:
-    pipeline = hub.pipeline
-    if pipeline is None:
-        raise Internal("the hub is not running")
-    return pipeline
+async def _not_running(call: Call) -> Outcome:
+    raise Internal("the hub is not running")
 
 
 async def _serve(hub: DoorHost, request: Request, operation: Operation, api: str) -> Response:
@@ -157,7 +153,7 @@ async def _serve(hub: DoorHost, request: Request, operation: Operation, api: str
         door="openai", operation=operation, target=model, payload=payload, credential=presented, context=context
     )
     try:
-        outcome = await _pipeline(hub)(call)
+        outcome = await (hub.pipeline or _not_running)(call)
     except HubError as exc:
         return error_response(exc)
     headers = outcome.headers

@@ -60,7 +60,10 @@ class McpExecutor:
         view = self._registry.view
         try:
             if operation == "mcp.tool":
-                return await self._tool(call, _found(view.tools.get(call.target), "tool", call.target))
+                entry = view.tools.get(call.target)
+                if entry is None:
+                    raise unknown("tool", call.target)
+                return await self._tool(call, entry)
             if operation == "mcp.prompt":
                 entry = _found(view.prompts.get(call.target), "prompt", call.target)
                 upstream = await self._upstream_for(call, entry.server)

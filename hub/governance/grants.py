@@ -51,7 +51,10 @@ class Grant:
         """Whether an MCP policy name (`server__tool`, `server__prompt`, `server__<uri>`) is granted."""
         if not self.tools.matches(name):
             return False
-        return all(extra.matches(name) for extra in self._within)
+        for extra in self._within:
+            if not extra.matches(name):
+                return False
+        return True
 
     def allows(self, entry: Entry, scope: str | None = None) -> bool:
         """Whether a registry entry is granted, on the endpoint of `scope` (a single server) if given."""

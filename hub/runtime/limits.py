@@ -7,6 +7,7 @@ process's file-descriptor limit at start-up. The HTTP protocol in `hub.runtime.p
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +32,9 @@ class ServingLimits:
 class Evictable(Protocol):
     """A connection the table can close to make room."""
 
+    waiting_since: int | None
+    """When the connection began waiting for a request (a `TICKS` value), or None while a request is in flight."""
+
     def evict(self) -> None:
         """Close the connection now (the table has already let it go)."""
         ...
@@ -38,28 +42,29 @@ class Evictable(Protocol):
 
 C = TypeVar("C", bound=Evictable)
 
+TICKS = itertools.count()
+"""Stamps in the order connections begin waiting: the smallest has waited longest."""
+
 _REFUSAL_WARNING_EVERY_S = 60.0
 
 
 class ConnectionTable(Generic[C]):
-    """One server's open connections, and those waiting for a request (no request in flight: its headers still
-    coming, or idle between requests) in the order they began waiting.
+    """One server's open connections, each stamped with when it began waiting for a request (its headers still
+    coming, or idle between requests), or not while it has a request in flight.
 
-    `admit` a new connection: below the cap it joins as waiting; at the cap the connection that has waited longest
-    is evicted to make room, and when none waits (every connection is busy with a request) the new one is refused.
-    A connection moves with `busy` (its request's headers are complete) and `waiting` (its response is done), and
-    leaves with `leave`; each is a dictionary operation.
+    `admit` a new connection: below the cap it joins, waiting; at the cap the connection that has waited longest is
+    evicted to make room (found by a scan, only then), and when none waits (every connection is busy with a request)
+    the new one is refused. A connection moves with `busy` and `waiting`: setting its stamp, which the HTTP protocol
+    does itself on its hot path; it leaves with `leave`.
     """
 
-    __slots__ = ("_clock", "_members", "_waiting", "_warned_at", "cap", "evicted", "refused")
+    __slots__ = ("_clock", "_members", "_warned_at", "cap", "evicted", "refused")
 
     def __init__(self, cap: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         if cap < 1:
             raise ValueError(f"the connection cap must be at least 1, not {cap}")
         self.cap = cap
         self._members: set[C] = set()
-        self._waiting: dict[C, None] = {}
-        """Insertion-ordered: the first key has waited longest."""
         self._clock = clock
         self._warned_at: float | None = None
         self.evicted = 0
@@ -73,31 +78,33 @@ class ConnectionTable(Generic[C]):
     def admit(self, connection: C) -> bool:
         """Take a new connection, waiting for its first request; False when it must be refused."""
         if len(self._members) >= self.cap:
-            if not self._waiting:
+            waiting = [c for c in self._members if c.waiting_since is not None]
+            if not waiting:
                 self.refused += 1
                 self._warn_refused()
                 return False
-            oldest = next(iter(self._waiting))
+            oldest = min(waiting, key=_since)
             self.leave(oldest)
             self.evicted += 1
             oldest.evict()
         self._members.add(connection)
-        self._waiting[connection] = None
+        connection.waiting_since = next(TICKS)
         return True
 
-    def busy(self, connection: C) -> None:
+    @staticmethod
+    def busy(connection: C) -> None:
         """The connection has a request in flight: it is not closed to make room."""
-        self._waiting.pop(connection, None)
+        connection.waiting_since = None
 
     def waiting(self, connection: C) -> None:
         """The connection has no request in flight any more; it waits from now on (the newest waiter)."""
         if connection in self._members:
-            self._waiting[connection] = None
+            connection.waiting_since = next(TICKS)
 
     def leave(self, connection: C) -> None:
         """The connection is closed or closing (a no-op for one that already left, or was refused)."""
         self._members.discard(connection)
-        self._waiting.pop(connection, None)
+        connection.waiting_since = None
 
     def _warn_refused(self) -> None:
         now = self._clock()
@@ -109,6 +116,11 @@ class ConnectionTable(Generic[C]):
                 self.cap,
                 self.refused,
             )
+
+
+def _since(connection: Evictable) -> int:
+    stamp = connection.waiting_since
+    return stamp if stamp is not None else -1
 
 
 def plan_descriptors(cap: int, reserve: int, soft: int, hard: int, unlimited: int = -1) -> tuple[int, int]:

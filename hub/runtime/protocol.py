@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from hub.runtime.limits import ConnectionTable, ServingLimits
+from hub.runtime.limits import TICKS, ConnectionTable, ServingLimits
 
 __all__ = ["UVICORN_INTERNALS", "LimitedHttpToolsProtocol", "OneWriteHttpToolsProtocol", "limited_protocol"]
 
@@ -172,6 +172,7 @@ class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
     connection_table: ClassVar[ConnectionTable[LimitedHttpToolsProtocol]]
 
     _phase: int = _OPENED
+    waiting_since: int | None = None
     _deadline: int = _NO_DEADLINE
     _deadline_timer: asyncio.TimerHandle | None = None
 
@@ -203,7 +204,7 @@ class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
         if cycle is not previous:
             cycle.transport = _HeadersWithBody(self.transport, cycle)
         self._phase = _REQUEST
-        self.connection_table.busy(self)
+        self.waiting_since = None  # a request in flight: not closed to make room (`ConnectionTable.busy`)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -211,7 +212,7 @@ class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
             self._phase = _IDLE
             if self._deadline != _NO_DEADLINE:  # the body of the answered request was still coming
                 self._disarm()
-            self.connection_table.waiting(self)
+            self.waiting_since = next(TICKS)  # waits from now on (`ConnectionTable.waiting`; ignored once it left)
         elif not self.transport.is_closing():  # a pipelined request started: its body may still be on its way
             self._retime()
 

@@ -31,6 +31,8 @@ class AuditStage:
         deferred = False
         try:
             outcome = await call_next(call)
+            if entry.key_id is None and outcome.principal is not None:
+                entry.key_id, entry.key_name = outcome.principal.key.id, outcome.principal.key.name
             if outcome.tool_error:
                 entry.outcome = "tool_error"
             _usage(entry, outcome)
@@ -40,8 +42,10 @@ class AuditStage:
             return outcome
         except HubError as exc:
             entry.outcome, entry.status, entry.error = exc.code, exc.wire.status, exc.message
+            self._attribute(entry, call)
             raise
         except BaseException as exc:
+            self._attribute(entry, call)
             if isinstance(exc, Exception):
                 logger.exception("unexpected failure in %s %s", call.operation, call.target)
                 denied = Internal("internal error")
@@ -54,10 +58,15 @@ class AuditStage:
                 entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)
                 self._log.record(entry)
 
+    def _attribute(self, entry: LogEntry, call: Call) -> None:
+        """Who made a refused or failed call that came with only a credential (its key, if the key is one)."""
+        if entry.key_id is None and call.credential and self._keyring is not None:
+            key = self._keyring().verify(call.credential)
+            if key is not None:
+                entry.key_id, entry.key_name = key.id, key.name
+
     def _entry(self, call: Call) -> LogEntry:
         key = call.principal.key if call.principal else None
-        if key is None and call.credential and self._keyring is not None:
-            key = self._keyring().verify(call.credential)
         return LogEntry(
             ts=datetime.now(UTC),
             call_id=call.call_id,

@@ -9,7 +9,6 @@ stage's (one error, one request-log row).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 
 from hub.call import Call, Outcome, Principal
 from hub.errors import Unauthenticated
@@ -37,9 +36,11 @@ class AuthnStage:
             if key is None:
                 raise Unauthenticated("the virtual key was revoked or has expired")
             if key is not principal.key:
-                call = replace(call, principal=principal.with_key(key))
+                call = call.authenticated(principal.with_key(key))
             return await call_next(call)
         found = authenticate(ring, call.credential)
         if found is None:
             raise Unauthenticated(NO_KEY)
-        return await call_next(replace(call, principal=found, credential=None))
+        outcome = await call_next(call.authenticated(found))
+        outcome.principal = found  # the audit stage records who made the call
+        return outcome

@@ -44,7 +44,11 @@ class AuthzStage:
         principal = call.principal
         if principal is None:
             raise Internal("authz reached without a principal")
-        if not isinstance(call.payload, Malformed):
+        if call.operation == "mcp.tool" and call.scope is None:  # the hot path: a tool of the aggregated endpoint
+            entry = self._view().tools.get(call.target)
+            if (entry is None or not principal.grant.allows(entry)) and not isinstance(call.payload, Malformed):
+                raise unknown("tool", call.target)
+        elif not isinstance(call.payload, Malformed):
             self._check(call, principal)
         return await call_next(call)
 

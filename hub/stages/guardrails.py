@@ -69,13 +69,9 @@ class GuardrailsStage:
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         guardrails = self._current()
         principal = call.principal
-        if (
-            guardrails is None
-            or principal is None
-            or call.operation in UNCHECKED
-            or isinstance(call.payload, Malformed)
-            or agent_loop(call)
-        ):
+        if guardrails is None or principal is None:
+            return await call_next(call)
+        if call.operation in UNCHECKED or isinstance(call.payload, Malformed) or agent_loop(call):
             return await call_next(call)
         key = principal.key
         door = "llm" if call.operation.startswith("llm.") else "mcp"

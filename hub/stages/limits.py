@@ -51,9 +51,10 @@ class LimitsStage:
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         principal = call.principal
-        if principal is None or agent_loop(call):
+        operation = call.operation
+        if principal is None or (operation == "llm.chat" and agent_loop(call)):
             return await call_next(call)
-        if call.operation in GATED:
+        if operation in GATED:
             self._check_over(principal.key.id)
             return await call_next(call)
         spend = call.operation in SPENDING

@@ -245,6 +245,7 @@ class FakeConnection:
     def __init__(self, name: str) -> None:
         self.name = name
         self.evicted = False
+        self.waiting_since: int | None = None
 
     def evict(self) -> None:
         self.evicted = True
