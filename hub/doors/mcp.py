@@ -26,11 +26,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from connectors.registry import RegistryView
 from hub.call import Call, Operation, Principal
 from hub.doors.mcp_methods import CODE_READERS, CODE_RUNNER
-from hub.doors.mcp_sdk import connection_of
 from hub.doors.mcp_watches import ResourceSubscriber, ResourceWatches
 from hub.errors import HubError, NotFound
 from hub.executors.code import CodeMode
 from hub.executors.sessions import LOG_LEVEL_KEY
+from hub.mcp_sdk import connection_of
 from hub.pipeline import Handler
 
 META_NAMES = CODE_READERS | {CODE_RUNNER}

@@ -20,8 +20,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from hub.call import Principal
 from hub.doors.mcp import McpDoor
-from hub.doors.mcp_sdk import live_owner
 from hub.errors import HubError, PayloadTooLarge
+from hub.mcp_sdk import live_owner
 
 JSON_HEADERS = [(b"content-type", b"application/json")]
 FAST_METHODS = frozenset({b"tools/call", b"tools/list"})

@@ -34,10 +34,10 @@ from hub.call import Call, Malformed, Principal
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY, SESSION_GOVERNED_KEY, McpDoor
 from hub.doors.mcp_fast import FastPath, read_body
 from hub.doors.mcp_methods import classify
-from hub.doors.mcp_sdk import live_session
 from hub.doors.web import WWW_AUTHENTICATE, credential
 from hub.errors import HubError, Internal, PayloadTooLarge, Unauthenticated
 from hub.executors.session import SessionTicket
+from hub.mcp_sdk import live_session
 from hub.pipeline import Handler
 from hub.settings import Settings, parse_listen
 from hub.stages.authn import NO_KEY

@@ -29,6 +29,7 @@ from connectors.registry import Registry
 from connectors.upstream import ClientCallbacks, Upstream
 from hub.call import Call
 from hub.errors import UpstreamFailed
+from hub.mcp_sdk import connection_of
 
 logger = logging.getLogger(__name__)
 STATE_KEY = "agenthub.upstreams"
@@ -67,7 +68,7 @@ class _Downstream:
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
         """Pass an upstream log message on, unless it is below the level the client asked for."""
-        wanted = self.session._connection.state.get(LOG_LEVEL_KEY, "debug")
+        wanted = connection_of(self.session).state.get(LOG_LEVEL_KEY, "debug")
         if LOG_LEVELS.index(params.level) < LOG_LEVELS.index(wanted):
             return
         notification = types.LoggingMessageNotification(params=params)
@@ -98,7 +99,7 @@ class PerClientUpstreams:
         downstream_session: ServerSession | None = call.context.get("downstream")
         if shared.config.session != "per_client" or downstream_session is None:
             return shared
-        connection = downstream_session._connection
+        connection = connection_of(downstream_session)
         state: dict[str, tuple[Upstream, _Downstream]] = connection.state.setdefault(STATE_KEY, {})
         found = state.get(server)
         if found is not None:
@@ -119,7 +120,7 @@ class PerClientUpstreams:
 
 
 def _callbacks(downstream: _Downstream) -> ClientCallbacks:
-    caps = downstream.session._connection.client_capabilities or types.ClientCapabilities()
+    caps = connection_of(downstream.session).client_capabilities or types.ClientCapabilities()
 
     async def sampling(context: ClientRequestContext, params: types.CreateMessageRequestParams) -> Any:
         if not downstream.supports(types.ClientCapabilities(sampling=types.SamplingCapability())):

@@ -33,8 +33,8 @@ from connectors.registry import RegistryView
 from hub.call import OPERATIONS, Call, Outcome
 from hub.doors.mcp import McpDoor
 from hub.doors.mcp_methods import MCP_OPERATIONS
-from hub.doors.mcp_sdk import served_methods
 from hub.governance.keys import new_secret
+from hub.mcp_sdk import served_methods
 from llm.testing import FakeRequest, Reply, ToolCall
 from tests.doors.harness import ENV, FAST_ROUTING, MODELS, PRICES, Fakes, running_fakes
 from tests.hub.harness import RunningHub, fixture_stdio, mcp_client, running_hub
