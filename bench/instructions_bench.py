@@ -5,10 +5,11 @@ wall-clock figures), optionally against another checkout measured in the same ru
 One measurement starts, on 127.0.0.1, the upstream (the fixture MCP server over Streamable HTTP, or the `llm.testing`
 OpenAI fake) and `agenthub serve` under callgrind with full governance on; sends 100 requests one at a time to warm
 up, zeroes the counters, sends `--calls` more, dumps the counters and divides. The request log's flushes and the
-change follower's polls run on timers, so a run that takes longer counts a little more of them: take the lower of
-two runs when comparing.
+change follower's polls run on timers, so a run that takes longer counts a little more of them: each side is
+measured `--runs` times, alternating, and the lowest count is shown.
 
-    .venv/bin/python bench/instructions_bench.py [--calls 400] [--baseline ../other-checkout --baseline-python PY]
+    .venv/bin/python bench/instructions_bench.py [--calls 400] [--runs 2] [--door mcp|llm]
+        [--baseline ../other-checkout --baseline-python PY]
 
 Needs valgrind (Debian package `valgrind`).
 """
@@ -20,6 +21,7 @@ import asyncio
 import glob
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -167,13 +169,16 @@ def measure(root: Path, python: str, door: str, calls: int) -> float:
         if hub is not None:
             stop(hub, signal.SIGINT)
         stop(upstream)
-    dumps = glob.glob(f"{out}.1")
-    if not dumps:
-        raise RuntimeError("callgrind wrote no dump")
-    for line in Path(dumps[0]).read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1]) / calls
-    raise RuntimeError("no total in the callgrind dump")
+    try:
+        dumps = glob.glob(f"{out}.1")
+        if not dumps:
+            raise RuntimeError("callgrind wrote no dump")
+        for line in Path(dumps[0]).read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1]) / calls
+        raise RuntimeError("no total in the callgrind dump")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -181,12 +186,20 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=400)
     parser.add_argument("--baseline", type=Path, help="another checkout to measure in the same run")
     parser.add_argument("--baseline-python", default=sys.executable, help="the Python that has its dependencies")
+    parser.add_argument("--runs", type=int, default=2, help="measurements of each side, alternating; the lowest counts")
+    parser.add_argument("--door", choices=("mcp", "llm"), action="append", help="measure only this door (repeatable)")
     args = parser.parse_args()
     rows: list[tuple[str, float, float | None]] = []
     for door, label in (("mcp", "tools/call, c=1"), ("llm", "chat completion, c=1")):
-        base = measure(args.baseline, args.baseline_python, door, args.calls) if args.baseline else None
-        here = measure(ROOT, sys.executable, door, args.calls)
-        rows.append((label, here, base))
+        if args.door and door not in args.door:
+            continue
+        bases: list[float] = []
+        heres: list[float] = []
+        for _ in range(args.runs):
+            if args.baseline:
+                bases.append(measure(args.baseline, args.baseline_python, door, args.calls))
+            heres.append(measure(ROOT, sys.executable, door, args.calls))
+        rows.append((label, min(heres), min(bases) if bases else None))
     print("| instructions per request | this tree | baseline | ratio |")
     print("| --- | --- | --- | --- |")
     for label, here, base in rows:

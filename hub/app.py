@@ -354,7 +354,7 @@ class Hub:
     def authenticate(self, credential: str | None) -> Principal | None:
         """The principal of a presented key, as the authn stage decides it (for the MCP transport, which binds a
         session to its key before the SDK opens it)."""
-        key = self.keyring.verify(credential) if credential else None  # `authenticate` of the authn stage, inlined
+        key = self.keyring.verify(credential) if credential else None  # as the authn stage decides
         return Principal(key) if key is not None else None
 
     def forget_server(self, name: str) -> None:

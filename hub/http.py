@@ -40,7 +40,7 @@ class McpRouter:
     def __init__(self, app: ASGIApp, hub_ref: HubRef, llm: _LlmDoor) -> None:
         self.app = app
         self._llm = llm
-        self.mcp = McpTransport(lambda: hub_ref.hub)
+        self.mcp = McpTransport(hub_ref)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")

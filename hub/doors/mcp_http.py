@@ -126,11 +126,18 @@ class McpEndpoint:
             await anyio.sleep_forever()
 
 
-class McpTransport:
-    """Serves `/mcp` and `/mcp/{server}` for the hub `host()` returns."""
+class McpHostRef(Protocol):
+    """Where the transport finds the running hub (set once the hub started)."""
 
-    def __init__(self, host: Callable[[], McpHost]) -> None:
-        self._host = host
+    @property
+    def hub(self) -> McpHost: ...
+
+
+class McpTransport:
+    """Serves `/mcp` and `/mcp/{server}` for the running hub `ref.hub`."""
+
+    def __init__(self, ref: McpHostRef) -> None:
+        self._ref = ref
         quiet_client_disconnects()
         self._endpoints: dict[str | None, McpEndpoint] = {}
         self._lock = anyio.Lock()
@@ -140,7 +147,7 @@ class McpTransport:
         self._endpoints.clear()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        host = self._host()
+        host = self._ref.hub
         path: str = scope.get("path", "")
         server = path[5:].strip("/") or None
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in READ_HEADERS}

@@ -60,7 +60,13 @@ class Grant:
         """Whether a registry entry is granted, on the endpoint of `scope` (a single server) if given."""
         if scope is not None and entry.server != scope:
             return False
-        return self.allows_name(policy_name(entry))
+        name = policy_name(entry)  # `allows_name`, inlined: this runs on every tool call
+        if not self.tools.matches(name):
+            return False
+        for extra in self._within:
+            if not extra.matches(name):
+                return False
+        return True
 
     def visible(self, entries: Iterable[Entry], scope: str | None = None) -> list[Entry]:
         """The granted entries among `entries` (on the endpoint of `scope`)."""

@@ -193,7 +193,7 @@ class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
         phase = self._phase
         if phase == _IDLE or phase == _OPENED:  # no request in flight: these bytes begin one
             self._phase = _HEADERS
-        super().data_received(data)
+        HttpToolsProtocol.data_received(self, data)  # `super()`, spelled out: this runs for every request
         if self._phase != _REQUEST or self._deadline != _NO_DEADLINE or self.cycle.more_body:
             self._retime()  # else a whole request came, and no deadline runs: nothing to do (the hot path)
 
@@ -207,7 +207,7 @@ class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
         self.waiting_since = None  # a request in flight: not closed to make room (`ConnectionTable.busy`)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        HttpToolsProtocol.on_response_complete(self)
         if self.timeout_keep_alive_task is not None:  # uvicorn waits for the next request: none is in flight
             self._phase = _IDLE
             if self._deadline != _NO_DEADLINE:  # the body of the answered request was still coming

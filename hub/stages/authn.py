@@ -18,12 +18,6 @@ from hub.pipeline import Handler
 NO_KEY = "a valid virtual key is required (Authorization: Bearer ahk-...)"
 
 
-def authenticate(ring: KeyRing, credential: str | None) -> Principal | None:
-    """The principal of a presented credential, or None."""
-    key = ring.verify(credential) if credential else None
-    return Principal(key) if key is not None else None
-
-
 class AuthnStage:
     def __init__(self, keyring: Callable[[], KeyRing]) -> None:
         self._keyring = keyring
@@ -38,9 +32,11 @@ class AuthnStage:
             if key is not principal.key:
                 call = call.authenticated(principal.with_key(key))
             return await call_next(call)
-        found = authenticate(ring, call.credential)
-        if found is None:
+        credential = call.credential
+        key = ring.verify(credential) if credential else None
+        if key is None:
             raise Unauthenticated(NO_KEY)
+        found = Principal(key)
         outcome = await call_next(call.authenticated(found))
         outcome.principal = found  # the audit stage records who made the call
         return outcome

@@ -48,6 +48,9 @@ class AuthzStage:
             entry = self._view().tools.get(call.target)
             if (entry is None or not principal.grant.allows(entry)) and not isinstance(call.payload, Malformed):
                 raise unknown("tool", call.target)
+        elif call.operation == "llm.chat" and not isinstance(call.payload, Malformed):  # the other hot path
+            if not principal.grant.models.matches(call.target):
+                raise unknown("model", call.target)
         elif not isinstance(call.payload, Malformed):
             self._check(call, principal)
         return await call_next(call)
