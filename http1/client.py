@@ -1,14 +1,26 @@
-"""A small HTTP/1.1 client for the tool-call hot path: one origin, pooled keep-alive connections.
+"""A small HTTP/1.1 client for the hot paths: one origin, pooled keep-alive connections.
 
-The hub POSTs JSON-RPC to each Streamable HTTP upstream and reads the whole answer (a JSON body or a short SSE
-stream). That needs very little of a general HTTP client, so this one is built on asyncio protocols and the
-`httptools` response parser (the C parser the hub's server side already uses): no per-request tasks, no
-header objects, no cookie jar, no redirects, no content decoding (it never asks for compressed bodies).
+The hub POSTs JSON-RPC to each Streamable HTTP upstream and JSON to LLM providers, and reads the whole answer or
+a stream of events. That needs very little of a general HTTP client, so this one is built on asyncio protocols
+and the `httptools` response parser (the C parser the hub's server side already uses): no per-request tasks, no
+header objects, no cookie jar, no redirects, no content decoding (it never asks for compressed bodies). How a
+response is read, and what is refused, is in `http1.connection`; what a caller may send, in `http1.request`.
+
+One deadline per request: `timeout` seconds from the call bound the wait for a free connection slot, connecting
+(TLS included), sending and receiving (for `stream`, up to the headers). It is worked out once; on the common
+path (a free slot, a pooled connection) one loop timer on the connection enforces it (`loop.call_at`), no task
+and no cancel scope; a cancel scope is entered only for a wait that blocks (a full pool, a new connection).
+
+A request is sent at most once unless it is idempotent, by method (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) or as
+the caller declares (`idempotent=`). When a pooled connection closes without a byte of answer (the server timed
+it out just as the request left), an idempotent request goes once more on a new connection, within the same
+deadline; any other raises `RequestMayHaveBeenProcessed`, because the server may have acted on it. A failure to
+connect raises `ConnectFailed`: nothing was sent.
 
 A connection goes back to the pool only after a complete response that allows keep-alive; a request that is
-cancelled or fails half-way closes its connection. Idle connections the server closed are dropped on reuse; when
-a server times out a pooled connection just as a request leaves on it (it closes without a byte of answer, so
-it never took the request), the request is sent once more on a new connection.
+cancelled or fails half-way closes its connection. A pooled connection is not picked once it has been idle for
+the pool's `keepalive_s` or for the server's `Keep-Alive: timeout=` less a margin (`max=0` ends reuse, as does
+`Connection: close`), nor when the server's close or stray bytes already wait on it (one `poll` on its socket).
 """
 
 from __future__ import annotations
@@ -19,19 +31,28 @@ import time
 from collections import deque
 from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from functools import cache
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
-import httptools
+
+from http1.connection import Connection as _Connection
+from http1.errors import BodyTooLarge, ConnectFailed, HttpError, RequestMayHaveBeenProcessed
+from http1.proxy import FROM_ENVIRONMENT, ProxyChoice, ProxySettings
+from http1.request import encode_head, is_idempotent
+from http1.response import HttpResponse, StreamedResponse
+from http1.tunnel import open_tunnel
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
+    "DEFAULT_MAX_HEAD",
     "BodyTooLarge",
+    "ConnectFailed",
     "H1Pool",
     "HttpError",
     "HttpResponse",
+    "RequestMayHaveBeenProcessed",
     "StreamedResponse",
     "default_ssl_context",
     "ssl_context_for",
@@ -39,8 +60,8 @@ __all__ = [
 
 T = TypeVar("T")
 DEFAULT_MAX_BODY = 64 * 1024 * 1024
-_MAX_BUFFERED_CHUNKS = 64
-"""Body chunks a streamed response holds before the connection stops reading (until the reader catches up)."""
+DEFAULT_MAX_HEAD = 64 * 1024
+"""Bytes a response's header section may take, interim responses included (as h11's default)."""
 
 
 @cache
@@ -63,250 +84,11 @@ def _trusts_nothing() -> ssl.SSLContext:
     return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verification and host name checks on, no CA loaded
 
 
-class HttpError(ConnectionError):
-    """The connection failed, closed early, or the server sent something that is not HTTP/1.1."""
-
-
-class BodyTooLarge(HttpError):
-    """The response body grew past the pool's `max_body`."""
-
-
-def _first(headers: list[tuple[str, str]], name: str, default: str) -> str:
-    for key, value in headers:
-        if key == name:
-            return value
-    return default
-
-
-@dataclass(frozen=True, slots=True)
-class HttpResponse:
-    status: int
-    headers: list[tuple[str, str]]
-    """Header names in lower case, in the order received."""
-    body: bytes
-
-    def header(self, name: str, default: str = "") -> str:
-        """The first value of header `name` (lower case), or `default`."""
-        return _first(self.headers, name, default)
-
-
-class StreamedResponse:
-    """A response whose headers arrived; `next_chunk()` returns its body piece by piece (None at the end)."""
-
-    __slots__ = ("_conn", "headers", "status")
-
-    def __init__(self, status: int, headers: list[tuple[str, str]], conn: _Connection) -> None:
-        self.status = status
-        self.headers = headers
-        """Header names in lower case, in the order received."""
-        self._conn = conn
-
-    def header(self, name: str, default: str = "") -> str:
-        """The first value of header `name` (lower case), or `default`."""
-        return _first(self.headers, name, default)
-
-    async def next_chunk(self, timeout: float | None = None) -> bytes | None:
-        """The body bytes that arrived since the last call (waiting for some), or None once the body ended.
-
-        Raises:
-            TimeoutError: nothing arrived within `timeout` seconds (the connection is closed).
-            HttpError: the connection broke, the body is not valid HTTP/1.1 or grew past the pool's limit.
-        """
-        conn = self._conn
-        timer = asyncio.get_running_loop().call_later(timeout, conn.expire) if timeout is not None else None
-        try:
-            return await conn.next_chunk()
-        except (HttpError, TimeoutError):
-            raise
-        except OSError as exc:
-            raise HttpError(str(exc) or type(exc).__name__) from None
-        finally:
-            if timer is not None:
-                timer.cancel()
-
-
-class _Dropped(HttpError):
-    """The server closed the connection without a byte of response (an idle connection it had just timed out)."""
-
-    def __init__(self) -> None:
-        super().__init__("the server closed the connection without answering")
-
-
-class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection; parses one response at a time."""
-
-    def __init__(self, max_body: int) -> None:
-        self.transport: asyncio.Transport | None = None
-        self.closed = False
-        self.idle_since = 0.0
-        self._max_body = max_body
-        self._parser = httptools.HttpResponseParser(self)
-        self._reset()
-
-    def _reset(self) -> None:
-        self._waiter: asyncio.Future[None] | None = None
-        self._headers: list[tuple[str, str]] = []
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._status = 0
-        self._headers_done = False
-        self._complete = False
-        self._delimited = False
-        self._active = False
-        """Whether a request is under way (bytes arriving otherwise put the connection out of step)."""
-        self._streaming = False
-        self._paused = False
-        self._error: Exception | None = None
-        self.answered = False
-        """Whether any byte of the current response arrived."""
-
-    # -- asyncio.Protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # a stream transport (uvloop's is not a subclass)
-
-    def data_received(self, data: bytes) -> None:
-        if not self._active:  # bytes while idle: the connection is out of step, never reuse it
-            self._close()
-            return
-        self.answered = True
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(HttpError(f"malformed HTTP response: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if not self._active or self._complete:
-            return
-        if self._headers_done and not self._delimited:  # a body that ends with the connection
-            self._finish()
-            return
-        self._fail(
-            _Dropped() if not self.answered else HttpError("the connection closed in the middle of the response")
-        )
-
-    # -- httptools callbacks
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        if key in ("content-length", "transfer-encoding"):
-            self._delimited = True
-        self._headers.append((key, value.decode("latin-1")))
-
-    def on_headers_complete(self) -> None:
-        self._status = self._parser.get_status_code()
-        self._headers_done = True
-        if self._streaming:
-            self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        self._size += len(body)
-        if self._size > self._max_body:
-            self._fail(BodyTooLarge(f"response body larger than {self._max_body} bytes"))
-            return
-        self._chunks.append(body)
-        if self._streaming:
-            if len(self._chunks) > _MAX_BUFFERED_CHUNKS and not self._paused and self.transport is not None:
-                self._paused = True  # the reader is behind: stop reading until it catches up
-                self.transport.pause_reading()
-            self._wake()
-
-    def on_message_complete(self) -> None:
-        if not self._parser.should_keep_alive():
-            self.closed = True
-        self._finish()
-
-    # -- the request
-
-    async def exchange(self, request: bytes) -> HttpResponse:
-        """Send one request and wait for its whole response."""
-        await self._wait(self._begin(), request)
-        response = HttpResponse(self._status, self._headers, b"".join(self._chunks))
-        self._reset()
-        return response
-
-    async def start(self, request: bytes) -> tuple[int, list[tuple[str, str]]]:
-        """Send one request and wait for the status and headers; the body follows through `next_chunk`."""
-        self._streaming = True
-        await self._wait(self._begin(), request)
-        if self._error is not None:
-            raise self._error
-        return self._status, self._headers
-
-    def _begin(self) -> Callable[[bytes], object]:
-        """Mark a request under way; the function that sends its bytes."""
-        transport = self.transport
-        if transport is None or self.closed:
-            raise HttpError("the connection is closed")
-        self._active = True
-        return transport.write
-
-    async def next_chunk(self) -> bytes | None:
-        """The body bytes received since the last call, waiting for some; None once the body is complete."""
-        while True:
-            if self._chunks:
-                data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
-                self._chunks.clear()
-                if self._paused and self.transport is not None:
-                    self._paused = False
-                    self.transport.resume_reading()
-                return data
-            if self._error is not None:
-                raise self._error
-            if self._complete:
-                return None
-            await self._wait()
-
-    def release(self) -> bool:
-        """After a streamed response: True when the connection may serve another request (else it is closed)."""
-        if self._complete and self._error is None and not self.closed:
-            self._reset()
-            return True
-        self._close()
-        return False
-
-    async def _wait(self, send: Callable[[bytes], object] | None = None, data: bytes = b"") -> None:
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
-        if send is not None:
-            send(data)
-        try:
-            await waiter
-        except BaseException:
-            self._close()
-            raise
-        finally:
-            self._waiter = None
-
-    def expire(self) -> None:
-        """The caller's time ran out: fail what waits and close the connection."""
-        self._fail(TimeoutError("timed out"))
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-    def _finish(self) -> None:
-        self._complete = True
-        self._wake()
-
-    def _fail(self, exc: Exception) -> None:
-        self._close()
-        self._error = exc
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(exc)
-
-    def _close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
-
-
-async def _timed(conn: _Connection, step: Coroutine[Any, Any, T], timeout: float | None) -> T:
-    """Run `step` on `conn`; past `timeout` seconds the connection fails it with TimeoutError (a timer, no task)."""
-    if timeout is None:
+async def _timed(conn: _Connection, step: Coroutine[Any, Any, T], deadline: float | None) -> T:
+    """Run `step` on `conn`; at `deadline` (loop time) the connection fails it with TimeoutError (a timer, no task)."""
+    if deadline is None:
         return await step
-    timer = asyncio.get_running_loop().call_later(timeout, conn.expire)
+    timer = asyncio.get_running_loop().call_at(deadline, conn.expire)
     try:
         return await step
     finally:
@@ -323,25 +105,43 @@ class H1Pool:
         max_connections: int = 100,
         keepalive_s: float = 60.0,
         max_body: int = DEFAULT_MAX_BODY,
+        max_head: int = DEFAULT_MAX_HEAD,
         ssl_context: ssl.SSLContext | None = None,
         connect_timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        proxy: ProxyChoice = FROM_ENVIRONMENT,
     ) -> None:
-        """Raises: ValueError: `url` is not an absolute http(s) URL."""
+        """`clock` measures how long connections stay idle (the request deadlines run on the event loop's clock).
+
+        `proxy`: the forward proxy new connections tunnel through (`CONNECT`), None to always go direct, or (the
+        default) the one the environment names for this origin, read here once (`http1.proxy`).
+
+        Raises:
+            ValueError: `url` is not an absolute http(s) URL.
+            ProxyConfigError: the environment names a proxy this client cannot use (a ValueError)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url!r}")
         self._host = parts.hostname
         self._port = parts.port or (443 if parts.scheme == "https" else 80)
+        if proxy is FROM_ENVIRONMENT:
+            proxy = ProxySettings.from_environment().for_target(parts.scheme, self._host, self._port)
+        self._proxy = proxy
+        self._via = "" if proxy is None else f" through proxy {proxy}"
         default_port = self._port == (443 if parts.scheme == "https" else 80)
-        host = f"[{self._host}]" if ":" in self._host else self._host
+        host = self._host if self._host.isascii() else self._host.encode("idna").decode("ascii")  # the A-label
+        host = f"[{host}]" if ":" in host else host
         self._authority = host if default_port else f"{host}:{self._port}"
+        self._host_line = f"Host: {self._authority}"
         self._tls = parts.scheme == "https"
         self._ssl = ssl_context
         self._idle: deque[_Connection] = deque()
         self._slots = asyncio.Semaphore(max_connections)
         self._keepalive_s = keepalive_s
         self._max_body = max_body
+        self._max_head = max_head
         self._connect_timeout = connect_timeout
+        self._clock = clock
         self._closed = False
 
     def target(self, url: str) -> str:
@@ -358,19 +158,35 @@ class H1Pool:
         body: bytes = b"",
         *,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> HttpResponse:
         """Send `method target` with `headers` and `body`; the whole response, within `timeout` seconds.
 
+        `idempotent` says whether the request may be sent again if a pooled connection drops it unanswered
+        (None: by method). The deadline covers waiting for a free slot, connecting and the whole exchange.
+
         Raises:
-            TimeoutError: no whole response within `timeout` seconds of having a connection.
-            HttpError: connecting failed, the connection broke, or the response is not valid HTTP/1.1.
-            ValueError: a header name or value holds a line break.
+            TimeoutError: no whole response within `timeout` seconds of the call.
+            ConnectFailed: no connection could be made (nothing was sent).
+            RequestMayHaveBeenProcessed: the connection closed without an answer after the request left, and
+                the request is not idempotent.
+            HttpError: the connection broke or the response is not valid HTTP/1.1 (or too large).
+            ValueError: a header the client sets itself, a malformed name, a line break or a character outside
+                latin-1 (the message names the header).
         """
-        request = self._head(method, target, headers, len(body)) + body
-        async with self._slots:
-            conn, response = await self._send(_Connection.exchange, request, timeout)
+        request = encode_head(method, target, self._host_line, headers, len(body)) + body
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        slots = self._slots
+        if deadline is not None and slots.locked():
+            await self._wait_for_slot(deadline)
+        else:
+            await slots.acquire()
+        try:
+            conn, response = await self._send(_Connection.exchange, request, method, deadline, idempotent)
             self._put_back(conn)
-            return response
+        finally:
+            self._slots.release()
+        return response
 
     @asynccontextmanager
     async def stream(
@@ -381,97 +197,154 @@ class H1Pool:
         body: bytes = b"",
         *,
         timeout: float | None = None,
+        idempotent: bool | None = None,
     ) -> AsyncGenerator[StreamedResponse]:
         """Send `method target` and yield the response once its headers arrived; its body streams from it.
 
-        Leaving the block before the body ended closes the connection; otherwise it returns to the pool.
+        `timeout` bounds everything up to the status and headers (slot, connection, exchange); the body's pace is
+        the reader's business (`StreamedResponse.next_chunk(timeout)`). `idempotent` as for `request`. Leaving the
+        block before the body ended closes the connection; otherwise it returns to the pool.
 
         Raises:
-            TimeoutError: no status and headers within `timeout` seconds of having a connection.
-            HttpError: connecting failed, the connection broke, or the response is not valid HTTP/1.1.
-            ValueError: a header name or value holds a line break.
+            TimeoutError: no status and headers within `timeout` seconds of the call.
+            ConnectFailed: no connection could be made (nothing was sent).
+            RequestMayHaveBeenProcessed: the connection closed without an answer after the request left, and
+                the request is not idempotent.
+            HttpError: the connection broke or the response is not valid HTTP/1.1.
+            ValueError: as for `request`.
         """
-        request = self._head(method, target, headers, len(body)) + body
-        async with self._slots:
-            conn, (status, received) = await self._send(_Connection.start, request, timeout)
+        request = encode_head(method, target, self._host_line, headers, len(body)) + body
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        slots = self._slots
+        if deadline is not None and slots.locked():
+            await self._wait_for_slot(deadline)
+        else:
+            await slots.acquire()
+        try:
+            conn, (status, received) = await self._send(_Connection.start, request, method, deadline, idempotent)
             try:
                 yield StreamedResponse(status, received, conn)
             finally:
                 if conn.release():
                     self._put_back(conn)
+        finally:
+            self._slots.release()
+
+    async def _wait_for_slot(self, deadline: float) -> None:
+        """Take a connection slot from a full pool, waiting no later than `deadline` (the only cancel scope of a
+        request that finds a pooled connection: a free slot is taken without one)."""
+        try:
+            with anyio.fail_at(deadline):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise TimeoutError("no free connection within the timeout") from None
 
     async def _send(
-        self, step: Callable[[_Connection, bytes], Coroutine[Any, Any, T]], request: bytes, timeout: float | None
+        self,
+        step: Callable[[_Connection, bytes, bool], Coroutine[Any, Any, T]],
+        request: bytes,
+        method: str,
+        deadline: float | None,
+        idempotent: bool | None,
     ) -> tuple[_Connection, T]:
-        """Run `step` (exchange or start) for `request` on a pooled or new connection, within `timeout` seconds."""
+        """Run `step` (exchange or start) for `request` on a pooled or new connection, by `deadline`; once more on
+        a new connection if a pooled one drops it unanswered and the request is idempotent (`idempotent`, or by
+        `method` when None: decided only then, off the common path)."""
+        head = method == "HEAD"
         conn = self._reuse()
         try:
-            if conn is None:
-                conn = await self._connect()
-                return conn, await _timed(conn, step(conn, request), timeout)
-            try:
-                return conn, await _timed(conn, step(conn, request), timeout)
-            except _Dropped:  # the server timed the pooled connection out as the request left: once more
-                conn = await self._connect()
-                return conn, await _timed(conn, step(conn, request), timeout)
+            if conn is not None:
+                try:
+                    return conn, await _timed(conn, step(conn, request, head), deadline)
+                except RequestMayHaveBeenProcessed:
+                    if not (is_idempotent(method) if idempotent is None else idempotent):
+                        raise
+                # the server timed the pooled connection out as the request left: once more, on a new connection
+            conn = await self._connect(deadline)
+            return conn, await _timed(conn, step(conn, request, head), deadline)
         except (HttpError, TimeoutError):
             raise
         except OSError as exc:
             raise HttpError(str(exc) or type(exc).__name__) from None
 
     def _put_back(self, conn: _Connection) -> None:
-        """Pool a connection that finished its response, unless it or the pool is closing."""
-        if conn.closed or self._closed:
-            conn._close()
+        """Pool a connection that finished its response, unless it, the server or the pool ends its reuse."""
+        keep = self._keepalive_s
+        server = conn.server_keep_s
+        if server is not None:
+            keep = min(keep, server)
+        if conn.closed or self._closed or keep <= 0:
+            conn.close()
         else:
-            conn.idle_since = time.monotonic()
+            conn.reuse_until = self._clock() + keep
             self._idle.append(conn)
 
     async def aclose(self) -> None:
         """Close every idle connection; connections in use close when their request ends."""
         self._closed = True
         while self._idle:
-            self._idle.pop()._close()
+            self._idle.pop().close()
 
     def _head(self, method: str, target: str, headers: Iterable[tuple[str, str]], length: int) -> bytes:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._authority}"]
-        for name, value in headers:
-            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-                raise ValueError(f"header {name!r} holds a line break")
-            lines.append(f"{name}: {value}")
-        if length or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {length}")
-        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        """The head `request` would send for a `length`-byte body (`request` calls `encode_head` itself)."""
+        return encode_head(method, target, self._host_line, headers, length)
 
     def _reuse(self) -> _Connection | None:
-        oldest = time.monotonic() - self._keepalive_s
+        """The most recently pooled connection that may still carry a request (the others are closed)."""
+        now = self._clock()
         while self._idle:
             conn = self._idle.pop()
-            if not conn.closed and conn.idle_since >= oldest:
+            if not conn.closed and conn.reuse_until > now and not conn.idle_but_readable():
                 return conn
-            conn._close()
+            conn.close()
         return None
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, deadline: float | None) -> _Connection:
+        """A new connection (TLS handshake included), within `connect_timeout` and by the request's `deadline`.
+
+        Raises:
+            ConnectFailed: refused, unreachable, TLS refused, or no answer within `connect_timeout`.
+            TimeoutError: the request's deadline came first.
+        """
         if self._closed:
-            raise HttpError("the client is closed")
+            raise ConnectFailed("the client is closed")
         loop = asyncio.get_running_loop()
+        now = loop.time()
+        give_up = now + self._connect_timeout
+        by_deadline = False
+        if deadline is not None and deadline <= give_up:
+            if deadline <= now:
+                raise TimeoutError("the timeout ran out before a connection was made")
+            give_up, by_deadline = deadline, True
         context: ssl.SSLContext | None = None
         if self._tls:
             context = self._ssl = self._ssl or default_ssl_context()
+        proxy = self._proxy
         try:
-            with anyio.fail_after(self._connect_timeout):
-                _, conn = await loop.create_connection(
-                    lambda: _Connection(self._max_body),
-                    self._host,
-                    self._port,
-                    ssl=context,
-                    server_hostname=self._host if context else None,
-                )
+            with anyio.fail_at(give_up):
+                if proxy is None:
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self._max_body, self._max_head),
+                        self._host,
+                        self._port,
+                        ssl=context,
+                        server_hostname=self._host if context else None,
+                    )
+                else:
+                    conn = await open_tunnel(
+                        proxy,
+                        lambda: _Connection(self._max_body, self._max_head),
+                        self._host,
+                        self._port,
+                        ssl_context=context,
+                        server_hostname=self._host if context else None,
+                    )
         except TimeoutError:
-            raise HttpError(
-                f"cannot connect to {self._authority}: no answer within {self._connect_timeout:g}s"
+            if by_deadline:
+                raise TimeoutError(f"the timeout ran out while connecting to {self._authority}{self._via}") from None
+            raise ConnectFailed(
+                f"cannot connect to {self._authority}{self._via}: no answer within {self._connect_timeout:g}s"
             ) from None
         except OSError as exc:
-            raise HttpError(f"cannot connect to {self._authority}: {exc.strerror or exc}") from None
+            raise ConnectFailed(f"cannot connect to {self._authority}{self._via}: {exc.strerror or exc}") from None
         return conn

@@ -20,7 +20,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from http1 import BodyTooLarge, H1Pool, HttpError, StreamedResponse
+from http1 import BodyTooLarge, H1Pool, HttpError, ProxyConfigError, StreamedResponse
 from llm.errors import ProviderError, ProviderResponseError, ProviderTimeout, ProviderUnavailable
 
 __all__ = ["HttpResponse", "HttpStream", "Transport"]
@@ -137,6 +137,8 @@ class Transport:
                     max_body=self._limit,
                     connect_timeout=self._connect_timeout,
                 )
+            except ProxyConfigError as exc:  # names the variable, never the proxy's credentials
+                raise ProviderUnavailable(f"connection failed ({exc})") from None
             except ValueError:
                 raise ProviderUnavailable("connection failed (not an http(s) URL)") from None
             pools[origin] = pool

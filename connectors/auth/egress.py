@@ -10,6 +10,16 @@ Rules (`EgressPolicy`):
 - origins the administrator wrote in the configuration (the upstream's own URL, a configured token endpoint or
   issuer) may sit on private addresses: `trusted_origins` skips the range check for exactly those origins;
 - redirects are followed only within one origin, and re-checked; bodies and times are bounded.
+
+Egress proxy (`HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY`, read as `http1.proxy` reads them, once per
+client): a URL the environment sends through a proxy passes the same form check, and its host is still resolved
+by the hub and every address range-checked before anything is sent. The proxy is then asked for the host **by
+name** (a tunnel for https), not for the checked address: the proxy resolves names for the networks behind it
+(split DNS) and its own allow-lists are written as names, so pinning an address would break both. The cost is
+the rebinding guarantee, which now rests with the proxy: between the hub's check and the proxy's lookup a name
+could change its answer. Origins the administrator configured (`trusted_origins`) are not range-checked anyway,
+so through a proxy they are not resolved by the hub at all: an identity provider stays reachable where only the
+proxy can resolve external names. A discovered name the hub cannot resolve is refused, as without a proxy.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import httpx2
 import orjson
 
 from connectors.auth.errors import UnsafeURL
+from http1 import Proxy, ProxySettings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -166,14 +177,36 @@ def _show(u: httpx2.URL) -> str:
 
 
 class GuardedTransport(httpx2.AsyncBaseTransport):
-    """An httpx2 transport that checks each request's URL and connects only to the checked address."""
+    """An httpx2 transport that checks each request's URL and connects only to the checked address, or asks the
+    egress proxy for the checked host by name (see the module docstring)."""
 
-    def __init__(self, policy: EgressPolicy, inner: httpx2.AsyncBaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        policy: EgressPolicy,
+        inner: httpx2.AsyncBaseTransport | None = None,
+        *,
+        proxies: ProxySettings | None = None,
+    ) -> None:
+        """`inner` carries direct requests (a given one carries every request: no proxy then, unless `proxies`
+        names one); `proxies` defaults to the environment's.
+
+        Raises:
+            ProxyConfigError: the environment names a proxy URL that cannot be used (a ValueError).
+        """
         self._policy = policy
+        if proxies is None:
+            proxies = ProxySettings() if inner is not None else ProxySettings.from_environment()
+        self._proxies = proxies
         self._inner = inner or httpx2.AsyncHTTPTransport(trust_env=False)
+        self._tunnels: dict[Proxy, httpx2.AsyncHTTPTransport] = {}
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         u = check_url(request.url, self._policy)
+        proxy = self._proxies.for_target(u.scheme, u.host, u.port or (443 if u.scheme == "https" else 80))
+        if proxy is not None:
+            if origin_of(u) not in self._policy.trusted_origins:
+                await checked_address(u, self._policy)
+            return await self._through(proxy).handle_async_request(request)
         address = await checked_address(u, self._policy)
         if address != u.host:
             request.url = u.copy_with(host=address)
@@ -181,8 +214,19 @@ class GuardedTransport(httpx2.AsyncBaseTransport):
                 request.extensions = {**request.extensions, "sni_hostname": u.host}
         return await self._inner.handle_async_request(request)
 
+    def _through(self, proxy: Proxy) -> httpx2.AsyncHTTPTransport:
+        """The transport that sends through `proxy` (one per proxy, kept for the client's lifetime)."""
+        transport = self._tunnels.get(proxy)
+        if transport is None:
+            headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+            transport = httpx2.AsyncHTTPTransport(trust_env=False, proxy=httpx2.Proxy(str(proxy), headers=headers))
+            self._tunnels[proxy] = transport
+        return transport
+
     async def aclose(self) -> None:
         await self._inner.aclose()
+        for transport in self._tunnels.values():
+            await transport.aclose()
 
 
 @dataclass(frozen=True)

@@ -1,120 +1,27 @@
-"""The lean HTTP/1.1 client of the tool-call hot path, against raw TCP servers that answer exactly as scripted.
-
-Runs on both event loops the hub uses: plain asyncio (tests, embedded use) and uvloop (`agenthub serve`).
-"""
+"""The HTTP/1.1 client of the hot paths against scripted TCP servers: what it sends, what it reads, how it pools."""
 
 from __future__ import annotations
 
 import datetime
 import ssl
-from collections.abc import AsyncGenerator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio
-import anyio.abc
 import pytest
-from anyio.streams.buffered import BufferedByteReceiveStream
-from anyio.streams.tls import TLSStream
 
-from http1 import BodyTooLarge, H1Pool, HttpError, default_ssl_context, ssl_context_for
+from http1 import BodyTooLarge, ConnectFailed, H1Pool, HttpError, default_ssl_context, ssl_context_for
+from tests.http1.scripted import Peer, answering, chunk, keep_alive, response, serving
 
-Handler = Callable[[anyio.abc.SocketStream, BufferedByteReceiveStream], Awaitable[None]]
+pytestmark = pytest.mark.anyio
 
-
-@pytest.fixture(params=[pytest.param(False, id="asyncio"), pytest.param(True, id="uvloop")])
-def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
-    return "asyncio", {"use_uvloop": request.param}
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
 
 
-class Server:
-    """A TCP server on 127.0.0.1 that runs `handler` per connection and counts connections."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.connections = 0
-        self.handled = anyio.Event()
-        """Set when a connection's handler has ended (and the server closed it)."""
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp?x=1"
-
-
-async def read_request(buffered: BufferedByteReceiveStream) -> bytes:
-    """One request head and its Content-Length body."""
-    head = await buffered.receive_until(b"\r\n\r\n", 65536)
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    body = await buffered.receive_exactly(length) if length else b""
-    return head + b"\r\n\r\n" + body
-
-
-def response(body: bytes, *, extra: bytes = b"") -> bytes:
-    return b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s\r\n%s" % (
-        len(body),
-        extra,
-        body,
-    )
-
-
-@asynccontextmanager
-async def serving(handler: Handler, *, tls: ssl.SSLContext | None = None) -> AsyncGenerator[Server]:
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-    server = Server(listener.extra(anyio.abc.SocketAttribute.local_port))
-
-    async def serve(stream: anyio.abc.SocketStream) -> None:
-        server.connections += 1
-        conn: Any = stream
-        try:
-            if tls is not None:
-                conn = await TLSStream.wrap(stream, server_side=True, ssl_context=tls, standard_compatible=False)
-            async with conn:
-                await handler(conn, BufferedByteReceiveStream(conn))
-        except (anyio.EndOfStream, anyio.IncompleteRead, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            pass
-        except ssl.SSLError:
-            pass  # a client that refused the certificate
-        finally:
-            server.handled.set()
-
-    async with listener, anyio.create_task_group() as tg:
-        tg.start_soon(listener.serve, serve)
-        try:
-            yield server
-        finally:
-            tg.cancel_scope.cancel()
-
-
-def answering(*bodies: bytes) -> Handler:
-    """Answer each request on a connection with the next of `bodies` (raw bytes on the wire)."""
-
-    async def handler(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        for body in bodies:
-            await read_request(buffered)
-            await stream.send(body)
-
-    return handler
-
-
-async def keep_alive(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-    while True:
-        request = await read_request(buffered)
-        await stream.send(response(b'{"echo":%d}' % len(request)))
-
-
-@pytest.mark.anyio
 async def test_sequential_requests_share_one_connection_and_send_what_was_asked() -> None:
-    seen: list[bytes] = []
-
-    async def handler(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
+    async def handler(peer: Peer) -> None:
         while True:
-            seen.append(await read_request(buffered))
-            await stream.send(response(b'{"ok":true}', extra=b"mcp-session-id: s1\r\n"))
+            await peer.read_request()
+            await peer.send(response(b'{"ok":true}', extra=b"mcp-session-id: s1\r\n"))
 
     async with serving(handler) as server:
         pool = H1Pool(server.url)
@@ -124,14 +31,14 @@ async def test_sequential_requests_share_one_connection_and_send_what_was_asked(
             assert answer.status == 200 and answer.body == b'{"ok":true}'
             assert answer.header("mcp-session-id") == "s1" and answer.header("missing", "-") == "-"
         await pool.aclose()
-    assert server.connections == 1
+        await server.all_ended()
+    assert server.connections == 1 and len(server.requests) == 5
     assert target == "/mcp?x=1"
-    first = seen[0]
+    first = server.requests[0]
     assert first.startswith(b"POST /mcp?x=1 HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n" % server.port)
     assert b"Content-Type: application/json\r\nContent-Length: 7\r\n\r\n" in first and first.endswith(b'{"a":1}')
 
 
-@pytest.mark.anyio
 async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
     chunked = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n4\r\ndefg\r\n0\r\n\r\n"
     async with serving(answering(chunked)) as server:
@@ -139,11 +46,9 @@ async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
         assert (await pool.request("GET", "/", [])).body == b"abcdefg"
         await pool.aclose()
 
-    async def until_close(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await stream.send(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of ")
-        await stream.send(b"it")
-        await stream.aclose()
+    async def until_close(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nall of ", b"it")
 
     async with serving(until_close) as server:
         pool = H1Pool(server.url)
@@ -153,35 +58,17 @@ async def test_chunked_and_close_delimited_bodies_are_read_whole() -> None:
     assert server.connections == 2
 
 
-@pytest.mark.anyio
 async def test_a_connection_the_server_closed_while_idle_is_replaced() -> None:
     async with serving(answering(response(b"one"))) as server:  # answers once, then closes
         pool = H1Pool(server.url)
         assert (await pool.request("POST", "/", [], b"x")).body == b"one"
-        with anyio.fail_after(5):
-            await server.handled.wait()
-        # Whether or not the client has seen the close yet, the next request gets its answer.
+        await server.all_ended()
+        # Whether or not the event loop has seen the close yet, the next request (not idempotent) gets its answer.
         assert (await pool.request("POST", "/", [], b"x")).body == b"one"
         await pool.aclose()
-    assert server.connections == 2
+    assert server.connections == 2 and len(server.requests) == 2
 
 
-@pytest.mark.anyio
-async def test_a_pooled_connection_dropped_without_an_answer_is_retried_once_on_a_new_one() -> None:
-    async def answer_once_then_drop(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await stream.send(response(b"fresh"))
-        await read_request(buffered)  # the server's idle timeout fires as this request arrives: no answer
-
-    async with serving(answer_once_then_drop) as server:
-        pool = H1Pool(server.url)
-        assert (await pool.request("POST", "/", [], b"{}")).body == b"fresh"
-        assert (await pool.request("POST", "/", [], b"{}")).body == b"fresh"
-        await pool.aclose()
-    assert server.connections == 2
-
-
-@pytest.mark.anyio
 async def test_broken_answers_raise_http_errors_and_the_pool_keeps_working() -> None:
     cases = [
         b"NOT HTTP AT ALL\r\n\r\n",
@@ -189,11 +76,13 @@ async def test_broken_answers_raise_http_errors_and_the_pool_keeps_working() -> 
         b"",  # closes without a byte
     ]
     for raw in cases:
-        async with serving(answering(raw)) as server:
+        async with serving(answering(raw), keep_alive) as server:
             pool = H1Pool(server.url)
             with pytest.raises(HttpError):
                 await pool.request("POST", "/", [], b"{}")
+            assert (await pool.request("POST", "/", [], b"{}")).body.startswith(b'{"echo":')
             await pool.aclose()
+        assert len(server.requests) == 2
 
     async with serving(answering(response(b"x" * 2048))) as server:
         pool = H1Pool(server.url, max_body=1024)
@@ -201,28 +90,28 @@ async def test_broken_answers_raise_http_errors_and_the_pool_keeps_working() -> 
             await pool.request("POST", "/", [], b"{}")
         await pool.aclose()
 
-    with pytest.raises(HttpError, match="cannot connect"):
+    with pytest.raises(ConnectFailed, match="cannot connect"):
         await H1Pool("http://127.0.0.1:9/").request("GET", "/", [])
 
 
-@pytest.mark.anyio
 async def test_a_cancelled_request_closes_its_connection_and_frees_its_slot() -> None:
-    async def slow_then_fast(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await anyio.sleep(30)
+    async def holds(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.hold()
 
-    async with serving(slow_then_fast) as server:
+    async with serving(holds) as server:
         pool = H1Pool(server.url, max_connections=1)
         with anyio.move_on_after(0.2):
             await pool.request("POST", "/", [], b"{}")
         assert not pool._idle, "the half-used connection was not pooled"
         with anyio.move_on_after(0.2) as scope:  # the single slot is free again: this request gets a connection
             await pool.request("POST", "/", [], b"{}")
-        assert scope.cancelled_caught and server.connections == 2
+        assert scope.cancelled_caught
         await pool.aclose()
+        await server.all_ended(2)
+    assert server.connections == 2 and all(peer.closed_by_client for peer in server.peers)
 
 
-@pytest.mark.anyio
 async def test_concurrent_requests_open_connections_up_to_the_limit() -> None:
     async with serving(keep_alive) as server:
         pool = H1Pool(server.url, max_connections=4)
@@ -236,10 +125,9 @@ async def test_concurrent_requests_open_connections_up_to_the_limit() -> None:
                 tg.start_soon(one)
         await pool.aclose()
     assert len(results) == 40 and all(body.startswith(b'{"echo":') for body in results)
-    assert 1 <= server.connections <= 4
+    assert 1 <= server.connections <= 4 and len(server.requests) == 40
 
 
-@pytest.mark.anyio
 async def test_header_values_with_line_breaks_are_refused() -> None:
     pool = H1Pool("http://127.0.0.1:9/mcp")
     with pytest.raises(ValueError, match="line break"):
@@ -248,7 +136,6 @@ async def test_header_values_with_line_breaks_are_refused() -> None:
         H1Pool("ftp://example/")
 
 
-@pytest.mark.anyio
 async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
     server_ctx, client_ctx = tls_contexts(tmp_path)
     async with serving(keep_alive, tls=server_ctx) as server:
@@ -260,8 +147,9 @@ async def test_https_with_a_trusted_certificate(tmp_path: Path) -> None:
 
     async with serving(keep_alive, tls=server_ctx) as server:
         untrusting = H1Pool(f"https://localhost:{server.port}/mcp")  # the system trust store
-        with pytest.raises(HttpError, match="cannot connect"):
+        with pytest.raises(ConnectFailed, match="cannot connect"):
             await untrusting.request("POST", "/mcp", [], b"{}")
+    assert not server.requests
 
 
 def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -297,104 +185,124 @@ def tls_contexts(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server_ctx, client_ctx
 
 
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
-CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
-
-
-@pytest.mark.anyio
 async def test_a_streamed_body_arrives_piece_by_piece_and_the_connection_is_reused() -> None:
-    async def events(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        while True:
-            await read_request(buffered)
-            await stream.send(CHUNKED_HEAD)
+    read = [anyio.Event() for _ in range(6)]
+
+    async def events(peer: Peer) -> None:
+        for stream in range(2):
+            await peer.read_request()
+            await peer.send(CHUNKED_HEAD)
             for n in range(3):
-                await stream.send(chunk(b"data: %d\n\n" % n))
-                await anyio.sleep(0.05)
-            await stream.send(b"0\r\n\r\n")
+                await peer.send(chunk(b"data: %d\n\n" % n))
+                await read[stream * 3 + n].wait()  # the next piece leaves once the client has read this one
+            await peer.send(b"0\r\n\r\n")
+        await peer.hold()
 
     async with serving(events) as server:
         pool = H1Pool(server.url)
-        for _ in range(2):
+        for stream in range(2):
             pieces: list[bytes] = []
-            async with pool.stream("POST", "/", [], b"{}") as response:
-                assert response.status == 200 and response.header("content-type") == "text/event-stream"
-                while (piece := await response.next_chunk()) is not None:
+            async with pool.stream("POST", "/", [], b"{}") as answer:
+                assert answer.status == 200 and answer.header("content-type") == "text/event-stream"
+                while (piece := await answer.next_chunk()) is not None:
+                    read[stream * 3 + len(pieces)].set()
                     pieces.append(piece)
             assert b"".join(pieces) == b"data: 0\n\ndata: 1\n\ndata: 2\n\n" and len(pieces) == 3
         await pool.aclose()
-    assert server.connections == 1
+        await server.all_ended()
+    assert server.connections == 1 and server.peers[0].closed_by_client
 
 
-@pytest.mark.anyio
 async def test_leaving_a_stream_early_closes_its_connection() -> None:
-    async def endless(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await stream.send(CHUNKED_HEAD)
+    async def endless(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD)
         while True:
-            await stream.send(chunk(b"more"))
+            await peer.send(chunk(b"more"))
             await anyio.sleep(0.01)
 
     async with serving(endless) as server:
         pool = H1Pool(server.url)
-        async with pool.stream("POST", "/", [], b"{}") as response:
-            assert await response.next_chunk()
+        async with pool.stream("POST", "/", [], b"{}") as answer:
+            assert await answer.next_chunk()
         assert not pool._idle
-        async with pool.stream("POST", "/", [], b"{}") as response:
-            assert await response.next_chunk()
+        async with pool.stream("POST", "/", [], b"{}") as answer:
+            assert await answer.next_chunk()
         await pool.aclose()
-    assert server.connections == 2
+        await server.all_ended(2)
+    assert server.connections == 2 and all(peer.closed_by_client for peer in server.peers)
 
 
-@pytest.mark.anyio
 async def test_a_slow_reader_gets_every_byte_of_a_fast_stream() -> None:
     sent = [b"%05d" % n for n in range(2000)]
 
-    async def flood(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await stream.send(CHUNKED_HEAD + b"".join(chunk(piece) for piece in sent) + b"0\r\n\r\n")
+    async def flood(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD + b"".join(chunk(piece) for piece in sent) + b"0\r\n\r\n")
+        await peer.hold()
 
     async with serving(flood) as server:
         pool = H1Pool(server.url)
         received: list[bytes] = []
-        async with pool.stream("GET", "/", []) as response:
-            while (piece := await response.next_chunk()) is not None:
+        async with pool.stream("GET", "/", []) as answer:
+            while (piece := await answer.next_chunk()) is not None:
                 received.append(piece)
                 await anyio.sleep(0.001)  # a slow reader
         assert b"".join(received) == b"".join(sent)
         await pool.aclose()
 
 
-@pytest.mark.anyio
 async def test_a_stream_cut_off_in_the_middle_raises_on_the_next_read() -> None:
-    async def cut(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await stream.send(CHUNKED_HEAD + chunk(b"partial"))
-        await anyio.sleep(0.05)
-        await stream.aclose()
+    got_first = anyio.Event()
+
+    async def cut(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD + chunk(b"partial"))
+        await got_first.wait()
 
     async with serving(cut) as server:
         pool = H1Pool(server.url, max_body=1 << 20)
-        async with pool.stream("POST", "/", [], b"{}") as response:
-            assert await response.next_chunk() == b"partial"
+        async with pool.stream("POST", "/", [], b"{}") as answer:
+            assert await answer.next_chunk() == b"partial"
+            got_first.set()
             with pytest.raises(HttpError, match="middle of the response"):
-                await response.next_chunk()
+                await answer.next_chunk()
         assert not pool._idle
         await pool.aclose()
 
 
-@pytest.mark.anyio
-async def test_timeouts_fail_the_request_and_close_its_connection() -> None:
-    async def silent(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await anyio.sleep(30)
+async def test_a_streamed_body_past_the_limit_raises_body_too_large_even_once_the_connection_is_gone() -> None:
+    first_read = anyio.Event()
 
-    async def stalls_after_one_chunk(stream: anyio.abc.SocketStream, buffered: BufferedByteReceiveStream) -> None:
-        await read_request(buffered)
-        await stream.send(CHUNKED_HEAD + chunk(b"first"))
-        await anyio.sleep(30)
+    async def grows(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD + chunk(b"x" * 600))
+        await first_read.wait()
+        await peer.send(chunk(b"y" * 600))
+        await peer.hold()
+
+    async with serving(grows) as server:
+        pool = H1Pool(server.url, max_body=1000)
+        async with pool.stream("POST", "/", [], b"{}") as answer:
+            assert await answer.next_chunk() == b"x" * 600
+            first_read.set()
+            await server.all_ended()  # the client closed the connection as the body passed the limit
+            with pytest.raises(BodyTooLarge):  # the reason, not "the connection closed in the middle"
+                await answer.next_chunk()
+        assert not pool._idle
+        await pool.aclose()
+    assert server.peers[0].closed_by_client
+
+
+async def test_timeouts_fail_the_request_and_close_its_connection() -> None:
+    async def silent(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.hold()
+
+    async def stalls_after_one_chunk(peer: Peer) -> None:
+        await peer.read_request()
+        await peer.send(CHUNKED_HEAD + chunk(b"first"))
+        await peer.hold()
 
     async with serving(silent) as server:
         pool = H1Pool(server.url)
@@ -405,15 +313,19 @@ async def test_timeouts_fail_the_request_and_close_its_connection() -> None:
                 pass
         assert not pool._idle
         await pool.aclose()
+        await server.all_ended()
+    assert len(server.requests) == 2 and all(peer.closed_by_client for peer in server.peers)
 
     async with serving(stalls_after_one_chunk) as server:
         pool = H1Pool(server.url)
-        async with pool.stream("POST", "/", [], b"{}", timeout=1) as response:
-            assert await response.next_chunk(0.5) == b"first"
+        async with pool.stream("POST", "/", [], b"{}", timeout=1) as answer:
+            assert await answer.next_chunk(5) == b"first"
             with pytest.raises(TimeoutError):
-                await response.next_chunk(0.1)
+                await answer.next_chunk(0.1)
         assert not pool._idle
         await pool.aclose()
+        await server.all_ended()
+    assert server.peers[0].closed_by_client
 
 
 def test_plain_http_clients_get_a_context_that_trusts_nothing() -> None:
