@@ -2,7 +2,7 @@
 
 Each run starts, on 127.0.0.1, a hub (in this process, served by uvicorn) with four real upstreams over stdio:
   - `tickets`: the demo help-desk server (`examples/demo_server.py`, 4 tools with output schemas);
-  - `time`: PyPI `mcp-server-time` (2 tools; the program sees it as `time_`, next to the stdlib module);
+  - `time`: PyPI `mcp-server-time` (2 tools; the program calls it as `time`);
   - `everything`: the reference `@modelcontextprotocol/server-everything` (13 tools; `scripts/install-test-tools`);
   - `workspace`: `tests/servers/fixture_server.py --extra-tools 200` (210 tools with SaaS-like schemas).
 Five tasks are then played twice, each as a scripted model would act, over the `mcp` SDK client:
@@ -204,7 +204,7 @@ async def followups_classic(a: Agent) -> Any:
 
 
 FOLLOWUPS = """\
-now = time_.get_current_time(timezone="Asia/Tokyo")["datetime"]
+now = time.get_current_time(timezone="Asia/Tokyo")["datetime"]
 created = []
 for t in tickets.search_tickets(status="open", limit=50)["tickets"]:
     if t["priority"] in ("urgent", "high"):
@@ -219,8 +219,8 @@ result = sorted(created)
 
 
 async def followups_code(a: Agent) -> Any:
-    await a.turn(_read("tickets"), _read("time_"), _docs("tickets", "create_ticket"))
-    await a.turn(_execute("print(tickets.search_tickets(limit=1))\nprint(time_.get_current_time(timezone='UTC'))"))
+    await a.turn(_read("tickets"), _read("time"), _docs("tickets", "create_ticket"))
+    await a.turn(_execute("print(tickets.search_tickets(limit=1))\nprint(time.get_current_time(timezone='UTC'))"))
     (value,) = await a.turn(_execute(FOLLOWUPS))
     a.answer()
     return value
@@ -248,12 +248,12 @@ async def meeting_classic(a: Agent) -> Any:
 
 
 MEETING = """\
-date = time_.get_current_time(timezone="America/New_York")["datetime"][:10]
+date = time.get_current_time(timezone="America/New_York")["datetime"][:10]
 table = {}
 for slot in ["09:00", "12:00", "16:00"]:
     table[slot] = {}
     for zone in ["Europe/London", "Asia/Tokyo", "Australia/Sydney"]:
-        c = time_.convert_time(source_timezone="America/New_York", time=slot, target_timezone=zone)
+        c = time.convert_time(source_timezone="America/New_York", time=slot, target_timezone=zone)
         table[slot][zone] = c["target"]["datetime"][11:16]
 ok = [s for s, row in table.items() if all("07:00" <= v <= "22:00" for v in row.values())]
 result = {"date": date, "ok": ok, "table": table}
@@ -261,8 +261,8 @@ result = {"date": date, "ok": ok, "table": table}
 
 
 async def meeting_code(a: Agent) -> Any:
-    await a.turn(_read("time_"), _docs("time_", "convert_time"))
-    probe = "print(time_.convert_time(source_timezone='America/New_York', time='09:00', target_timezone='UTC'))"
+    await a.turn(_read("time"), _docs("time", "convert_time"))
+    probe = "print(time.convert_time(source_timezone='America/New_York', time='09:00', target_timezone='UTC'))"
     await a.turn(_execute(probe))
     (value,) = await a.turn(_execute(MEETING))
     a.answer()

@@ -214,6 +214,8 @@ class Hub:
             tg.start_soon(self.request_log.run_retention, keep, hub.request_log_purge_interval_s)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
             await self.control.start(tg)
+            if self._code_mode_servers() or any(key.code_mode for key in self.keyring.keys()):
+                self.codemode.prepare()  # the sandbox guest builds or loads in the background; the doors serve
             tg.start_soon(
                 self._follow_changes, [self._follow_keys, self.control.follow, guardrails.follow, pins.follow]
             )

@@ -14,10 +14,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-RESERVED = frozenset(
-    {"tools", "ToolError", "result", "asyncio", "time", "datetime", "json", "math", "re", "random"} | set(dir(builtins))
+SANDBOX_MODULES = frozenset(
+    {"asyncio", "base64", "bisect", "collections", "collections.abc", "copy", "dataclasses", "datetime", "decimal"}
+    | {"difflib", "enum", "fractions", "functools", "hashlib", "heapq", "html", "itertools", "json", "math"}
+    | {"operator", "pprint", "random", "re", "statistics", "string", "textwrap", "time", "typing", "unicodedata"}
+    | {"urllib", "urllib.parse", "uuid"}
 )
-"""Names a server object must not shadow in the program's namespace."""
+"""The modules a program may import in the guest (its stdlib allowlist, with the ``time`` and ``asyncio`` shims)."""
+
+NAMESPACE = {
+    "tools": "the generic tool caller",
+    "ToolError": "the exception a failed tool call raises",
+    "result": "the program's result",
+}
+"""Names the guest binds in every program, with what they are."""
+
+RESERVED = frozenset({*NAMESPACE, "__builtins__"} | set(dir(builtins)))
+"""Names a server object must not take: the program relies on them (builtins, the names the guest binds).
+
+A module name is not reserved: nothing binds ``time`` until the program imports it, so a server named ``time`` keeps
+its name and a program that imports the module under that name is refused with the fix (``sandbox.naming``).
+"""
 
 
 def default_call_name(server: str, tool: str) -> str:
@@ -93,6 +110,7 @@ class ToolCatalog:
     def __init__(self, specs: Iterable[ToolSpec]) -> None:
         self.servers: dict[str, list[ToolEntry]] = {}
         self.server_names: dict[str, str] = {}
+        """The server's own name, by its identifier."""
         idents: dict[str, str] = {}
         for spec in specs:
             ident = idents.get(spec.server)
@@ -105,6 +123,15 @@ class ToolCatalog:
             method = identifier(spec.name, (e.method for e in entries))
             entries.append(ToolEntry(spec, ident, method, parameter_order(spec.input_schema)))
         self._by_call = {e.spec.call_name: e for entries in self.servers.values() for e in entries}
+        self.module_named = frozenset(ident for ident in self.servers if ident in SANDBOX_MODULES)
+        """Servers named like a module the guest offers (``time``): an import of that module would hide them."""
+        self.renamed = {
+            name: ident
+            for ident, name in self.server_names.items()
+            if name != ident and name.isidentifier() and not keyword.iskeyword(name)
+        }
+        """Servers whose own name is a valid Python name the program cannot use for them (a builtin, a keyword, a
+        name the guest binds), by that name: ``{"filter": "filter_"}``."""
 
     @classmethod
     def from_mcp(

@@ -25,6 +25,7 @@ import time
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -35,9 +36,10 @@ import orjson
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from sandbox.bridge import CallBudget, ToolCaller
-from sandbox.build import CACHE_ENV, GuestBuildError
+from sandbox.build import CACHE_ENV, cached_artifact
 from sandbox.catalog import EMPTY_CATALOG, ToolCatalog
 from sandbox.limits import SandboxLimits
+from sandbox.naming import naming_mistake
 from sandbox.outcome import PROTOCOL, finish
 from sandbox.precheck import precheck
 from sandbox.protocol import (
@@ -55,11 +57,14 @@ from sandbox.result import RunError, RunResult
 from sandbox.scheduler import FairScheduler
 
 logger = logging.getLogger(__name__)
+progress = logging.getLogger("sandbox.progress")
+"""Start-up progress a console should show (a first start builds the guest for a minute or more)."""
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class SandboxUnavailableError(RuntimeError):
-    """The pool could not start (the guest failed to build, or no worker came up)."""
+    """The pool could not start: the guest could not be built (wasmtime or the builder missing, the cache directory
+    not writable, the build failed) or no worker came up. The message is the cause, in words a user can act on."""
 
 
 class _WorkerGone(Exception):
@@ -164,18 +169,38 @@ class SandboxPool:
         """Build the guest if the cache has none (in a subprocess), then start the workers.
 
         Raises:
-            SandboxUnavailableError: the build failed or workers did not come up in ``start_timeout``.
+            SandboxUnavailableError: the guest could not be built or workers did not come up in ``start_timeout``;
+                the message names the cause.
         """
-        self.artifact = await self._ensure_artifact()
+        if self.artifact is None:
+            await self.prepare()
         self._group = await self._stack.enter_async_context(anyio.create_task_group())
         try:
-            with anyio.fail_after(self.start_timeout):
-                async with anyio.create_task_group() as starters:
-                    for _ in range(self.size):
-                        starters.start_soon(self._add_worker)
+            with anyio.move_on_after(self.start_timeout) as waited:
+                try:
+                    async with anyio.create_task_group() as starters:
+                        for _ in range(self.size):
+                            starters.start_soon(self._add_worker)
+                except* SandboxUnavailableError as failed:
+                    raise _first(failed) from None
+                except* OSError as failed:
+                    raise SandboxUnavailableError(f"a sandbox worker could not start: {_first(failed)}") from None
+            if waited.cancelled_caught:
+                raise SandboxUnavailableError(f"the sandbox workers did not start within {self.start_timeout:g} s")
         except BaseException:
             await self.aclose()
             raise
+
+    async def prepare(self) -> Path:
+        """Find the compiled guest, or build it: the slow part of a first start (a minute or more), run before
+        ``start`` by an owner that must stay cancellable meanwhile. It opens nothing that needs closing.
+
+        Raises:
+            SandboxUnavailableError: the guest could not be built; the message names the cause.
+        """
+        if self.artifact is None:
+            self.artifact = await self._ensure_artifact()
+        return self.artifact
 
     async def aclose(self) -> None:
         """Stop every worker and wait for them to exit."""
@@ -198,17 +223,34 @@ class SandboxPool:
         self._workers.clear()
 
     async def _ensure_artifact(self) -> Path:
-        command = [sys.executable, "-m", "sandbox.build", *(["--fuel"] if self.fuel else [])]
-        env = self._env()
+        """The compiled guest: from the cache when it holds one, else built in a subprocess (minutes, once)."""
         started = time.perf_counter()
-        with anyio.fail_after(self.start_timeout):
-            done = await anyio.run_process(command, env=env, check=False, stderr=subprocess.PIPE)
+        directory = self.cache_dir / "sandbox" if self.cache_dir is not None else None
+        found = await anyio.to_thread.run_sync(partial(cached_artifact, fuel=self.fuel, directory=directory))
+        if found is not None:
+            return found
+        progress.info("building the Code Mode sandbox guest (first start only)…")
+        command = [sys.executable, "-m", "sandbox.build", *(["--fuel"] if self.fuel else [])]
+        done: subprocess.CompletedProcess[bytes] | None = None
+        with anyio.move_on_after(self.start_timeout):
+            try:
+                done = await anyio.run_process(command, env=self._env(), check=False, stderr=subprocess.PIPE)
+            except OSError as exc:
+                raise SandboxUnavailableError(f"the guest build could not start: {exc}") from exc
+        if done is None:
+            raise SandboxUnavailableError(f"building the sandbox guest took longer than {self.start_timeout:g} s")
         if done.returncode != 0:
-            message = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
-            raise SandboxUnavailableError(f"building the sandbox guest failed: {message[0]}") from GuestBuildError()
+            lines = done.stderr.decode(errors="replace").strip().splitlines()
+            raise SandboxUnavailableError(lines[-1] if lines else f"the guest build exited with {done.returncode}")
         path, state, _ = done.stdout.decode().strip().split("\t")
         self.built = state == "built"
         self.build_seconds = time.perf_counter() - started
+        if self.built:
+            progress.info("built the Code Mode sandbox guest in %.1f s: %s", self.build_seconds, path)
+        else:  # another process held the build lock and built it meanwhile
+            progress.info(
+                "the Code Mode sandbox guest was built by another process (%.1f s): %s", self.build_seconds, path
+            )
         return Path(path)
 
     def _env(self) -> dict[str, str]:
@@ -231,8 +273,8 @@ class SandboxPool:
             self._workers.discard(worker)
             worker.kill()
             await process.aclose()
-            problem = exc if isinstance(exc, ProtocolError) else f"exited with {process.returncode}"
-            raise SandboxUnavailableError(f"sandbox worker {problem}") from None
+            problem = exc if isinstance(exc, ProtocolError) else f"exited with {process.returncode} while starting"
+            raise SandboxUnavailableError(f"a sandbox worker {problem} (its error is in the log)") from None
         self._group.start_soon(self._watch, worker)
         self._scheduler.put(worker)
 
@@ -290,6 +332,9 @@ class SandboxPool:
         if checked is not None and not checked.ok:
             return RunError(checked.kind, checked.message, line=checked.line)
         catalog = catalog or EMPTY_CATALOG
+        mistake = naming_mistake(code, catalog)
+        if mistake is not None:
+            return RunError("rejected", mistake.message, line=mistake.line)
         config = {
             "servers": catalog.guest_map(),
             "seed": secrets.randbits(64),
@@ -365,6 +410,14 @@ class SandboxPool:
         finally:
             if not clean:
                 worker.kill()  # the watcher starts a replacement
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group's failure (the others are the same kind)."""
+    first = group.exceptions[0]
+    while isinstance(first, BaseExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 def _refuse_calls(calls: list[tuple[str, str]], limits: SandboxLimits) -> RunError | None:

@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sandbox.catalog import ToolCatalog, ToolEntry
+from sandbox.catalog import SANDBOX_MODULES, ToolCatalog, ToolEntry
 
 COMMENT_WIDTH = 90
 _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool", "null": "None"}
@@ -19,21 +19,47 @@ _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bo
 
 def schema_type(schema: Any, depth: int = 0) -> str:
     """A compact Python type for a JSON Schema (``list[str]``, ``dict``, ``Literal['a', 'b']``, ``int | None``)."""
+    return " | ".join(_members(schema, depth))
+
+
+def optional_type(schema: Any) -> str:
+    """The type of a parameter the caller may leave out (``= None``): ``None`` is added unless the schema already
+    admits null, so ``{"type": ["string", "null"]}`` reads ``str | None``, never ``str | None | None``."""
+    members = _members(schema, 0)
+    return " | ".join(members if "None" in members else [*members, "None"])
+
+
+def _members(schema: Any, depth: int) -> list[str]:
+    """The members of the union a schema stands for, each once, ``None`` last (the way Python code spells it)."""
     if not isinstance(schema, Mapping) or depth > 3:
-        return "Any"
-    if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
-        return (
-            "Literal[" + ", ".join(repr(v) for v in schema["enum"][:8]) + (", ...]" if len(schema["enum"]) > 8 else "]")
-        )
-    if "const" in schema:
-        return f"Literal[{schema['const']!r}]"
-    for key in ("anyOf", "oneOf"):
-        options = schema.get(key)
-        if isinstance(options, list) and options:
-            return " | ".join(dict.fromkeys(schema_type(o, depth + 1) for o in options))
+        return ["Any"]
+    members: list[str] = []
+    enum = schema.get("enum")
+    if isinstance(enum, list) and enum:
+        values = [v for v in enum if v is not None]
+        if values:
+            shown = ", ".join(repr(v) for v in values[:8]) + (", ..." if len(values) > 8 else "")
+            members.append(f"Literal[{shown}]")
+        if len(values) < len(enum):
+            members.append("None")
+    elif "const" in schema:
+        members.append("None" if schema["const"] is None else f"Literal[{schema['const']!r}]")
+    elif isinstance(schema.get("anyOf"), list) and schema["anyOf"]:
+        members = [m for option in schema["anyOf"] for m in _members(option, depth + 1)]
+    elif isinstance(schema.get("oneOf"), list) and schema["oneOf"]:
+        members = [m for option in schema["oneOf"] for m in _members(option, depth + 1)]
+    elif isinstance(schema.get("type"), list) and schema["type"]:
+        members = [m for kind in schema["type"] for m in _members({**schema, "type": kind}, depth + 1)]
+    else:
+        members.append(_single(schema, depth))
+    unique = list(dict.fromkeys(members))
+    if "Any" in unique:
+        return ["Any"]
+    return [m for m in unique if m != "None"] + (["None"] if "None" in unique else [])
+
+
+def _single(schema: Mapping[str, Any], depth: int) -> str:
     kind = schema.get("type")
-    if isinstance(kind, list):
-        return " | ".join(schema_type({**schema, "type": k}, depth + 1) for k in kind)
     if kind == "array":
         return f"list[{schema_type(schema.get('items'), depth + 1)}]"
     if kind == "object":
@@ -58,8 +84,10 @@ def signature(entry: ToolEntry) -> str:
     required = {str(n) for n in schema.get("required") or ()}
     parts: list[str] = []
     for name in entry.params:
-        kind = schema_type(props.get(name))
-        parts.append(f"{name}: {kind}" if name in required else f"{name}: {kind} | None = None")
+        schema_of = props.get(name)
+        parts.append(
+            f"{name}: {schema_type(schema_of)}" if name in required else f"{name}: {optional_type(schema_of)} = None"
+        )
     if len(entry.params) < len(props):
         parts.append("**extra: Any")
     return f"{entry.method}({', '.join(parts)}) -> {_return_type(entry)}"
@@ -83,6 +111,10 @@ def server_stub(catalog: ToolCatalog, server: str) -> str:
         "# Results are JSON values (dicts, lists, strings); a failed call raises ToolError.",
         f'# Full docs: get_tool_docs("{server}", "<tool>").',
     ]
+    if server in SANDBOX_MODULES:
+        lines.append(
+            f"# `{server}` is this server in programs; the {server} module is `import {server} as {server}_module`."
+        )
     for entry in entries:
         comment = _short(entry.spec.description)
         lines.append(f"def {signature(entry)}: ...{f'  # {comment}' if comment else ''}")

@@ -289,6 +289,25 @@ async def _servers_embedded(settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
+# -- sandbox ----------------------------------------------------------------------------------------------------
+
+
+def cmd_sandbox_build(args: argparse.Namespace) -> int:
+    """Build (or find) the compiled Code Mode guest ahead of the first start, e.g. in a container image."""
+    from sandbox.build import GuestBuildError, cached_artifact, ensure_artifact
+
+    if cached_artifact(fuel=args.fuel) is None:
+        _out("building the Code Mode sandbox guest (first start only)…")
+    try:
+        artifact = ensure_artifact(fuel=args.fuel)
+    except (GuestBuildError, OSError) as exc:
+        _err(f"error: Code Mode is unavailable: {exc}")
+        return 1
+    done = f"built in {artifact.seconds:.1f} s" if artifact.built else "already built"
+    _out(f"Code Mode sandbox guest {done}: {artifact.path}")
+    return 0
+
+
 # -- config -----------------------------------------------------------------------------------------------------
 
 
@@ -342,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = config.add_parser("check", parents=[common], help="validate a config file")
     check.add_argument("file", nargs="?", default=None)
     check.set_defaults(func=cmd_config_check)
+
+    sandbox = sub.add_parser("sandbox", help="the Code Mode sandbox").add_subparsers(
+        dest="sandbox_command", required=True
+    )
+    build = sandbox.add_parser("build", help="build the Code Mode guest ahead of the first start; prints where it went")
+    build.add_argument("--fuel", action="store_true", help="the variant with fuel metering")
+    build.set_defaults(func=cmd_sandbox_build)
     from hub.cli.admin import add_admin_commands
 
     add_admin_commands(sub, common, servers, keys)
@@ -358,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if "AGENTHUB_LOG_LEVEL" not in os.environ:  # start-up progress: a first start builds the Code Mode guest
+        for name in ("sandbox.progress", "hub.executors.code"):
+            logging.getLogger(name).setLevel(logging.INFO)
     try:
         code: int = args.func(args)
     except ConfigError as exc:

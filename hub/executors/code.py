@@ -5,15 +5,21 @@ list carries `list_tool_files`, `read_tool_file`, `get_tool_docs` and `execute_t
 The three reading tools are `code.read` calls, answered from a per-(key, registry version) catalog;
 `execute_tool_code` is a `code.run` call. Inside a run, every tool call the program makes re-enters the pipeline
 as an `mcp.tool` call with the same principal and the run's call id as parent, so grants, limits, guardrails and
-the request log apply per call. The sandbox pool starts on first use and lives until the hub stops.
+the request log apply per call.
+
+The sandbox pool starts in the background (`prepare`): at hub start-up when a key or a server has Code Mode, else
+with the first program, and lives until the hub stops. A first start builds the guest (a minute or more); a program
+that arrives meanwhile waits for it within its `total_timeout`. A sandbox that cannot start is reported once in the
+log and to every program as `UpstreamFailed("Code Mode is unavailable: <cause>")`.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.abc
@@ -21,7 +27,7 @@ import orjson
 
 from connectors.registry import Entry, RegistryView
 from hub.call import Call, Outcome, Principal
-from hub.errors import BadRequest, HubError, UpstreamFailed
+from hub.errors import BadRequest, HubError, UpstreamFailed, UpstreamTimedOut
 from hub.governance.keys import VirtualKey
 from hub.pipeline import Handler
 
@@ -60,10 +66,15 @@ class CodeMode:
         self._servers = code_mode_servers
         self._pool_size = pool_size
         self._pool: SandboxPool | None = None
-        self._pool_lock = anyio.Lock()
+        self._starting = False
+        self._settled = anyio.Event()
+        """Set once the pool is up, or known not to come up (`_failure`)."""
+        self._failure: str | None = None
         self._catalogs: dict[tuple[Any, ...], _KeyCatalog] = {}
         self.pipeline: Handler | None = None
         self.task_group: anyio.abc.TaskGroup | None = None
+        self.waiting = 0
+        """Programs waiting for the sandbox to start (for monitoring and tests)."""
 
     # -- which tools -----------------------------------------------------------------------------------------------
 
@@ -137,33 +148,87 @@ class CodeMode:
 
     # -- runs ------------------------------------------------------------------------------------------------------
 
-    async def pool(self) -> SandboxPool:
-        """The worker pool, started on first use in the hub's task group (which also stops it)."""
-        async with self._pool_lock:
-            if self._pool is None:
-                if self.task_group is None:
-                    raise UpstreamFailed("Code Mode is not running")
-                await self.task_group.start(self._own_pool)
-            assert self._pool is not None
-            return self._pool
+    @property
+    def state(self) -> Literal["idle", "starting", "ready", "unavailable"]:
+        """Where the sandbox is: not asked for yet, starting (building its guest), serving, or unable to start."""
+        if self._failure is not None:
+            return "unavailable"
+        if self._pool is not None:
+            return "ready"
+        return "starting" if self._starting else "idle"
 
-    async def _own_pool(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        # The hub stops by cancelling its task group. Closing the pool under that cancellation would stop at its
-        # first checkpoint, leaving the pool's own task group open and its workers running. So the pool lives in a
-        # shielded scope and a watcher task, which the hub's cancellation does reach, tells it to close.
-        from sandbox.pool import SandboxPool  # loaded with the first program
+    def prepare(self) -> None:
+        """Start the sandbox in the background, in the hub's task group: the hub serves meanwhile. Called at start-up
+        when a key or a server has Code Mode, and by the first program otherwise; later calls do nothing."""
+        if self._starting or self.task_group is None:
+            return
+        self._starting = True
+        self.task_group.start_soon(self._own_pool)
+
+    async def wait_settled(self) -> None:
+        """Wait until the sandbox is up or known not to come up (see `state`)."""
+        await self._settled.wait()
+
+    async def pool(self, deadline: float) -> SandboxPool:
+        """The worker pool; a program that arrives while it starts waits up to `deadline` seconds.
+
+        Raises:
+            UpstreamFailed: the sandbox cannot start (the message names the cause), or the hub is not running.
+            UpstreamTimedOut: it is still starting after `deadline` seconds.
+        """
+        if self.task_group is None:
+            raise UpstreamFailed("Code Mode is not running")
+        self.prepare()
+        if not self._settled.is_set():
+            self.waiting += 1
+            try:
+                with anyio.move_on_after(deadline):
+                    await self._settled.wait()
+            finally:
+                self.waiting -= 1
+        if self._failure is not None:
+            raise UpstreamFailed(f"Code Mode is unavailable: {self._failure}")
+        if self._pool is None:
+            raise UpstreamTimedOut(
+                f"Code Mode is still starting (its sandbox is being prepared, which a first start takes a minute or "
+                f"more for); the program waited {deadline:g} s and did not run: try again shortly"
+            )
+        return self._pool
+
+    async def _own_pool(self) -> None:
+        from sandbox.pool import SandboxPool, SandboxUnavailableError  # loaded with the first key or program
 
         assert self.task_group is not None
-        stop = anyio.Event()
-        with anyio.CancelScope(shield=True):
-            async with SandboxPool(size=self._pool_size) as pool:
-                self.task_group.start_soon(_set_when_cancelled, stop)
-                self._pool = pool
-                task_status.started()
-                try:
-                    await stop.wait()
-                finally:
-                    self._pool = None
+        started = time.perf_counter()
+        pool = SandboxPool(size=self._pool_size)
+        try:
+            await pool.prepare()  # the guest build, cancellable: the hub may stop during a first start
+            # The hub stops by cancelling its task group. Closing the pool under that cancellation would stop at its
+            # first checkpoint, leaving the pool's own task group open and its workers running. So the pool lives in
+            # a shielded scope and a watcher task, which the hub's cancellation does reach, tells it to close.
+            stop = anyio.Event()
+            with anyio.CancelScope(shield=True):
+                async with pool:
+                    self.task_group.start_soon(_set_when_cancelled, stop)
+                    self._pool = pool
+                    self._settled.set()
+                    logger.info(
+                        "Code Mode sandbox ready: %d workers in %.1f s", pool.size, time.perf_counter() - started
+                    )
+                    try:
+                        await stop.wait()
+                    finally:
+                        self._pool = None
+        except SandboxUnavailableError as exc:
+            self._fail(str(exc))
+        except Exception as exc:  # never let the sandbox take the hub's task group down
+            self._fail(f"the sandbox could not start ({type(exc).__name__}: {exc})", exc)
+
+    def _fail(self, cause: str, exc: Exception | None = None) -> None:
+        """Remember why the sandbox cannot start and log it, once: every later program gets the same cause."""
+        self._failure = cause
+        logger.error("Code Mode is unavailable: %s", cause, exc_info=exc)
+        self._settled.set()
 
     async def execute(self, call: Call, view: RegistryView) -> Outcome:
         """The executor for `code.run`: run the program; each of its tool calls is an `mcp.tool` call through the
@@ -205,10 +270,9 @@ class CodeMode:
             except orjson.JSONDecodeError:
                 return text
 
-        pool = await self.pool()
-        result = await pool.run(
-            code, tool_caller, catalog=catalog, limits=self._limits(principal.key), owner=principal.key.id
-        )
+        limits = self._limits(principal.key)
+        pool = await self.pool(limits.total_timeout if limits is not None else _default_total_timeout())
+        result = await pool.run(code, tool_caller, catalog=catalog, limits=limits, owner=principal.key.id)
         error = getattr(result, "status", "ok") != "ok"
         return Outcome(_text(render_result(result), error=error), tool_error=error)
 
@@ -239,6 +303,12 @@ class CodeMode:
 
         usage = tools_used(code, self._catalog(principal, view, scope).catalog)
         return bool(usage.determined) and all(approved(name) for name in usage.tools)
+
+
+def _default_total_timeout() -> float:
+    from sandbox import SandboxLimits
+
+    return SandboxLimits().total_timeout
 
 
 async def _set_when_cancelled(event: anyio.Event) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -75,3 +77,34 @@ def test_frames_round_trip_over_a_pipe() -> None:
             os.close(write_fd)
     with pytest.raises(ProtocolError):
         parse_header(b"\x00\x00\x00\x01\x63")
+
+
+def _guest_copy(tmp_path: Path, component: bytes, *, sources: str | None = None, digest: str | None = None) -> Path:
+    """A guest directory as a wheel lays it out: the sources, the component and what it was built from."""
+    guest = tmp_path / "guest"
+    guest.mkdir()
+    for name in build.GUEST_SOURCES:
+        (guest / name).write_bytes((build.GUEST_DIR / name).read_bytes())
+    (guest / build.PACKAGED_COMPONENT).write_bytes(component)
+    info = {"sources": sources or build.source_key(guest), "sha256": digest or hashlib.sha256(component).hexdigest()}
+    (guest / build.PACKAGED_INFO).write_text(json.dumps(info))
+    return guest
+
+
+def test_a_packaged_component_of_these_sources_is_compiled_instead_of_building_one(tmp_path: Path) -> None:
+    guest = _guest_copy(tmp_path, b"\0asm component bytes")
+    found = build.find_component(tmp_path / "cache", guest)
+    assert found.packaged and found.path == guest / build.PACKAGED_COMPONENT
+    assert build.artifact_key(fuel=False, component=found) != build.artifact_key(fuel=False)
+
+
+def test_a_packaged_component_of_other_sources_is_ignored(tmp_path: Path) -> None:
+    guest = _guest_copy(tmp_path, b"\0asm old", sources="0" * 20)
+    assert build.packaged_component(guest) is None
+    assert not build.find_component(tmp_path / "cache", guest).packaged  # built here instead (dev extra)
+
+
+def test_a_packaged_component_that_does_not_match_its_digest_is_refused(tmp_path: Path) -> None:
+    guest = _guest_copy(tmp_path, b"\0asm tampered", digest="f" * 64)
+    with pytest.raises(build.GuestBuildError, match="does not match its recorded digest; reinstall AgentHub"):
+        build.ensure_artifact(directory=tmp_path / "cache", guest_dir=guest)

@@ -92,3 +92,36 @@ def test_render_result() -> None:
     assert render_result(ok) == 'Output:\nhi\nResult: {"a": 1}\n'
     error = RunError("timeout", "the program ran out of time")
     assert render_result(error) == "Error (timeout): the program ran out of time\n"
+
+
+NULLABLE_TOOL = {
+    "name": "find",
+    "description": "Find things.",
+    "inputSchema": {
+        "type": "object",
+        "properties": {
+            "needed": {"type": ["string", "null"]},
+            "listed": {"type": ["string", "null"]},
+            "either": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            "defaulted": {"type": "integer", "default": None},
+            "first_null": {"type": ["null", "boolean"]},
+            "choice": {"enum": ["x", None]},
+            "items": {"type": "array", "items": {"type": ["string", "null"]}},
+        },
+        "required": ["needed"],
+    },
+    "outputSchema": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+}
+
+
+def test_a_type_is_never_unioned_with_none_twice() -> None:
+    catalog = ToolCatalog.from_mcp({"s": [NULLABLE_TOOL]})
+    line = server_stub(catalog, "s").splitlines()[3]
+    assert line == (
+        "def find(needed: str | None, listed: str | None = None, either: int | None = None, "
+        "defaulted: int | None = None, first_null: bool | None = None, choice: Literal['x'] | None = None, "
+        "items: list[str | None] | None = None) -> dict | None: ...  # Find things."
+    )
+    docs = get_tool_docs(catalog, "s", "find")
+    assert "None | None" not in docs
+    assert "  listed: str | None (optional)" in docs and "Returns: dict | None" in docs
