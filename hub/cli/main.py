@@ -2,10 +2,11 @@
 
 ```
 agenthub serve   [--config FILE] [--listen HOST:PORT]
-agenthub stdio   [--config FILE | --url URL]           key from AGENTHUB_KEY
+agenthub stdio   [--config FILE | --url URL [--connect-timeout S]]   key from AGENTHUB_KEY
 agenthub keys    create --name NAME [--tools GLOB ...] | list | revoke NAME
 agenthub servers [--config FILE] [--json]
 agenthub config  check [FILE]
+agenthub sandbox build [--fuel]                           the Code Mode guest, ahead of the first start
 agenthub auth    login|logout SERVER [--subject KEY_NAME]
 ```
 Every command takes `--config FILE` (default `./agenthub.toml`).
@@ -151,12 +152,10 @@ def _has(module: str) -> bool:
 
 
 def cmd_stdio(args: argparse.Namespace) -> int:
-    from hub.cli.stdio import serve_embedded
-    from hub.doors.stdio import serve_bridge
+    from hub.cli.stdio import run_bridge, serve_embedded
 
     if args.url:
-        anyio.run(serve_bridge, args.url, os.environ.get("AGENTHUB_KEY"))
-        return 0
+        return run_bridge(args.url, args.connect_timeout)
     settings = _load(args)
     anyio.run(serve_embedded, settings)
     return 0
@@ -334,7 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     stdio = sub.add_parser("stdio", parents=[common], help="serve MCP on stdin/stdout")
-    stdio.add_argument("--url", help="bridge to a running hub's /mcp instead of embedding one")
+    from hub.cli.stdio import add_arguments as add_stdio_arguments
+
+    add_stdio_arguments(stdio)
     stdio.set_defaults(func=cmd_stdio)
 
     keys = sub.add_parser("keys", help="manage virtual keys").add_subparsers(dest="keys_command", required=True)

@@ -1,26 +1,94 @@
-"""`agenthub stdio --config FILE`: a hub in this process serving its MCP door on stdin/stdout (Claude Desktop
-launches it as a command). The bridge to a running hub (`--url`) is `hub.doors.stdio.serve_bridge`."""
+"""`agenthub stdio`: MCP on stdin/stdout, for clients that launch a command (Claude Desktop).
+
+- `--url URL`: the bridge to a running hub (`hub.doors.stdio.serve_bridge`). `hub.cli.launch` sends `agenthub stdio`
+  straight here, before the rest of the command line is imported, and this module imports nothing of the hub at
+  the top: the bridge must answer `initialize` within a client's connect timeout (see `hub.doors.stdio`).
+- `--config FILE`: a hub in this process serving its MCP door on stdin/stdout (`serve_embedded`); it goes through
+  the whole command line (`hub.cli.main`), which loads the configuration.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
 import os
+import sys
+from typing import TYPE_CHECKING
 
-from mcp.server.stdio import stdio_server
+if TYPE_CHECKING:
+    from hub.app import Hub
+    from hub.settings import Settings
 
-from hub.app import Hub, open_hub
-from hub.call import Call, Malformed
-from hub.errors import HubError, Unauthenticated
-from hub.settings import Settings
-from hub.stages.authn import NO_KEY
+KEY_ENV = "AGENTHUB_KEY"
+CONNECT_TIMEOUT_S = 30.0
+"""How long the bridge tries to reach the hub before it gives up (a hub may still be starting)."""
 
 
-async def serve_embedded(settings: Settings, key_env: str = "AGENTHUB_KEY") -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `agenthub stdio` besides `--config`."""
+    parser.add_argument("--url", help="bridge to a running hub's /mcp instead of embedding one")
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT_S,
+        metavar="SECONDS",
+        help=f"with --url: how long to try reaching the hub before giving up (default {CONNECT_TIMEOUT_S:g})",
+    )
+
+
+def main(argv: list[str]) -> int | None:
+    """`agenthub stdio ARGS` when ARGS ask for the bridge: its exit status. None for anything else (the embedded
+    hub, `--help`, a mistake in the arguments), which the whole command line (`hub.cli.main`) handles: the caller
+    passes it on, so this module never imports the command line that imports it."""
+    parser = argparse.ArgumentParser(prog="agenthub stdio", add_help=False)
+    add_arguments(parser)
+    parser.add_argument("--config")
+    args, rest = parser.parse_known_args(argv)
+    if args.url is None or rest:
+        return None
+    logging.basicConfig(
+        level=os.environ.get("AGENTHUB_LOG_LEVEL", "WARNING").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run_bridge(args.url, args.connect_timeout)
+
+
+def run_bridge(url: str, connect_timeout_s: float) -> int:
+    """Run the bridge to `url` with the key in `AGENTHUB_KEY` until the client closes stdin; 2 for arguments that
+    cannot work.
+
+    Raises:
+        SystemExit: the hub refused the key or could not be reached (exit status 1, the message on stderr).
+    """
+    if not url.lower().startswith(("http://", "https://")):
+        sys.stderr.write(f"agenthub stdio: --url must be the http:// or https:// URL of a hub's /mcp, not {url!r}\n")
+        return 2
+    if not connect_timeout_s > 0:
+        sys.stderr.write("agenthub stdio: --connect-timeout must be a positive number of seconds\n")
+        return 2
+    import anyio
+
+    from hub.doors.stdio import serve_bridge
+
+    try:
+        anyio.run(serve_bridge, url, os.environ.get(KEY_ENV), connect_timeout_s)
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+async def serve_embedded(settings: Settings, key_env: str = KEY_ENV) -> None:
     """Serve the aggregated MCP endpoint on stdin/stdout from an in-process hub; the caller's key is the one in
     `key_env`, checked with every request (a key revoked meanwhile is refused from its next request on).
 
     Raises:
         SystemExit: the key is missing or not a key of this hub (the refusal is recorded first, like any other).
     """
+    from mcp.server.stdio import stdio_server
+
+    from hub.app import open_hub
+
     hub = open_hub(settings)
     refused: str | None = None
     async with hub.running():
@@ -38,6 +106,10 @@ async def serve_embedded(settings: Settings, key_env: str = "AGENTHUB_KEY") -> N
 
 async def _refuse(hub: Hub, credential: str | None) -> str:
     """Run the connection's refusal through the pipeline (one request-log row); its message."""
+    from hub.call import Call, Malformed
+    from hub.errors import HubError, Unauthenticated
+    from hub.stages.authn import NO_KEY
+
     call = Call(
         door="mcp",
         operation="mcp.session",
