@@ -1,9 +1,10 @@
 """The aggregated registry: every upstream's tools, prompts, resources and templates under exposed names.
 
-Tools and prompts are exposed as `server__name` (see `naming`); resources keep their URIs (a URI seen on two
-servers is exposed as `server+uri` for the later one). Lookups go through maps built once per change, never
-by splitting strings. The whole view is rebuilt copy-on-write when an upstream connects or reports a
-list change, and `version` moves so that caches built on a view know they are stale.
+Tools and prompts are exposed as `server__name` (see `naming`); resources and resource templates keep their URIs
+(a URI or template seen on two servers is exposed as `server+uri` for the later one, and so are the concrete URIs
+of such a template). Lookups go through maps built once per change, never by splitting strings. The whole view is
+rebuilt copy-on-write when an upstream connects or reports a list change, and `version` moves so that caches
+built on a view know they are stale.
 """
 
 from __future__ import annotations
@@ -46,24 +47,28 @@ class RegistryView:
     templates: tuple[tuple[re.Pattern[str], Entry], ...] = ()
 
     def resolve_resource(self, uri: str, server: str | None = None) -> Entry | None:
-        """The resource entry for an exposed URI, concrete first, then the first matching template (of `server`'s,
-        when one is given)."""
+        """The resource entry for an exposed URI, concrete first, then the first matching template; with `server`,
+        only that server's, for a URI as the server itself spells it (its own endpoint shows its own spelling)."""
         entry = self.resources.get(uri)
         if entry is not None:
             return entry if server is None or entry.server == server else None
         for pattern, tmpl in self.templates:
-            if (server is None or tmpl.server == server) and pattern.fullmatch(uri):
+            if server is None:
+                if pattern.fullmatch(uri):
+                    return tmpl
+            elif tmpl.server == server and pattern.fullmatch(_prefix(tmpl) + uri):
                 return tmpl
         return None
 
     def reference(self, kind: object, name: str, server: str | None = None) -> Entry | None:
         """What a completion request refers to: a prompt by exposed name (`kind` `ref/prompt`), else a resource
-        template by its URI template (the first server's, or `server`'s)."""
+        template by its exposed URI template (with `server`: that server's, as the server spells it)."""
         if kind == "ref/prompt":
             entry = self.prompts.get(name)
             return entry if entry is not None and (server is None or entry.server == server) else None
         for _, entry in self.templates:
-            if entry.original == name and (server is None or entry.server == server):
+            found = entry.exposed == name if server is None else (entry.server == server and entry.original == name)
+            if found:
                 return entry
         return None
 
@@ -215,6 +220,7 @@ def build_view(upstreams: Iterable[Upstream], version: int, tool_filter: ToolFil
     prompts: dict[str, Entry] = {}
     resources: dict[str, Entry] = {}
     templates: list[tuple[re.Pattern[str], Entry]] = []
+    exposed_templates: set[str] = set()
     for up in sorted(upstreams, key=lambda u: u.name):
         cat = up.catalog
         for tool in cat.tools if tool_filter is None else tool_filter(up.name, cat.tools):
@@ -231,9 +237,30 @@ def build_view(upstreams: Iterable[Upstream], version: int, tool_filter: ToolFil
                 continue
             resources[shown] = Entry(up.name, uri, shown, res.model_copy(update={"uri": shown}))
         for tmpl in cat.templates:
-            entry = Entry(up.name, tmpl.uri_template, tmpl.uri_template, tmpl)
-            templates.append((template_pattern(tmpl.uri_template), entry))
+            uri = tmpl.uri_template
+            shown = uri if uri not in exposed_templates else f"{up.name}+{uri}"
+            if shown in exposed_templates:  # as for resources: never take another server's exposed spelling
+                logger.warning("resource template %r of server %r is left out: its exposed URI is taken", uri, up.name)
+                continue
+            exposed_templates.add(shown)
+            definition = tmpl if shown == uri else tmpl.model_copy(update={"uri_template": shown})
+            entry = Entry(up.name, uri, shown, definition)
+            templates.append((template_pattern(shown), entry))
     return RegistryView(version, tools, prompts, resources, tuple(templates))
+
+
+def upstream_uri(entry: Entry, uri: str, server: str | None = None) -> str:
+    """The URI the upstream knows a resource by, for `uri` that `resolve_resource(uri, server)` found as `entry`: a
+    resource's own URI, or the URI asked of a template, without the `server+` its exposed spelling adds on the
+    aggregated endpoint (`server` None)."""
+    if entry.original == uri or "{" not in entry.original:
+        return entry.original
+    return uri if server is not None else uri[len(_prefix(entry)) :]
+
+
+def _prefix(entry: Entry) -> str:
+    """What an exposed URI (template) adds in front of the upstream's: `server+` or nothing."""
+    return entry.exposed[: len(entry.exposed) - len(entry.original)]
 
 
 def template_pattern(template: str) -> re.Pattern[str]:

@@ -3,7 +3,8 @@
 ```
 HubError                       base; never shown with internals
 ├── BadRequest                 malformed input                         400  invalid_request_error   -32602
-│   └── PayloadTooLarge        body over the configured limit          413  invalid_request_error   -32600
+│   ├── PayloadTooLarge        body over the configured limit          413  invalid_request_error   -32600
+│   └── MethodNotAllowed       a method the path does not serve        405  invalid_request_error   -32601
 ├── Unauthenticated            missing, unknown, revoked, expired key  401  authentication_error    -32001
 ├── Forbidden                  not permitted / blocked by a guardrail  403  permission_error        -32003
 │   └── AuthorizationNeeded    the caller must authorize an upstream   403  permission_error        -32042
@@ -70,6 +71,19 @@ class BadRequest(HubError):
 
 class PayloadTooLarge(BadRequest):
     wire = Wire(413, "invalid_request_error", -32600)
+
+
+class MethodNotAllowed(BadRequest):
+    """A known HTTP path asked with a method it does not serve; `allow` lists those it does (the `Allow` header)."""
+
+    wire = Wire(405, "invalid_request_error", -32601)
+
+    def __init__(self, message: str, allow: str) -> None:
+        super().__init__(message, headers={"Allow": allow})
+
+    @property
+    def code(self) -> str:
+        return "method_not_allowed"
 
 
 class Unauthenticated(HubError):

@@ -2,7 +2,8 @@
 
 `/mcp` and `/mcp/{server}`, and `POST` to the OpenAI door's paths, are routed by a plain ASGI layer in front of
 Starlette (no per-request middleware stack on the hot path); the REST and admin routes are ordinary Starlette
-routes.
+routes. Any other request under `/v1` (an unknown path, or a method a path does not serve) is refused in the
+OpenAI error envelope through the pipeline (`hub.doors.unrouted`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub, open_hub
 from hub.doors.mcp_http import McpTransport
 from hub.doors.rest import execute_tool_route
+from hub.doors.unrouted import unrouted_route
 from hub.doors.web import json_response
 from hub.governance.keys import bearer_token, constant_time_equal
 from hub.paths import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OAUTH_START_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
@@ -105,17 +107,37 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
 
     app = Starlette(
         routes=[
-            *(Route(path, llm) for path in (*sorted(OPENAI_POST_PATHS), *OPENAI_GET_PATHS)),
+            *(Route(path, llm, methods=["POST"]) for path in sorted(OPENAI_POST_PATHS)),
+            *(Route(path, llm, methods=["GET"]) for path in OPENAI_GET_PATHS),
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),
             Route(OAUTH_START_PATH, admin, methods=["GET", "POST"]),
             Route(ADMIN_PREFIX + "/{path:path}", admin),
+            Route("/v1/{path:path}", _Unrouted(ref, lambda: app.routes)),  # last: what those above do not serve
         ],
         lifespan=lifespan,
     )
     router = McpRouter(app, ref, llm)  # the lifespan above runs once this exists
     return router
+
+
+class _Unrouted:
+    """Any request under `/v1` the other routes do not serve, whatever its method (an ASGI app, so that Starlette
+    routes every method to it): refused in the OpenAI error envelope, with the methods `routes` serve on its path
+    (a 405) or none (a 404)."""
+
+    def __init__(self, ref: HubRef, routes: Callable[[], list[BaseRoute]]) -> None:
+        self._ref = ref
+        self._routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        allowed: set[str] = set()
+        for route in self._routes():
+            if isinstance(route, Route) and route.methods and route.matches(scope)[0] is Match.PARTIAL:
+                allowed |= route.methods
+        response = await unrouted_route(self._ref.hub, Request(scope, receive), allowed)
+        await response(scope, receive, send)
 
 
 class _AdminSurface:
@@ -145,7 +167,7 @@ class _AdminSurface:
 class _LlmDoor:
     """The OpenAI-compatible door, loaded with its first request: a hub that serves only MCP never needs its
     modules. `POST`s to its paths reach `endpoints()` straight from `McpRouter` (the LLM hot path skips route
-    matching); the model list, and other methods on its paths, come through its Starlette routes."""
+    matching); the model list comes through its Starlette routes (other methods on its paths are `_Unrouted`'s)."""
 
     def __init__(self, ref: HubRef) -> None:
         self._ref = ref

@@ -206,7 +206,7 @@ class Router:
         request: JSON,
         allow: HopFilter | None,
         fallbacks: Sequence[str] | None,
-        call: Callable[[Provider, str, str], Awaitable[JSON]],
+        call: Callable[[Provider, str, str], Awaitable[Mapping[str, Any]]],
     ) -> Result:
         """Route a non-streaming request and wrap the response with its hop, attempts, usage and price."""
         response, hop, attempts = await self._route(request, allow, fallbacks, call)
@@ -242,9 +242,10 @@ class Router:
     async def embeddings(
         self, request: JSON, *, allow: HopFilter | None = None, fallbacks: Sequence[str] | None = None
     ) -> Result:
-        """An embeddings request (`input`, `model`, optional `dimensions`, `encoding_format`)."""
+        """An embeddings request (`input`, `model`, optional `dimensions`, `encoding_format`). An OpenAI-shaped
+        provider's response is passed through unparsed (`llm.rawjson.RawJSON`: only its `usage` is read)."""
 
-        async def call(provider: Provider, model: str, key: str) -> JSON:
+        async def call(provider: Provider, model: str, key: str) -> Mapping[str, Any]:
             return await provider.embeddings(request, model, key)
 
         return await self._complete(request, allow, fallbacks, call)
@@ -270,12 +271,9 @@ class Router:
         return await self._stream(request, allow, fallbacks, source, _responses_has_content, _responses_usage, _keep)
 
     def list_models(self, *, allow: HopFilter | None = None) -> list[ModelInfo]:
-        """Aliases (with an allowed deployment) and `provider/model` entries (deployments, fallbacks and providers'
-        `models`) the caller may use."""
-        out: list[ModelInfo] = []
-        for alias, targets in self._aliases.items():
-            if any(self._allowed_keys(t, allow) for t in targets):
-                out.append(ModelInfo(alias, "alias", "agenthub"))
+        """Aliases and `provider/model` entries (deployments, fallbacks and providers' `models`) the caller may use:
+        those `routable` for `allow` (an alias served only through its fallbacks included)."""
+        out = [ModelInfo(alias, "alias", "agenthub") for alias in self._aliases if self.routable(alias, allow=allow)]
         seen: set[str] = set()
         explicit = [(t.provider, t.model) for ts in self._aliases.values() for t in ts]
         for alias in self.config.models.values():
@@ -286,10 +284,20 @@ class Router:
         explicit += [(name, m) for name, p in self.config.providers.items() for m in p.models]
         for provider, model in explicit:
             ref = f"{provider}/{model}"
-            if ref not in seen and self._allowed_keys(_Target(provider, model, 1.0, None), allow):
+            if ref not in seen and self.routable(ref, allow=allow):
                 seen.add(ref)
                 out.append(ModelInfo(ref, "deployment", provider))
         return out
+
+    def routable(self, model: str, *, allow: HopFilter | None = None) -> bool:
+        """Whether a request for `model` (an alias or `provider/model`) has a hop `allow` permits among those its
+        plan would try: the alias's deployments, then its configured fallbacks. Routing refuses a request
+        without one as not allowed; `list_models` lists exactly the names that have one."""
+        try:
+            _, plan = self._plan({"model": model}, None, ordered=False)
+        except UnknownModel:
+            return False
+        return any(self._allowed_keys(target, allow) for target in plan)
 
     def cooling_down(self) -> list[Hop]:
         """Hops whose circuit is open right now."""
@@ -297,10 +305,10 @@ class Router:
 
     # Planning.
 
-    def _targets(self, ref: str) -> list[_Target]:
+    def _targets(self, ref: str, ordered: bool = True) -> list[_Target]:
         targets = self._aliases.get(ref)
         if targets is not None:
-            return self._weighted_order(targets)
+            return self._weighted_order(targets) if ordered else list(targets)
         provider, sep, model = ref.partition("/")
         if sep and model and provider in self.config.providers:
             return [_Target(provider, model, 1.0, None)]
@@ -314,11 +322,11 @@ class Router:
         keyed.sort(reverse=True)
         return [targets[i] for _, i in keyed]
 
-    def _plan(self, request: JSON, fallbacks: Sequence[str] | None) -> tuple[str, list[_Target]]:
+    def _plan(self, request: JSON, fallbacks: Sequence[str] | None, ordered: bool = True) -> tuple[str, list[_Target]]:
         model = request.get("model")
         if not isinstance(model, str) or not model:
             raise UnknownModel(str(model))
-        plan = self._targets(model)
+        plan = self._targets(model, ordered)
         refs = fallbacks if fallbacks is not None else request.get("fallbacks")
         if refs is None:
             alias = self.config.models.get(model)
@@ -326,7 +334,7 @@ class Router:
         for ref in refs:
             if isinstance(ref, dict):
                 ref = ref.get("model", "")
-            plan.extend(self._targets(str(ref)))
+            plan.extend(self._targets(str(ref), ordered))
         if len(plan) == 1:
             return model, plan
         seen: set[tuple[str, str, str | None]] = set()

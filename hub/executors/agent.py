@@ -20,7 +20,7 @@ pipeline (limits, guardrails, request log), all linked by the loop's id as paren
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ from connectors.registry import RegistryView
 from hub.call import Call, Operation, Outcome, Principal
 from hub.errors import BadRequest, HubError, Internal
 from hub.executors.code import EXECUTE, CodeMode
+from hub.executors.deadline import EXPIRED, Deadline
 from hub.executors.llm import output_estimate
 from hub.executors.mcp import tool_message_content
 from hub.executors.stream import AgentStream, OutcomeStream
@@ -313,35 +314,41 @@ class AgentMode:
         messages = list(request["messages"])
         response: dict[str, Any] = {}
         headers: dict[str, str] = {}
-        with anyio.move_on_after(options.deadline_s) as deadline:
-            while True:
-                outcome = await self._run()(self._turn_call(loop, {**request, "messages": messages}, False))
-                response = outcome.value
-                headers = outcome.headers
-                state.turns += 1
-                _add_usage(state.usage, response.get("usage"))
-                message = _first_message(response)
-                calls = message.get("tool_calls") or []
-                approved = self._to_run(principal, options, mcp_names, calls, state)
-                if not approved:
-                    break
-                results = await self._run_tools(principal, options, approved, state)
-                step = [_assistant(message, calls), *results]
-                pending = [c for c in calls if c not in approved]
-                state.executed.extend(step)
-                messages.extend(step)
-                if pending:
-                    state.stopped = "approval_required"
-                    response = _pending_response(response, message, pending)
-                    break
-        if deadline.cancelled_caught:
-            state.stopped = "deadline"
+        deadline = Deadline(options.deadline_s)
+        while True:
+            turn = self._turn_call(loop, {**request, "messages": messages}, False)
+            outcome = await deadline.within(self._run(), turn)
+            if outcome is EXPIRED:  # the model has not answered: nothing to run, nothing pending
+                state.stopped = "deadline"
+                response = _cut_response(state, str(body.get("model")), response)
+                break
+            response = outcome.value
+            headers = outcome.headers
+            state.turns += 1
+            _add_usage(state.usage, response.get("usage"))
+            message = _first_message(response)
+            calls = message.get("tool_calls") or []
+            approved = self._to_run(principal, options, mcp_names, calls, state)
+            if not approved:
+                break
+            results = await deadline.within(self._run_tools, principal, options, approved, state)
+            if results is EXPIRED:  # the turn's tool calls come back pending, as the model made them
+                state.stopped = "deadline"
+                break
+            step = [_assistant(message, calls), *results]
+            pending = [c for c in calls if c not in approved]
+            state.executed.extend(step)
+            messages.extend(step)
+            if pending:
+                state.stopped = "approval_required"
+                response = _pending_response(response, message, pending)
+                break
         shown = {k: v for k, v in headers.items() if k.startswith(("x-agenthub-", "x-ratelimit"))}
         return Outcome(self._finish(response, state), headers=shown)
 
     def _finish(self, response: dict[str, Any], state: LoopState) -> dict[str, Any]:
         out = dict(response)
-        if state.turns > 1 or state.steps:
+        if state.turns > 1 or state.steps or state.stopped == "deadline":
             out["usage"] = dict(state.usage)
         out["agenthub"] = {
             "loop_id": state.loop_id,
@@ -354,31 +361,43 @@ class AgentMode:
 
     # -- the loop (streaming) -------------------------------------------------------------------------------------
 
-    async def _stream_turn(self, loop: Call, request: dict[str, Any]) -> AsyncGenerator[dict[str, Any], None]:
-        outcome = await self._run()(self._turn_call(loop, request, True))
-        turn: OutcomeStream = outcome.value
-        try:
-            async for chunk in turn:
-                yield chunk
-        finally:
-            await turn.aclose()
-
     async def stream(
         self, loop: Call, body: dict[str, Any], options: AgentOptions
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Run the loop streaming: every turn's chunks as they come, a chunk per tool execution (with
-        `choices: []` and an `agenthub` event), and a final chunk with the loop's summary."""
+        `choices: []` and an `agenthub` event), and a final chunk with the loop's summary.
+
+        The deadline bounds the loop's own waits (opening a turn, each of its chunks, the tool runs), each in a
+        scope closed before the next `yield` (see `hub.executors.deadline`): the reader's time between chunks is
+        never cut, and a loop stopped by the deadline still ends with its final chunk (with a `finish_reason`)."""
         principal = loop.principal
         assert principal is not None
         request, mcp_names = self.inject(body, principal, options)
         state = LoopState(loop_id=loop.call_id)
         messages = list(request["messages"])
-        deadline = anyio.current_time() + options.deadline_s
+        deadline = Deadline(options.deadline_s)
+        finish: str | None = None
         while True:
             acc = _Accumulator()
-            async for chunk in self._stream_turn(loop, {**request, "messages": messages}):
-                acc.add(chunk)
-                yield chunk
+            turn = self._turn_call(loop, {**request, "messages": messages}, True)
+            opened = await deadline.within(self._run(), turn)
+            if opened is EXPIRED:
+                state.stopped, finish = "deadline", "length"
+                break
+            chunks: OutcomeStream = opened.value
+            source = aiter(chunks)
+            try:
+                while True:
+                    chunk = await deadline.within(_next, source)
+                    if chunk is None or chunk is EXPIRED:
+                        break
+                    acc.add(chunk)
+                    yield chunk
+            finally:
+                await chunks.aclose()
+            if chunk is EXPIRED:  # the turn was cut: the model's answer is incomplete
+                state.stopped, finish = "deadline", "length"
+                break
             state.turns += 1
             _add_usage(state.usage, acc.usage)
             message = acc.message()
@@ -386,15 +405,10 @@ class AgentMode:
             approved = self._to_run(principal, options, mcp_names, calls, state)
             if not approved:
                 break
-            if anyio.current_time() >= deadline:
-                state.stopped = "deadline"
-                break
             before = len(state.steps)
-            results: list[dict[str, Any]] = []
-            with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-                results = await self._run_tools(principal, options, approved, state)
-            if len(results) < len(approved):
-                state.stopped = "deadline"
+            results = await deadline.within(self._run_tools, principal, options, approved, state)
+            if results is EXPIRED:  # the turn's tool calls, as streamed, are pending
+                state.stopped, finish = "deadline", "tool_calls"
                 break
             for step in state.steps[before:]:
                 yield _event_chunk(acc.chunk_id, {**step})
@@ -406,22 +420,7 @@ class AgentMode:
                 state.stopped = "approval_required"
                 yield _event_chunk(acc.chunk_id, {"type": "approval_required", "tool_calls": pending})
                 break
-        summary = self._finish({}, state)["agenthub"]
-        yield {
-            "id": state.loop_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": str(body.get("model")),
-            "choices": [],
-            "usage": dict(state.usage),
-            "agenthub": {"type": "summary", **summary},
-        }
-
-
-TurnFn = Callable[[dict[str, Any], str], Any]
-"""Runs one non-streaming model turn through the pipeline: (request body, loop id) -> response dict."""
-StreamTurnFn = Callable[[dict[str, Any], str], Any]
-"""Runs one streaming model turn through the pipeline: (request body, loop id) -> async iterator of chunks."""
+        yield _summary_chunk(self._finish({}, state)["agenthub"], state, str(body.get("model")), finish)
 
 
 class _Accumulator:
@@ -502,6 +501,38 @@ def _add_usage(total: dict[str, int], usage: Any) -> None:
             value = usage.get(name)
             if isinstance(value, int):
                 total[name] += value
+
+
+async def _next(source: AsyncIterator[dict[str, Any]]) -> dict[str, Any] | None:
+    """The next item of `source`, or None at its end."""
+    return await anext(source, None)
+
+
+def _cut_response(state: LoopState, model: str, last: Mapping[str, Any]) -> dict[str, Any]:
+    """The response of a loop whose deadline came while the model was answering: no message content and no
+    tool call (those of earlier turns ran and are in `executed_messages`), `finish_reason: "length"`."""
+    return {
+        "id": last.get("id") or state.loop_id,
+        "object": "chat.completion",
+        "created": last.get("created") or int(time.time()),
+        "model": last.get("model") or model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": None}, "finish_reason": "length"}],
+    }
+
+
+def _summary_chunk(summary: dict[str, Any], state: LoopState, model: str, finish: str | None) -> dict[str, Any]:
+    """The last chunk of a streamed loop: summed usage and the summary. When the loop did not end with a turn's
+    own finish (the deadline cut a turn or the tool runs), it carries the `finish_reason` the response would."""
+    choices = [] if finish is None else [{"index": 0, "delta": {}, "finish_reason": finish}]
+    return {
+        "id": state.loop_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": choices,
+        "usage": dict(state.usage),
+        "agenthub": {"type": "summary", **summary},
+    }
 
 
 def _event_chunk(chunk_id: str, event: dict[str, Any]) -> dict[str, Any]:

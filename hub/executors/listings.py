@@ -70,8 +70,8 @@ class McpListings:
             return {"prompts": _dump(grant.visible(view.prompts.values(), scope), scope)}
         if kind == "resources":
             return {"resources": _dump(grant.visible(view.resources.values(), scope), scope)}
-        templates = {e.exposed: e for _, e in view.templates}
-        return {"resourceTemplates": _dump(grant.visible(templates.values(), scope), scope)}
+        templates = [e for _, e in view.templates]  # one per server, a shared spelling exposed as `server+...`
+        return {"resourceTemplates": _dump(grant.visible(templates, scope), scope)}
 
 
 def _dump(entries: list[Entry], scope: str | None) -> list[dict[str, Any]]:
@@ -93,4 +93,4 @@ def _shown(entry: Entry, scope: str | None) -> Any:
         return d.model_copy(update={"name": entry.original})
     if isinstance(d, types.Resource):
         return d.model_copy(update={"uri": entry.original})
-    return d
+    return d if entry.exposed == entry.original else d.model_copy(update={"uri_template": entry.original})

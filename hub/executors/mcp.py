@@ -14,7 +14,7 @@ import mcp_types as types
 import orjson
 
 from connectors.errors import UnknownTarget, UpstreamError, UpstreamProtocolError, UpstreamTimeout
-from connectors.registry import Entry, Registry
+from connectors.registry import Entry, Registry, upstream_uri
 from connectors.upstream import Upstream
 from hub.call import Call, Outcome
 from hub.errors import BadRequest, HubError, NotFound, UpstreamFailed, UpstreamTimedOut, unknown
@@ -80,7 +80,7 @@ class McpExecutor:
             if operation == "mcp.subscribe":
                 entry = _found(view.resolve_resource(call.target, call.scope), "resource", call.target)
                 subscribe: Subscriber = call.context["subscribe"]
-                await subscribe(entry.server, upstream_uri(entry, call.target))
+                await subscribe(entry.server, upstream_uri(entry, call.target, call.scope))
                 return Outcome({})
         except UpstreamError as exc:
             raise to_hub_error(exc) from None
@@ -94,7 +94,7 @@ class McpExecutor:
 
     async def _read(self, call: Call, entry: Entry) -> Outcome:
         upstream = await self._upstream_for(call, entry.server)
-        uri = upstream_uri(entry, call.target)
+        uri = upstream_uri(entry, call.target, call.scope)
         result: dict[str, Any] = wire(await upstream.read_resource(uri))
         if uri != call.target:  # the client knows the resource by its exposed URI
             contents = result.get("contents") or []
@@ -123,11 +123,6 @@ def tool_message_content(result: dict[str, Any]) -> str:
     if result.get("structuredContent") is not None:
         return orjson.dumps(result["structuredContent"]).decode()
     return orjson.dumps(content).decode()
-
-
-def upstream_uri(entry: Entry, exposed: str) -> str:
-    """The URI the upstream knows a resource by: the entry's own, or (a template) the URI asked for."""
-    return entry.original if entry.original == exposed or "{" not in entry.original else exposed
 
 
 def _found(entry: Entry | None, kind: str, name: str) -> Entry:

@@ -38,6 +38,7 @@ from hub.mcp_sdk import served_methods
 from llm.testing import FakeRequest, Reply, ToolCall
 from tests.doors.harness import ENV, FAST_ROUTING, MODELS, PRICES, Fakes, running_fakes
 from tests.hub.harness import RunningHub, fixture_stdio, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("door_matrix")]
 
@@ -70,6 +71,7 @@ NA_REASONS = frozenset(
         "inner calls inherit the principal of the program or loop that makes them",
         "nothing to grant: the listing is filtered to the key's grants",
         "nothing to grant: the loop offers and runs only tools within the key's grants",
+        "nothing to grant: no route serves the request",
     }
 )
 
@@ -221,7 +223,7 @@ async def _matrix(tmp_path: Path) -> AsyncIterator[Matrix]:
     async with running_fakes() as fakes:
         fakes.scripts["openai"].default = echo_model
         config: dict[str, Any] = {
-            "hub": {"upstream_start_timeout_s": 20},
+            "hub": {"upstream_start_timeout_s": PATIENCE},
             "servers": {"fixture": fixture_stdio("fixture", "--note", NOTE)},
             "keys": [{"name": name, "secret": SECRETS[name], **policy} for name, policy in KEYS.items()],
             "providers": fakes.providers,
@@ -489,6 +491,13 @@ async def llm_model(probe: Probe) -> Answer:
     return _http_answer(response, lambda b: str(b["id"]))
 
 
+async def llm_unrouted(probe: Probe, path: str) -> Answer:
+    """A request under `/v1` that no route serves (an unknown path, or a path's wrong method): 404 or 405."""
+    async with probe.measured():
+        response = await probe.matrix.get(path, probe.matrix.secret(probe.key))
+    return _http_answer(response, lambda b: "")
+
+
 async def agent_inner_tool(probe: Probe) -> Answer:
     """An Agent Mode tool run (door `agent`): the fake model calls `fixture__echo` with the user's message."""
     word = next(w for w, v in WORDS.items() if v == probe.value)
@@ -520,6 +529,7 @@ INHERITS = "inner calls inherit the principal of the program or loop that makes 
 LISTING = "nothing to grant: the listing is filtered to the key's grants"
 CATALOG = "the operator's own catalog: model names come from the configuration"
 LOOP = "nothing to grant: the loop offers and runs only tools within the key's grants"
+UNROUTED = "nothing to grant: no route serves the request"
 
 
 def mcp_cases(door: str, server: str | None) -> list[Case]:
@@ -604,6 +614,12 @@ CASES: list[Case] = [
          empty_when_ungranted=True, na={"input": NO_INPUT, "output": CATALOG, "grant": LISTING}),
     Case("openai", "llm.models", "models/{id}", llm_model, "full", gated=True,
          anonymous={"path": f"/v1/models/{MODEL}", "method": "GET"}, na={"input": NO_INPUT, "output": CATALOG}),
+    Case("openai", "llm.models", "no route", lambda p: llm_unrouted(p, "/v1/nope"), "full", gated=True,
+         anonymous={"path": "/v1/nope", "method": "GET"},
+         na={"input": NO_INPUT, "output": NO_OUTPUT, "grant": UNROUTED}),
+    Case("openai", "llm.models", "wrong method", lambda p: llm_unrouted(p, "/v1/chat/completions"), "full",
+         gated=True, anonymous={"path": "/v1/chat/completions", "method": "GET"},
+         na={"input": NO_INPUT, "output": NO_OUTPUT, "grant": UNROUTED}),
     Case("code", "mcp.tool", "tools.call", code_inner_tool, "coder", ungranted="narrow-coder", setup=1,
          row=("code", "mcp.tool"), na={"anonymous": INHERITS}),
     Case("agent", "mcp.tool", "tool run", agent_inner_tool, "agent", setup=1, row=("agent", "mcp.tool"),
@@ -652,6 +668,8 @@ def test_every_route_of_the_hub_is_in_the_matrix_or_governed_elsewhere(tmp_path:
     covered = {"/mcp/{server}" if p.startswith("/mcp/") else p for p in covered}
     covered |= {"/v1/models/{model:path}"} if "/v1/models/fast" in covered else set()
     covered.discard("/v1/models/fast")
+    covered |= {"/v1/{path:path}"} if "/v1/nope" in covered else set()
+    covered.discard("/v1/nope")
     assert routes - covered == set(ELSEWHERE), sorted(routes - covered - set(ELSEWHERE))
     assert covered <= routes
 

@@ -227,7 +227,9 @@ async def test_the_hop_predicate_restricts_providers_models_and_keys() -> None:
 
             with pytest.raises(NoDeploymentAvailable, match="not allowed"):
                 await router.chat(chat("fast"), allow=lambda h: False)
-            assert [m.id for m in router.list_models(allow=lambda h: h.provider == "b")] == ["b/llama3"]
+            # `fast` is served through its fallback b/llama3 (above), so it is listed too
+            assert [m.id for m in router.list_models(allow=lambda h: h.provider == "b")] == ["fast", "b/llama3"]
+            assert [m.id for m in router.list_models(allow=lambda h: h.provider == "c")] == []
             assert [m.id for m in router.list_models()] == ["fast", "a/gpt-4o-mini", "b/llama3"]
 
 
