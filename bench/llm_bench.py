@@ -15,12 +15,18 @@ it moves much less than requests per second do.
 
 With `rounds` > 1 the runs of the three targets (throughput, then latency) alternate that many times and each
 figure is the median over the rounds, so a burst of other work on the machine does not land on one target only.
+`--baseline DIR` adds a fourth target, the hub of another checkout (say `git worktree add /tmp/base HEAD~1`), for
+before/after figures taken in the same rounds.
 
-Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds]`.
+The embeddings case asks for two vectors of 1,536 dimensions (the size of OpenAI's small model), about 64 KB of
+JSON back: a vector-sized body is what an embeddings proxy handles.
+
+Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds] [--baseline DIR]`.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import statistics
@@ -38,7 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "ahk-bench-llm-000000000000000000000000000000000"
 CHAT = b'{"model":"openai/gpt-4o-mini","messages":[{"role":"user","content":"hello there"}],"max_tokens":64}'
 STREAM = CHAT[:-1] + b',"stream":true}'
-EMBED = b'{"model":"openai/text-embedding-3-small","input":["one sentence to embed","and another one"]}'
+EMBED = (
+    b'{"model":"openai/text-embedding-3-small","input":["one sentence to embed","and another one"],"dimensions":1536}'
+)
+"""Two inputs at the small model's full size: 1,536 floats each, about 64 KB of JSON back."""
 ANSWER = "a sixty-four character answer, split in sixteen pieces of four."
 
 MOCK = f"""
@@ -215,6 +224,21 @@ async def measure(targets: dict[str, Target], seconds: float, rounds: int) -> di
     return results
 
 
+def report_baseline(results: dict[tuple[str, str], dict[str, float]]) -> None:
+    """This checkout's hub against the baseline checkout's, per case."""
+    print(
+        "\n| case | hub req/s (32 / 128) | baseline hub req/s | hub / baseline | CPU us/req hub / baseline (32; 128) |"
+    )
+    print("|---|---|---|---|---|")
+    for kind in KINDS:
+        h, b = results[(kind, "hub")], results[(kind, "baseline")]
+        print(
+            f"| {kind} | {h['rps32']:.0f} / {h['rps128']:.0f} | {b['rps32']:.0f} / {b['rps128']:.0f} | "
+            f"{h['rps32'] / b['rps32']:.0%} / {h['rps128'] / b['rps128']:.0%} | "
+            f"{h['cpu32']:.0f} / {b['cpu32']:.0f}; {h['cpu128']:.0f} / {b['cpu128']:.0f} |"
+        )
+
+
 def report(results: dict[tuple[str, str], dict[str, float]]) -> None:
     columns = [
         "case", "direct req/s (32 / 128)", "bare proxy req/s", "hub req/s", "hub / bare",
@@ -239,8 +263,12 @@ def report(results: dict[tuple[str, str], dict[str, float]]) -> None:
 
 
 def main() -> None:
-    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 3.0
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    parser = argparse.ArgumentParser()
+    parser.add_argument("seconds", nargs="?", type=float, default=3.0, help="seconds per throughput run")
+    parser.add_argument("rounds", nargs="?", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose hub is measured in the same rounds")
+    args = parser.parse_args()
+    seconds, rounds = args.seconds, args.rounds
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -260,7 +288,19 @@ def main() -> None:
                 "bare": (f"http://127.0.0.1:{bare_port}", bare.pid),
                 "hub": (f"http://127.0.0.1:{hub_port}", hub.pid),
             }
-            report(asyncio.run(measure(targets, seconds, rounds)))
+            if args.baseline is not None:
+                base_port, base_dir = free_port(), Path(tmp) / "baseline"
+                base_dir.mkdir()
+                base_config = base_dir / "agenthub.toml"
+                base_config.write_text(HUB_CONFIG.format(port=base_port, dir=base_dir, key=KEY, upstream=upstream))
+                base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+                baseline = start([agenthub, "serve", "--config", str(base_config)], base_port, base_env)
+                procs.append(baseline)
+                targets["baseline"] = (f"http://127.0.0.1:{base_port}", baseline.pid)
+            results = asyncio.run(measure(targets, seconds, rounds))
+            report(results)
+            if args.baseline is not None:
+                report_baseline(results)
         finally:
             for proc in reversed(procs):
                 stop(proc)

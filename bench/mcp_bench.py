@@ -9,7 +9,12 @@ every figure is the median over the rounds (ratios and added latency are taken w
 burst of other work on the machine does not land on one side only. It prints a Markdown table (paste it into
 docs/performance.md).
 
-    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--json]
+The hub's CPU time per call (user plus system, from /proc, over the sequential calls at concurrency 1 and over the
+run at concurrency 16) moves much less than latency on a shared machine. `--baseline DIR` serves a second hub from
+another checkout (say `git worktree add /tmp/base HEAD~1`) on the same upstream, measured in the same rounds, for
+before/after figures.
+
+    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--baseline DIR] [--json]
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 KEY = "ahk-bench-0000000000000000000000000000000000000"
 ACCEPT = "application/json, text/event-stream"
 PROTOCOL = "2025-11-25"
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time of a process so far (Linux /proc); 0 without a process."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -99,7 +114,10 @@ async def latency(session: McpSession, call: Callable[[], Awaitable[Any]], n: in
     return {"p50": statistics.median(samples), "p99": samples[int(len(samples) * 0.99) - 1]}
 
 
-async def throughput(url: str, headers: dict[str, str], concurrency: int, seconds: float) -> float:
+async def throughput(
+    url: str, headers: dict[str, str], concurrency: int, seconds: float, pid: int | None = None
+) -> tuple[float, float]:
+    """Calls per second at `concurrency`, and the CPU time per call of process `pid` meanwhile (µs)."""
     connector = aiohttp.TCPConnector(limit=concurrency * 2)
     async with aiohttp.ClientSession(connector=connector) as http:
         sessions = [McpSession(http, url, headers) for _ in range(concurrency)]
@@ -119,12 +137,14 @@ async def throughput(url: str, headers: dict[str, str], concurrency: int, second
         stop_at = time.perf_counter() + 1.0
         await asyncio.gather(*(worker(s, name) for s in sessions))  # warm-up
         done = 0
+        cpu = cpu_seconds(pid)
         started = time.perf_counter()
         stop_at = started + seconds
         await asyncio.gather(*(worker(s, name) for s in sessions))
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pid) - cpu
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
-        return done / elapsed
+        return done / elapsed, cpu / max(done, 1) * 1e6
 
 
 async def first_call_ms(url: str, headers: dict[str, str], tool: str, n: int = 30) -> float:
@@ -140,97 +160,128 @@ async def first_call_ms(url: str, headers: dict[str, str], tool: str, n: int = 3
     return statistics.median(samples[3:])
 
 
-async def measure(target: str, url: str, headers: dict[str, str], tool: str, seconds: float) -> dict[str, float]:
+CALLS_C1 = 400
+"""Sequential calls timed at concurrency 1 (after 20 to warm up)."""
+
+
+async def measure(
+    url: str, headers: dict[str, str], tool: str, seconds: float, pid: int | None = None
+) -> dict[str, float]:
+    """Every figure for one target; `pid` is the process whose CPU time per call is read (None: not read)."""
     out: dict[str, float] = {}
     async with aiohttp.ClientSession() as http:
         s = McpSession(http, url, headers)
         await s.open()
-        lat = await latency(s, lambda: s.request("tools/call", {"name": tool, "arguments": {"message": "x"}}), 400)
+        cpu = cpu_seconds(pid)
+        lat = await latency(s, lambda: s.request("tools/call", {"name": tool, "arguments": {"message": "x"}}), CALLS_C1)
+        out["cpu_c1_us"] = (cpu_seconds(pid) - cpu) / (CALLS_C1 + 20) * 1e6
         out["call_p50_ms"], out["call_p99_ms"] = lat["p50"], lat["p99"]
         lst = await latency(s, lambda: s.request("tools/list", {}), 100)
         out["list_p50_ms"] = lst["p50"]
         out["listed_tools"] = len(_result(await s.request("tools/list", {}))["tools"])
         await s.close()
     for c in (16, 64):
-        out[f"rps_c{c}"] = await throughput(url, headers, c, seconds)
+        out[f"rps_c{c}"], out[f"cpu_c{c}_us"] = await throughput(url, headers, c, seconds, pid)
     out["first_call_ms"] = await first_call_ms(url, headers, tool)
     return out
+
+
+HUB_CONFIG = """
+[hub]
+listen = "127.0.0.1:{port}"
+database = "sqlite:///{dir}/bench.db"
+
+[servers.fixture]
+transport = "http"
+url = "http://127.0.0.1:{upstream}/mcp"
+
+[[keys]]
+name = "bench"
+secret = "{key}"
+tools = ["fixture__*"]
+"""
+
+
+def start_hub(upstream_port: int, tree: Path | None) -> tuple[subprocess.Popen[bytes], int]:
+    """`agenthub serve` (of this checkout, or of `tree` on PYTHONPATH) in front of the upstream."""
+    port = free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
+    config = tmp / "bench.toml"
+    config.write_text(HUB_CONFIG.format(port=port, dir=tmp, upstream=upstream_port, key=KEY))
+    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    agenthub = str(Path(sys.executable).parent / "agenthub")
+    return start([agenthub, "serve", "--config", str(config)], port, env), port
+
+
+def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+
+
+def ratio_of(top: list[dict[str, float]], bottom: list[dict[str, float]]) -> dict[str, float]:
+    """Per figure, the median over the rounds of `top / bottom` taken within each round."""
+    return {
+        key: statistics.median(t[key] / b[key] for t, b in zip(top, bottom, strict=True) if b[key])
+        for key in top[0]
+        if any(b[key] for b in bottom)
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--baseline", type=Path, help="another checkout whose hub is measured in the same rounds")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    up_port, hub_port = free_port(), free_port()
-    upstream = start(
-        [
-            sys.executable,
-            "tests/servers/fixture_server.py",
-            "--transport",
-            "streamable-http",
-            "--port",
-            str(up_port),
-            "--extra-tools",
-            "200",
-        ],
-        up_port,
-    )
-    tmp = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
-    config = tmp / "bench.toml"
-    config.write_text(
-        f"""
-[hub]
-listen = "127.0.0.1:{hub_port}"
-database = "sqlite:///{tmp / "bench.db"}"
-
-[servers.fixture]
-transport = "http"
-url = "http://127.0.0.1:{up_port}/mcp"
-
-[[keys]]
-name = "bench"
-secret = "{KEY}"
-tools = ["fixture__*"]
-"""
-    )
-    agenthub = str(Path(sys.executable).parent / "agenthub")
-    hub = start([agenthub, "serve", "--config", str(config)], hub_port)
+    up_port = free_port()
+    argv = [sys.executable, "tests/servers/fixture_server.py", "--transport", "streamable-http"]
+    upstream = start([*argv, "--port", str(up_port), "--extra-tools", "200"], up_port)
+    hubs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    samples: dict[str, list[dict[str, float]]] = {"direct": [], "hub": []}
+    headers = {"Authorization": f"Bearer {KEY}", "x-bench": "8"}
     try:
+        hubs["hub"] = start_hub(up_port, None)
+        if args.baseline is not None:
+            hubs["baseline"] = start_hub(up_port, args.baseline)
+            samples["baseline"] = []
         time.sleep(2.0)
-        idle_mb = rss_mb(hub.pid)
-        rounds: list[tuple[dict[str, float], dict[str, float]]] = []
+        idle_mb = rss_mb(hubs["hub"][0].pid)
         for _ in range(max(1, args.rounds)):
-            direct = asyncio.run(measure("direct", f"http://127.0.0.1:{up_port}/mcp", {}, "echo", args.seconds))
-            via_hub = asyncio.run(
-                measure(
-                    "hub",
-                    f"http://127.0.0.1:{hub_port}/mcp",
-                    {"Authorization": f"Bearer {KEY}", "x-bench": "8"},
-                    "fixture__echo",
-                    args.seconds,
-                )
-            )
-            rounds.append((direct, via_hub))
-        loaded_mb = rss_mb(hub.pid)
+            direct_url = f"http://127.0.0.1:{up_port}/mcp"
+            samples["direct"].append(asyncio.run(measure(direct_url, {}, "echo", args.seconds)))
+            for name, (process, port) in hubs.items():
+                url = f"http://127.0.0.1:{port}/mcp"
+                samples[name].append(asyncio.run(measure(url, headers, "fixture__echo", args.seconds, process.pid)))
+        loaded_mb = rss_mb(hubs["hub"][0].pid)
     finally:
-        stop(hub)
+        for process, _ in hubs.values():
+            stop(process)
         stop(upstream)
-    direct = {key: statistics.median(d[key] for d, _ in rounds) for key in rounds[0][0]}
-    via_hub = {key: statistics.median(h[key] for _, h in rounds) for key in rounds[0][1]}
-    ratio = {key: statistics.median(h[key] / d[key] for d, h in rounds) for key in rounds[0][0]}
-    added = statistics.median(h["call_p50_ms"] - d["call_p50_ms"] for d, h in rounds)
-    result = {
+    direct, via_hub = median_of(samples["direct"]), median_of(samples["hub"])
+    ratio = ratio_of(samples["hub"], samples["direct"])
+    added = statistics.median(
+        h["call_p50_ms"] - d["call_p50_ms"] for d, h in zip(samples["direct"], samples["hub"], strict=True)
+    )
+    result: dict[str, object] = {
         "direct": direct,
         "hub": via_hub,
         "ratio": ratio,
         "added_p50_ms": added,
-        "rounds": len(rounds),
+        "rounds": len(samples["hub"]),
         "hub_idle_rss_mib": idle_mb,
         "hub_after_load_rss_mib": loaded_mb,
     }
+    base: dict[str, float] = {}
+    versus: dict[str, float] = {}
+    if "baseline" in samples:
+        base = median_of(samples["baseline"])
+        versus = ratio_of(samples["hub"], samples["baseline"])
+        result |= {
+            "baseline": base,
+            "baseline_ratio": ratio_of(samples["baseline"], samples["direct"]),
+            "hub_vs_baseline": versus,
+        }
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -242,13 +293,21 @@ tools = ["fixture__*"]
         (f"tools/list of {via_hub['listed_tools']:.0f} tools p50 (ms)", "list_p50_ms", False),
         ("first call of a fresh session (ms)", "first_call_ms", False),
     ]
-    print("| measure | direct | through AgentHub | ratio |")
-    print("| --- | ---: | ---: | ---: |")
+    cpu_rows = [("hub CPU per call (µs), c=1", "cpu_c1_us"), ("hub CPU per call (µs), c=16", "cpu_c16_us")]
+    extra = " baseline hub | this hub / baseline |" if base else ""
+    print("| measure | direct | through AgentHub | ratio |" + extra)
+    print("| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if base else ""))
     for label, key, higher_better in rows:
         note = f"{ratio[key]:.2f}x" + (" of direct" if higher_better else "")
-        print(f"| {label} | {direct[key]:.2f} | {via_hub[key]:.2f} | {note} |")
-    print(f"| added latency at p50 (ms) | | {added:.2f} | |")
-    print(f"| hub memory idle / after load (MiB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |")
+        tail = f" {base[key]:.2f} | {versus[key]:.3f} |" if base else ""
+        print(f"| {label} | {direct[key]:.2f} | {via_hub[key]:.2f} | {note} |" + tail)
+    for label, key in cpu_rows:
+        tail = f" {base[key]:.0f} | {versus[key]:.3f} |" if base else ""
+        print(f"| {label} | | {via_hub[key]:.0f} | |" + tail)
+    print(f"| added latency at p50 (ms) | | {added:.2f} | |" + (" | |" if base else ""))
+    print(
+        f"| hub memory idle / after load (MiB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |" + (" | |" if base else "")
+    )
 
 
 if __name__ == "__main__":

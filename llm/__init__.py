@@ -26,6 +26,7 @@ from llm.errors import (
     UnsupportedParameter,
 )
 from llm.pricing import Price
+from llm.rawjson import RawJSON
 from llm.result import Hop, HopFilter, ModelInfo, Result, ResultStream
 from llm.schema import InvalidRequest, Usage, validate_chat_request
 
@@ -45,6 +46,7 @@ __all__ = [
     "ProviderResponseError",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RawJSON",
     "Result",
     "ResultStream",
     "Router",

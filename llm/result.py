@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 from llm.errors import Attempt, ProviderError
 from llm.pricing import Price
@@ -41,9 +42,11 @@ class ModelInfo:
 
 @dataclass(slots=True)
 class Result:
-    """A complete (non-streaming) result: the OpenAI-shaped `response` plus routing facts."""
+    """A complete (non-streaming) result: the OpenAI-shaped `response` plus routing facts.
 
-    response: JSON
+    `response` is a dict, or for embeddings a `llm.rawjson.RawJSON` (the provider's bytes, read as a mapping)."""
+
+    response: Mapping[str, Any]
     hop: Hop
     attempts: tuple[Attempt, ...]
     usage: Usage | None

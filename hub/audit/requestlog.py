@@ -1,9 +1,11 @@
 """The request log: one row per governed call, written in batches off the hot path.
 
-`record()` only appends to a buffer; `run()` (in the app's task group) flushes it every `interval` seconds in a
-worker thread. On shutdown the remainder is flushed. A failed write keeps the rows and retries, so an
-unavailable database delays entries but does not lose them (up to `max_buffer` rows, past which the oldest
-are dropped and counted).
+`record()` only appends to a buffer, on the event loop: no lock, no timer, no thread is touched per call.
+`run()` (in the app's task group) hands the buffer to a worker thread every `interval` seconds, and early when
+it holds `batch` rows, in chunks of at most `batch` rows: one thread hand-off per batch, never per call, and a
+bounded stretch of Python work in the writer thread (which competes with the event loop for the GIL). On
+shutdown the remainder is flushed. A failed write keeps the rows and retries, so an unavailable database delays
+entries but does not lose them (up to `max_buffer` rows, past which the oldest are dropped and counted).
 
 A flush is one `executemany` of plain tuples through the driver (`Connection.exec_driver_sql`) with an `INSERT`
 compiled once for the database's dialect, the columns' own bind processors applied: the rows stored are the
@@ -18,7 +20,7 @@ batches of `purge_batch` rows, each its own short transaction, found through the
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
@@ -145,13 +147,23 @@ class RequestLog:
         store: SqlStore,
         *,
         interval: float = 0.5,
+        batch: int = 512,
         max_buffer: int = 100_000,
         clock: Clock = _utc_now,
         purge_batch: int = 5000,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
+        """`interval`: seconds between flushes; `batch`: rows that make a flush start early, and the most one
+        write carries; `sleep`: awaited between flushes (injected in tests)."""
         self._store = store
         self._interval = interval
-        self._max = max_buffer
+        self._batch = max(1, batch)
+        self._max = max(max_buffer, self._batch)
+        self._sleep = sleep
+        self._due = anyio.Event()
+        """Set when a flush is due: the interval passed, or a batch is full."""
+        self._failing = False
+        """The last write failed: the next is tried at the next interval, however full the buffer."""
         self._buffer: list[LogEntry] = []
         self.dropped = 0
         self._flushing = anyio.Lock()
@@ -169,21 +181,34 @@ class RequestLog:
         error = row.error
         if len(row.target) > _TARGET or (error is not None and len(error) > _ERROR):
             _cut(row)
-        self._buffer.append(row)
-        if len(self._buffer) > self._max:
-            excess = len(self._buffer) - self._max
-            del self._buffer[:excess]
-            self.dropped += excess
+        buffer = self._buffer
+        buffer.append(row)
+        if len(buffer) >= self._batch:  # a full batch: `run()` flushes now rather than at the next interval
+            if not self._failing:
+                self._due.set()
+            if len(buffer) > self._max:
+                excess = len(buffer) - self._max
+                del buffer[:excess]
+                self.dropped += excess
 
     async def run(self) -> None:
-        """Flush periodically until cancelled; flush the rest on the way out."""
+        """Flush every `interval` seconds, and whenever a batch is full, until cancelled; flush the rest on the way
+        out."""
         try:
-            while True:
-                await anyio.sleep(self._interval)
-                await self.flush()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._tick)
+                while True:
+                    await self._due.wait()
+                    self._due = anyio.Event()
+                    await self.flush()
         finally:
             with anyio.CancelScope(shield=True):
                 await self.flush()
+
+    async def _tick(self) -> None:
+        while True:
+            await self._sleep(self._interval)
+            self._due.set()
 
     def _write(self, batch: list[LogEntry]) -> None:
         """In a worker thread: turn entries into driver rows and insert them in one `executemany`."""
@@ -196,18 +221,29 @@ class RequestLog:
             conn.exec_driver_sql(statement.sql, rows)
 
     async def flush(self) -> None:
-        """Write what is buffered; returns once every entry recorded before the call is in the database (a
-        flush already under way is waited for, not overtaken)."""
+        """Write what is buffered, at most `batch` rows per write; returns once every entry recorded before the
+        call is in the database (a flush already under way is waited for, not overtaken), or a write failed (its
+        rows are kept, in order, for the next flush)."""
         async with self._flushing:
-            if not self._buffer:
-                return
-            batch, self._buffer = self._buffer, []
-            try:
-                await anyio.to_thread.run_sync(self._write, batch)
-                self.written += len(batch)
-            except Exception:
-                logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))
-                self._buffer[:0] = batch
+            remaining = len(self._buffer)
+            while remaining > 0 and self._buffer:
+                buffer = self._buffer
+                take = min(remaining, self._batch, len(buffer))  # rows dropped meanwhile are not waited for
+                if take == len(buffer):
+                    batch, self._buffer = buffer, []
+                else:
+                    batch = buffer[:take]
+                    del buffer[:take]
+                try:
+                    await anyio.to_thread.run_sync(self._write, batch)
+                except Exception:
+                    logger.exception("request log write failed; keeping %d rows for the next flush", len(batch))
+                    self._buffer[:0] = batch
+                    self._failing = True
+                    return
+                self._failing = False
+                self.written += take
+                remaining -= take
 
     async def run_retention(
         self,

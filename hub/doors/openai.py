@@ -31,6 +31,7 @@ from hub.doors.web import credential, error_response, json_response
 from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, openai_envelope
 from hub.executors.llm import output_estimate
 from hub.executors.stream import ClosingStream
+from llm import RawJSON
 
 __all__ = [
     "chat_route",
@@ -160,7 +161,7 @@ async def _serve(hub: DoorHost, request: Request, operation: Operation, api: str
     value = outcome.value
     if isinstance(value, ClosingStream):
         return EventStreamResponse(value, headers, started)
-    payload = orjson.dumps(value)
+    payload = value.raw if isinstance(value, RawJSON) else orjson.dumps(value)  # an embeddings body as received
     headers["x-agenthub-overhead-ms"] = _overhead(started, headers)
     return _JsonResponse(payload, headers)
 

@@ -11,7 +11,8 @@ Call shape (built by the OpenAI door):
 - `operation`: `llm.chat` (chat completions, and `/v1/responses` with `context["api"] == "responses"`) or
   `llm.embed`; `target`: the requested model (an alias or `provider/model`); `payload`: the request body.
 - `context["stream"]`: the outcome's value is then an `OutcomeStream` (see `hub.executors.stream`), otherwise the
-  OpenAI response dict.
+  OpenAI response: a dict, or for embeddings the provider's bytes read as a mapping (`llm.rawjson.RawJSON`, which
+  the door writes as received).
 - `context["token_estimate"]`: read by the limits stage before the call; also the prompt estimate used when a
   stream ends without upstream usage.
 """
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hub.call import Call, Outcome
@@ -145,7 +146,7 @@ def _complete(result: Result, started: float, prompt_estimate: int = 0) -> Outco
     )
 
 
-def _completion_estimate(response: dict[str, Any]) -> int:
+def _completion_estimate(response: Mapping[str, Any]) -> int:
     chars = 0
     for choice in response.get("choices") or ():
         message = choice.get("message") if isinstance(choice, dict) else None

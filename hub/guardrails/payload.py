@@ -8,6 +8,7 @@ from typing import Any
 __all__ = ["UnreadablePayload", "iter_strings", "replace_strings"]
 
 _SCALARS = (bool, int, float, type(None))
+_SCALAR_TYPES = frozenset(_SCALARS)
 
 
 class UnreadablePayload(TypeError):
@@ -30,6 +31,8 @@ def iter_strings(payload: Any, pointer: str = "") -> Iterator[tuple[str, str]]:
         for key, value in payload.items():
             yield from iter_strings(value, f"{pointer}/{_escape(str(key))}")
     elif isinstance(payload, list | tuple):
+        if _SCALAR_TYPES.issuperset(map(type, payload)):  # numbers only (an embedding): one pass in C, no strings
+            return
         for index, value in enumerate(payload):
             yield from iter_strings(value, f"{pointer}/{index}")
     elif not isinstance(payload, _SCALARS):

@@ -24,6 +24,7 @@ from llm.errors import (
     UnsupportedParameter,
     safe_code,
 )
+from llm.rawjson import RawJSON
 from llm.schema import JSON
 from llm.transport import HttpStream, Transport
 
@@ -140,8 +141,8 @@ class Provider:
         """A streamed chat completion as OpenAI chunk dicts; usage arrives on a chunk's `usage` field."""
         raise UnsupportedOperation("streaming chat", provider=self.name, model=model)
 
-    async def embeddings(self, request: JSON, model: str, key: str) -> JSON:
-        """OpenAI-shaped embeddings response."""
+    async def embeddings(self, request: JSON, model: str, key: str) -> Mapping[str, Any]:
+        """OpenAI-shaped embeddings response (a dict, or the provider's bytes as a `RawJSON`)."""
         raise UnsupportedOperation("embeddings", provider=self.name, model=model)
 
     async def responses(self, request: JSON, model: str, key: str) -> JSON:
@@ -169,6 +170,16 @@ class Provider:
         if resp.status >= 400:
             raise self.http_error(resp.status, resp.headers, resp.body, model)
         return loads(resp.body)
+
+    async def post_raw(self, url: str, headers: Mapping[str, str], payload: JSON, model: str, tail: str) -> RawJSON:
+        """POST `payload` as JSON; the response object as received, its member `tail` read from its end (a
+        response passed through unchanged, see `llm.rawjson`), or raise a mapped error."""
+        resp = await self.transport.request(
+            "POST", url, headers=headers, body=orjson.dumps(payload), timeout=self.config.timeout
+        )
+        if resp.status >= 400:
+            raise self.http_error(resp.status, resp.headers, resp.body, model)
+        return RawJSON.of(resp.body, tail)
 
     @asynccontextmanager
     async def open_stream(

@@ -7,7 +7,8 @@ The request is passed through with `model` replaced. Streams always ask for usag
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import orjson
 
@@ -72,10 +73,10 @@ class OpenAIProvider(Provider):
         body["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
         return self._sse(self.url("chat/completions", model), key, body, model)
 
-    async def embeddings(self, request: JSON, model: str, key: str) -> JSON:
-        """Embeddings (passed through)."""
-        return await self.post_json(
-            self.url("embeddings", model), self.headers_by_key[key], self.body(request, model), model
+    async def embeddings(self, request: JSON, model: str, key: str) -> Mapping[str, Any]:
+        """Embeddings, passed through as received: the vectors are never parsed, only `usage` is read."""
+        return await self.post_raw(
+            self.url("embeddings", model), self.headers_by_key[key], self.body(request, model), model, "usage"
         )
 
     async def responses(self, request: JSON, model: str, key: str) -> JSON:

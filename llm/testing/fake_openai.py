@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import array
+import functools
+import math
 import time
 from collections.abc import Iterable
 
@@ -39,6 +42,23 @@ def _calls(reply: Reply) -> list[JSON]:
 def _usage(reply: Reply) -> JSON:
     out = reply.output_tokens()
     return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": out, "total_tokens": reply.prompt_tokens + out}
+
+
+def _vector(text: str, index: int, dimensions: object) -> list[float]:
+    """An input's embedding: `[len(text), 0.5, -0.5, index]`, or with `dimensions` (an int) that many float32 values
+    printed as OpenAI prints them (about 20 characters each), the same for the same text and position."""
+    if not isinstance(dimensions, int) or isinstance(dimensions, bool) or dimensions < 1:
+        return [float(len(text)), 0.5, -0.5, float(index)]
+    return list(_float32_vector(len(text) + 31 * index, min(dimensions, _MAX_DIMENSIONS)))
+
+
+_MAX_DIMENSIONS = 8192
+
+
+@functools.lru_cache(maxsize=64)
+def _float32_vector(seed: int, dimensions: int) -> tuple[float, ...]:
+    values = array.array("f", (math.sin(seed + 0.7 * k) * 0.06 for k in range(dimensions)))  # rounded to float32
+    return tuple(values)
 
 
 def _completion(reply: Reply, model: str) -> JSON:
@@ -165,14 +185,17 @@ def openai_app(script: Script, *, keys: Iterable[str] = (), api_version: str | N
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         described = fake_request(request, "openai", body, model, False, "embeddings")
 
+        dimensions = body.get("dimensions")
+
         def ok(reply: Reply, fault: Fault | None) -> Response:
             tokens = sum(len(str(t).split()) for t in texts)
             data = [
-                {"object": "embedding", "index": i, "embedding": [float(len(str(t))), 0.5, -0.5, float(i)]}
+                {"object": "embedding", "index": i, "embedding": _vector(str(t), i, dimensions)}
                 for i, t in enumerate(texts)
             ]
             usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-            return JSONResponse({"object": "list", "data": data, "model": model, "usage": usage})
+            body = {"object": "list", "data": data, "model": model, "usage": usage}
+            return Response(orjson.dumps(body), media_type="application/json")
 
         return answer(script, described, error=_error, ok=ok)
 
