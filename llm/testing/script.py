@@ -34,6 +34,20 @@ class Reply:
     usage: bool = True
     """False omits usage entirely (the "missing usage" fault)."""
     piece: int = 4
+    # Below: what only some wires carry; the fakes of the other wires ignore it.
+    thinking: str = ""
+    """Reasoning text: the Anthropic fake sends it first, as a `thinking` block signed with `signature`."""
+    signature: str = "fake-thinking-signature"
+    redacted_thinking: tuple[str, ...] = ()
+    """The opaque data of `redacted_thinking` blocks, sent after the thinking block."""
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    """Tokens written to the 5-minute cache."""
+    cache_write_1h_tokens: int = 0
+    """Tokens written to the 1-hour cache."""
+    stop_sequence: str | None = None
+    """The stop string that ended the turn (Anthropic's `stop_reason: stop_sequence`)."""
+    service_tier: str = "standard"
 
     def pieces(self) -> list[str]:
         """The text as streamed pieces."""
@@ -54,10 +68,10 @@ class Reply:
 class Fault:
     """A failure: an error status, or a stall / reset / malformed / huge body, optionally mid-stream.
 
-    `after` is the number of wire events sent before a stall or reset (0: before any).
+    `after` is the number of wire events sent before a stall, reset or error event (0: before any).
     """
 
-    kind: Literal["status", "stall", "reset", "malformed", "huge"]
+    kind: Literal["status", "stall", "reset", "malformed", "huge", "event"]
     status: int = 500
     retry_after: float | None = None
     code: str | None = None
@@ -87,6 +101,15 @@ class Fault:
         return cls("malformed", after=after, reply=reply)
 
     @classmethod
+    def error_event(
+        cls, code: str = "overloaded_error", *, status: int = 529, after: int = 0, reply: Reply | None = None
+    ) -> Fault:
+        """A stream that sends `after` events, then the wire's in-stream error event with `code` (Anthropic's
+        `error` event); a non-streamed request gets `status` with that error instead. Fakes whose wire has no
+        in-stream error drop the connection there."""
+        return cls("event", status=status, code=code, after=after, reply=reply)
+
+    @classmethod
     def huge(cls, size: int = 1_000_000) -> Fault:
         """A 200 with a valid but `size`-byte JSON body."""
         return cls("huge", size=size)
@@ -104,7 +127,7 @@ class Raw:
 
 @dataclass(frozen=True, slots=True)
 class FakeRequest:
-    """What a fake received: its wire, path, headers (lowercase), JSON body, model and stream flag."""
+    """What a fake received: its wire, path, headers (lowercase), JSON body, model, stream flag and operation."""
 
     wire: str
     path: str
@@ -113,6 +136,10 @@ class FakeRequest:
     model: str
     stream: bool
     operation: str = "chat"
+    raw: bytes = b""
+    """The body exactly as received (set by the fakes that record it: the Anthropic fake)."""
+    query: str = ""
+    """The query string, e.g. `beta=true`."""
 
 
 Script = Callable[[FakeRequest], "Reply | Fault | Raw"]

@@ -18,7 +18,9 @@ def test_exported_members_are_exactly_the_public_api() -> None:
     submodules = {
         "config",
         "errors",
+        "messages",
         "pricing",
+        "rawjson",
         "result",
         "router",
         "schema",

@@ -1,0 +1,245 @@
+"""An Anthropic Messages request as an OpenAI Chat Completions request, for the providers that speak only that.
+
+Translated: `system` -> a leading system message; the conversation (see `llm.messages.turns`); custom tools
+(`input_schema`) -> function tools, `strict` kept; `tool_choice` auto / any / tool / none -> auto / required /
+the named function / none, `disable_parallel_tool_use` -> `parallel_tool_calls: false`; `max_tokens` ->
+`max_completion_tokens`; `stop_sequences` -> `stop`; `temperature`, `top_p`; `metadata.user_id` -> `user`;
+`stream` -> `stream` with `stream_options.include_usage` (usage arrives on the last chunk);
+`output_config.format` (a JSON schema) -> `response_format` json_schema.
+
+Thinking: on a target that takes `reasoning_effort` (`reasoning=True`), `thinking: {type: enabled}` maps its
+`budget_tokens` to an effort (under 4,096 low, under 16,384 medium, else high), and `output_config.effort` maps
+low / medium / high (xhigh and max -> high), the effort winning over the budget; adaptive thinking without an
+effort leaves the model's default. On any other target both are dropped.
+
+Dropped, and named in `ChatTranslation.dropped` so the door can say so (`x-agenthub-dropped`): `top_k`,
+`cache_control` markers (OpenAI-style providers cache prompts by themselves), `thinking` and `effort` where the
+target has no reasoning effort, thinking blocks of earlier turns (`thinking_blocks`: their signatures mean
+nothing to another provider), `citations`, unknown tool and `output_config` fields, and any other top-level
+field (`service_tier`, `context_management`, ...), each by its name.
+
+Refused with `UnsupportedParameter`: server tools and Anthropic-defined tools (web search and fetch, code
+execution, bash, text editor, computer, memory, tool search) and their blocks in the history, `mcp_servers` and
+`container`. A malformed body is `InvalidRequest`, naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llm.errors import UnsupportedParameter
+from llm.messages._drops import Drops
+from llm.messages.turns import chat_messages, system_text
+from llm.schema import JSON, InvalidRequest
+
+__all__ = ["ChatTranslation", "to_chat"]
+
+_REFUSED_FIELDS = frozenset({"mcp_servers", "container"})
+_HANDLED = frozenset(
+    {
+        "model",
+        "messages",
+        "max_tokens",
+        "system",
+        "stop_sequences",
+        "temperature",
+        "top_p",
+        "metadata",
+        "stream",
+        "tools",
+        "tool_choice",
+        "thinking",
+        "output_config",
+    }
+)
+_TOOL_FIELDS = frozenset({"type", "name", "description", "input_schema", "strict"})
+_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+_EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+
+
+@dataclass(frozen=True, slots=True)
+class ChatTranslation:
+    """The Chat Completions request, and the features of the Messages request that it leaves out."""
+
+    request: JSON
+    dropped: tuple[str, ...] = ()
+
+    @property
+    def dropped_header(self) -> str | None:
+        """The dropped features as one header value (`thinking,top_k`), None when nothing was dropped."""
+        return ",".join(self.dropped) or None
+
+
+def _invalid(where: str, what: str) -> InvalidRequest:
+    return InvalidRequest(f"invalid request: {where}: {what}")
+
+
+def _tools(tools: Any, drops: Drops) -> list[JSON]:
+    if not isinstance(tools, list):
+        raise _invalid("tools", "must be a list")
+    out: list[JSON] = []
+    for i, tool in enumerate(tools):
+        if not isinstance(tool, dict):
+            raise _invalid(f"tools[{i}]", "must be an object")
+        kind = tool.get("type")
+        if kind not in (None, "custom"):
+            raise UnsupportedParameter(f"tools[{i}] ({kind!r}: a server tool or an Anthropic-defined tool)")
+        name, schema = tool.get("name"), tool.get("input_schema")
+        if not isinstance(name, str) or not isinstance(schema, dict):
+            raise _invalid(f"tools[{i}]", "custom tools need a string name and an input_schema object")
+        function: JSON = {"name": name, "parameters": schema}
+        if isinstance(tool.get("description"), str):
+            function["description"] = tool["description"]
+        if isinstance(tool.get("strict"), bool):
+            function["strict"] = tool["strict"]
+        for key in tool:
+            if key == "cache_control":
+                drops.add("cache_control")
+            elif key not in _TOOL_FIELDS:
+                drops.add(f"tools.{key}")
+        out.append({"type": "function", "function": function})
+    return out
+
+
+def _tool_choice(choice: Any, request: JSON) -> None:
+    """Set `tool_choice` (and `parallel_tool_calls`); without tools both mean nothing, and OpenAI refuses them."""
+    if not isinstance(choice, dict):
+        raise _invalid("tool_choice", "must be an object")
+    kind = choice.get("type")
+    value: str | JSON
+    if kind in _CHOICES:
+        value = _CHOICES[kind]
+    elif kind == "tool" and isinstance(choice.get("name"), str):
+        value = {"type": "function", "function": {"name": choice["name"]}}
+    else:
+        raise _invalid("tool_choice", "type must be auto, any, tool (with a name) or none")
+    if "tools" in request:
+        request["tool_choice"] = value
+        if choice.get("disable_parallel_tool_use") is True:
+            request["parallel_tool_calls"] = False
+
+
+def _budget_effort(budget: Any) -> str | None:
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        return None
+    if budget < 4096:
+        return "low"
+    return "medium" if budget < 16384 else "high"
+
+
+def _reasoning(thinking: Any, config: Mapping[str, Any], reasoning: bool, drops: Drops) -> str | None:
+    """The `reasoning_effort` for the target, or None; records what the target cannot take."""
+    if thinking is not None and not isinstance(thinking, dict):
+        raise _invalid("thinking", "must be an object")
+    kind = thinking.get("type") if thinking else None
+    effort = config.get("effort")
+    if effort is not None and effort not in _EFFORTS:
+        raise _invalid("output_config.effort", "must be low, medium, high, xhigh or max")
+    wanted = _budget_effort(thinking.get("budget_tokens")) if thinking and kind == "enabled" else None
+    if effort is not None:
+        wanted = _EFFORTS[effort]
+    if not reasoning:
+        if kind not in (None, "disabled"):
+            drops.add("thinking")
+        if effort is not None:
+            drops.add("effort")
+        return None
+    return wanted
+
+
+def _output_config(config: Any, request: JSON, drops: Drops) -> Mapping[str, Any]:
+    if config is None:
+        return {}
+    if not isinstance(config, dict):
+        raise _invalid("output_config", "must be an object")
+    fmt = config.get("format")
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema" and isinstance(fmt.get("schema"), dict):
+        request["response_format"] = {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"]}}
+    elif fmt is not None:
+        raise _invalid("output_config.format", "must be a json_schema format with a schema object")
+    for key in config:
+        if key not in ("effort", "format"):
+            drops.add(f"output_config.{key}")
+    return config
+
+
+def _sampling(body: Mapping[str, Any], request: JSON, drops: Drops) -> None:
+    max_tokens = body.get("max_tokens")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise _invalid("max_tokens", "must be a positive integer")
+    request["max_completion_tokens"] = max_tokens
+    for field in ("temperature", "top_p"):
+        value = body.get(field)
+        if value is not None:
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise _invalid(field, "must be a number")
+            request[field] = value
+    if body.get("top_k") is not None:
+        drops.add("top_k")
+    stops = body.get("stop_sequences")
+    if stops is not None:
+        if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
+            raise _invalid("stop_sequences", "must be a list of strings")
+        if stops:
+            request["stop"] = list(stops)
+
+
+def _metadata(metadata: Any, request: JSON, drops: Drops) -> None:
+    if metadata is None:
+        return
+    if not isinstance(metadata, dict):
+        raise _invalid("metadata", "must be an object")
+    for key, value in metadata.items():
+        if key == "user_id" and isinstance(value, str):
+            request["user"] = value
+        elif key != "user_id" or value is not None:
+            drops.add(f"metadata.{key}")
+
+
+def to_chat(body: object, *, reasoning: bool = False) -> ChatTranslation:
+    """Translate a Messages request body (the parsed JSON) into a Chat Completions request for a non-Anthropic
+    target.
+
+    `reasoning` says whether the target takes `reasoning_effort` (OpenAI's reasoning models, Gemini's and other
+    OpenAI-compatible reasoning endpoints); without it, thinking is dropped and reported.
+
+    Raises:
+        InvalidRequest: the body is not a valid Messages request (the message names the field).
+        UnsupportedParameter: the request uses a feature that has no translation (server tools, MCP servers).
+    """
+    if not isinstance(body, Mapping):
+        raise InvalidRequest("request body must be a JSON object")
+    drops = Drops()
+    for key in body:
+        if key in _REFUSED_FIELDS:
+            raise UnsupportedParameter(key)
+        if key == "cache_control":
+            drops.add("cache_control")
+        elif key not in _HANDLED and key != "top_k":
+            drops.add(key)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _invalid("model", "must be a non-empty string")
+    messages = chat_messages(body.get("messages"), drops)
+    system = body.get("system")
+    if system is not None:
+        text = system_text(system, drops)
+        if text:
+            messages.insert(0, {"role": "system", "content": text})
+    request: JSON = {"model": model, "messages": messages}
+    _sampling(body, request, drops)
+    if body.get("tools"):
+        request["tools"] = _tools(body["tools"], drops)
+    if body.get("tool_choice") is not None:
+        _tool_choice(body["tool_choice"], request)
+    _metadata(body.get("metadata"), request, drops)
+    config = _output_config(body.get("output_config"), request, drops)
+    effort = _reasoning(body.get("thinking"), config, reasoning, drops)
+    if effort is not None:
+        request["reasoning_effort"] = effort
+    if body.get("stream") is True:
+        request["stream"] = True
+        request["stream_options"] = {"include_usage": True}
+    return ChatTranslation(request, drops.names())

@@ -1,0 +1,91 @@
+"""Anthropic's token usage, read from a response body or from the usage objects of a stream's events.
+
+Anthropic's `input_tokens` exclude the cache: the prompt is `input_tokens + cache_read_input_tokens +
+cache_creation_input_tokens`, and each part has its own price (a read about a tenth of the input price, a write
+1.25 times it for the 5-minute cache and twice for the 1-hour one). The write is split by TTL in
+`cache_creation` (`ephemeral_5m_input_tokens`, `ephemeral_1h_input_tokens`); a response without the split
+wrote to the default 5-minute cache.
+
+In a stream, `message_start` carries the usage so far and `message_delta` the cumulative totals of the fields
+it names (at least `output_tokens`): a later value replaces an earlier one, it is never added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from llm.schema import Usage
+
+__all__ = ["MessagesUsage"]
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesUsage:
+    """The usage of one Messages response, in Anthropic's terms."""
+
+    input_tokens: int = 0
+    """Uncached input tokens."""
+    output_tokens: int = 0
+    """Output tokens, thinking included."""
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    """Cache writes of both TTLs."""
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+    thinking_tokens: int = 0
+    """The part of `output_tokens` spent thinking, when the response says (`output_tokens_details`)."""
+    web_search_requests: int = 0
+    """Server-side web searches (billed per search)."""
+
+    @property
+    def prompt_tokens(self) -> int:
+        """Every input token: uncached, read from the cache and written to it."""
+        return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
+
+    def to_usage(self) -> Usage:
+        """The OpenAI-shaped `Usage` the router and pricing speak (prompt tokens include the cache)."""
+        return Usage(self.prompt_tokens, self.output_tokens, self.cache_read_input_tokens)
+
+    def updated(self, usage: Any) -> MessagesUsage:
+        """This usage with the fields that `usage` (a wire `usage` object) names replaced by its values."""
+        if not isinstance(usage, Mapping):
+            return self
+        values = {
+            name: self._field(usage, name)
+            for name in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+        }
+        written = values["cache_creation_input_tokens"]
+        split = usage.get("cache_creation")
+        one_hour = self.ephemeral_1h_input_tokens
+        if isinstance(split, Mapping):
+            one_hour = _count(split.get("ephemeral_1h_input_tokens")) or 0
+            five = _count(split.get("ephemeral_5m_input_tokens")) or 0
+        else:
+            one_hour = min(one_hour, written)
+            five = written - one_hour
+        details = usage.get("output_tokens_details")
+        thinking = _count(details.get("thinking_tokens")) if isinstance(details, Mapping) else None
+        server = usage.get("server_tool_use")
+        searches = _count(server.get("web_search_requests")) if isinstance(server, Mapping) else None
+        return MessagesUsage(
+            **values,
+            ephemeral_5m_input_tokens=five,
+            ephemeral_1h_input_tokens=one_hour,
+            thinking_tokens=self.thinking_tokens if thinking is None else thinking,
+            web_search_requests=self.web_search_requests if searches is None else searches,
+        )
+
+    def _field(self, usage: Mapping[str, Any], name: str) -> int:
+        value = _count(usage.get(name))
+        return getattr(self, name) if value is None else value
+
+    @classmethod
+    def read(cls, usage: Any) -> MessagesUsage:
+        """A wire `usage` object (zeros for what it lacks)."""
+        return cls().updated(usage)
