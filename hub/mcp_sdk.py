@@ -10,6 +10,10 @@ installed SDK, so an upgrade that moves them fails loudly there instead of misbe
   handshake-era sessions (`_server_instances`) and of the identity each was opened by (`_session_owners`), which
   the MCP fast path and the per-key session cap read.
 - `served_methods(server)`: the JSON-RPC methods a low-level `Server` answers (`_request_handlers`).
+- `request_id_of(session)`: the JSON-RPC id of the request a `ServerSession` serves (`_request_outbound`), which a
+  per-client upstream's requests and log messages to the client are related to.
+
+Nothing else in the tree reads a private name of the SDK; docs/performance.md says what these reads are for.
 """
 
 from __future__ import annotations
@@ -39,6 +43,11 @@ def live_session(manager: StreamableHTTPSessionManager, session_id: str) -> bool
     """Whether the manager still serves this handshake-era session."""
     transport = manager._server_instances.get(session_id)
     return transport is not None and not transport.is_terminated
+
+
+def request_id_of(session: ServerSession) -> Any:
+    """The id of the client request `session` serves, or None when its channel carries none."""
+    return getattr(session._request_outbound, "request_id", None)
 
 
 def served_methods(server: Server[Any]) -> set[str]:

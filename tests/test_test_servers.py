@@ -27,6 +27,7 @@ from mcp.client.sse import sse_client
 
 from tests.servers.extra_tools import extra_tool_name
 from tests.tools import REPO_ROOT, ServerStartError, node_tools, run_conformance, served, served_sync, server_argv
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -97,7 +98,7 @@ async def test_slow_tool_reports_progress(transport: str) -> None:
         seen.append((progress, total))
 
     async with connect("fixture_server", transport) as client:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             result = await client.call_tool("slow", {"seconds": 0.2, "steps": 4}, progress_callback=on_progress)
     assert result.content == [types.TextContent(type="text", text="slept 0.2s")]
     assert seen == [(1, 4), (2, 4), (3, 4), (4, 4)]
@@ -138,7 +139,7 @@ async def test_add_tool_sends_tools_list_changed(transport: str) -> None:
         assert client.server_capabilities.tools is not None
         assert client.server_capabilities.tools.list_changed
         await client.call_tool("add_tool", {"name": "late_tool"})
-        with anyio.fail_after(5):
+        with anyio.fail_after(PATIENCE):
             await changed.wait()
         assert "late_tool" in {tool.name for tool in (await client.list_tools()).tools}
         result = await client.call_tool("late_tool", {"message": "hello"})
@@ -181,9 +182,9 @@ async def test_faulty_crash_kills_the_process_mid_call() -> None:
         async with Client(process.url(), mode="legacy") as client:
             assert (await client.call_tool("echo", {"message": "x"})).content
             with pytest.raises(MCPError, match="ended without a response"):
-                with anyio.fail_after(10):
+                with anyio.fail_after(PATIENCE):
                     await client.call_tool("boom", {})
-            with anyio.fail_after(5):
+            with anyio.fail_after(PATIENCE):
                 code = await anyio.to_thread.run_sync(process.process.wait)
     assert code == 3
 
@@ -191,7 +192,7 @@ async def test_faulty_crash_kills_the_process_mid_call() -> None:
 async def test_faulty_crash_over_stdio_ends_the_session() -> None:
     with pytest.raises(ExceptionGroup) as raised:
         async with connect("faulty_server", "stdio", "--mode", "crash", mode="legacy") as client:
-            with anyio.fail_after(10):
+            with anyio.fail_after(PATIENCE):
                 await client.call_tool("boom", {})
     assert raised.group_contains(MCPError, match="Connection closed", depth=None)
 
@@ -199,12 +200,12 @@ async def test_faulty_crash_over_stdio_ends_the_session() -> None:
 async def test_faulty_exit_at_startup_is_reported_by_served() -> None:
     argv = server_argv("faulty_server", "--mode", "exit", "--transport", "streamable-http", "--port", "{port}")
     with pytest.raises(ServerStartError, match="exited with 4"):
-        async with served(argv, ready_timeout=15):
+        async with served(argv):
             pytest.fail("the server must not come up")
 
 
 def test_faulty_exit_at_startup_over_stdio() -> None:
-    completed = subprocess.run(server_argv("faulty_server", "--mode", "exit"), capture_output=True, timeout=30)
+    completed = subprocess.run(server_argv("faulty_server", "--mode", "exit"), capture_output=True, timeout=PATIENCE)
     assert completed.returncode == 4
     assert completed.stdout == b""
 
@@ -288,11 +289,13 @@ async def test_server_everything_answers_tools_list(mode: str) -> None:
 def _inspector(*args: str) -> dict[str, Any]:
     tools = node_tools()
     completed = subprocess.run(
-        tools.inspector_cli("--format", "json", "-q", "--stored-auth-only", *args),
+        tools.inspector_cli(
+            "--format", "json", "-q", "--stored-auth-only", "--connect-timeout", str(int(PATIENCE * 1000)), *args
+        ),
         capture_output=True,
         env=tools.env(),
         cwd=REPO_ROOT,
-        timeout=50,
+        timeout=2 * PATIENCE,
     )
     assert completed.returncode == 0, completed.stderr.decode(errors="replace")
     return json.loads(completed.stdout)
@@ -316,7 +319,6 @@ async def test_inspector_cli_calls_fixture_tool_over_streamable_http() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(200)
 async def test_conformance_suite_passes_against_conformance_server(tmp_path: Path) -> None:
     argv = server_argv("conformance_server", "--transport", "streamable-http", "--port", "{port}")
     async with served(argv) as process:

@@ -29,7 +29,7 @@ from connectors.registry import Registry
 from connectors.upstream import ClientCallbacks, Upstream
 from hub.call import Call
 from hub.errors import UpstreamFailed
-from hub.mcp_sdk import connection_of
+from hub.mcp_sdk import connection_of, request_id_of
 
 logger = logging.getLogger(__name__)
 STATE_KEY = "agenthub.upstreams"
@@ -57,7 +57,7 @@ class _Downstream:
         return self.session.check_client_capability(caps)
 
     def request_id(self) -> Any:
-        return getattr(self.session._request_outbound, "request_id", None)
+        return request_id_of(self.session)
 
     async def forward(self, request: Any, result_type: type[Any]) -> Any:
         meta = None

@@ -26,32 +26,55 @@ a request that arrives whole in one read sets none (a new connection sets one, f
 request cancels). The body deadline also runs while uvicorn has paused reading because the app has not taken the
 body yet: the apps served here read a request's body before anything else.
 
-Everything this module relies on in uvicorn (the protocol's and the cycle's attributes and methods, listed in
-`UVICORN_INTERNALS`) is checked against the installed uvicorn by `tests/hub/test_serve_protocol.py` and
-`tests/runtime/test_protocol_limits.py` (the supported range is pinned in pyproject.toml).
+This is the one module that touches uvicorn's internals. Everything it relies on (the protocol's and the cycle's
+attributes and methods, listed in `UVICORN_INTERNALS` and `UVICORN_SIGNATURES`) is checked against the installed
+uvicorn by `tests/runtime/test_uvicorn_internals.py`, on a live connection, so an upgrade that moves them fails
+there. At start-up `limited_protocol` checks the version range and the method signatures again (`check_uvicorn`):
+a uvicorn installed past the pin stops `agenthub serve` with the reason, instead of serving without its limits.
+docs/performance.md has the gain that pays for this.
 """
 
 from __future__ import annotations
 
 import asyncio  # noqa: TID251 - uvicorn's protocols are asyncio protocols
+import inspect
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from uvicorn import __version__ as uvicorn_version
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from hub.runtime.limits import TICKS, ConnectionTable, ServingLimits
+from hub.settings import ConfigError
 
-__all__ = ["UVICORN_INTERNALS", "LimitedHttpToolsProtocol", "OneWriteHttpToolsProtocol", "limited_protocol"]
+__all__ = [
+    "SUPPORTED_UVICORN",
+    "UVICORN_INTERNALS",
+    "UVICORN_SIGNATURES",
+    "IncompatibleUvicorn",
+    "LimitedHttpToolsProtocol",
+    "OneWriteHttpToolsProtocol",
+    "check_uvicorn",
+    "limited_protocol",
+    "uvicorn_mismatches",
+]
+
+SUPPORTED_UVICORN = ((0, 34), (0, 55))
+"""The uvicorn versions this module is known to work with: from the first up to, not including, the second (the
+range pyproject.toml pins; `tests/runtime/test_uvicorn_internals.py` checks that both say the same)."""
+
+UVICORN_SIGNATURES: dict[str, tuple[str, ...]] = {
+    "connection_made": ("self", "transport"),
+    "connection_lost": ("self", "exc"),
+    "data_received": ("self", "data"),
+    "on_headers_complete": ("self",),
+    "on_response_complete": ("self",),
+    "handle_websocket_upgrade": ("self",),
+}
+"""The `HttpToolsProtocol` methods this module overrides or calls, with their parameters."""
 
 UVICORN_INTERNALS: dict[str, tuple[str, ...]] = {
-    "HttpToolsProtocol methods": (
-        "connection_made",
-        "connection_lost",
-        "data_received",
-        "on_headers_complete",
-        "on_response_complete",
-        "handle_websocket_upgrade",
-    ),
+    "HttpToolsProtocol methods": tuple(UVICORN_SIGNATURES),
     "HttpToolsProtocol attributes": (
         "transport",
         "loop",
@@ -73,6 +96,51 @@ UVICORN_INTERNALS: dict[str, tuple[str, ...]] = {
 }
 """What this module uses of uvicorn beyond the asyncio protocol interface (the methods it overrides or calls, the
 attributes it reads or sets)."""
+
+
+class IncompatibleUvicorn(ConfigError):
+    """The installed uvicorn is outside the range this module works with, or has changed what it relies on."""
+
+
+def uvicorn_mismatches(
+    version: str = uvicorn_version, protocol: type[HttpToolsProtocol] = HttpToolsProtocol
+) -> list[str]:
+    """What keeps this module from working with uvicorn `version` whose protocol is `protocol`: a version outside
+    `SUPPORTED_UVICORN`, a method of `UVICORN_SIGNATURES` that is gone or takes other parameters (empty: none)."""
+    found: list[str] = []
+    release: tuple[int, ...]
+    try:
+        release = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        release = ()
+    low, high = SUPPORTED_UVICORN
+    if not low <= release < high:
+        found.append(f"version {version} is outside >={low[0]}.{low[1]},<{high[0]}.{high[1]}")
+    for name, expected in UVICORN_SIGNATURES.items():
+        method = getattr(protocol, name, None)
+        if not callable(method):
+            found.append(f"HttpToolsProtocol.{name}() is gone")
+            continue
+        parameters = tuple(inspect.signature(method).parameters)
+        if parameters != expected:
+            found.append(f"HttpToolsProtocol.{name} takes ({', '.join(parameters)}), not ({', '.join(expected)})")
+    return found
+
+
+def check_uvicorn(version: str = uvicorn_version, protocol: type[HttpToolsProtocol] = HttpToolsProtocol) -> None:
+    """Refuse to serve with a uvicorn this module does not fit (see `uvicorn_mismatches`).
+
+    Raises:
+        IncompatibleUvicorn: naming each mismatch and the range to install.
+    """
+    found = uvicorn_mismatches(version, protocol)
+    if found:
+        low, high = SUPPORTED_UVICORN
+        raise IncompatibleUvicorn(
+            f"the installed uvicorn does not fit hub.runtime.protocol ({'; '.join(found)}): "
+            f"install uvicorn>={low[0]}.{low[1]},<{high[0]}.{high[1]}"
+        )
+
 
 _JOIN_LIMIT = 64 * 1024
 """Above this body size the held headers and the body go out as two buffers of one `writelines` (no copy)."""
@@ -281,7 +349,12 @@ class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
 
 def limited_protocol(limits: ServingLimits) -> type[LimitedHttpToolsProtocol]:
     """A protocol class for one server (pass it as `uvicorn.Config(http=...)`), with `limits` and a connection table
-    of its own."""
+    of its own.
+
+    Raises:
+        IncompatibleUvicorn: the installed uvicorn is not one this module works with (`check_uvicorn`).
+    """
+    check_uvicorn()
 
     class ServedHttpToolsProtocol(LimitedHttpToolsProtocol):
         serving_limits = limits

@@ -16,6 +16,7 @@ from hub.http import build_app
 from hub.settings import settings_from_dict
 from tests.admin.conftest import ADMIN
 from tests.hub.harness import RunningHub
+from tests.tools.patience import PATIENCE
 
 
 @asynccontextmanager
@@ -43,7 +44,7 @@ async def hub_on_port(config: dict[str, Any], tmp_path: Path, port: int) -> Asyn
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                 await anyio.sleep(0.02)
         try:

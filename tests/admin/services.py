@@ -2,7 +2,8 @@
 
 PostgreSQL refuses to run as root, so when the tests run as root (CI does) the data folder is handed to the
 `nobody` user and `initdb`/`postgres` run as that user. Both servers are stopped by PID when the block ends.
-The binaries are looked up on PATH and under /usr/lib/postgresql/*/bin (Debian's layout).
+The binaries are looked up on PATH and under /usr/lib/postgresql/*/bin (Debian's layout); when they are missing the
+test is skipped, or fails under CI (`tests.tools.requirements.unavailable`).
 """
 
 from __future__ import annotations
@@ -20,11 +21,8 @@ from pathlib import Path
 
 import psycopg
 
-from tests.tools import free_port
-
-
-class ServiceMissing(RuntimeError):
-    """The server's binaries are not installed."""
+from tests.tools import PATIENCE, free_port
+from tests.tools.requirements import unavailable
 
 
 def postgres_binary(name: str) -> str | None:
@@ -48,14 +46,10 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def postgres_server() -> Generator[str]:
-    """A fresh PostgreSQL cluster; yields its SQLAlchemy URL (psycopg driver, trust auth on loopback).
-
-    Raises:
-        ServiceMissing: `initdb` or `postgres` is not installed.
-    """
+    """A fresh PostgreSQL cluster; yields its SQLAlchemy URL (psycopg driver, trust auth on loopback)."""
     initdb, postgres = postgres_binary("initdb"), postgres_binary("postgres")
     if initdb is None or postgres is None:
-        raise ServiceMissing("PostgreSQL (initdb, postgres) is not installed")
+        unavailable("PostgreSQL (initdb, postgres)", "apt-get install postgresql")
     root = Path(tempfile.mkdtemp(prefix="agenthub-pg-"))
     user: str | None = None
     if os.geteuid() == 0:
@@ -77,7 +71,7 @@ def postgres_server() -> Generator[str]:
                 stdout=out, stderr=subprocess.STDOUT, user=user, cwd=root,
             )  # fmt: skip
         conninfo = f"host=127.0.0.1 port={port} user=agenthub dbname=postgres"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + PATIENCE
         while True:
             try:
                 psycopg.connect(conninfo, connect_timeout=2).close()
@@ -95,14 +89,10 @@ def postgres_server() -> Generator[str]:
 
 @contextlib.contextmanager
 def redis_server() -> Generator[str]:
-    """A private redis-server; yields its URL.
-
-    Raises:
-        ServiceMissing: `redis-server` is not installed.
-    """
+    """A private redis-server; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise ServiceMissing("redis-server is not installed")
+        unavailable("redis-server", "apt-get install redis-server")
     workdir = Path(tempfile.mkdtemp(prefix="agenthub-redis-"))
     port = free_port()
     args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",

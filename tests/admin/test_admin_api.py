@@ -11,6 +11,7 @@ import pytest
 
 from tests.admin.helpers import admin_client, tool_call
 from tests.hub.harness import ALICE, base_config, fixture_stdio, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -157,7 +158,7 @@ async def test_servers_are_added_changed_and_removed_at_run_time_and_kept_across
     alice = {"Authorization": f"Bearer {ALICE}"}
 
     async def wait_ready(api: httpx2.AsyncClient, name: str) -> dict[str, Any]:
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             while True:
                 response = await api.get(f"/api/v1/servers/{name}")
                 if response.status_code == 200 and response.json()["state"] == "ready":

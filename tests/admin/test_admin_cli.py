@@ -13,12 +13,13 @@ from hub.cli.main import main as cli
 from tests.admin.helpers import admin_client, tool_call
 from tests.hub.harness import base_config, running_hub
 from tests.tools import SERVERS_DIR
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
 
 async def _wait_status(http: httpx2.AsyncClient, url: str, secret: str, tool: str, status: int) -> None:
-    with anyio.fail_after(15):
+    with anyio.fail_after(PATIENCE):
         while True:
             response = await http.post(url, json=tool_call(tool, '{"message": "m"}'),
                                        headers={"Authorization": f"Bearer {secret}"})  # fmt: skip
@@ -53,7 +54,7 @@ async def test_cli_server_and_key_changes_reach_a_running_hub_and_are_audited(
         await _wait_status(http, url, secret, "extra__echo", 404)
 
         assert await anyio.to_thread.run_sync(cli, ["servers", "remove", "extra", "--config", cfg]) == 0
-        with anyio.fail_after(15):
+        with anyio.fail_after(PATIENCE):
             while "extra" in hub.hub.registry.upstreams:  # noqa: ASYNC110 - the hub polls the database
                 await anyio.sleep(0.05)
         assert await anyio.to_thread.run_sync(cli, ["keys", "revoke", "ops", "--config", cfg]) == 0

@@ -15,6 +15,7 @@ import pytest
 from tests.admin.helpers import admin_client
 from tests.hub.harness import base_config, running_hub
 from tests.tools import free_port
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +38,7 @@ class Receiver:
         return [int(m.group(1)) for m in (SEQ.search(msg) for msg in self.messages) if m]
 
     async def wait_for(self, wanted: set[int]) -> None:
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             while not wanted <= set(self.seqs()):
                 await self._changed.wait()
 

@@ -14,6 +14,7 @@ from hub.store.admin_tables import AdminStore, CustomerRow, now_utc
 from hub.store.tables import DuplicateName
 from tests.admin.helpers import admin_client
 from tests.hub.harness import base_config, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -83,7 +84,7 @@ async def test_concurrent_creates_of_one_name_give_one_201_and_409s(tmp_path: Pa
 
         for path, body in bodies:
             statuses: list[int] = []
-            with anyio.fail_after(30):
+            with anyio.fail_after(PATIENCE):
                 async with anyio.create_task_group() as tg:
                     for _ in range(6):
                         tg.start_soon(create, path, body, statuses)

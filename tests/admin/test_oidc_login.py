@@ -15,6 +15,8 @@ import pytest
 from tests.admin.helpers import admin_client, hub_on_port
 from tests.hub.harness import RunningHub, base_config
 from tests.tools import NodeToolsMissing, ServedProcess, free_port, node_tools, served
+from tests.tools.node import INSTALL_HINT
+from tests.tools.requirements import unavailable
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -33,10 +35,10 @@ async def oidc_hub(tmp_path: Path) -> AsyncGenerator[tuple[RunningHub, ServedPro
     try:
         tools = node_tools()
     except NodeToolsMissing as exc:
-        pytest.skip(str(exc))
+        unavailable(f"the Node tools ({exc})", INSTALL_HINT)
     package = tools.root / "node_modules" / "oidc-provider"
     if not (package / "package.json").is_file():
-        pytest.skip("oidc-provider is not installed; run scripts/install-test-tools")
+        unavailable("oidc-provider", INSTALL_HINT)
     hub_port = free_port()
     redirect = f"http://127.0.0.1:{hub_port}/api/v1/auth/callback"
     argv = [str(tools.node22), str(SCRIPT), "{port}", CLIENT_ID, CLIENT_SECRET, redirect, str(package)]

@@ -16,6 +16,7 @@ import pytest
 
 from tests.admin.helpers import admin_client, tool_call
 from tests.hub.harness import base_config, fixture_stdio, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -99,9 +100,9 @@ async def test_a_change_whose_audit_entry_cannot_be_written_is_rolled_back(tmp_p
         ]:
             assert (await admin.post(path, json=body)).status_code == 201, path
         token = (await admin.post("/api/v1/tokens", json={"name": "t1", "roles": ["viewer"]})).json()["id"]
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             for server in ("fixture", "extra"):
-                assert await hub.hub.registry.upstreams[server].wait_ready(15)
+                assert await hub.hub.registry.upstreams[server].wait_ready(PATIENCE)
         assert (await admin.post("/api/v1/servers/extra/approve")).status_code == 200
         called = await http.post(hub.url("/v1/mcp/tool/execute"), json=tool_call("fixture__echo", '{"message": "x"}'),
                                  headers={"Authorization": f"Bearer {BOT}"})  # fmt: skip

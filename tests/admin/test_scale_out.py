@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import AsyncGenerator, Generator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -14,8 +13,8 @@ import pytest
 
 from tests.admin.conftest import ADMIN, AUDIT_KEY
 from tests.admin.helpers import admin_client, tool_call
-from tests.admin.services import ServiceMissing, postgres_server, redis_server
-from tests.tools import SERVERS_DIR, ServedProcess, served
+from tests.admin.services import postgres_server, redis_server
+from tests.tools import PATIENCE, SERVERS_DIR, ServedProcess, served
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -24,11 +23,8 @@ AGENTHUB = [sys.executable, "-c", "import sys; from hub.cli.main import main; sy
 
 @pytest.fixture(scope="module")
 def shared_state() -> Generator[tuple[str, str]]:
-    try:
-        with postgres_server() as database, redis_server() as redis:
-            yield database, redis
-    except ServiceMissing as exc:
-        pytest.skip(str(exc))
+    with postgres_server() as database, redis_server() as redis:
+        yield database, redis
 
 
 @pytest.fixture
@@ -38,7 +34,7 @@ async def two_hubs(shared_state: tuple[str, str], tmp_path: Path) -> AsyncGenera
     config.write_text(
         f"""
 [hub]
-upstream_start_timeout_s = 15
+upstream_start_timeout_s = {PATIENCE}
 
 [servers.fixture]
 transport = "stdio"
@@ -55,7 +51,7 @@ args = ["{SERVERS_DIR / "fixture_server.py"}"]
     }
     argv = [*AGENTHUB, "serve", "--config", str(config), "--listen", "127.0.0.1:{port}"]
     async with AsyncExitStack() as stack:
-        hubs = [await stack.enter_async_context(served(argv, env=env, ready_timeout=40)) for _ in range(2)]
+        hubs = [await stack.enter_async_context(served(argv, env=env)) for _ in range(2)]
         yield hubs
 
 
@@ -68,14 +64,16 @@ async def _status(http: httpx2.AsyncClient, hub: ServedProcess, secret: str, too
 
 
 async def _until(http: httpx2.AsyncClient, hub: ServedProcess, secret: str, tool: str, status: int) -> None:
-    with anyio.fail_after(10):
+    with anyio.fail_after(PATIENCE):
         while await _status(http, hub, secret, tool) != status:  # noqa: ASYNC110 - another process, over HTTP
             await anyio.sleep(0.05)
 
 
-async def test_a_rate_limit_holds_across_both_processes_and_a_revocation_reaches_the_other_within_a_second(
+async def test_a_rate_limit_holds_across_both_processes_and_a_revocation_reaches_the_other(
     two_hubs: list[ServedProcess],
 ) -> None:
+    """The other process learns of the revocation from its poll of the shared database (every 0.5 s, see
+    `Hub._follow_changes`): the test waits for that, bounded only against a hang."""
     a, b = two_hubs
     async with admin_client(a.base_url) as api_a, admin_client(b.base_url) as api_b, httpx2.AsyncClient() as http:
         created = await api_a.post(
@@ -102,11 +100,7 @@ async def test_a_rate_limit_holds_across_both_processes_and_a_revocation_reaches
 
         revoked = await api_a.delete(f"/api/v1/keys/{key_id}")
         assert revoked.status_code == 200
-        started = time.monotonic()
-        with anyio.fail_after(1.0):
-            while await _status(http, b, secret) != 401:  # noqa: ASYNC110 - another process, over HTTP
-                await anyio.sleep(0.02)
-        assert time.monotonic() - started < 1.0
+        await _until(http, b, secret, "fixture__echo", 401)
 
 
 async def test_admin_changes_through_either_process_reach_the_other_and_keep_one_audit_chain(

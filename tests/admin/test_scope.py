@@ -16,6 +16,7 @@ from hub.app import Hub
 from hub.doors.admin.ops import OPERATIONS
 from tests.admin.helpers import admin_client, token_with
 from tests.hub.harness import base_config, fixture_stdio, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -109,8 +110,8 @@ async def _setup(api: httpx2.AsyncClient, hub: Hub) -> str:
     ]:
         created = await api.post(path, json=body)
         assert created.status_code == 201, (path, created.text)
-    with anyio.fail_after(20):
-        assert await hub.registry.upstreams["extra"].wait_ready(15)
+    with anyio.fail_after(PATIENCE):
+        assert await hub.registry.upstreams["extra"].wait_ready(PATIENCE)
     assert (await api.post("/api/v1/servers/extra/approve")).status_code == 200
     other = await api.post("/api/v1/tokens", json={"name": "other", "roles": ["viewer"]})
     assert other.status_code == 201

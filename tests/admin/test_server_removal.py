@@ -15,6 +15,7 @@ from hub.store.sql import read_all_meta
 from tests.admin.helpers import admin_client, tool_call
 from tests.hub.harness import ALICE, base_config, running_hub
 from tests.tools import served, server_argv
+from tests.tools.patience import PATIENCE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -36,8 +37,8 @@ async def test_removing_a_connected_server_with_calls_in_flight_answers_200_and_
         url = f"http://127.0.0.1:{upstream.port}/mcp"
         added = await api.post("/api/v1/servers", json={"name": "slowpoke", "transport": "http", "url": url})
         assert added.status_code == 201, added.text
-        with anyio.fail_after(20):
-            assert await registry.upstreams["slowpoke"].wait_ready(15)
+        with anyio.fail_after(PATIENCE):
+            assert await registry.upstreams["slowpoke"].wait_ready(PATIENCE)
 
         followed = False
 
@@ -57,7 +58,7 @@ async def test_removing_a_connected_server_with_calls_in_flight_answers_200_and_
             answers.append(await http.post(hub.url("/v1/mcp/tool/execute"), json=body, headers=headers))
 
         removed: httpx2.Response | None = None
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             async with anyio.create_task_group() as tg:
                 for _ in range(3):
                     tg.start_soon(slow_call)

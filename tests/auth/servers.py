@@ -43,6 +43,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from tests.tools.patience import PATIENCE
+
 _user: contextvars.ContextVar[str] = contextvars.ContextVar("test_user", default="nobody")
 
 HUB_CLIENT_ID = "hub"
@@ -250,21 +252,24 @@ def bound_socket() -> socket.socket:
 
 @contextlib.asynccontextmanager
 async def serve(apps: list[tuple[Any, socket.socket]]) -> AsyncIterator[None]:
-    """Serve ASGI apps on pre-bound sockets for the duration of the block, then stop them."""
+    """Serve ASGI apps on pre-bound sockets for the duration of the block, then stop them and close the sockets
+    (also when the block fails: a listening socket left to the garbage collector fails a later test)."""
     servers = [(uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on")), sock) for app, sock in apps]
-    async with anyio.create_task_group() as tg:
-        for server, sock in servers:
-            tg.start_soon(server.serve, [sock])
-        with anyio.fail_after(20):
-            while not all(s.started for s, _ in servers):  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-                await anyio.sleep(0.01)
-        try:
-            yield
-        finally:
-            for server, _ in servers:
-                server.should_exit = True
-    for _, sock in servers:
-        sock.close()
+    try:
+        async with anyio.create_task_group() as tg:
+            for server, sock in servers:
+                tg.start_soon(server.serve, [sock])
+            with anyio.fail_after(PATIENCE):
+                while not all(s.started for s, _ in servers):  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
+                    await anyio.sleep(0.01)
+            try:
+                yield
+            finally:
+                for server, _ in servers:
+                    server.should_exit = True
+    finally:
+        for _, sock in apps:
+            sock.close()
 
 
 @dataclass

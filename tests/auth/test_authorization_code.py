@@ -18,6 +18,7 @@ from connectors.auth import (
 )
 from tests.auth.conftest import upstream_client, whoami
 from tests.auth.servers import REDIRECT, oauth_stack
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -57,7 +58,7 @@ async def test_two_users_authorize_separately_and_only_see_their_own_identity() 
         auths = make_auths(stack.upstream_url)
         auth = auths.get("tickets")
         assert auth is not None
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             with pytest.raises(AuthorizationRequired) as needed:
                 await auth.ensure_authorized("alice")
             assert needed.value.subject == "alice"
@@ -90,7 +91,7 @@ async def test_a_state_is_single_use_and_expires() -> None:
     async with oauth_stack() as stack:
         clock = Clock()
         auths = make_auths(stack.upstream_url, clock)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             params = await browser_authorize(await auths.start_authorization("tickets", "alice"), "alice")
             await auths.complete_authorization(*params)
             with pytest.raises(InvalidAuthorizationState):
@@ -105,7 +106,7 @@ async def test_a_state_is_single_use_and_expires() -> None:
 async def test_a_bound_authorization_completes_only_with_its_binding() -> None:
     async with oauth_stack() as stack:
         auths = make_auths(stack.upstream_url)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             url = await auths.start_authorization("tickets", "alice", binding="browser-one")
             params = await browser_authorize(url, "alice")
             with pytest.raises(InvalidAuthorizationState, match="started elsewhere"):
@@ -126,7 +127,7 @@ async def test_an_authorization_response_from_another_issuer_is_refused() -> Non
     async with oauth_stack() as stack:
         auths = make_auths(stack.upstream_url)
         stack.provider.iss_override = "https://evil.example"
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             params = await browser_authorize(await auths.start_authorization("tickets", "alice"), "alice")
             with pytest.raises(IssuerMismatch):
                 await auths.complete_authorization(*params)
@@ -140,7 +141,7 @@ async def test_refresh_tokens_rotate_and_each_is_used_once() -> None:
         auths = make_auths(stack.upstream_url, clock)
         auth = auths.get("tickets")
         assert auth is not None
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             await auths.complete_authorization(
                 *await browser_authorize(await auths.start_authorization("tickets", "alice"), "alice")
             )
@@ -164,7 +165,7 @@ async def test_a_revoked_refresh_token_asks_for_authorization_once_and_never_loo
         auths = make_auths(stack.upstream_url)
         auth = auths.get("tickets")
         assert auth is not None
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             await auths.complete_authorization(
                 *await browser_authorize(await auths.start_authorization("tickets", "alice"), "alice")
             )

@@ -34,6 +34,7 @@ from tests.auth.test_hub_wiring import (
     stack,
 )
 from tests.hub.harness import ALICE, BOB, RunningHub, base_config, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -51,7 +52,7 @@ async def per_user_hub(tmp_path: Path, **extra: Any) -> AsyncGenerator[tuple[Sta
     async with stack() as s:
         config = base_config({"tickets": per_user(s)}, KEYS, insecure_loopback=True, upstream_start_timeout_s=0.5)
         async with running_hub({**config, **extra}, tmp_path) as hub:
-            with anyio.fail_after(30):
+            with anyio.fail_after(PATIENCE):
                 async with httpx2.AsyncClient(timeout=20) as admin:
                     started = await admin.post(
                         hub.url("/api/v1/servers/tickets/auth/login"),
@@ -61,7 +62,7 @@ async def per_user_hub(tmp_path: Path, **extra: Any) -> AsyncGenerator[tuple[Sta
                 assert started.status_code == 200, started.text
                 async with Browser("catalog-admin") as browser:
                     assert (await browser.authorize(started.json()["url"])).status_code == 200
-                assert await hub.hub.registry.upstreams["tickets"].wait_ready(15)
+                assert await hub.hub.registry.upstreams["tickets"].wait_ready(PATIENCE)
             yield s, hub
 
 
@@ -110,7 +111,7 @@ async def whoami(hub: RunningHub, key: str) -> str:
 
 async def test_a_link_another_browser_opens_never_binds_that_persons_account(tmp_path: Path) -> None:
     async with per_user_hub(tmp_path) as (s, hub):
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             url = await elicitation_url(hub, ALICE)
             async with Browser("alice-user") as alice, Browser("colleague") as colleague:
                 back = await alice.until(url, hub.url("/oauth/callback"))  # approved, on her way back to the hub
@@ -123,7 +124,7 @@ async def test_a_link_another_browser_opens_never_binds_that_persons_account(tmp
 
 async def test_the_person_who_opened_the_link_authorizes_their_own_key(tmp_path: Path) -> None:
     async with per_user_hub(tmp_path) as (s, hub):
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             url = await elicitation_url(hub, ALICE)
             assert url.startswith(hub.url("/oauth/start?flow="))
             assert len(httpx2.URL(url).params) == 1, "nothing but the one-time flow id in the link"
@@ -152,7 +153,7 @@ async def test_the_person_who_opened_the_link_authorizes_their_own_key(tmp_path:
 
 async def test_a_link_another_browser_opened_first_is_refused(tmp_path: Path) -> None:
     async with per_user_hub(tmp_path) as (s, hub):
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             url = await elicitation_url(hub, ALICE)
             async with Browser("alice-user") as alice, Browser("colleague") as colleague:
                 page = await alice.open(url)
@@ -177,7 +178,7 @@ async def test_a_link_another_browser_opened_first_is_refused(tmp_path: Path) ->
 async def test_a_callback_without_the_claiming_cookie_is_refused_and_stores_nothing(tmp_path: Path) -> None:
     async with per_user_hub(tmp_path) as (s, hub):
         auth = hub_auth(hub)
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             async with (
                 Browser("alice-user") as alice,
                 Browser("colleague") as colleague,
@@ -201,7 +202,7 @@ async def test_a_callback_without_the_claiming_cookie_is_refused_and_stores_noth
 
 async def test_the_confirmation_form_needs_its_token(tmp_path: Path) -> None:
     async with per_user_hub(tmp_path) as (s, hub):
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             url, other = await elicitation_url(hub, ALICE), await elicitation_url(hub, ALICE)
             async with Browser("alice-user") as alice:
                 page = await alice.open(url)
@@ -226,7 +227,7 @@ TEAM = "<script>alert('x')</script> & \"R&D\""
 async def test_the_confirmation_page_names_the_key_its_team_the_server_and_the_hub_escaped(tmp_path: Path) -> None:
     keys = [{**KEYS[0], "team": TEAM}, *KEYS[1:]]
     async with per_user_hub(tmp_path, keys=keys, teams=[{"name": TEAM}]) as (s, hub):
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             url = await elicitation_url(hub, ALICE)
             async with Browser("alice-user") as alice:
                 page = await alice.open(url)
@@ -248,7 +249,7 @@ async def test_an_administrators_authorization_never_completes_a_keys_and_a_link
     async with per_user_hub(tmp_path) as (s, hub):
         auth = hub_auth(hub)
         alice_id = key_id(hub, "alice")
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             async with Browser("alice-user") as alice:
                 unbound = await auth.auths.start_authorization("tickets", alice_id)
                 refused = await alice.authorize(unbound)
@@ -276,7 +277,7 @@ async def test_an_administrator_gets_a_link_for_a_key_from_the_api_or_from_anoth
             f'transport = "http"\nurl = "{s.upstream_url}"\n'
             'auth = { type = "oauth2", grant = "authorization_code", per_user = true }\n'
         )
-        with anyio.fail_after(40):
+        with anyio.fail_after(PATIENCE):
             async with httpx2.AsyncClient(timeout=20) as admin:
                 started = await admin.post(
                     hub.url("/api/v1/servers/tickets/auth/login"),

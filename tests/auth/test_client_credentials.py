@@ -8,6 +8,7 @@ import pytest
 from connectors.auth import MemoryTokenStore, OAuth2Auth, UpstreamAuths
 from tests.auth.conftest import upstream_client, whoami
 from tests.auth.servers import HUB_CLIENT_ID, HUB_CLIENT_SECRET, oauth_stack
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +30,7 @@ async def test_client_credentials_discovered_from_the_401_reach_the_tool() -> No
     async with oauth_stack() as stack:
         auths = UpstreamAuths(MemoryTokenStore())
         auths.add("tickets", stack.upstream_url, cc_config(), insecure_loopback=True)
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             async with upstream_client(auths, "tickets", stack.upstream_url) as client:
                 assert await whoami(client) == HUB_CLIENT_ID
                 assert await whoami(client) == HUB_CLIENT_ID

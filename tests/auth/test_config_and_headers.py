@@ -24,6 +24,7 @@ from connectors.auth import (
     resolve_auth_secrets,
 )
 from tests.auth.servers import HUB_CLIENT_ID, HUB_CLIENT_SECRET, bound_socket, oauth_stack, serve
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 ADAPTER: TypeAdapter[NoAuth | HeadersAuth | OAuth2Auth] = TypeAdapter(AuthConfig)
@@ -92,7 +93,7 @@ async def test_headers_auth_sets_its_headers_and_drops_a_callers_authorization()
         serve([(Starlette(routes=[Route("/echo", echo_headers)]), sock)]),
         httpx2.AsyncClient(auth=auths.http_auth("t")) as http,
     ):
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             seen = (await http.get(url, headers={"Authorization": "Bearer ahk-client-virtual-key"})).json()
     assert seen == {"authorization": None, "key": "k-123"}
 
@@ -110,7 +111,7 @@ async def test_oauth_replaces_a_callers_authorization_with_the_upstream_token() 
             sent.append(request.headers.get("authorization", ""))
 
         async with httpx2.AsyncClient(auth=auths.http_auth("t"), event_hooks={"request": [capture]}) as http:
-            with anyio.fail_after(10):
+            with anyio.fail_after(PATIENCE):
                 await http.post(
                     stack.upstream_url,
                     json={"jsonrpc": "2.0", "id": 1, "method": "ping"},

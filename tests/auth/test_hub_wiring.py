@@ -36,6 +36,7 @@ from tests.auth.servers import (
     upstream_app,
 )
 from tests.hub.harness import ALICE, BOB, RunningHub, base_config, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -208,7 +209,7 @@ async def test_client_credentials_shared_identity_through_both_doors(tmp_path: P
     async with stack() as s:
         config = base_config({"tickets": client_credentials(s)}, KEYS, insecure_loopback=True)
         async with running_hub(config, tmp_path) as hub:
-            with anyio.fail_after(30):
+            with anyio.fail_after(PATIENCE):
                 assert await call_text(hub.url(), ALICE, "tickets__whoami") == HUB_CLIENT_ID
                 assert await call_text(hub.url("/mcp/tickets"), BOB, "whoami") == HUB_CLIENT_ID
                 rest = await rest_call(hub, CAROL, "tickets__whoami")
@@ -232,7 +233,7 @@ async def test_per_user_authorization_keeps_keys_apart(
                 f'transport = "http"\nurl = "{s.upstream_url}"\n'
                 'auth = { type = "oauth2", grant = "authorization_code", per_user = true }\n'
             )
-            with anyio.fail_after(40):
+            with anyio.fail_after(PATIENCE):
                 # The catalog session runs as the hub's own identity, which an admin authorizes once (the CLI,
                 # here on the database directly: without an admin token it does not ask the running hub).
                 monkeypatch.delenv("AGENTHUB_ADMIN_TOKEN")
@@ -241,7 +242,7 @@ async def test_per_user_authorization_keeps_keys_apart(
                 url = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("http"))
                 page = await browse(url, "catalog-admin")
                 assert page.status_code == 200 and "You can close this tab" in page.text
-                assert await hub.hub.registry.upstreams["tickets"].wait_ready(15)
+                assert await hub.hub.registry.upstreams["tickets"].wait_ready(PATIENCE)
 
                 async with mcp_client(hub.url(), ALICE) as alice, mcp_client(hub.url(), BOB) as bob:
                     tools = await alice.list_tools()
@@ -309,7 +310,7 @@ async def test_fifty_calls_on_a_revoked_token_cause_one_new_token(tmp_path: Path
     async with stack() as s:
         config = base_config({"tickets": client_credentials(s)}, KEYS, insecure_loopback=True)
         async with running_hub(config, tmp_path) as hub, mcp_client(hub.url(), ALICE) as client:
-            with anyio.fail_after(30):
+            with anyio.fail_after(PATIENCE):
                 assert await text_of(client, "tickets__whoami") == HUB_CLIENT_ID
                 before = s.provider.requests["client_credentials"]
                 s.provider.revoke_access_tokens()
@@ -329,24 +330,29 @@ async def test_fifty_calls_on_a_revoked_token_cause_one_new_token(tmp_path: Path
 async def test_short_lived_tokens_under_load_through_the_hub_never_fail(tmp_path: Path) -> None:
     async with stack(lifetime_s=2) as s:
         config = base_config({"tickets": client_credentials(s)}, KEYS, insecure_loopback=True)
+        began = time.monotonic()
         async with running_hub(config, tmp_path) as hub, mcp_client(hub.url(), ALICE) as client:
-            calls = 0
+            start = s.provider.requests["client_credentials"]
 
-            async def worker(until: float) -> None:
-                nonlocal calls
-                while time.monotonic() < until:
+            async def worker() -> None:
+                # Each worker calls until one of its calls began after the token was renewed twice under the load,
+                # however long that takes here: the load spans the renewals by construction.
+                while True:
+                    renewed = s.provider.requests["client_credentials"] - start
                     assert await text_of(client, "tickets__whoami") == HUB_CLIENT_ID
-                    calls += 1
+                    if renewed >= 2:
+                        return
 
-            with anyio.fail_after(40):
-                until = time.monotonic() + 3.5
+            with anyio.fail_after(PATIENCE):
                 async with anyio.create_task_group() as tg:
                     for _ in range(20):
-                        tg.start_soon(worker, until)
+                        tg.start_soon(worker)
+        span = time.monotonic() - began
         requests = s.provider.requests["client_credentials"]
-        assert 2 <= requests <= 6, requests
+        # A token is renewed half-way through its two seconds: one request a second at most, over however long the
+        # hub ran on this machine (about 3 s when idle, longer when busy), never one per concurrent call.
+        assert start + 2 <= requests <= int(span) + 3, (requests, span)
         assert s.provider.grants["client_credentials"] == requests, "no token request was refused"
-        assert calls > 20
         assert_only_hub_credentials(s)
 
 
@@ -357,7 +363,7 @@ async def test_headers_auth_and_a_run_time_oauth_server(tmp_path: Path) -> None:
         config = base_config({"search": search}, KEYS, insecure_loopback=True)
         config["admin"] = {"allowed_secret_refs": ["env:TEST_TICKETS_SECRET"]}
         async with running_hub(config, tmp_path) as hub:
-            with anyio.fail_after(30):
+            with anyio.fail_after(PATIENCE):
                 assert await call_text(hub.url(), ALICE, "search__ping") == "pong"
                 async with httpx2.AsyncClient(timeout=20) as admin:
                     added = await admin.post(
@@ -367,7 +373,7 @@ async def test_headers_auth_and_a_run_time_oauth_server(tmp_path: Path) -> None:
                     )
                 assert added.status_code == 201, added.text
                 assert HUB_CLIENT_SECRET not in added.text
-                assert await hub.hub.registry.upstreams["tickets"].wait_ready(15)
+                assert await hub.hub.registry.upstreams["tickets"].wait_ready(PATIENCE)
                 assert await call_text(hub.url(), BOB, "tickets__whoami") == HUB_CLIENT_ID
         assert s.headers_recorder is not None
         assert all(h.get("x-api-key") == API_KEY for h in s.headers_recorder.seen)

@@ -14,6 +14,7 @@ from connectors.auth.oauth import ClientIdentity, new_pkce
 from tests.auth.conftest import upstream_client, whoami
 from tests.auth.servers import HUB_CLIENT_ID, HUB_CLIENT_SECRET, REDIRECT, oauth_stack
 from tests.auth.test_authorization_code import Clock, browser_authorize
+from tests.tools.patience import PATIENCE
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ async def test_a_server_that_does_not_rotate_keeps_the_old_refresh_token_working
             type="oauth2", grant="authorization_code", client_id=HUB_CLIENT_ID, client_secret=HUB_CLIENT_SECRET
         )
         auths.add("tickets", stack.upstream_url, config, redirect_uri=REDIRECT, insecure_loopback=True)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             await auths.complete_authorization(
                 *await browser_authorize(await auths.start_authorization("tickets", None), "admin")
             )

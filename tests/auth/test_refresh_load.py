@@ -12,10 +12,13 @@ from connectors.auth import MemoryTokenStore, OAuth2Auth, UpstreamAuths
 from tests.auth.conftest import upstream_client, whoami
 from tests.auth.servers import HUB_CLIENT_ID, HUB_CLIENT_SECRET, REDIRECT, Stack, oauth_stack
 from tests.auth.test_authorization_code import browser_authorize
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
 CALLS = 50
+RENEWALS = 2
+"""Renewals a load test waits for while its calls go on (the load ends on them, not after a fixed time)."""
 CC = OAuth2Auth(type="oauth2", grant="client_credentials", client_id=HUB_CLIENT_ID, client_secret=HUB_CLIENT_SECRET)
 SHARED_CODE = OAuth2Auth(
     type="oauth2", grant="authorization_code", client_id=HUB_CLIENT_ID, client_secret=HUB_CLIENT_SECRET
@@ -59,7 +62,7 @@ async def test_fifty_calls_on_an_expiring_token_cause_one_refresh(config: OAuth2
     async with oauth_stack() as stack:
         clock = Clock()
         auths = await connect(stack, config, clock)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             async with upstream_client(auths, "tickets", stack.upstream_url) as client:
                 assert await whoami(client) == subject
                 before = stack.provider.requests[grant]
@@ -77,7 +80,7 @@ async def test_fifty_calls_refused_with_401_cause_one_refresh_and_one_retry_each
 ) -> None:
     async with oauth_stack() as stack:
         auths = await connect(stack, config, Clock())
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             async with upstream_client(auths, "tickets", stack.upstream_url) as client:
                 assert await whoami(client) == subject
                 before = stack.provider.requests[grant]
@@ -89,28 +92,33 @@ async def test_fifty_calls_refused_with_401_cause_one_refresh_and_one_retry_each
 
 async def test_two_second_tokens_under_steady_load_never_fail_and_each_refresh_token_is_used_once() -> None:
     async with oauth_stack(lifetime_s=2) as stack:
+        began = time.monotonic()
         auths = await connect(stack, SHARED_CODE, Clock())
-        calls = 0
         async with anyio.create_task_group() as background:
             background.start_soon(auths.run)
             async with upstream_client(auths, "tickets", stack.upstream_url) as client:
+                start = stack.provider.requests["refresh_token"]
 
-                async def worker(until: float) -> None:
-                    nonlocal calls
-                    while time.monotonic() < until:
+                async def worker() -> None:
+                    # Each worker calls until one of its calls began after the token was renewed twice under the load,
+                    # however long that takes here: the load spans the renewals by construction.
+                    while True:
+                        renewed = stack.provider.requests["refresh_token"] - start
                         assert await whoami(client) == "admin"
-                        calls += 1
+                        if renewed >= RENEWALS:
+                            return
 
-                with anyio.fail_after(30):
-                    until = time.monotonic() + 3.5
+                with anyio.fail_after(PATIENCE):
                     async with anyio.create_task_group() as tg:
                         for _ in range(CALLS):
-                            tg.start_soon(worker, until)
+                            tg.start_soon(worker)
             background.cancel_scope.cancel()
+        span = time.monotonic() - began
         refreshes = stack.provider.requests["refresh_token"]
-        assert 2 <= refreshes <= 5, refreshes
+        # A token is renewed half-way through its two seconds: one refresh a second at most, over however long the
+        # load took on this machine (about 3 s when idle, longer when busy), never one per concurrent call.
+        assert RENEWALS <= refreshes <= int(span) + 2, (refreshes, span)
         assert stack.provider.grants["refresh_token"] == refreshes, "no refresh was refused (no token reused)"
-        assert calls > CALLS
         await auths.aclose()
 
 
@@ -124,7 +132,7 @@ async def test_the_background_refresher_renews_before_expiry_without_calls() -> 
         stack.provider.on_token.append(lambda grant: refreshed.set())
         async with anyio.create_task_group() as tg:
             tg.start_soon(auths.run)
-            with anyio.fail_after(10):
+            with anyio.fail_after(PATIENCE):
                 await refreshed.wait()
                 renewed = await auth.access_token(None)
             tg.cancel_scope.cancel()

@@ -19,6 +19,7 @@ from hub.upstream_auth.store import SqlTokenStore
 from tests.auth.conftest import upstream_client, whoami
 from tests.auth.servers import HUB_CLIENT_ID, HUB_CLIENT_SECRET, REDIRECT, oauth_stack
 from tests.auth.test_authorization_code import browser_authorize
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -170,7 +171,7 @@ async def test_two_replicas_refreshing_one_rotating_token_make_one_refresh(tmp_p
             auths = UpstreamAuths(SqlTokenStore(engine(tmp_path / "hub.db"), TokenCipher(KEY)), clock=clock)
             auths.add("tickets", stack.upstream_url, config, redirect_uri=REDIRECT, insecure_loopback=True)
             replicas.append(auths)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             url = await replicas[0].start_authorization("tickets", None)
             await replicas[1].complete_authorization(*await browser_authorize(url, "admin"))
             async with (

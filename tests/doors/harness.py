@@ -14,6 +14,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from llm.testing import FakeScript, anthropic_app, bedrock_app, gemini_app, openai_app, serve
 from tests.hub.harness import ALICE, RunningHub, running_hub
+from tests.tools.patience import PATIENCE
 
 OPENAI_SECRET = "sk-openai-main-0001"
 OPENAI_SPARE = "sk-openai-spare-0002"
@@ -143,8 +144,8 @@ async def hub_with_fakes(
 
 def async_client(hub: RunningHub, key: str = ALICE) -> openai.AsyncOpenAI:
     """The official SDK pointed at the hub, without its own retries (the tests count attempts)."""
-    return openai.AsyncOpenAI(base_url=hub.url("/v1"), api_key=key, max_retries=0, timeout=20)
+    return openai.AsyncOpenAI(base_url=hub.url("/v1"), api_key=key, max_retries=0, timeout=PATIENCE)
 
 
 def sync_client(hub: RunningHub, key: str = ALICE) -> openai.OpenAI:
-    return openai.OpenAI(base_url=hub.url("/v1"), api_key=key, max_retries=0, timeout=20)
+    return openai.OpenAI(base_url=hub.url("/v1"), api_key=key, max_retries=0, timeout=PATIENCE)

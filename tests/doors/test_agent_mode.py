@@ -20,6 +20,7 @@ import pytest
 from hub.governance import EntityKind, EntityRef
 from llm.testing import FakeRequest, FakeScript, Reply, ToolCall, anthropic_app, openai_app, serve
 from tests.hub.harness import ALICE, RunningHub, fixture_stdio, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +55,7 @@ async def agent_hub(tmp_path: Path, script: FakeScript, wire: str = "openai", **
     app = anthropic_app(script, keys=keys) if wire == "anthropic" else openai_app(script, keys=keys)
     async with serve(app) as base:
         config = {
-            "hub": {"upstream_start_timeout_s": 15},
+            "hub": {"upstream_start_timeout_s": PATIENCE},
             "servers": {"fixture": fixture_stdio()},
             "providers": {
                 "openai": {
@@ -98,7 +99,7 @@ async def test_explicit_execution_returns_tool_calls_and_the_app_runs_them(tmp_p
             model=MODEL, messages=[{"role": "user", "content": "add 2 and 3"}], tools=[own_tool]
         )
         call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
-        async with httpx2.AsyncClient(timeout=20) as http:
+        async with httpx2.AsyncClient(timeout=PATIENCE) as http:
             executed = await http.post(
                 hub.url("/v1/mcp/tool/execute"),
                 json=call.model_dump(),
@@ -207,7 +208,7 @@ async def test_depth_and_deadline_stop_the_loop(tmp_path: Path) -> None:
             script.push(*[always_add] * 3)
             deep = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "go"}])
             script.push(slow, slow)
-            with anyio.fail_after(20):
+            with anyio.fail_after(PATIENCE):
                 late = await client.chat.completions.create(
                     model=MODEL,
                     messages=[{"role": "user", "content": "go"}],
@@ -242,7 +243,7 @@ async def test_a_tool_the_key_may_not_use_is_never_offered_nor_run(tmp_path: Pat
     script = FakeScript(model)
     async with agent_hub(tmp_path, script, auto_execute=["*"]) as hub, _client(hub) as client:
         response = await client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "go"}])
-        async with httpx2.AsyncClient(timeout=20) as http:
+        async with httpx2.AsyncClient(timeout=PATIENCE) as http:
             refused = await http.post(
                 hub.url("/v1/mcp/tool/execute"),
                 json={"id": "r1", "type": "function", "function": {"name": "fixture__rich_content", "arguments": "{}"}},
@@ -280,15 +281,15 @@ async def test_a_client_that_disconnects_midway_cancels_the_loop_and_nothing_is_
     limits = {"budget": {"max_usd": 100.0, "reset": "1d"}, "rate_limit": {"requests": 1000, "period": "1h"}}
     async with agent_hub(tmp_path, script, auto_execute=["fixture__slow"], **limits) as hub:
         body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "go"}]}
-        async with httpx2.AsyncClient(timeout=20) as http:
-            with anyio.fail_after(20):
+        async with httpx2.AsyncClient(timeout=PATIENCE) as http:
+            with anyio.fail_after(PATIENCE):
                 async with http.stream(
                     "POST", hub.url("/v1/chat/completions"), json=body, headers={"Authorization": f"Bearer {ALICE}"}
                 ) as response:
                     async for line in response.aiter_lines():
                         if line.startswith("data:") and '"finish_reason":"tool_calls"' in line.replace(" ", ""):
                             break
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             while not any(_is_loop(r) for r in (await _flushed(hub))):  # noqa: ASYNC110
                 await anyio.sleep(0.1)
         rows = await _flushed(hub)

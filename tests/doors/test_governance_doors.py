@@ -16,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from tests.doors.harness import Fakes, async_client, llm_config, running_fakes
 from tests.hub.harness import RunningHub, fixture_stdio, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 SECRET = "ahk-carol-governed-000000000000000000000000"
@@ -87,7 +88,7 @@ async def governed_hub(tmp_path: Path, **policy: Any) -> AsyncGenerator[tuple[Ru
         key = {"name": "carol", "secret": SECRET, "tools": ["*"], "models": ["*"], **policy}
         config = llm_config(fakes, [key], pricing={"tools": {"fixture__echo": 0.014}})
         config["servers"] = {"fixture": fixture_stdio()}
-        config["hub"]["upstream_start_timeout_s"] = 15
+        config["hub"]["upstream_start_timeout_s"] = PATIENCE
         async with running_hub(config, tmp_path) as hub:
             yield hub, fakes
 

@@ -14,6 +14,7 @@ from hub.governance.usage import EntityKind, EntityRef, UsageSnapshot
 from llm.testing import Fault, Reply
 from tests.doors.harness import OPENAI_SPARE, USER, async_client, error_of, hub_with_fakes, running_fakes
 from tests.hub.harness import RunningHub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 SECRET = "ahk-dave-policy-0000000000000000000000000000"
@@ -129,7 +130,7 @@ async def test_a_client_that_disconnects_mid_stream_is_billed_once(tmp_path: Pat
                 async for line in response.aiter_lines():
                     if "abcd" in line:
                         break  # leave while the upstream stalls
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             while (await _usage(hub))["requests"].in_flight:  # noqa: ASYNC110 - the hub settles on its own
                 await anyio.sleep(0.02)
         await anyio.sleep(0.2)  # nothing more may arrive

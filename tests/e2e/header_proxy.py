@@ -23,6 +23,7 @@ import httpx2
 import uvicorn
 
 from tests.tools import free_port
+from tests.tools.patience import PATIENCE
 
 HOP_BY_HOP = frozenset(
     {
@@ -133,7 +134,7 @@ async def header_proxy(target: str, add: Mapping[str, str], *, port: int | None 
         server = uvicorn.Server(config)
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve)
-            with anyio.fail_after(15):
+            with anyio.fail_after(PATIENCE):
                 while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                     await anyio.sleep(0.02)
             try:

@@ -28,7 +28,7 @@ import pytest
 
 from tests.e2e.header_proxy import header_proxy
 from tests.hub.harness import ALICE, BOB, base_config, fixture_stdio, running_hub
-from tests.tools import NodeTools, free_port, node_tools, served, server_argv
+from tests.tools import PATIENCE, NodeTools, free_port, node_tools, served, server_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -78,7 +78,12 @@ def run_suite(tools: NodeTools, url: str, output_dir: Path, baseline: Path) -> S
     """`conformance server --suite all --expected-failures BASELINE` against `url` (blocking)."""
     args = ["server", "--url", url, "-o", str(output_dir), "--suite", "all", "--expected-failures", str(baseline)]
     completed = subprocess.run(
-        tools.conformance(*args), capture_output=True, env=tools.env(), cwd=tools.root, timeout=120, check=False
+        tools.conformance(*args),
+        capture_output=True,
+        env=tools.env(),
+        cwd=tools.root,
+        timeout=3 * PATIENCE,
+        check=False,
     )
     output = completed.stdout.decode(errors="replace") + completed.stderr.decode(errors="replace")
     total = TOTAL.search(output)
@@ -98,7 +103,6 @@ def test_every_baseline_entry_has_a_reason() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(150)
 async def test_conformance_suite_against_the_hub(tmp_path: Path) -> None:
     tools = node_tools()
     proxy_port = free_port()

@@ -18,7 +18,7 @@ import anyio
 import pytest
 
 from tests.hub.harness import ALICE, BOB, RunningHub, base_config, fixture_stdio, running_hub
-from tests.tools import node_tools
+from tests.tools import PATIENCE, node_tools
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -63,11 +63,11 @@ async def inspector(url: str, key: str | None, era: str, *args: str, storage: Pa
     env["MCP_INSPECTOR_OAUTH_STATE_PATH"] = str(storage / "oauth.json")
     header = ("--header", f"Authorization: Bearer {key}") if key is not None else ()
     argv = tools.inspector_cli(
-        "--format", "json", "-q", "--stored-auth-only", "--connect-timeout", "20000",
+        "--format", "json", "-q", "--stored-auth-only", "--connect-timeout", str(int(PATIENCE * 1000)),
         "--server-url", url, "--transport", "http", "--protocol-era", era, *header, *args,
     )  # fmt: skip
     completed = await anyio.to_thread.run_sync(
-        lambda: subprocess.run(argv, capture_output=True, env=env, cwd=storage, timeout=50, check=False)
+        lambda: subprocess.run(argv, capture_output=True, env=env, cwd=storage, timeout=2 * PATIENCE, check=False)
     )
     return InspectorResult(completed)
 

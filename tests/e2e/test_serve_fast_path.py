@@ -17,6 +17,7 @@ import pytest
 
 from tests.hub.harness import ALICE, mcp_client
 from tests.tools import ServedProcess, served, server_argv
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -53,8 +54,8 @@ tools = ["*"]
 """
     )
     argv = [AGENTHUB, "serve", "--config", str(config), "--listen", "127.0.0.1:{port}"]
-    async with served(argv, ready_timeout=30) as hub:
-        with anyio.fail_after(45):
+    async with served(argv) as hub:
+        with anyio.fail_after(PATIENCE):
             async with mcp_client(hub.url("/mcp"), ALICE) as client:
                 answers = [await client.call_tool("fixture__whoami", {}) for _ in range(3)]
                 echoed = await client.call_tool("fixture__echo", {"message": "lean"})
@@ -78,9 +79,9 @@ async def test_serve_runs_without_docstrings_in_the_process_it_was_started_as(
     )
     argv = [AGENTHUB, "serve", "--config", str(config), "--listen", "127.0.0.1:{port}"]
     env = {"AGENTHUB_OPTIMIZE": optimize} if optimize is not None else {}
-    async with served(argv, env=env, ready_timeout=30) as hub:
+    async with served(argv, env=env) as hub:
         cmdline = Path(f"/proc/{hub.pid}/cmdline").read_bytes().split(b"\0")  # the PID the test started
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             async with mcp_client(hub.url("/mcp"), ALICE) as client:
                 listed = await client.list_tools()
     assert listed.tools == []

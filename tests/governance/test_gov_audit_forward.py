@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from hub.audit.forward import (
     UdpSyslogTransport,
 )
 from hub.governance.clock import ManualClock
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +63,7 @@ class Receiver:
         self._arrived.set()
 
     async def wait_for(self, count: int) -> None:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             while len(self.messages) < count:
                 self._arrived = anyio.Event()
                 await self._arrived.wait()
@@ -72,7 +74,7 @@ class Receiver:
     async def stop(self) -> None:
         """Cancel serving and wait until every socket is closed."""
         self._scope.cancel()
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             await self.stopped.wait()
 
 
@@ -137,17 +139,29 @@ class ManualSleep:
         await self.resumes[1].receive()
 
     async def next_delay(self) -> float:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             return await self.calls[1].receive()
 
     async def resume(self) -> None:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             await self.resumes[0].send(None)
+
+    def close(self) -> None:
+        """Close both ends of both streams (left open, each one is a ResourceWarning when collected)."""
+        for stream in (*self.calls, *self.resumes):
+            stream.close()
 
 
 async def _outage_and_recovery(receiver: Receiver, transport: SyslogTransport) -> None:
     source, cursor, sleep = ListSource(), InMemoryCursor(), ManualSleep()
     forwarder = AuditForwarder(source, cursor, transport, sleep=sleep, backoff=Backoff(0.5, 4.0), poll_interval=60)
+    with contextlib.closing(sleep):
+        await _run_outage_and_recovery(receiver, source, cursor, sleep, forwarder)
+
+
+async def _run_outage_and_recovery(
+    receiver: Receiver, source: ListSource, cursor: InMemoryCursor, sleep: ManualSleep, forwarder: AuditForwarder
+) -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(receiver.serve)
         await tg.start(forwarder.run)

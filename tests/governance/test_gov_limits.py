@@ -15,6 +15,7 @@ from hub.governance.errors import BudgetDenied, RateLimitDenied, UnknownSubject
 from hub.governance.limits import Limiter
 from hub.governance.usage import EntityKind, EntityRef, Metric, Reservation, Usage, UsageSnapshot
 from hub.store.counters import InMemoryCounters
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +49,7 @@ async def test_200_concurrent_calls_against_a_limit_of_50_admit_exactly_50(count
         except RateLimitDenied as exc:
             denied.append(exc)
 
-    with anyio.fail_after(20):
+    with anyio.fail_after(PATIENCE):
         async with anyio.create_task_group() as tg:
             for _ in range(200):
                 tg.start_soon(one)
@@ -123,7 +124,7 @@ async def test_a_budget_is_overspent_by_at_most_the_overrun_of_calls_in_flight(c
         await all_decided.wait()  # every admitted call is in flight at once
         await limiter.settle(reservation, Usage(usd=0.06))  # each call overruns its estimate by 0.01
 
-    with anyio.fail_after(20):
+    with anyio.fail_after(PATIENCE):
         async with anyio.create_task_group() as tg:
             for _ in range(60):
                 tg.start_soon(call)
@@ -172,7 +173,7 @@ async def test_a_cancelled_caller_still_refunds(counters: Counters, clock: Manua
         finally:
             await limiter.refund(reservation)  # runs shielded although the scope is cancelled
 
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         async with anyio.create_task_group() as tg:
             tg.start_soon(call)
             await started.wait()

@@ -14,12 +14,15 @@ from hub.governance.errors import BudgetDenied, CountersUnavailable, RateLimitDe
 from hub.governance.limits import Limiter
 from hub.governance.usage import EntityKind, EntityRef, Reservation, Usage
 from hub.store.redis_counters import RedisCounters
+from tests.tools.patience import PATIENCE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
 def _replica(url: str, prefix: str, clock: ManualClock) -> Limiter:
-    limiter = Limiter(RedisCounters.from_url(url, prefix=prefix), clock=clock)
+    # A burst of 100 calls per replica queues for the pool's 32 connections: on a busy machine the wait can pass
+    # the production default (2 s), so here only a hang may end it.
+    limiter = Limiter(RedisCounters.from_url(url, prefix=prefix, timeout=PATIENCE), clock=clock)
     limiter.set_key("ci-bot", rate_limit=RateLimitConfig(requests=50, period="1m"))
     limiter.set_key("spender", budget=BudgetConfig(max_usd=1.0, reset="1d"))
     return limiter
@@ -39,7 +42,7 @@ async def test_two_replicas_admit_exactly_the_limit_between_them(redis_url: str,
             denied += 1
 
     try:
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             async with anyio.create_task_group() as tg:
                 for n in range(200):
                     tg.start_soon(call, n % 2)
@@ -62,7 +65,7 @@ async def test_two_replicas_never_overspend_a_shared_budget(redis_url: str, pref
             pass
 
     try:
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             async with anyio.create_task_group() as tg:
                 for n in range(100):
                     tg.start_soon(call, n % 2)

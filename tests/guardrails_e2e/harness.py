@@ -23,6 +23,7 @@ from mcp.shared.exceptions import MCPError
 
 from llm.testing import FakeRequest, FakeScript, Reply, openai_app, serve
 from tests.hub.harness import RunningHub, base_config, fixture_stdio, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 ADMIN = "bootstrap-admin-token-guardrails-e2e-0123456789"
 AUDIT_KEY = "audit-key-guardrails-e2e-0123456789abcdef01234567"
@@ -152,7 +153,7 @@ class DoorClient:
     async def _rest(self, secret: str, text: str) -> str:
         arguments = orjson.dumps({"message": text}).decode()
         body = {"id": "c1", "type": "function", "function": {"name": "fixture__echo", "arguments": arguments}}
-        async with httpx2.AsyncClient(timeout=30) as http:
+        async with httpx2.AsyncClient(timeout=PATIENCE) as http:
             response = await http.post(
                 self.hub.running.url("/v1/mcp/tool/execute"), json=body, headers={"Authorization": f"Bearer {secret}"}
             )
@@ -163,7 +164,7 @@ class DoorClient:
     async def _llm(self, secret: str, text: str) -> str:
         self.hub.model.push(echo_model)
         async with openai.AsyncOpenAI(
-            base_url=self.hub.running.url("/v1"), api_key=secret, max_retries=0, timeout=30
+            base_url=self.hub.running.url("/v1"), api_key=secret, max_retries=0, timeout=PATIENCE
         ) as client:
             try:
                 completion = await client.chat.completions.create(

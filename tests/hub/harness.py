@@ -19,6 +19,7 @@ from hub.app import Hub, open_hub
 from hub.http import build_app
 from hub.settings import settings_from_dict
 from tests.tools import SERVERS_DIR, free_port
+from tests.tools.patience import PATIENCE
 
 ALICE = "ahk-alice-test-secret-0000000000000000000000"
 BOB = "ahk-bob-test-secret-00000000000000000000000000"
@@ -56,7 +57,7 @@ class RunningHub:
 
 def base_config(servers: Mapping[str, Any], keys: list[dict[str, Any]] | None = None, **hub: Any) -> dict[str, Any]:
     return {
-        "hub": {"upstream_start_timeout_s": 15, **hub},
+        "hub": {"upstream_start_timeout_s": PATIENCE, **hub},
         "servers": {name: dict(table) for name, table in servers.items()},
         "keys": keys
         if keys is not None
@@ -83,7 +84,7 @@ async def running_hub(config: dict[str, Any], tmp_path: Path) -> AsyncIterator[R
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                 await anyio.sleep(0.02)
         try:
@@ -98,7 +99,7 @@ async def mcp_client(url: str, key: str | None, *, mode: str = "legacy", **kwarg
     """A real `mcp` SDK client over Streamable HTTP with the key as bearer token."""
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with (
-        httpx2.AsyncClient(headers=headers, timeout=30) as http,
+        httpx2.AsyncClient(headers=headers, timeout=PATIENCE) as http,
         Client(streamable_http_client(url, http_client=http), mode=mode, **kwargs) as client,
     ):
         yield client

@@ -13,6 +13,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from tests.hub.harness import ALICE, base_config, faulty_stdio, fixture_stdio, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -105,7 +106,7 @@ async def test_an_upstream_that_crashes_mid_call_fails_that_call_and_comes_back(
         with pytest.raises(MCPError) as crashed:
             await client.call_tool("crashy__boom", {})
         other = await client.call_tool("fixture__echo", {"message": "still here"})
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             while True:
                 try:
                     back = await client.call_tool("crashy__echo", {"message": "back"})
@@ -148,8 +149,10 @@ async def test_an_upstream_writing_garbage_to_stdout_still_serves_calls(tmp_path
 
 async def test_an_upstream_that_exits_at_start_never_blocks_the_others(tmp_path: Path) -> None:
     config = base_config({"fixture": fixture_stdio(), "dead": faulty_stdio("exit")})
-    config["hub"]["upstream_start_timeout_s"] = 5
+    config["hub"]["upstream_start_timeout_s"] = 5  # the hub waits that long for `dead`, then serves without it
     async with running_hub(config, tmp_path) as hub:
+        # On a busy machine `fixture` itself may need longer than that to start: it is served once it is up.
+        assert await hub.hub.registry.upstreams["fixture"].wait_ready(PATIENCE)
         async with mcp_client(hub.url(), ALICE) as client:
             names = [t.name for t in (await client.list_tools()).tools]
             result = await client.call_tool("fixture__echo", {"message": "fine"})

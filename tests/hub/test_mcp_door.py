@@ -13,6 +13,7 @@ from mcp.client.session import ClientRequestContext
 from mcp.shared.exceptions import MCPError
 
 from tests.hub.harness import ALICE, BOB, base_config, fixture_stdio, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -133,7 +134,7 @@ async def test_progress_from_the_upstream_reaches_the_caller(config: dict[str, A
         seen.append(progress)
 
     async with running_hub(config, tmp_path) as hub, mcp_client(hub.url(), ALICE) as client:
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             result = await client.call_tool(
                 "fixture__slow", {"seconds": 0.2, "steps": 3}, progress_callback=on_progress
             )
@@ -173,7 +174,7 @@ async def test_a_new_upstream_tool_appears_after_list_changed(config: dict[str, 
     async with running_hub(config, tmp_path) as hub, mcp_client(hub.url(), ALICE, message_handler=on_message) as client:
         before = {t.name for t in (await client.list_tools()).tools}
         await client.call_tool("fixture__add_tool", {"name": "late"})
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             await changed.wait()
         after = {t.name for t in (await client.list_tools()).tools}
         result = await client.call_tool("fixture__late", {"message": "hi"})

@@ -20,6 +20,7 @@ from connectors.config import StdioConfig
 from connectors.upstream import Upstream
 from tests.hub.harness import ALICE, BOB, base_config, fixture_stdio, mcp_client, running_hub
 from tests.tools import SERVERS_DIR
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -44,7 +45,7 @@ class Updates:
         return self._events.setdefault(uri, anyio.Event())
 
     async def wait_for(self, uri: str) -> None:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             await self._event(uri).wait()
         self._events.pop(uri)
 
@@ -86,7 +87,7 @@ async def test_subscribe_update_unsubscribe(tmp_path: Path) -> None:
             await updates.wait_for(LOGO)
             assert updates.uris == [README, LOGO]
         # The client went away: its subscription is released upstream.
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             while upstream.subscriptions:  # noqa: ASYNC110 - the release runs when the server notices the close
                 await anyio.sleep(0.02)
 
@@ -168,14 +169,14 @@ async def test_handshake_era_upstream_subscription() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(upstream.run)
         try:
-            assert await upstream.wait_ready(15)
+            assert await upstream.wait_ready(PATIENCE)
             assert upstream.catalog.protocol_version not in MODERN_PROTOCOL_VERSIONS
             await upstream.subscribe_resource(README)
             await upstream.subscribe_resource(README)
             assert upstream.subscriptions == {README: 2}
             result: Any = await upstream.call_tool("touch_resource", {"uri": README})
             assert result.content[0].text == "notified 1 subscriber(s)"
-            with anyio.fail_after(10):
+            with anyio.fail_after(PATIENCE):
                 await arrived.wait()
             assert seen == [README]
             await upstream.unsubscribe_resource(README)

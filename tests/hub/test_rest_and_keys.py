@@ -12,6 +12,7 @@ from mcp.shared.exceptions import MCPError
 
 from hub.cli.main import main as cli
 from tests.hub.harness import ALICE, BOB, base_config, fixture_stdio, mcp_client, running_hub
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -72,13 +73,13 @@ async def test_keys_created_listed_and_revoked_by_the_cli_take_effect_without_re
         )
         assert code == 0
         secret = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("ahk-"))
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             while hub.hub.keyring.verify(secret) is None:  # noqa: ASYNC110 - the hub polls the store
                 await anyio.sleep(0.05)
         async with mcp_client(hub.url(), secret) as carol:
             names = [t.name for t in (await carol.list_tools()).tools]
             await anyio.to_thread.run_sync(cli, ["keys", "revoke", "--config", str(config_file), "carol"])
-            with anyio.fail_after(10):
+            with anyio.fail_after(PATIENCE):
                 while hub.hub.keyring.verify(secret) is not None:  # noqa: ASYNC110
                     await anyio.sleep(0.05)
             with pytest.raises(MCPError) as revoked:

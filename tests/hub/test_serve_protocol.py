@@ -22,6 +22,7 @@ from uvicorn.server import ServerState
 
 from hub.runtime.limits import ServingLimits
 from hub.runtime.protocol import OneWriteHttpToolsProtocol, limited_protocol
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -30,10 +31,16 @@ BIG = b"x" * (200 * 1024)
 
 
 class Gate:
-    """Lets a test hold the app between two messages (a stream's first event, a slow body)."""
+    """Lets a test hold the app between two messages (a stream's first event, a slow body), and tells it when the
+    app reached the gate and when it sent what came after it."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
         self.opened = anyio.Event()
+        self.reached = anyio.Event()
+        self.passed = anyio.Event()
 
 
 GATE = Gate()
@@ -75,8 +82,10 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.body", "body": b""})
     elif path == "/slow":  # a known length, the body never comes while the client waits
         await send({**start, "headers": [(b"content-length", b"5")]})
+        GATE.reached.set()
         await GATE.opened.wait()
         await send({"type": "http.response.body", "body": b"late!"})
+        GATE.passed.set()
     elif path == "/fails-after-start":
         await send({**start, "headers": [(b"content-length", b"5")]})
         raise RuntimeError("the app failed after starting its response")
@@ -103,7 +112,7 @@ async def served(protocol: type[HttpToolsProtocol] | str) -> AsyncGenerator[int]
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(20):
+            with anyio.fail_after(PATIENCE):
                 while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                     await anyio.sleep(0.01)
             try:
@@ -121,7 +130,7 @@ def request(method: str, path: str, body: bytes = b"", *, close: bool = True) ->
 
 async def exchange(port: int, raw: bytes) -> bytes:
     """Send `raw` and read until the server closes the connection."""
-    with anyio.fail_after(10):
+    with anyio.fail_after(PATIENCE):
         async with await anyio.connect_tcp("127.0.0.1", port) as stream:
             await stream.send(raw)
             received = b""
@@ -162,9 +171,9 @@ async def test_responses_are_byte_identical_to_uvicorns_own_protocol(limited: bo
 
 
 async def test_a_stream_shows_its_headers_before_its_first_event() -> None:
-    GATE.opened = anyio.Event()
+    GATE.reset()
     async with served(OneWriteHttpToolsProtocol) as port:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             async with await anyio.connect_tcp("127.0.0.1", port) as stream:
                 await stream.send(request("GET", "/sse"))
                 head = b""
@@ -181,20 +190,20 @@ async def test_a_stream_shows_its_headers_before_its_first_event() -> None:
 
 
 async def test_a_client_that_leaves_before_the_body_does_not_break_the_server() -> None:
-    GATE.opened = anyio.Event()
+    GATE.reset()
     async with served(OneWriteHttpToolsProtocol) as port:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             async with await anyio.connect_tcp("127.0.0.1", port) as stream:
                 await stream.send(request("GET", "/slow"))
-                await anyio.sleep(0.1)  # the app has sent its headers (held) and waits for the gate
+                await GATE.reached.wait()  # the app has sent its headers (held) and waits for the gate
             GATE.opened.set()  # the body is sent after the client went away
-            await anyio.sleep(0.1)
+            await GATE.passed.wait()
             assert (await exchange(port, request("POST", "/json", b"after"))).endswith(b'"after"}}')
 
 
 async def test_a_client_that_leaves_in_the_middle_of_a_large_body_does_not_break_the_server() -> None:
     async with served(OneWriteHttpToolsProtocol) as port:
-        with anyio.fail_after(10):
+        with anyio.fail_after(PATIENCE):
             for _ in range(3):
                 async with await anyio.connect_tcp("127.0.0.1", port) as stream:
                     await stream.send(request("GET", "/big", close=False))
@@ -241,7 +250,7 @@ async def writes_for(protocol_class: type[HttpToolsProtocol], raw: bytes) -> lis
     transport = RecordingTransport()
     protocol.connection_made(transport)  # pyright: ignore[reportArgumentType]
     protocol.data_received(raw)
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         while not protocol.cycle.response_complete:  # noqa: ASYNC110 - the cycle exposes a flag, not an event
             await anyio.sleep(0.001)
     return transport.writes

@@ -25,7 +25,7 @@ from connectors.config import HttpConfig
 from connectors.errors import UpstreamUnavailable
 from connectors.rawhttp import LeanSessions, RawHttpSession
 from connectors.upstream import Upstream
-from tests.tools import ServedProcess, served, server_argv
+from tests.tools import PATIENCE, ServedProcess, served, server_argv
 
 pytestmark = pytest.mark.anyio
 
@@ -49,7 +49,7 @@ async def connected(url: str, mode: str) -> AsyncGenerator[Upstream]:
     async with anyio.create_task_group() as tg:
         tg.start_soon(upstream.run)
         try:
-            assert await upstream.wait_ready(15)
+            assert await upstream.wait_ready(PATIENCE)
             yield upstream
         finally:
             upstream.stop()

@@ -24,6 +24,7 @@ from uvicorn.server import ServerState
 from hub.runtime.limits import ConnectionTable, ServingLimits, plan_descriptors
 from hub.runtime.protocol import UVICORN_INTERNALS, LimitedHttpToolsProtocol, limited_protocol
 from tests.hub.test_serve_protocol import RecordingTransport
+from tests.tools.patience import PATIENCE
 
 pytestmark = pytest.mark.anyio
 
@@ -75,7 +76,7 @@ async def serving(limits: ServingLimits) -> AsyncGenerator[tuple[int, type[Limit
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(server.serve, [sock])
-            with anyio.fail_after(20):
+            with anyio.fail_after(PATIENCE):
                 while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                     await anyio.sleep(0.01)
             try:
@@ -110,7 +111,7 @@ async def closed(stream: SocketStream) -> bytes:
 
 async def test_at_the_cap_the_connection_that_waited_longest_for_a_request_makes_room() -> None:
     async with serving(PATIENT_WITH_TWO) as (port, protocol):
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             async with (
                 await anyio.connect_tcp("127.0.0.1", port) as first,
                 await anyio.connect_tcp("127.0.0.1", port) as second,
@@ -135,7 +136,7 @@ async def test_at_the_cap_the_connection_that_waited_longest_for_a_request_makes
 async def test_when_every_connection_is_busy_with_a_request_a_new_one_is_refused() -> None:
     HELD.reset(expected=2)
     async with serving(PATIENT_WITH_TWO) as (port, protocol):
-        with anyio.fail_after(20):
+        with anyio.fail_after(PATIENCE):
             async with (
                 await anyio.connect_tcp("127.0.0.1", port) as first,
                 await anyio.connect_tcp("127.0.0.1", port) as second,
@@ -187,7 +188,7 @@ def connect(protocol_class: type[HttpToolsProtocol]) -> tuple[HttpToolsProtocol,
 
 async def answered(protocol: HttpToolsProtocol, raw: bytes) -> None:
     protocol.data_received(raw)
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         while not protocol.cycle.response_complete:  # noqa: ASYNC110 - the cycle exposes a flag, not an event
             await anyio.sleep(0.001)
 
@@ -214,7 +215,7 @@ async def test_the_rest_of_a_body_the_app_did_not_read_cannot_hold_the_connectio
     timers = loop.timers  # the header deadline from the opening, then uvicorn's keep-alive timer
     protocol.data_received(b"x" * 10)  # more of the unread body: uvicorn stops its keep-alive timer
     assert loop.timers == timers + 1
-    with anyio.fail_after(5):
+    with anyio.fail_after(PATIENCE):
         while not transport.closed:  # noqa: ASYNC110 - the recording transport exposes a flag, not an event
             await anyio.sleep(0.01)
     assert [write[:13] for write in transport.writes] == [b"HTTP/1.1 200 ", b"HTTP/1.1 408 "]

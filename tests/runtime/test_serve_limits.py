@@ -19,6 +19,7 @@ import pytest
 from anyio.abc import SocketStream
 
 from tests.tools import ServedProcess, served
+from tests.tools.patience import PATIENCE
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -109,7 +110,7 @@ async def legitimate_requests_succeed(hub: ServedProcess) -> None:
 async def starved_hub(tmp_path: Path) -> AsyncIterator[ServedProcess]:
     """A hub limited to `FD_LIMIT` descriptors, whose header timeout is far longer than the test."""
     config = write_config(tmp_path, "header_timeout_s = 3600")
-    async with served(limited(FD_LIMIT, FD_LIMIT, serve_argv(config)), ready_timeout=30) as hub:
+    async with served(limited(FD_LIMIT, FD_LIMIT, serve_argv(config))) as hub:
         yield hub
 
 
@@ -123,9 +124,9 @@ async def test_more_slow_connections_than_descriptors_do_not_starve_legitimate_r
                 stream = await stack.enter_async_context(await anyio.connect_tcp("127.0.0.1", starved_hub.port))
                 await stream.send(SLOW_START)
                 slow.append(stream)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             await legitimate_requests_succeed(starved_hub)
-        with anyio.fail_after(30):  # the connections that waited longest made room for the newer ones
+        with anyio.fail_after(PATIENCE):  # the connections that waited longest made room for the newer ones
             for stream in slow[: SLOW_CLIENTS - FD_LIMIT]:
                 await read_until_closed(stream)
     assert descriptor_limits(starved_hub.pid) == (FD_LIMIT, FD_LIMIT)
@@ -139,7 +140,7 @@ async def impatient_hub(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterat
     config = write_config(
         tmp_path_factory.mktemp("impatient"), "header_timeout_s = 1\nbody_timeout_s = 1\nkeep_alive_timeout_s = 1"
     )
-    async with served(limited(FD_LIMIT, 4096, serve_argv(config)), ready_timeout=30) as hub:
+    async with served(limited(FD_LIMIT, 4096, serve_argv(config))) as hub:
         yield hub
 
 
@@ -151,13 +152,13 @@ async def test_a_low_soft_descriptor_limit_is_raised_to_fit_the_connection_cap(i
 
 
 async def test_a_connection_that_never_sends_a_request_is_closed(impatient_hub: ServedProcess) -> None:
-    with anyio.fail_after(30):
+    with anyio.fail_after(PATIENCE):
         async with await anyio.connect_tcp("127.0.0.1", impatient_hub.port) as stream:
             assert await read_until_closed(stream) == b""
 
 
 async def test_headers_that_never_end_get_a_408_and_the_connection_closed(impatient_hub: ServedProcess) -> None:
-    with anyio.fail_after(30):
+    with anyio.fail_after(PATIENCE):
         async with await anyio.connect_tcp("127.0.0.1", impatient_hub.port) as stream:
             await stream.send(SLOW_START)
             answer = await read_until_closed(stream)
@@ -175,7 +176,7 @@ async def test_headers_trickling_in_a_byte_at_a_time_are_cut_off_too(impatient_h
         except (anyio.BrokenResourceError, ConnectionResetError, BrokenPipeError):
             return
 
-    with anyio.fail_after(30):
+    with anyio.fail_after(PATIENCE):
         async with await anyio.connect_tcp("127.0.0.1", impatient_hub.port) as stream, anyio.create_task_group() as tg:
             tg.start_soon(trickle, stream)
             assert (await read_until_closed(stream)).startswith(b"HTTP/1.1 408 ")
@@ -188,7 +189,7 @@ async def test_a_body_that_never_completes_gets_a_408_and_the_connection_closed(
         f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {ALICE}\r\n"
         "Content-Length: 1000\r\n\r\n"
     )
-    with anyio.fail_after(30):
+    with anyio.fail_after(PATIENCE):
         async with await anyio.connect_tcp("127.0.0.1", impatient_hub.port) as stream:
             await stream.send(head.encode() + INITIALIZE[:20])
             answer = await read_until_closed(stream)
@@ -196,7 +197,7 @@ async def test_a_body_that_never_completes_gets_a_408_and_the_connection_closed(
 
 
 async def test_an_idle_keep_alive_connection_is_closed_after_its_response(impatient_hub: ServedProcess) -> None:
-    with anyio.fail_after(30):
+    with anyio.fail_after(PATIENCE):
         async with await anyio.connect_tcp("127.0.0.1", impatient_hub.port) as stream:
             await stream.send(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             answer = await read_until_closed(stream)
@@ -210,7 +211,7 @@ async def test_legitimate_requests_pass_while_slow_connections_are_open(impatien
         for _ in range(20):
             slow.append(await stack.enter_async_context(await anyio.connect_tcp("127.0.0.1", impatient_hub.port)))
             await slow[-1].send(SLOW_START)
-        with anyio.fail_after(30):
+        with anyio.fail_after(PATIENCE):
             await legitimate_requests_succeed(impatient_hub)
             for stream in slow:
                 assert (await read_until_closed(stream)).startswith(b"HTTP/1.1 408 ")

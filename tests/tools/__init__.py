@@ -6,6 +6,9 @@
   installed by `scripts/install-test-tools` (see `tests/tools/node.py`).
 - `run_conformance(url, output_dir)`: the conformance suite's server scenarios against a URL, parsed.
 - `server_argv(name, *args)`: argv that runs one of the scripts in `tests/servers/` with this Python.
+- `PATIENCE`: the bound of every wait for something bound to happen (see `tests/tools/patience.py`).
+- `unavailable(what, install)`: a program a test needs is missing: skip locally, fail under CI
+  (see `tests/tools/requirements.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import sys
 
 from tests.tools.conformance import ConformanceRun, run_conformance
 from tests.tools.node import REPO_ROOT, NodeTools, NodeToolsMissing, node_tools, node_tools_installed
+from tests.tools.patience import PATIENCE
 from tests.tools.process import ServedProcess, ServerStartError, free_port, served, served_sync, stop
+from tests.tools.requirements import unavailable
 
 SERVERS_DIR = REPO_ROOT / "tests" / "servers"
 
@@ -25,6 +30,7 @@ def server_argv(name: str, *args: str) -> list[str]:
 
 
 __all__ = [
+    "PATIENCE",
     "ConformanceRun",
     "REPO_ROOT",
     "SERVERS_DIR",
@@ -40,4 +46,5 @@ __all__ = [
     "served_sync",
     "server_argv",
     "stop",
+    "unavailable",
 ]

@@ -1,6 +1,6 @@
 """Run the MCP conformance suite's server scenarios against a URL and read back the results.
 
-    run = run_conformance("http://127.0.0.1:3901/mcp", tmp_path)          # blocking; ~4 s for all 30
+    run = run_conformance("http://127.0.0.1:3901/mcp", tmp_path)          # blocking; ~4 s for all 30 when idle
     assert run.failed == 0 and run.failures == []
 
 The suite (0.1.16) connects with the handshake era, calls fixed tool/resource/prompt names (served by
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tests.tools.node import NodeTools, node_tools
+from tests.tools.patience import PATIENCE
 
 _TOTAL = re.compile(r"^Total: (\d+) passed, (\d+) failed", re.MULTILINE)
 _SCENARIO = re.compile(r"^\S+ ([\w/.-]+): (\d+) passed, (\d+) failed", re.MULTILINE)
@@ -53,7 +54,7 @@ def run_conformance(
     suite: Literal["active", "all", "pending"] = "active",
     scenario: str | None = None,
     tools: NodeTools | None = None,
-    timeout: float = 170,
+    timeout: float = 3 * PATIENCE,
 ) -> ConformanceRun:
     """Run `conformance server --url URL` (Node 22) and parse its summary and `checks.json` files.
 

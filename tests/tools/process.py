@@ -9,7 +9,9 @@
         ...
 
 `{port}` in any argument or environment value is replaced by the chosen port. The server runs in its
-own process group; on exit it gets SIGTERM, then SIGKILL after `stop_timeout` seconds, by PID.
+own process group; on exit it gets SIGTERM, then SIGKILL after `stop_timeout` seconds, by PID. It has
+`ready_timeout` seconds (`PATIENCE` unless told) to listen: on a busy machine a server that imports the MCP SDK
+can take tens of seconds, and the process exiting ends the wait at once.
 Its stdout and stderr go to a temporary file (`ServedProcess.output()`), shown in the error when the
 process dies or does not listen in time.
 """
@@ -30,6 +32,7 @@ from pathlib import Path
 import anyio
 
 from tests.tools.node import REPO_ROOT
+from tests.tools.patience import PATIENCE
 
 LOOPBACK = "127.0.0.1"
 
@@ -104,7 +107,7 @@ def _not_ready(served: ServedProcess, why: str) -> ServerStartError:
     return ServerStartError(f"{why} (pid {served.pid}, port {served.port}); output:\n{served.output()[-4000:]}")
 
 
-def stop(served: ServedProcess, stop_timeout: float = 5.0) -> int | None:
+def stop(served: ServedProcess, stop_timeout: float = 30.0) -> int | None:
     """Stop the process group led by `served.pid`: SIGTERM, then SIGKILL. Returns the exit code."""
     process = served.process
     if process.poll() is None:
@@ -129,8 +132,8 @@ async def served(
     env: Mapping[str, str] | None = None,
     cwd: Path | str | None = None,
     port: int | None = None,
-    ready_timeout: float = 20.0,
-    stop_timeout: float = 5.0,
+    ready_timeout: float = PATIENCE,
+    stop_timeout: float = 30.0,
 ) -> AsyncGenerator[ServedProcess]:
     """Run `argv` as a server on a free port until the block ends (async).
 
@@ -161,8 +164,8 @@ def served_sync(
     env: Mapping[str, str] | None = None,
     cwd: Path | str | None = None,
     port: int | None = None,
-    ready_timeout: float = 20.0,
-    stop_timeout: float = 5.0,
+    ready_timeout: float = PATIENCE,
+    stop_timeout: float = 30.0,
 ) -> Generator[ServedProcess]:
     """Run `argv` as a server on a free port until the block ends (blocking twin of `served`).
 
