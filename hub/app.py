@@ -99,6 +99,8 @@ class Hub:
     _shared: McpExecutor = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
+    _key_installs: int = 0
+    """How many key rings were installed so far (a follower's read that an install overtook is dropped)."""
 
     # -- keys -------------------------------------------------------------------------------------------------
 
@@ -123,13 +125,15 @@ class Hub:
                 self.generated_keys.append(GeneratedKey(key.name, secret))
 
     def reload_keys(self) -> None:
-        self.install_keys(KeyRing(self.store.active_keys()), self.store.keys_version())
+        version = self.store.keys_version()  # read first: a change after it moves the version, and is followed
+        self.install_keys(KeyRing(self.store.active_keys()), version)
 
     def install_keys(self, ring: KeyRing, version: str | None = None) -> None:
         """Make a new key ring current (read at `version` of the store's keys), and tell the limits engine about
         every key's levels and limits."""
         if version is not None:
             self._keys_version = version
+        self._key_installs += 1
         limiter = self.limiter
         if limiter is not None:
             for key in ring.keys():
@@ -147,8 +151,10 @@ class Hub:
             if version != self._keys_version:
                 if self.control is not None:  # teams and customers first: new keys may name new ones
                     await self.control.apply_governance()
+                installs = self._key_installs
                 ring = await anyio.to_thread.run_sync(self.store.active_keys)
-                self.install_keys(KeyRing(ring), version)
+                if self._key_installs == installs:  # else a ring read later (this process's own change) is current
+                    self.install_keys(KeyRing(ring), version)
         except Exception:
             logger.exception("reloading keys failed")
 
