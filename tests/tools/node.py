@@ -6,12 +6,19 @@
 Every command is returned as an argv list that starts with the Node 22 binary, so it runs on Node 22
 whatever `node` is on PATH; `env()` also puts Node 22 first on PATH for the tools' own children and
 points the Inspector's storage at a throwaway folder.
+
+The coding-agent CLIs are checked apart, by `coding_agents()`, since only their own tests need them:
+
+    tools = coding_agents()              # raises NodeToolsMissing when claude or codex is missing
+    tools.claude("-p", "hello")          # the Claude Code native binary (its package's `bin`)
+    tools.codex("exec", "hello")         # Node 22 running codex.js, which execs the native binary
 """
 
 from __future__ import annotations
 
 import json
 import os
+import platform
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +58,31 @@ class NodeTools:
     def server_everything_entry(self) -> Path:
         """The reference `server-everything` entry script."""
         return self._package_bin("@modelcontextprotocol/server-everything", "mcp-server-everything")
+
+    @property
+    def claude_entry(self) -> Path:
+        """The Claude Code executable: a native binary that the package's postinstall puts at its `bin`."""
+        return self._package_bin("@anthropic-ai/claude-code", "claude")
+
+    @property
+    def codex_entry(self) -> Path:
+        """The Codex CLI's launcher script (`codex.js`), which execs the native binary of the platform package."""
+        return self._package_bin("@openai/codex", "codex")
+
+    @property
+    def codex_native(self) -> Path:
+        """The Codex native binary in the optional platform package (`@openai/codex-linux-<arch>`)."""
+        arch, triple = _CODEX_TARGETS.get(platform.machine(), _CODEX_TARGETS["x86_64"])
+        package = self.root / "node_modules" / "@openai" / f"codex-linux-{arch}"
+        return package / "vendor" / triple / "bin" / "codex"
+
+    def claude(self, *args: str) -> list[str]:
+        """argv for `claude ARGS...` (e.g. `-p PROMPT --output-format json`)."""
+        return [str(self.claude_entry), *args]
+
+    def codex(self, *args: str) -> list[str]:
+        """argv for `codex ARGS...` on Node 22 (e.g. `exec --skip-git-repo-check PROMPT`)."""
+        return [str(self.node22), str(self.codex_entry), *args]
 
     def inspector_cli(self, *args: str) -> list[str]:
         """argv for `mcp-inspector --cli ARGS...` (put Inspector options first, then `--` and a stdio command)."""
@@ -96,6 +128,24 @@ def node_tools(root: Path | None = None) -> NodeTools:
     for entry in (tools.inspector_entry, tools.conformance_entry, tools.server_everything_entry):
         if not entry.is_file():
             raise NodeToolsMissing(f"{entry} is missing; {INSTALL_HINT}")
+    return tools
+
+
+_CODEX_TARGETS = {"x86_64": ("x64", "x86_64-unknown-linux-musl"), "aarch64": ("arm64", "aarch64-unknown-linux-musl")}
+"""`platform.machine()` -> (npm arch suffix, Rust target triple) of the Codex platform package."""
+
+
+def coding_agents(root: Path | None = None) -> NodeTools:
+    """The installed tools with the Claude Code and Codex CLIs, both checked to be present and runnable.
+
+    Raises:
+        NodeToolsMissing: when Node 22, either CLI or the Codex platform package (an optional dependency that
+            npm may leave out) is missing.
+    """
+    tools = node_tools(root)
+    for entry in (tools.claude_entry, tools.codex_entry, tools.codex_native):
+        if not entry.is_file() or not os.access(entry, os.X_OK):
+            raise NodeToolsMissing(f"{entry} is missing or not executable; {INSTALL_HINT}")
     return tools
 
 
