@@ -1,7 +1,7 @@
-"""The OpenAI door's cost: the hub against the same mock upstream called directly, and against a bare proxy.
+"""The LLM doors' cost: the hub against the same mock upstream called directly, and against a bare proxy.
 
-Three targets, each a separate process, all in front of one mock upstream (the `llm.testing` OpenAI fake under
-uvicorn with uvloop and httptools):
+Three targets, each a separate process, all in front of one mock upstream (the `llm.testing` OpenAI and Anthropic
+fakes under uvicorn with uvloop and httptools):
 
   - direct: the mock itself (the floor);
   - bare:   a pass-through proxy, starlette + the hub's HTTP client (`http1`), no governance (the Python
@@ -9,7 +9,9 @@ uvicorn with uvloop and httptools):
   - hub:    `agenthub serve` with a key that has a budget and a rate limit (authn, limits, audit all active).
 
 For each: non-streaming chat throughput at concurrency 32 and 128, p50/p99 latency at concurrency 1, the same
-for streaming chat (16 chunks, read to the end) and embeddings. The load generator is aiohttp in this process.
+for streaming chat (16 chunks, read to the end) and embeddings, and for the Anthropic door's `/v1/messages`
+passed through to the Anthropic fake, whole and streamed (16 text deltas). The load generator is aiohttp in this
+process.
 The proxies' CPU time per request (from /proc, during the throughput runs) is printed too: on a shared machine
 it moves much less than requests per second do.
 
@@ -21,7 +23,7 @@ before/after figures taken in the same rounds.
 The embeddings case asks for two vectors of 1,536 dimensions (the size of OpenAI's small model), about 64 KB of
 JSON back: a vector-sized body is what an embeddings proxy handles.
 
-Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds] [--baseline DIR]`.
+Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds] [--baseline DIR] [--cases messages,...]`.
 """
 
 from __future__ import annotations
@@ -48,12 +50,17 @@ EMBED = (
     b'{"model":"openai/text-embedding-3-small","input":["one sentence to embed","and another one"],"dimensions":1536}'
 )
 """Two inputs at the small model's full size: 1,536 floats each, about 64 KB of JSON back."""
+MESSAGES = b'{"model":"anthropic/claude-bench","max_tokens":64,"messages":[{"role":"user","content":"hello there"}]}'
+MESSAGES_STREAM = MESSAGES[:-1] + b',"stream":true}'
 ANSWER = "a sixty-four character answer, split in sixteen pieces of four."
 
 MOCK = f"""
 import sys, uvicorn
-from llm.testing import FakeScript, Reply, openai_app
-app = openai_app(FakeScript(default=Reply({ANSWER!r})))
+from starlette.applications import Starlette
+from llm.testing import FakeScript, Reply, anthropic_app, openai_app
+reply = Reply({ANSWER!r})
+routes = [*openai_app(FakeScript(default=reply)).routes, *anthropic_app(FakeScript(default=reply)).routes]
+app = Starlette(routes=routes)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", loop="uvloop", http="httptools",
             access_log=False, timeout_keep_alive=300)
 """
@@ -74,7 +81,8 @@ async def lifespan(app):
     yield
     await state["p"].aclose()
 
-HEADERS = [("content-type", "application/json"), ("authorization", "Bearer sk-bench")]
+HEADERS = [("content-type", "application/json"), ("authorization", "Bearer sk-bench"),
+           ("anthropic-version", "2023-06-01")]
 
 async def forward(request):
     body = await request.body()
@@ -93,7 +101,8 @@ async def forward(request):
     return Response(response.body, status_code=response.status, media_type="application/json")
 
 app = Starlette(routes=[Route("/v1/chat/completions", forward, methods=["POST"]),
-                        Route("/v1/embeddings", forward, methods=["POST"])], lifespan=lifespan)
+                        Route("/v1/embeddings", forward, methods=["POST"]),
+                        Route("/v1/messages", forward, methods=["POST"])], lifespan=lifespan)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", loop="uvloop", http="httptools",
             access_log=False)
 """
@@ -115,6 +124,16 @@ kind = "openai"
 base_url = "{upstream}/v1"
 keys = [ {{ name = "main", secret = "env:BENCH_OPENAI_KEY" }} ]
 max_connections = 256
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "{upstream}"
+keys = [ {{ name = "main", secret = "env:BENCH_OPENAI_KEY" }} ]
+max_connections = 256
+
+[prices."anthropic/claude-bench"]
+input = 3.0
+output = 15.0
 """
 
 
@@ -122,7 +141,7 @@ Request = Callable[[], Awaitable[float | None]]
 
 
 def requester(session: aiohttp.ClientSession, url: str, body: bytes, stream: bool) -> Request:
-    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+    headers = {"content-type": "application/json", "authorization": f"Bearer {KEY}", "anthropic-version": "2023-06-01"}
 
     async def one() -> float | None:
         async with session.post(url, data=body, headers=headers) as response:
@@ -184,6 +203,8 @@ KINDS = {
     "chat": ("/v1/chat/completions", CHAT, False),
     "stream": ("/v1/chat/completions", STREAM, True),
     "embed": ("/v1/embeddings", EMBED, False),
+    "messages": ("/v1/messages", MESSAGES, False),
+    "msg-stream": ("/v1/messages", MESSAGES_STREAM, True),
 }
 
 
@@ -267,7 +288,11 @@ def main() -> None:
     parser.add_argument("seconds", nargs="?", type=float, default=3.0, help="seconds per throughput run")
     parser.add_argument("rounds", nargs="?", type=int, default=1)
     parser.add_argument("--baseline", type=Path, help="another checkout whose hub is measured in the same rounds")
+    parser.add_argument("--cases", help=f"comma-separated cases to run (default: all of {', '.join(KINDS)})")
     args = parser.parse_args()
+    if args.cases:
+        for name in set(KINDS) - set(args.cases.split(",")):
+            del KINDS[name]
     seconds, rounds = args.seconds, args.rounds
     procs: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory() as tmp:

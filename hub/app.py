@@ -29,6 +29,7 @@ from hub.executors.code import CodeMode
 from hub.executors.listings import McpListings
 from hub.executors.llm import LlmExecutor
 from hub.executors.mcp import McpExecutor, to_hub_error
+from hub.executors.responses import StoredResponses
 from hub.executors.session import SessionCap, SessionExecutor
 from hub.executors.sessions import PerClientUpstreams
 from hub.governance import Counters, Limiter, ToolPricing
@@ -45,6 +46,7 @@ from hub.stages.authz import AuthzStage
 from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
 from hub.store.counters import InMemoryCounters
+from hub.store.responses import ResponseStore
 from hub.store.sql import SqlStore, read_all_meta
 from hub.upstream_auth.manager import HubAuth, open_token_store
 from llm.config import LLMConfig
@@ -87,6 +89,8 @@ class Hub:
     auth: HubAuth | None = None
     """Upstream credentials, per-user OAuth sessions and authorizations (set while running)."""
     llm_router: Router | None = None
+    responses: ResponseStore | None = None
+    """Where stored Responses API responses live and whose they are (set while running)."""
     guardrails: GuardrailRules | None = None
     """The guardrails in force: the config file's and the admin API's (set while running)."""
     pins: ToolPins | None = None
@@ -196,6 +200,7 @@ class Hub:
         await guardrails.apply()
         self.pins = pins = ToolPins(self.registry, self.store.engine, self.control.audit.append)
         await anyio.to_thread.run_sync(pins.load)
+        self.responses = await anyio.to_thread.run_sync(self._open_responses)
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await tg.start(auth.run)
@@ -204,7 +209,7 @@ class Hub:
             stages: list[Stage] = [
                 AuditStage(self.request_log, lambda: self.keyring),
                 AuthnStage(lambda: self.keyring),
-                AuthzStage(self.view, lambda: self.registry.upstreams, self.codemode.offers),
+                AuthzStage(self.view, lambda: self.registry.upstreams, self.codemode.offers, self._response_owner),
                 LimitsStage(self.limiter, ToolPricing(self.settings.pricing.tools)),
                 GuardrailsStage(guardrails.current, self._server_of),
             ]
@@ -218,6 +223,8 @@ class Hub:
             hub = self.settings.hub
             keep = parse_retention(hub.request_log_retention)
             tg.start_soon(self.request_log.run_retention, keep, hub.request_log_purge_interval_s)
+            keep_responses = parse_retention(hub.responses_retention)
+            tg.start_soon(self.responses.run_retention, keep_responses, hub.request_log_purge_interval_s)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
             await self.control.start(tg)
             if self._code_mode_servers() or any(key.code_mode for key in self.keyring.keys()):
@@ -254,6 +261,14 @@ class Hub:
         await router.open()
         return router
 
+    def _open_responses(self) -> ResponseStore:
+        return ResponseStore(self.store.engine, max_state_bytes=self.settings.hub.responses_max_state_bytes)
+
+    async def _response_owner(self, response_id: str) -> str | None:
+        """The key that created a stored response (for the authz stage)."""
+        record = await self.responses.find(response_id) if self.responses is not None else None
+        return record.key_id if record is not None else None
+
     async def _open_counters(self) -> Counters:
         url = self.settings.redis_url()
         if url is None:
@@ -265,7 +280,11 @@ class Hub:
     def _executors(self, upstream_for: Any) -> Executors:
         mcp = McpExecutor(self.registry, upstream_for)
         view = self.view
-        llm = LlmExecutor(self.llm_router) if self.llm_router is not None else None
+        budgeted = self.limiter.budgeted if self.limiter is not None else None
+        llm = None
+        if self.llm_router is not None:
+            stored = StoredResponses(self.responses, self.llm_router) if self.responses is not None else None
+            llm = LlmExecutor(self.llm_router, budgeted, stored)
         return Executors(
             {
                 "mcp.tool": mcp,

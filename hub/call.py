@@ -13,11 +13,17 @@ from hub.governance.grants import Grant
 from hub.governance.keys import VirtualKey
 from hub.governance.usage import Usage
 
-Door = Literal["mcp", "openai", "rest", "code", "agent", "admin"]
+Door = Literal["mcp", "openai", "anthropic", "rest", "code", "agent", "admin"]
 Operation = Literal[
     "llm.chat",
+    "llm.messages",
+    "llm.count_tokens",
     "llm.embed",
     "llm.models",
+    "llm.response.get",
+    "llm.response.delete",
+    "llm.response.cancel",
+    "llm.response.items",
     "mcp.session",
     "mcp.list",
     "mcp.tool",
@@ -31,10 +37,12 @@ Operation = Literal[
 OPERATIONS: tuple[Operation, ...] = get_args(Operation)
 """Every operation a client request can be: each crosses the whole pipeline, and the door-matrix test covers each.
 
-`llm.models` lists or reads models; `mcp.session` opens, keeps or probes an MCP session (`initialize`, `ping`,
-`server/discover`, ...); `mcp.list` lists tools, prompts, resources or templates; `mcp.complete` is argument
-completion; `mcp.subscribe` subscribes to (or unsubscribes from) a resource's updates; `code.read` is one of Code
-Mode's reading tools, `code.run` runs a program."""
+`llm.messages` is an Anthropic Messages request and `llm.count_tokens` counts one's input tokens (it spends
+nothing, like a listing); `llm.models` lists or reads models; `llm.response.*` reads, deletes or cancels a stored
+Responses API response, or lists its input items (`items`), the response id being the target; `mcp.session` opens,
+keeps or probes an MCP session (`initialize`, `ping`, `server/discover`, ...); `mcp.list` lists tools, prompts,
+resources or templates; `mcp.complete` is argument completion; `mcp.subscribe` subscribes to (or unsubscribes from)
+a resource's updates; `code.read` is one of Code Mode's reading tools, `code.run` runs a program."""
 
 
 _PROCESS = secrets.token_hex(4)

@@ -4,7 +4,8 @@
 HubError                       base; never shown with internals
 ├── BadRequest                 malformed input                         400  invalid_request_error   -32602
 │   ├── PayloadTooLarge        body over the configured limit          413  invalid_request_error   -32600
-│   └── MethodNotAllowed       a method the path does not serve        405  invalid_request_error   -32601
+│   ├── MethodNotAllowed       a method the path does not serve        405  invalid_request_error   -32601
+│   └── PriceMissing           a budget applies, the model is unpriced 400  price_missing           -32602
 ├── Unauthenticated            missing, unknown, revoked, expired key  401  authentication_error    -32001
 ├── Forbidden                  not permitted / blocked by a guardrail  403  permission_error        -32003
 │   └── AuthorizationNeeded    the caller must authorize an upstream   403  permission_error        -32042
@@ -12,6 +13,7 @@ HubError                       base; never shown with internals
 ├── BudgetExceeded             a budget on some level is spent         402  insufficient_quota      -32004
 ├── RateLimited                too many requests or tokens             429  rate_limit_error        -32005
 ├── UpstreamFailed             the upstream failed or is unavailable   502  upstream_error          -32603
+│   └── UpstreamOverloaded     an Anthropic upstream is overloaded     529  overloaded_error        -32603
 ├── UpstreamTimedOut           the upstream did not answer in time     504  timeout_error           -32001
 └── Internal                   anything unexpected (fail closed)       500  internal_error          -32603
 ```
@@ -86,6 +88,14 @@ class MethodNotAllowed(BadRequest):
         return "method_not_allowed"
 
 
+class PriceMissing(BadRequest):
+    """A US-dollar budget applies to the caller and the model that would serve the call has no price (neither
+    listed nor a configured default): the call is refused before it is sent rather than run for free. A 400, not a
+    5xx, so that clients do not retry what only a configuration change (a `[prices]` entry) can fix."""
+
+    wire = Wire(400, "price_missing", -32602)
+
+
 class Unauthenticated(HubError):
     wire = Wire(401, "authentication_error", -32001)
 
@@ -129,6 +139,12 @@ class RateLimited(HubError):
 
 class UpstreamFailed(HubError):
     wire = Wire(502, "upstream_error", -32603)
+
+
+class UpstreamOverloaded(UpstreamFailed):
+    """Anthropic's `overloaded_error` (529), passed on by the Anthropic Messages door, whose clients retry on it."""
+
+    wire = Wire(529, "overloaded_error", -32603)
 
 
 class UpstreamTimedOut(HubError):

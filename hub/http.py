@@ -1,7 +1,7 @@
 """The HTTP surface: `build_app(settings)` returns the ASGI app with one lifespan that runs the `Hub`.
 
-`/mcp` and `/mcp/{server}`, and `POST` to the OpenAI door's paths, are routed by a plain ASGI layer in front of
-Starlette (no per-request middleware stack on the hot path); the REST and admin routes are ordinary Starlette
+`/mcp` and `/mcp/{server}`, and `POST` to the OpenAI and Anthropic doors' paths, are routed by a plain ASGI layer in
+front of Starlette (no per-request middleware stack on the hot path); the REST and admin routes are ordinary Starlette
 routes. Any other request under `/v1` (an unknown path, or a method a path does not serve) is refused in the
 OpenAI error envelope through the pipeline (`hub.doors.unrouted`).
 """
@@ -24,7 +24,14 @@ from hub.doors.rest import execute_tool_route
 from hub.doors.unrouted import unrouted_route
 from hub.doors.web import json_response
 from hub.governance.keys import bearer_token, constant_time_equal
-from hub.paths import ADMIN_PREFIX, OAUTH_CALLBACK_PATH, OAUTH_START_PATH, OPENAI_GET_PATHS, OPENAI_POST_PATHS
+from hub.paths import (
+    ADMIN_PREFIX,
+    LLM_POST_PATHS,
+    OAUTH_CALLBACK_PATH,
+    OAUTH_START_PATH,
+    OPENAI_GET_PATHS,
+    OPENAI_STORED_RESPONSE_PATHS,
+)
 from hub.settings import Settings
 
 _READ_HEADERS = frozenset(
@@ -46,7 +53,7 @@ class McpRouter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] == "http" and scope["method"] == "POST" and path in OPENAI_POST_PATHS:
+        if scope["type"] == "http" and scope["method"] == "POST" and path in LLM_POST_PATHS:
             await self._llm.endpoints()[path](scope, receive, send)
             return
         if scope["type"] != "http" or not (path == "/mcp" or path.startswith("/mcp/")):
@@ -107,8 +114,9 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
 
     app = Starlette(
         routes=[
-            *(Route(path, llm, methods=["POST"]) for path in sorted(OPENAI_POST_PATHS)),
+            *(Route(path, llm, methods=["POST"]) for path in sorted(LLM_POST_PATHS)),
             *(Route(path, llm, methods=["GET"]) for path in OPENAI_GET_PATHS),
+            *(Route(path, llm, methods=list(methods)) for path, methods in OPENAI_STORED_RESPONSE_PATHS.items()),
             Route("/healthz", health, methods=["GET"]),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),
@@ -177,16 +185,18 @@ class _LlmDoor:
     def endpoints(self) -> dict[str, ASGIApp]:
         """The plain ASGI apps for the `POST` paths, keyed by path."""
         if self._endpoints is None:
+            from hub.doors.anthropic import anthropic_endpoints
             from hub.doors.openai import openai_endpoints
 
             ref = self._ref
-            self._endpoints = openai_endpoints(lambda: ref.hub)
+            self._endpoints = {**openai_endpoints(lambda: ref.hub), **anthropic_endpoints(lambda: ref.hub)}
         return self._endpoints
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._router is None:
+            from hub.doors.anthropic import anthropic_routes
             from hub.doors.openai import openai_routes
 
             ref = self._ref
-            self._router = Router(routes=openai_routes(lambda: ref.hub))
+            self._router = Router(routes=[*openai_routes(lambda: ref.hub), *anthropic_routes(lambda: ref.hub)])
         await self._router({**scope, "path_params": {}}, receive, send)

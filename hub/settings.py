@@ -88,6 +88,13 @@ class HubSection(BaseModel):
     empty keeps every row."""
     request_log_purge_interval_s: float = Field(default=3600.0, gt=0)
     """Seconds between deletions of request-log rows past the retention (the first runs at start-up)."""
+    responses_retention: str = "30d"
+    """How long the hub keeps what it records of stored Responses API responses (which deployment holds each, and
+    its copy of the turn), in the request log's format; a response older than this is unknown to the hub. Purged
+    as often as the request log."""
+    responses_max_state_bytes: int = Field(default=1024 * 1024, ge=0)
+    """The largest copy of one stored turn (its input items and the response) the hub keeps; a larger turn is
+    recorded for routing only, so a conversation through it cannot move to another deployment."""
 
     @field_validator("listen")
     @classmethod
@@ -95,7 +102,7 @@ class HubSection(BaseModel):
         parse_listen(value)
         return value
 
-    @field_validator("request_log_retention")
+    @field_validator("request_log_retention", "responses_retention")
     @classmethod
     def _check_retention(cls, value: str) -> str:
         parse_retention(value)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from llm.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_PRICE",
     "DeploymentConfig",
     "KeyConfig",
     "LLMConfig",
@@ -174,10 +175,24 @@ class ModelConfig(_Model):
 
 
 class PriceConfig(_Model):
-    """USD per million tokens."""
+    """USD per million tokens. Cache rates left out follow the model family's convention, reasoning the output
+    price (see `llm.pricing`)."""
 
     input: float = Field(ge=0)
+    """Uncached input tokens."""
     output: float = Field(ge=0)
+    cache_read: float | None = Field(default=None, ge=0)
+    """Input tokens read from a cache."""
+    cache_write_5m: float | None = Field(default=None, ge=0)
+    """Input tokens written to the 5-minute cache."""
+    cache_write_1h: float | None = Field(default=None, ge=0)
+    """Input tokens written to the 1-hour cache."""
+    reasoning: float | None = Field(default=None, ge=0)
+    """Reasoning tokens (part of the output)."""
+
+
+DEFAULT_PRICE = "default"
+"""The `[prices]` entry that prices every model no other entry and no shipped price covers."""
 
 
 class RoutingConfig(_Model):
@@ -202,7 +217,8 @@ class LLMConfig(_Model):
     providers: dict[str, ProviderConfig]
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
-    """Overrides of the shipped price table, keyed by `provider/model` or by model name."""
+    """Overrides of the shipped price table, keyed by `provider/model` or by model name; the `default` entry prices
+    every model that has no price otherwise."""
     routing: RoutingConfig = RoutingConfig()
 
     @model_validator(mode="after")

@@ -51,6 +51,8 @@ class Result:
     attempts: tuple[Attempt, ...]
     usage: Usage | None
     price: Price | None = None
+    dropped: tuple[str, ...] = ()
+    """Request features a translation left out (an Anthropic Messages request sent to another provider)."""
 
     @property
     def cost(self) -> float | None:
@@ -81,6 +83,8 @@ class ResultStream:
     error: ProviderError | None = None
     finished: bool = False
     _closed: bool = field(default=False)
+    dropped: tuple[str, ...] = ()
+    """Request features a translation left out, as for `Result.dropped`."""
 
     @property
     def cost(self) -> float | None:

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from llm import messaging
 from llm.config import LLMConfig, resolve_secret
 from llm.errors import (
     Attempt,
@@ -39,7 +40,7 @@ from llm.errors import (
     UnsupportedParameter,
 )
 from llm.health import CircuitBreaker
-from llm.pricing import PriceTable
+from llm.pricing import Price, PriceTable
 from llm.providers import Credential, Provider, build_provider
 from llm.result import Hop, HopFilter, ModelInfo, Result, ResultStream
 from llm.schema import JSON, Usage
@@ -270,6 +271,64 @@ class Router:
 
         return await self._stream(request, allow, fallbacks, source, _responses_has_content, _responses_usage, _keep)
 
+    async def messages(
+        self,
+        body: JSON,
+        allow: HopFilter | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        raw: bytes | None = None,
+        query: str = "",
+        fallbacks: Sequence[str] | None = None,
+    ) -> Result:
+        """An Anthropic Messages request (not streamed): passed through to an Anthropic deployment (`raw`, the
+        body's bytes, sent with only `model` replaced; `headers`, the caller's `anthropic-*` headers), translated
+        for any other (`Result.dropped` names what the translation left out). See `llm.messaging`."""
+        request = messaging.MessagesRequest(body, raw, headers, query)
+
+        async def call(provider: Provider, model: str, key: str) -> messaging.MessagesReply:
+            return await messaging.send(provider, request, model, key)
+
+        reply, hop, attempts = await self._route(body, allow, fallbacks, call)
+        price = self._prices.price(hop.provider, hop.model)
+        return Result(reply.response, hop, attempts, reply.usage, price, dropped=reply.dropped)
+
+    async def stream_messages(
+        self,
+        body: JSON,
+        allow: HopFilter | None = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        raw: bytes | None = None,
+        query: str = "",
+        fallbacks: Sequence[str] | None = None,
+    ) -> ResultStream:
+        """A streamed Messages request, as `messages`; returns once the first content has arrived. Items are dicts
+        with `raw` (the bytes for the client: Anthropic's own, or the translated events) and `events`."""
+        request = messaging.MessagesRequest(body, raw, headers, query)
+        dropped: dict[tuple[str, str], tuple[str, ...]] = {}
+
+        def source(provider: Provider, model: str, key: str) -> AsyncIterator[JSON]:
+            return messaging.stream(provider, request, model, key, dropped)
+
+        started = await self._stream(body, allow, fallbacks, source, messaging.has_content, messaging.usage_of, _keep)
+        started.dropped = dropped.get((started.hop.provider, started.hop.model), ())
+        return started
+
+    async def count_tokens(
+        self, body: JSON, allow: HopFilter | None = None, headers: Mapping[str, str] | None = None, *,
+        raw: bytes | None = None,
+    ) -> Result:  # fmt: skip
+        """`/v1/messages/count_tokens`: Anthropic's count from the first usable Anthropic hop, the documented
+        estimate (`llm.messages.estimate_input_tokens`) when the hop is another provider."""
+        request = messaging.MessagesRequest(body, raw, headers)
+
+        async def call(provider: Provider, model: str, key: str) -> messaging.MessagesReply:
+            return await messaging.count_tokens(provider, request, model, key)
+
+        reply, hop, attempts = await self._route(body, allow, None, call)
+        return Result(reply.response, hop, attempts, None)
+
     def list_models(self, *, allow: HopFilter | None = None) -> list[ModelInfo]:
         """Aliases and `provider/model` entries (deployments, fallbacks and providers' `models`) the caller may use:
         those `routable` for `allow` (an alias served only through its fallbacks included)."""
@@ -302,6 +361,10 @@ class Router:
     def cooling_down(self) -> list[Hop]:
         """Hops whose circuit is open right now."""
         return [h for h in self._breaker.open_hops() if isinstance(h, Hop)]
+
+    def price(self, hop: Hop) -> Price | None:
+        """The price results served by `hop` are charged at (the configured default included); None when unknown."""
+        return self._prices.price(hop.provider, hop.model)
 
     # Planning.
 

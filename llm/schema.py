@@ -38,40 +38,98 @@ class InvalidRequest(LLMError):
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """Token usage of one result."""
+    """Token usage of one result, in OpenAI's terms: the parts are included in the totals, never added to them.
+
+    `prompt_tokens` counts every input token: uncached, read from a cache (`cached_tokens`) and written to one
+    (`cache_write_5m_tokens`, `cache_write_1h_tokens`). `completion_tokens` counts every output token, reasoning
+    (`reasoning_tokens`) included. Providers that report the parts outside their input or output count (Anthropic's
+    `input_tokens` exclude cache reads and writes; Gemini's `candidatesTokenCount` excludes thoughts) add them in
+    when they build a `Usage`, so a price applies to each token exactly once (`llm.pricing.Price.cost`).
+    """
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    """Input tokens read from a cache (part of `prompt_tokens`)."""
+    cache_write_5m_tokens: int = 0
+    """Input tokens written to a cache that lives 5 minutes, the default TTL (part of `prompt_tokens`)."""
+    cache_write_1h_tokens: int = 0
+    """Input tokens written to a cache that lives 1 hour (part of `prompt_tokens`)."""
+    reasoning_tokens: int = 0
+    """Output tokens spent reasoning (part of `completion_tokens`)."""
 
     @property
     def total_tokens(self) -> int:
         """Prompt plus completion tokens."""
         return self.prompt_tokens + self.completion_tokens
 
+    @property
+    def cache_write_tokens(self) -> int:
+        """Input tokens written to a cache, both TTLs."""
+        return self.cache_write_5m_tokens + self.cache_write_1h_tokens
+
+    @property
+    def uncached_tokens(self) -> int:
+        """Input tokens neither read from a cache nor written to one."""
+        return max(0, self.prompt_tokens - self.cached_tokens - self.cache_write_tokens)
+
     def to_openai(self) -> JSON:
-        """The OpenAI `usage` object."""
+        """The OpenAI `usage` object.
+
+        Cache writes, which OpenAI's own usage has no field for, go into `prompt_tokens_details` as
+        `cache_write_tokens` (both TTLs) and `cache_write_1h_tokens` (the 1-hour part), so that `from_openai` reads
+        back exactly this usage."""
         out: JSON = {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
         }
-        if self.cached_tokens:
-            out["prompt_tokens_details"] = {"cached_tokens": self.cached_tokens}
+        written = self.cache_write_tokens
+        if self.cached_tokens or written:
+            details: JSON = {"cached_tokens": self.cached_tokens}
+            if written:
+                details["cache_write_tokens"] = written
+            if self.cache_write_1h_tokens:
+                details["cache_write_1h_tokens"] = self.cache_write_1h_tokens
+            out["prompt_tokens_details"] = details
+        if self.reasoning_tokens:
+            out["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_tokens}
         return out
 
     @classmethod
     def from_openai(cls, usage: Any) -> Usage | None:
-        """Read an OpenAI-style usage object (chat or responses naming); None when absent or malformed."""
+        """Read an OpenAI-style usage object (chat or Responses naming); None when absent or malformed.
+
+        Chat: `prompt_tokens_details.cached_tokens`, `completion_tokens_details.reasoning_tokens`; Responses:
+        `input_tokens_details`, `output_tokens_details`. Cache writes: `prompt_tokens_details.cache_write_tokens`
+        (or `cache_creation_tokens`, as some OpenAI-compatible servers name it), of which `cache_write_1h_tokens`
+        lived 1 hour and the rest 5 minutes. Parts larger than their total are cut to it."""
         if not isinstance(usage, dict):
             return None
         prompt = usage.get("prompt_tokens", usage.get("input_tokens"))
         completion = usage.get("completion_tokens", usage.get("output_tokens", 0))
-        if not isinstance(prompt, int) or not isinstance(completion, int):
+        if type(prompt) is not int or type(completion) is not int or prompt < 0 or completion < 0:  # bools too
             return None
-        details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-        cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
-        return cls(prompt, completion, cached if isinstance(cached, int) else 0)
+        cached = written = one_hour = reasoning = 0
+        details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+        if isinstance(details, dict):
+            cached = _count(details.get("cached_tokens"))
+            written = _count(details.get("cache_write_tokens") or details.get("cache_creation_tokens"))
+            if cached or written:
+                cached = min(cached, prompt)
+                written = min(written, prompt - cached)
+                one_hour = min(_count(details.get("cache_write_1h_tokens")), written)
+        output = usage.get("completion_tokens_details") or usage.get("output_tokens_details")
+        if isinstance(output, dict):
+            reasoning = min(_count(output.get("reasoning_tokens")), completion)
+        if cached or written or reasoning:
+            return cls(prompt, completion, cached, written - one_hour, one_hour, reasoning)
+        return cls(prompt, completion)
+
+
+def _count(value: Any) -> int:
+    """A token count from the wire; 0 for anything that is not a non-negative integer (a bool included)."""
+    return value if type(value) is int and value > 0 else 0
 
 
 def new_id(prefix: str = "chatcmpl") -> str:

@@ -60,7 +60,17 @@ class LogEntry:
     deployment: str | None = None
     """`provider/model` that served an LLM call."""
     tokens: int | None = None
+    """Every token an LLM call processed (the parts below included)."""
     cost_usd: float | None = None
+    """None for a call that costs nothing (not an LLM call) or whose model has no price."""
+    cache_read_tokens: int | None = None
+    """Of `tokens`: input read from a cache."""
+    cache_write_5m_tokens: int | None = None
+    """Of `tokens`: input written to the 5-minute cache."""
+    cache_write_1h_tokens: int | None = None
+    """Of `tokens`: input written to the 1-hour cache."""
+    reasoning_tokens: int | None = None
+    """Of `tokens`: output spent reasoning."""
 
 
 FIELDS = tuple(f.name for f in fields(LogEntry))

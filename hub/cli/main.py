@@ -316,7 +316,23 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"{settings.path}: OK ({len(settings.servers)} servers, {len(settings.keys)} keys, "
         f"listen {settings.hub.listen})"
     )
+    _unpriced(settings)
     return 0
+
+
+def _unpriced(settings: Settings) -> None:
+    """List the deployments without a price: where a USD budget applies, calls to them are refused."""
+    if not settings.providers:
+        return
+    from llm.config import LLMConfig
+    from llm.pricing import unpriced_deployments
+
+    config = LLMConfig(providers=settings.providers, models=settings.models, prices=settings.prices)
+    missing = unpriced_deployments(config)
+    if missing:
+        _out(f"{len(missing)} deployments without a price (refused where a USD budget applies; add [prices] entries):")
+        for name in missing:
+            _out(f"  {name}")
 
 
 # -- parser -----------------------------------------------------------------------------------------------------

@@ -5,7 +5,8 @@ payload = the body as sent, with `stream`, `api` and the token estimates in its 
 `llm.models` call), the pipeline governs and runs it (an Agent Mode request included: its executor runs the loop),
 and the `Outcome` goes back as JSON or as server-sent events. Errors use the OpenAI error envelope
 with the hub's status table; after a stream has started, an error ends it with an error event
-(`data: {"error": {...}}`, which the OpenAI SDKs raise as `APIError`).
+(`data: {"error": {...}}`, which the OpenAI SDKs raise as `APIError`). `EventStreamResponse` also relays the
+Anthropic door's streams (`ClosingStream.messages`: bytes sent as they are, an Anthropic `error` event at the end).
 
 Response headers: `x-agenthub-provider` / `x-agenthub-model` (the deployment that served), `x-agenthub-cost-usd`
 (non-streaming), `x-agenthub-upstream-ms`, `x-agenthub-overhead-ms` (time spent in the hub, not upstream) and
@@ -27,11 +28,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.call import Call, Malformed, Operation, Outcome
 from hub.doors.host import DoorHost
-from hub.doors.web import credential, error_response, json_response
-from hub.errors import BadRequest, HubError, Internal, PayloadTooLarge, openai_envelope
+from hub.doors.openai_responses import stored_response_routes
+from hub.doors.web import credential, error_response, json_response, read_body as _read_body
+from hub.errors import BadRequest, HubError, Internal, openai_envelope
 from hub.executors.llm import output_estimate
 from hub.executors.stream import ClosingStream
 from llm import RawJSON
+from llm.messages import error_event as messages_error_event
 
 __all__ = [
     "chat_route",
@@ -71,6 +74,7 @@ def openai_routes(hub: Callable[[], DoorHost]) -> list[Route]:
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/models/{model:path}", model, methods=["GET"]),
+        *stored_response_routes(hub),
     ]
 
 
@@ -185,28 +189,6 @@ class _JsonResponse(Response):
 def _overhead(started: float, headers: Mapping[str, str]) -> str:
     upstream = float(headers.get("x-agenthub-upstream-ms", "0"))
     return f"{max(0.0, (time.perf_counter() - started) * 1000 - upstream):.3f}"
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-    receive = request.receive
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            raise BadRequest("the client went away")
-        chunk: bytes = message.get("body", b"")
-        if chunk:
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _parse(raw: bytes, api: str) -> dict[str, Any]:
@@ -351,7 +333,7 @@ async def _relay(stream: ClosingStream, receive: Receive, send: Send) -> None:
     disconnects (the writer stops it too when a write fails). Only that stop is absorbed here; any other
     cancellation of the relay propagates.
     """
-    encode = _encode_event if stream.responses else _encode_chunk
+    encode = _as_sent if stream.messages else _encode_event if stream.responses else _encode_chunk
     relay = asyncio.current_task()
     if relay is None:
         raise RuntimeError("the event stream must run in an asyncio task")
@@ -377,10 +359,10 @@ async def _relay(stream: ClosingStream, receive: Receive, send: Send) -> None:
             async for item in stream:
                 if writer.put(encode(item)):
                     await writer.space()
-            if not stream.responses:
+            if not stream.responses and not stream.messages:
                 writer.put(_DONE)
         except HubError as exc:
-            writer.put(_error_event(exc, stream.responses))
+            writer.put(_messages_error(exc) if stream.messages else _error_event(exc, stream.responses))
         writer.close()
         await writer.done
     except asyncio.CancelledError:
@@ -390,6 +372,16 @@ async def _relay(stream: ClosingStream, receive: Receive, send: Send) -> None:
         live = False
         watcher.cancel()
         writing.cancel()
+
+
+def _as_sent(item: dict[str, Any]) -> bytes:
+    """An Anthropic Messages stream item: its bytes (the upstream's own, or the translated events)."""
+    return item["raw"]
+
+
+def _messages_error(error: HubError) -> bytes:
+    """The `error` event that ends an Anthropic Messages stream."""
+    return messages_error_event(error.wire.status, error.message, code=error.code)
 
 
 def _encode_chunk(chunk: dict[str, Any]) -> bytes:

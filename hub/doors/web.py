@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.errors import HubError, Unauthenticated, openai_envelope
+from hub.errors import BadRequest, HubError, PayloadTooLarge, Unauthenticated, openai_envelope
 from hub.governance.keys import bearer_token
 
 WWW_AUTHENTICATE = 'Bearer realm="agenthub"'
@@ -30,6 +31,29 @@ def credential(headers: Any) -> str | None:
         if lowered in _KEY_HEADERS and lowered not in found:
             found[lowered] = value.decode("latin-1")
     return bearer_token(found.get(b"authorization")) or found.get(b"x-api-key") or found.get(b"api-key")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused past `limit` bytes (by its declared length, or as it arrives)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+    receive = request.receive
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise BadRequest("the client went away")
+        chunk: bytes = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

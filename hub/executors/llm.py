@@ -1,15 +1,18 @@
 """The terminal step for `llm.*` calls: run an authorised `Call` on the LLM `Router`.
 
 Governance-free: the executor applies no limit or guardrail itself. It hands the router the caller's key as a
-hop predicate (`allows_hop`, so fallbacks obey the key's model, provider and provider-key filters), maps the
-back end's errors onto the hub's table, and reports what the call used (`Outcome.usage`: tokens and US dollars)
-plus the deployment that served (`x-agenthub-provider`, `x-agenthub-model`, `x-agenthub-cost-usd`,
-`x-agenthub-upstream-ms` in `Outcome.headers`).
+hop predicate (`allows_hop`, so fallbacks obey the key's model, provider and provider-key filters; where a
+US-dollar budget applies, only deployments that have a price: `hub.executors.pricing`), maps the back end's
+errors onto the hub's table, and reports what the call used (`Outcome.usage`: tokens, their cache and reasoning
+parts, and US dollars) plus the deployment that served (`x-agenthub-provider`, `x-agenthub-model`,
+`x-agenthub-cost-usd`, `x-agenthub-upstream-ms` in `Outcome.headers`).
 
 Call shape (built by the OpenAI door):
 
 - `operation`: `llm.chat` (chat completions, and `/v1/responses` with `context["api"] == "responses"`) or
-  `llm.embed`; `target`: the requested model (an alias or `provider/model`); `payload`: the request body.
+  `llm.embed`; `target`: the requested model (an alias or `provider/model`); `payload`: the request body. The
+  Anthropic door's `llm.messages` and `llm.count_tokens` (`context["api"]` `messages` or `count_tokens`) run in
+  `hub.executors.messages`.
 - `context["stream"]`: the outcome's value is then an `OutcomeStream` (see `hub.executors.stream`), otherwise the
   OpenAI response: a dict, or for embeddings the provider's bytes read as a mapping (`llm.rawjson.RawJSON`, which
   the door writes as received).
@@ -26,9 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from hub.call import Call, Outcome
 from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut, unknown
+from hub.executors.messages import run_messages
+from hub.executors.pricing import PricedHops, call_usage
+from hub.executors.responses import STORED_OPERATIONS, StoredResponses
 from hub.executors.stream import OutcomeStream, estimate_text_tokens
 from hub.governance.grants import Grant
-from hub.governance.usage import Usage
 from llm import (
     Hop,
     InvalidRequest,
@@ -75,8 +80,15 @@ def output_estimate(body: dict[str, Any]) -> int:
 class LlmExecutor:
     """Runs `llm.chat` / `llm.embed` calls on an open `Router`."""
 
-    def __init__(self, router: Router) -> None:
+    def __init__(
+        self, router: Router, budgeted: Callable[[str], bool] | None = None, stored: StoredResponses | None = None
+    ) -> None:
+        """`budgeted(key_id)`: whether a US-dollar budget applies to a key; its calls are then served only by
+        deployments that have a price (`hub.executors.pricing.PricedHops`). `stored` routes Responses API requests
+        by where their state lives and serves the operations on stored responses (`hub.executors.responses`)."""
         self.router = router
+        self.budgeted = budgeted
+        self.stored = stored
 
     def models(self, call: Call) -> Outcome:
         """The executor for `llm.models`: the aliases and `provider/model` names the caller may use (target empty),
@@ -90,15 +102,26 @@ class LlmExecutor:
             raise Internal("the LLM executor was reached without a principal")
         if call.operation == "llm.models":
             return self.models(call)
+        if call.operation in STORED_OPERATIONS:
+            if self.stored is None:
+                raise unknown("response", call.target)
+            return await self.stored(call)
         allow = hop_filter(call.principal.grant)
+        router = self.router
+        priced: PricedHops | None = None
+        if self.budgeted is not None and self.budgeted(call.principal.key.id):
+            allow = priced = PricedHops(allow, router.price)
+        if call.context.get("api") in ("messages", "count_tokens"):  # the Anthropic door
+            return await run_messages(router, call, allow, priced, to_hub_error)
         body: dict[str, Any] = call.payload
         context = call.context
-        router = self.router
         started = time.perf_counter()
         try:
             if call.operation == "llm.embed":
                 return _complete(await router.embeddings(body, allow=allow), started)
             responses = context.get("api") == "responses"
+            if responses and self.stored is not None:
+                return await self._stored(self.stored, call, allow, started)
             if context.get("stream"):
                 if responses:
                     source = await router.stream_responses(body, allow=allow)
@@ -113,7 +136,20 @@ class LlmExecutor:
                 return _complete(await router.responses(body, allow=allow), started)
             return _complete(await router.chat(body, allow=allow), started, context.get("prompt_estimate", 0))
         except LLMError as exc:
+            if priced is not None and priced.missing and isinstance(exc, NoDeploymentAvailable) and not exc.attempts:
+                raise priced.refusal() from None
             raise to_hub_error(exc, call.target) from None
+
+    @staticmethod
+    async def _stored(stored: StoredResponses, call: Call, allow: Callable[[Hop], bool], started: float) -> Outcome:
+        """A `/v1/responses` request routed by where its conversation is stored, and recorded if it is stored."""
+        if not call.context.get("stream"):
+            return _complete(await stored.complete(call, allow), started)
+        source = await stored.stream(call, allow)
+        upstream_ms = (time.perf_counter() - started) * 1000
+        stream = OutcomeStream(source, responses=True, prompt_estimate=int(call.context.get("prompt_estimate", 0)))
+        stored.watch(call, stream)
+        return Outcome(stream, headers=_route_headers(source.hop, None, upstream_ms))
 
 
 def visible_models(router: Router | None, grant: Grant, name: str = "") -> dict[str, Any]:
@@ -139,11 +175,8 @@ def _complete(result: Result, started: float, prompt_estimate: int = 0) -> Outco
     if usage is None:  # the provider sent none: bill an estimate rather than nothing
         usage = TokenUsage(prompt_estimate, _completion_estimate(result.response))
         cost = result.price.cost(usage) if result.price is not None else None
-    return Outcome(
-        result.response,
-        usage=Usage(requests=1, tokens=usage.total_tokens, usd=cost or 0.0),
-        headers=_route_headers(result.hop, cost, upstream_ms),
-    )
+    headers = _route_headers(result.hop, cost, upstream_ms)
+    return Outcome(result.response, usage=call_usage(usage, cost), headers=headers)
 
 
 def _completion_estimate(response: Mapping[str, Any]) -> int:

@@ -11,6 +11,11 @@ router has the first content. Stages that need to see the output do not wait for
   exactly once, when the door closes the stream: after the last chunk, on an upstream failure, on a guardrail
   block, or when the client went away (shielded from the cancellation).
 
+An Anthropic Messages stream (`messages=True`) carries items `{"raw", "events"}` (see `llm.messaging`): without
+filters each item's bytes go to the client unchanged; with filters, `text_delta` text and `input_json_delta` input
+pass through them per content block (the rest a block's filters hold is released before its
+`content_block_stop`), and an item whose events changed is sent re-encoded.
+
 Usage is the provider's when it reported any, otherwise an estimate (prompt estimate plus streamed characters
 / 4), flagged by `estimated`, so a cancelled stream is billed for what was sent and never twice.
 """
@@ -24,16 +29,20 @@ from typing import Any, Protocol
 
 import anyio
 
-from hub.errors import Forbidden, HubError, UpstreamFailed, UpstreamTimedOut
+from hub.errors import Forbidden, HubError, UpstreamFailed, UpstreamOverloaded, UpstreamTimedOut
+from hub.executors.pricing import call_usage
 from hub.governance.usage import Usage
 from hub.guardrails import GuardrailBlockedError
-from llm import ProviderError, ProviderTimeout, ResultStream, Usage as TokenUsage
+from llm import ProviderError, ProviderHTTPError, ProviderTimeout, ResultStream, Usage as TokenUsage
+from llm.messages import encode_event
 
 __all__ = ["AgentStream", "ClosingStream", "OutcomeStream", "TextFilter", "estimate_text_tokens"]
 
 logger = logging.getLogger(__name__)
 JSON = dict[str, Any]
 CLOSE_TIMEOUT_S = 10.0
+OVERLOADED = 529
+"""Anthropic's status for `overloaded_error`, passed on as such (`UpstreamOverloaded`)."""
 
 
 def estimate_text_tokens(chars: int) -> int:
@@ -59,6 +68,8 @@ class ClosingStream:
 
     responses = False
     """Whether items are Responses API events (`event:` lines) rather than chat chunks."""
+    messages = False
+    """Whether items are Anthropic Messages stream bytes (`{"raw": bytes}`), sent as they are."""
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -125,11 +136,16 @@ class OutcomeStream(ClosingStream):
     """Chunks of a chat stream (`chat.completion.chunk` dicts) or events of a Responses stream (dicts with
     `type`), with the hooks the stages use. Iterate once; always `aclose()` (the door does, in `finally`)."""
 
-    def __init__(self, source: ResultStream, *, responses: bool = False, prompt_estimate: int = 0) -> None:
+    def __init__(
+        self, source: ResultStream, *, responses: bool = False, messages: bool = False, prompt_estimate: int = 0
+    ) -> None:
         super().__init__()
         self.source = source
         self.hop = source.hop
         self.responses = responses
+        self.messages = messages
+        self._blocks: dict[Any, str] = {}
+        """Messages streams: the delta member of each open content block (`text` or `partial_json`)."""
         self.prompt_estimate = prompt_estimate
         self.cost: float | None = None
         self.estimated = False
@@ -140,6 +156,9 @@ class OutcomeStream(ClosingStream):
         self._chars = 0
         self._last: JSON = {}
         self._gen: AsyncGenerator[JSON] | None = None
+        self.observer: Callable[[JSON], Awaitable[None]] | None = None
+        """Awaited with each item as it is sent on (after the filters), before the client gets it: the executor
+        records a stored Responses API response when its last event passes."""
 
     # -- hooks ------------------------------------------------------------------------------------------------
 
@@ -155,10 +174,13 @@ class OutcomeStream(ClosingStream):
         return self._gen
 
     async def _iterate(self) -> AsyncGenerator[JSON]:
-        handle = self._event if self.responses else self._chunk
+        handle = self._message_item if self.messages else self._event if self.responses else self._chunk
+        observe = self.observer
         try:
             async for item in self.source:
                 for out in await handle(item):
+                    if observe is not None:
+                        await observe(out)
                     yield out
             if self._chains:
                 for out in await self._flush():
@@ -214,6 +236,43 @@ class OutcomeStream(ClosingStream):
             if rest:
                 calls = delta.setdefault("tool_calls", [])
                 calls.append({"index": where[2], "function": {"arguments": rest}})
+
+    async def _message_item(self, item: JSON) -> list[JSON]:
+        """An Anthropic Messages stream item: counted, and filtered when filters are set (see the module docstring)."""
+        events: list[JSON] = item["events"]
+        if not self._factories:
+            for event in events:
+                delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+                text = delta.get("text") if isinstance(delta, dict) else None
+                self._chars += len(text) if isinstance(text, str) else 0
+            return [item]
+        out: list[JSON] = []
+        changed = False
+        for event in events:
+            kind = event.get("type")
+            index = event.get("index")
+            if kind == "content_block_start":
+                block = event.get("content_block")
+                kind_of = block.get("type") if isinstance(block, dict) else None
+                if kind_of in ("text", "tool_use"):
+                    self._blocks[index] = "text" if kind_of == "text" else "partial_json"
+            elif kind == "content_block_delta" and index in self._blocks:
+                delta = event.get("delta")
+                member = self._blocks[index]
+                piece = delta.get(member) if isinstance(delta, dict) else None
+                if isinstance(delta, dict) and isinstance(piece, str) and piece:
+                    self._chars += len(piece) if member == "text" else 0
+                    delta[member] = await self._feed(("message", index), piece)
+                    changed = True
+            elif kind == "content_block_stop" and ("message", index) in self._chains:
+                tail = await self._finish(("message", index))
+                if tail:
+                    out.append(_block_delta(index, self._blocks[index], tail))
+                    changed = True
+            out.append(event)
+        if not changed:
+            return [item]
+        return [{"raw": b"".join(encode_event(e) for e in out), "events": out}]
 
     async def _event(self, event: JSON) -> list[JSON]:
         kind = event.get("type")
@@ -303,7 +362,10 @@ class OutcomeStream(ClosingStream):
             tail = await self._finish(where)
             if not tail:
                 continue
-            if self.responses:
+            if self.messages:
+                event = _block_delta(where[1], self._blocks.get(where[1], "text"), tail)
+                out.append({"raw": encode_event(event), "events": [event]})
+            elif self.responses:
                 first, second = where
                 if first == "args":
                     out.append({"type": "response.function_call_arguments.delta", "item_id": second, "delta": tail})
@@ -341,7 +403,13 @@ class OutcomeStream(ClosingStream):
             price = self.source.price
             cost = price.cost(tokens) if price is not None else None
         self.cost = cost
-        self.usage = Usage(requests=1, tokens=tokens.total_tokens, usd=cost or 0.0)
+        self.usage = call_usage(tokens, cost)
+
+
+def _block_delta(index: Any, member: str, piece: str) -> JSON:
+    """A Messages `content_block_delta` carrying `piece` as text or as tool input."""
+    kind = "text_delta" if member == "text" else "input_json_delta"
+    return {"type": "content_block_delta", "index": index, "delta": {"type": kind, member: piece}}
 
 
 def _part(event: JSON) -> tuple[Any, Any]:
@@ -356,4 +424,6 @@ def _arguments(event: JSON) -> tuple[str, Any]:
 def _stream_error(exc: ProviderError) -> HubError:
     if isinstance(exc, ProviderTimeout):
         return UpstreamTimedOut(f"the provider stalled mid-stream: {exc.reason}")
+    if isinstance(exc, ProviderHTTPError) and exc.status == OVERLOADED:
+        return UpstreamOverloaded(f"the provider is overloaded: {exc.reason}")
     return UpstreamFailed(f"the provider stream failed: {exc.reason}")

@@ -94,10 +94,12 @@ class _Plan:
     reservation only reads them.
     """
 
-    __slots__ = ("_from", "_until", "ends", "indexes", "lines", "rates", "specs", "windows")
+    __slots__ = ("_from", "_until", "budgeted", "ends", "indexes", "lines", "rates", "specs", "windows")
 
     def __init__(self, lines: tuple[_Line, ...], *, spending: bool = True) -> None:
         self.lines = lines
+        self.budgeted = any(line.metric is Metric.USD for line in lines)
+        """Whether a US-dollar budget applies on some level."""
         self.rates: _Plan = (
             _Plan(tuple(line for line in lines if line.metric is not Metric.USD), spending=False) if spending else self
         )
@@ -197,6 +199,12 @@ class Limiter:
         self._lines[ref] = _compile(ref, budget, rate_limit)
         self._keys[key] = spec = _KeySpec(team, customer)
         self._plans[key] = self._plan(key, spec)
+
+    def budgeted(self, key: str) -> bool:
+        """Whether a US-dollar budget applies to `key` on some level (its own, its team's, its customer's). An
+        unknown key, or one whose team or customer is unknown, counts as budgeted: its calls are refused anyway."""
+        plan = self._plans.get(key)
+        return not isinstance(plan, _Plan) or plan.budgeted
 
     def remove_key(self, key: str) -> None:
         """Forget a key: further reservations for it fail with `UnknownSubject`."""

@@ -66,11 +66,24 @@ class EntityRef:
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What a call uses (or is estimated to use): requests, tokens and US dollars."""
+    """What a call uses (or is estimated to use): requests, tokens and US dollars.
+
+    `tokens` is what token rate limits count: every token the model processed, input (uncached, read from a cache
+    and written to one) plus output (reasoning included). A cache read is cheap but still counts: it fills the
+    model's context like any input token. The cache and reasoning parts are also reported on their own (all zero
+    for calls that are not LLM calls), for the request log; they are inside `tokens`, never added to it.
+    """
 
     requests: int = 1
     tokens: int = 0
     usd: float = 0.0
+    cache_read_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    priced: bool = True
+    """Whether `usd` is the cost; False when the model that served has no price (`usd` is then 0, and the request
+    log records the cost as unknown). Where a US-dollar budget applies, such a call is refused before it is sent."""
 
     def amounts(self) -> tuple[int, int, int]:
         """(requests, tokens, micro-dollars), in the order of `METRICS`.

@@ -13,6 +13,7 @@ from hub.call import Call, Outcome
 from hub.errors import HubError, Internal
 from hub.executors.stream import ClosingStream
 from hub.governance.keys import KeyRing
+from hub.governance.usage import Usage
 from hub.pipeline import Handler
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class AuditStage:
             elif not stream.finished:
                 entry.outcome, entry.status, entry.error = "cancelled", 499, "the caller went away"
             if stream.usage is not None:
-                entry.tokens, entry.cost_usd = stream.usage.tokens, stream.usage.usd
+                _record_usage(entry, stream.usage)
             entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)
             self._log.record(entry)
 
@@ -101,7 +102,17 @@ class AuditStage:
 
 def _usage(entry: LogEntry, outcome: Outcome) -> None:
     if outcome.usage is not None:
-        entry.tokens, entry.cost_usd = outcome.usage.tokens, outcome.usage.usd
+        _record_usage(entry, outcome.usage)
     provider = outcome.headers.get("x-agenthub-provider")
     if provider:
         entry.deployment = f"{provider}/{outcome.headers.get('x-agenthub-model', '')}"
+
+
+def _record_usage(entry: LogEntry, usage: Usage) -> None:
+    """Tokens with their cache and reasoning parts, and the cost (None when the model has no price: unknown)."""
+    entry.tokens = usage.tokens
+    entry.cost_usd = usage.usd if usage.priced else None
+    entry.cache_read_tokens = usage.cache_read_tokens
+    entry.cache_write_5m_tokens = usage.cache_write_5m_tokens
+    entry.cache_write_1h_tokens = usage.cache_write_1h_tokens
+    entry.reasoning_tokens = usage.reasoning_tokens

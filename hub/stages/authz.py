@@ -3,13 +3,15 @@ unknown one (`hub.errors.unknown`), so a key cannot probe for names it may not u
 
 Every check of a key's reach happens here, through its `Grant`: tools, prompts, resources, completion references
 and subscriptions (confined to the server of a single-server endpoint, `Call.scope`), that endpoint itself, Code
-Mode's meta-tools, and models. Listings need no check: they are filtered to the grant where they are built. A
-request the door could not read (`Malformed`) has nothing to authorize; the executor refuses it.
+Mode's meta-tools, and models; and, through the record of stored Responses API responses, that a response a call
+reads, cancels, deletes or continues (`previous_response_id`) is the key's own. Listings need no check: they are
+filtered to the grant where they are built. A request the door could not read (`Malformed`) has nothing to
+authorize; the executor refuses it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from connectors.registry import Entry, RegistryView
@@ -20,6 +22,8 @@ from hub.pipeline import Handler
 
 CodeModeFor = Callable[[Principal, RegistryView, str | None], bool]
 """Whether a principal has Code Mode tools on an endpoint (`scope`: a single server, or None)."""
+ResponseOwner = Callable[[str], Awaitable[str | None]]
+"""The id of the key that created a stored Responses API response (None: the hub stores no such response)."""
 
 
 def reference_kind(payload: Any) -> object:
@@ -34,10 +38,12 @@ class AuthzStage:
         view: Callable[[], RegistryView],
         servers: Callable[[], Collection[str]],
         code_mode: CodeModeFor,
+        response_owner: ResponseOwner | None = None,
     ) -> None:
         self._view = view
         self._servers = servers
         self._code_mode = code_mode
+        self._owner = response_owner
         self._reach: dict[tuple[Grant, str, int], bool] = {}
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
@@ -51,9 +57,21 @@ class AuthzStage:
         elif call.operation == "llm.chat" and not isinstance(call.payload, Malformed):  # the other hot path
             if not principal.grant.models.matches(call.target):
                 raise unknown("model", call.target)
+            if call.context.get("api") == "responses":
+                previous = call.payload.get("previous_response_id")
+                if previous is not None:
+                    await self._own(principal, previous)
+        elif call.operation.startswith("llm.response.") and not isinstance(call.payload, Malformed):
+            await self._own(principal, call.target)
         elif not isinstance(call.payload, Malformed):
             self._check(call, principal)
         return await call_next(call)
+
+    async def _own(self, principal: Principal, response_id: object) -> None:
+        """A stored response is its creator's alone: any other key's (or an unknown) id is an unknown response."""
+        name = response_id if isinstance(response_id, str) else str(response_id)
+        if self._owner is None or not isinstance(response_id, str) or await self._owner(name) != principal.key.id:
+            raise unknown("response", name)
 
     def _check(self, call: Call, principal: Principal) -> None:
         operation, target, scope = call.operation, call.target, call.scope

@@ -2,7 +2,8 @@
 
 The requests that do work count against the key's rate limits: tool calls, prompts, resources, completions,
 subscriptions, Code Mode, LLM calls. The requests that only set up an MCP session or read the catalog (`GATED`:
-`initialize`, `ping`, `server/discover`, tool and model listings) count nothing: clients send them on their own,
+`initialize`, `ping`, `server/discover`, tool and model listings, and counting a prompt's tokens, which clients
+such as Claude Code do on their own to size their context) count nothing: clients send them on their own,
 around the calls they make, and a listing refused right after a permitted call would make the client report a call
 that already ran as failed. They are refused too once the key is over its limit: from its first refused request
 until the window it was refused in ends. The operations that cost something (tool calls, prompts, resources, LLM
@@ -32,12 +33,16 @@ from hub.pipeline import Handler
 
 logger = logging.getLogger(__name__)
 
-HTTP_DOORS = frozenset({"rest", "openai"})
+HTTP_DOORS = frozenset({"rest", "openai", "anthropic"})
 """Doors whose responses carry the `x-ratelimit-*` and budget headers (MCP responses have no place for them)."""
-SPENDING = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.embed", "code.run"})
+SPENDING = frozenset({"mcp.tool", "mcp.prompt", "mcp.resource", "llm.chat", "llm.messages", "llm.embed", "code.run"})
 """Operations that may cost something, reserved against budgets as well as rate limits."""
-GATED = frozenset({"mcp.session", "mcp.list", "llm.models"})
-"""Operations that count nothing, refused while the key is over a rate limit."""
+GATED = frozenset(
+    {"mcp.session", "mcp.list", "llm.models", "llm.count_tokens"}
+    | {"llm.response.get", "llm.response.delete", "llm.response.cancel", "llm.response.items"}
+)
+"""Operations that count nothing, refused while the key is over a rate limit (reading, cancelling or deleting a
+stored response, which clients poll, counts nothing either)."""
 _ONE = Usage(requests=1)
 
 

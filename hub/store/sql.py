@@ -19,7 +19,7 @@ from hub.governance.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.admin_tables import writing
 from hub.store.tables import DuplicateName, KeyRow, MetaRow, RequestLogRow, commit_new, insert_new
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SqlStore:
@@ -220,7 +220,14 @@ def _v2_request_log_usage(engine: Engine) -> None:
     _add_columns(engine, "request_log", {"deployment": "VARCHAR", "tokens": "INTEGER", "cost_usd": "FLOAT"})
 
 
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _v2_request_log_usage}
+def _v3_request_log_cache(engine: Engine) -> None:
+    """Version 3: the request log records an LLM call's cache reads and writes (5 minutes, 1 hour) and reasoning
+    tokens. Rows written before stay NULL there (unknown), never 0."""
+    columns = ("cache_read_tokens", "cache_write_5m_tokens", "cache_write_1h_tokens", "reasoning_tokens")
+    _add_columns(engine, "request_log", dict.fromkeys(columns, "INTEGER"))
+
+
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _v2_request_log_usage, 3: _v3_request_log_cache}
 """Schema step per version: `MIGRATIONS[n]` upgrades a version n-1 database to version n."""
 
 

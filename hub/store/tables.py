@@ -90,6 +90,12 @@ class RequestLogRow(SQLModel, table=True):
     """`provider/model` that served an LLM call (schema version 2)."""
     tokens: int | None = None
     cost_usd: float | None = None
+    """None when the call's model has no price (the cost is unknown, not zero)."""
+    cache_read_tokens: int | None = None
+    """The parts of `tokens` read from and written to a cache, and spent reasoning (schema version 3)."""
+    cache_write_5m_tokens: int | None = None
+    cache_write_1h_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 class GuardrailRuleRow(SQLModel, table=True):

@@ -49,8 +49,18 @@ class MessagesUsage:
         return self.input_tokens + self.cache_read_input_tokens + self.cache_creation_input_tokens
 
     def to_usage(self) -> Usage:
-        """The OpenAI-shaped `Usage` the router and pricing speak (prompt tokens include the cache)."""
-        return Usage(self.prompt_tokens, self.output_tokens, self.cache_read_input_tokens)
+        """The OpenAI-shaped `Usage` the router and pricing speak: prompt tokens include the cache reads and writes
+        (split by TTL), completion tokens the thinking."""
+        written = self.cache_creation_input_tokens
+        one_hour = min(self.ephemeral_1h_input_tokens, written)
+        return Usage(
+            self.prompt_tokens,
+            self.output_tokens,
+            self.cache_read_input_tokens,
+            written - one_hour,
+            one_hour,
+            min(self.thinking_tokens, self.output_tokens),
+        )
 
     def updated(self, usage: Any) -> MessagesUsage:
         """This usage with the fields that `usage` (a wire `usage` object) names replaced by its values."""

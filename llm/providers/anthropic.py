@@ -10,12 +10,13 @@ usage) -> message_stop, translated to OpenAI chunks ending with a usage chunk; a
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 
 from llm.errors import ProviderHTTPError, ProviderResponseError, UnsupportedParameter, safe_code
+from llm.messages.usage import MessagesUsage
 from llm.providers.base import Provider, loads, refuse
 from llm.providers.content import (
     arguments_of,
@@ -26,6 +27,7 @@ from llm.providers.content import (
     stop_list,
     system_text,
 )
+from llm.rawjson import RawJSON
 from llm.schema import JSON, Usage, chat_chunk, chat_response, text_of
 from llm.sse import SSEDecoder
 
@@ -166,10 +168,8 @@ def to_anthropic(request: JSON, model: str, provider: str) -> JSON:
 
 
 def _usage(raw: Any) -> Usage:
-    raw = raw if isinstance(raw, dict) else {}
-    cached = int(raw.get("cache_read_input_tokens") or 0)
-    prompt = int(raw.get("input_tokens") or 0) + cached + int(raw.get("cache_creation_input_tokens") or 0)
-    return Usage(prompt, int(raw.get("output_tokens") or 0), cached)
+    """Anthropic's usage in OpenAI's terms: its `input_tokens` exclude the cache, so reads and writes are added."""
+    return MessagesUsage.read(raw).to_usage()
 
 
 def from_anthropic(data: JSON) -> JSON:
@@ -202,7 +202,12 @@ def from_anthropic(data: JSON) -> JSON:
 
 
 class AnthropicProvider(Provider):
-    """Kind `anthropic`: `POST {base}/v1/messages` with `x-api-key` and `anthropic-version`."""
+    """Kind `anthropic`: `POST {base}/v1/messages` with `x-api-key` and `anthropic-version`.
+
+    Besides the Chat Completions operations, the Messages pass-through (`messages`, `stream_messages`,
+    `count_tokens`): the request body goes as the bytes it is given, the response comes back as received. The
+    caller's `anthropic-version` and `anthropic-beta` replace the configured ones (the key stays the provider's).
+    """
 
     headers_by_key: dict[str, dict[str, str]]
 
@@ -218,6 +223,40 @@ class AnthropicProvider(Provider):
             }
             for name, cred in self.credentials.items()
         }
+
+    def passthrough_headers(self, key: str, headers: Mapping[str, str]) -> Mapping[str, str]:
+        """The key's headers with the caller's Anthropic headers (`anthropic-version`, `anthropic-beta`) on top."""
+        base = self.headers_by_key[key]
+        return {**base, **headers, "x-api-key": base["x-api-key"]} if headers else base
+
+    async def messages(self, body: bytes, model: str, key: str, headers: Mapping[str, str], query: str = "") -> RawJSON:
+        """`POST /v1/messages` with `body` as it is; the response as received (its `usage` read from its end)."""
+        resp = await self.transport.request(
+            "POST", self.url + query, headers=self.passthrough_headers(key, headers), body=body,
+            timeout=self.config.timeout,
+        )  # fmt: skip
+        if resp.status >= 400:
+            raise self.http_error(resp.status, resp.headers, resp.body, model)
+        return RawJSON.of(resp.body, "usage")
+
+    async def stream_messages(
+        self, body: bytes, model: str, key: str, headers: Mapping[str, str], query: str = ""
+    ) -> AsyncIterator[bytes]:
+        """`POST /v1/messages` with a streaming `body` as it is; the event stream's bytes as they arrive."""
+        sent = self.passthrough_headers(key, headers)
+        async with self.open_stream(self.url + query, sent, body, model) as stream:
+            async for raw in stream.chunks():
+                yield raw
+
+    async def count_tokens(self, body: bytes, model: str, key: str, headers: Mapping[str, str]) -> JSON:
+        """`POST /v1/messages/count_tokens` with `body` as it is; Anthropic's answer (`input_tokens`)."""
+        resp = await self.transport.request(
+            "POST", self.url + "/count_tokens", headers=self.passthrough_headers(key, headers), body=body,
+            timeout=self.config.timeout,
+        )  # fmt: skip
+        if resp.status >= 400:
+            raise self.http_error(resp.status, resp.headers, resp.body, model)
+        return loads(resp.body)
 
     async def chat(self, request: JSON, model: str, key: str) -> JSON:
         """One chat completion."""
@@ -258,8 +297,8 @@ class _StreamState:
         self.id = ""
         self.model = model
         self.created = int(time.time())
-        self.input = Usage()
-        self.output_tokens = 0
+        self.usage = MessagesUsage()
+        """The usage so far: `message_start`'s, with the fields each `message_delta` names replaced."""
         self.tool_index: dict[int, int] = {}
         self.done = False
 
@@ -272,8 +311,7 @@ class _StreamState:
             message = data.get("message") or {}
             self.id = message.get("id", "")
             self.model = message.get("model") or self.model
-            self.input = _usage(message.get("usage"))
-            self.output_tokens = self.input.completion_tokens
+            self.usage = MessagesUsage.read(message.get("usage"))
             return [self.chunk(delta={"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = data.get("content_block") or {}
@@ -300,15 +338,12 @@ class _StreamState:
                 return [self.chunk(delta={"tool_calls": [call]})]
             return []
         if kind == "message_delta":
-            usage = data.get("usage") or {}
-            if isinstance(usage.get("output_tokens"), int):
-                self.output_tokens = usage["output_tokens"]
+            self.usage = self.usage.updated(data.get("usage"))
             reason = (data.get("delta") or {}).get("stop_reason")
             if reason:
                 return [self.chunk(delta={}, finish_reason=_STOP_REASONS.get(reason, "stop"))]
             return []
         if kind == "message_stop":
             self.done = True
-            usage = Usage(self.input.prompt_tokens, self.output_tokens, self.input.cached_tokens)
-            return [self.chunk(usage=usage)]
+            return [self.chunk(usage=self.usage.to_usage())]
         return []

@@ -22,10 +22,11 @@ class AzureOpenAIProvider(OpenAIProvider):
         return self.config.deployments.get(model, model)
 
     def url(self, operation: str, model: str) -> str:
-        """Deployment-scoped URL; `responses` is resource-scoped and takes the deployment as `model`."""
+        """Deployment-scoped URL; `responses` (and a stored response, `responses/{id}...`) is resource-scoped and
+        takes the deployment as `model`."""
         version = f"api-version={self.config.api_version}"
-        if operation == "responses":
-            return f"{self.base_url}/openai/responses?{version}"
+        if operation == "responses" or operation.startswith("responses/"):
+            return f"{self.base_url}/openai/{operation}?{version}"
         return f"{self.base_url}/openai/deployments/{quote(self.deployment(model), safe='')}/{operation}?{version}"
 
     def body(self, request: JSON, model: str) -> JSON:

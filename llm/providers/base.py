@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -28,7 +28,10 @@ from llm.rawjson import RawJSON
 from llm.schema import JSON
 from llm.transport import HttpStream, Transport
 
-__all__ = ["Credential", "Provider", "parse_retry_after", "refuse"]
+__all__ = ["Credential", "Provider", "StoredAction", "parse_retry_after", "refuse"]
+
+StoredAction = Literal["get", "delete", "cancel", "items"]
+"""What to do with a stored Responses API response (`Provider.stored_response`)."""
 
 ROUTER_FIELDS = frozenset({"fallbacks"})
 """Request fields that belong to the router, never sent upstream."""
@@ -152,6 +155,13 @@ class Provider:
     def stream_responses(self, request: JSON, model: str, key: str) -> AsyncIterator[JSON]:
         """OpenAI `/v1/responses` pass-through (streaming events as dicts with `type`)."""
         raise UnsupportedOperation("responses", provider=self.name, model=model)
+
+    async def stored_response(
+        self, action: StoredAction, response_id: str, model: str, key: str, query: Mapping[str, str] | None = None
+    ) -> JSON:
+        """A stored response, by id, at the provider that holds it: read it (`get`), delete it, cancel it (a
+        background response), or list its input items (`items`, with `query`: `limit`, `order`, `after`)."""
+        raise UnsupportedOperation("stored responses", provider=self.name, model=model)
 
     # Shared plumbing.
 

@@ -140,9 +140,11 @@ def to_converse(request: JSON, provider: str, model: str) -> JSON:
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
+    # inputTokens exclude the cache: reads and writes (to the default 5-minute cache) are added to the prompt.
     cached = int(raw.get("cacheReadInputTokens") or 0)
-    prompt = int(raw.get("inputTokens") or 0) + cached + int(raw.get("cacheWriteInputTokens") or 0)
-    return Usage(prompt, int(raw.get("outputTokens") or 0), cached)
+    written = int(raw.get("cacheWriteInputTokens") or 0)
+    prompt = int(raw.get("inputTokens") or 0) + cached + written
+    return Usage(prompt, int(raw.get("outputTokens") or 0), cached, written)
 
 
 def from_converse(data: JSON, model: str) -> JSON:

@@ -156,8 +156,12 @@ def to_gemini(request: JSON, provider: str, model: str) -> JSON:
 def _usage(meta: Any) -> Usage | None:
     if not isinstance(meta, dict):
         return None
-    completion = int(meta.get("candidatesTokenCount") or 0) + int(meta.get("thoughtsTokenCount") or 0)
-    return Usage(int(meta.get("promptTokenCount") or 0), completion, int(meta.get("cachedContentTokenCount") or 0))
+    # promptTokenCount includes the cached content; candidatesTokenCount excludes the thoughts, billed as output.
+    thoughts = int(meta.get("thoughtsTokenCount") or 0)
+    completion = int(meta.get("candidatesTokenCount") or 0) + thoughts
+    prompt = int(meta.get("promptTokenCount") or 0)
+    cached = min(int(meta.get("cachedContentTokenCount") or 0), prompt)
+    return Usage(prompt, completion, cached, reasoning_tokens=thoughts)
 
 
 def _candidate_delta(candidate: JSON) -> tuple[str, list[JSON]]:

@@ -9,15 +9,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import orjson
 
 from llm.errors import ProviderHTTPError, safe_code
-from llm.providers.base import ROUTER_FIELDS, Provider, loads
+from llm.providers.base import ROUTER_FIELDS, Provider, StoredAction, loads
 from llm.schema import JSON
 from llm.sse import SSEDecoder
 
 __all__ = ["OpenAIProvider"]
+
+_STORED: dict[StoredAction, tuple[str, str]] = {
+    "get": ("GET", ""),
+    "delete": ("DELETE", ""),
+    "cancel": ("POST", "/cancel"),
+    "items": ("GET", "/input_items"),
+}
+"""Method and path suffix of each action on a stored response."""
 
 
 def _stream_error(data: JSON, provider: str, model: str) -> ProviderHTTPError:
@@ -93,6 +102,21 @@ class OpenAIProvider(Provider):
             if data.get("type") == "error":
                 raise _stream_error({"error": data}, self.name, model)
             yield data
+
+    async def stored_response(
+        self, action: StoredAction, response_id: str, model: str, key: str, query: Mapping[str, str] | None = None
+    ) -> JSON:
+        """`GET`/`DELETE /responses/{id}`, `POST /responses/{id}/cancel`, `GET /responses/{id}/input_items`."""
+        method, suffix = _STORED[action]
+        url = self.url(f"responses/{quote(response_id, safe='')}{suffix}", model)
+        if query:
+            url += ("&" if "?" in url else "?") + urlencode(query)
+        resp = await self.transport.request(
+            method, url, headers=self.headers_by_key[key], body=None, timeout=self.config.timeout
+        )
+        if resp.status >= 400:
+            raise self.http_error(resp.status, resp.headers, resp.body, model)
+        return loads(resp.body)
 
     async def _sse(self, url: str, key: str, body: JSON, model: str) -> AsyncIterator[JSON]:
         decoder = SSEDecoder()

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from llm.schema import JSON
 from llm.sse import encode_sse
 from llm.testing._common import answer, fake_request, json_body, new_id, status_headers, stream
+from llm.testing.fake_responses import ResponseArchive
 from llm.testing.script import Fault, Reply, Script
 
 __all__ = ["openai_app"]
@@ -40,8 +41,15 @@ def _calls(reply: Reply) -> list[JSON]:
 
 
 def _usage(reply: Reply) -> JSON:
+    """OpenAI's usage: the prompt counts the cached tokens too, the completion the reasoning tokens."""
+    prompt = reply.prompt_tokens + reply.cache_read_tokens
     out = reply.output_tokens()
-    return {"prompt_tokens": reply.prompt_tokens, "completion_tokens": out, "total_tokens": reply.prompt_tokens + out}
+    usage: JSON = {"prompt_tokens": prompt, "completion_tokens": out, "total_tokens": prompt + out}
+    if reply.cache_read_tokens:
+        usage["prompt_tokens_details"] = {"cached_tokens": reply.cache_read_tokens, "audio_tokens": 0}
+    if reply.reasoning_tokens:
+        usage["completion_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens, "audio_tokens": 0}
+    return usage
 
 
 def _vector(text: str, index: int, dimensions: object) -> list[float]:
@@ -105,24 +113,26 @@ def _chunks(reply: Reply, model: str, include_usage: bool) -> Iterable[bytes]:
     yield b"data: [DONE]\n\n"
 
 
-def _response_events(reply: Reply, model: str) -> Iterable[bytes]:
+def _response_events(reply: Reply, model: str, echo: JSON | None = None) -> Iterable[bytes]:
     rid, mid = new_id("resp_"), new_id("msg_")
-    usage = {"input_tokens": reply.prompt_tokens, "output_tokens": reply.output_tokens()}
+    prompt = reply.prompt_tokens + reply.cache_read_tokens
+    usage: JSON = {"input_tokens": prompt, "output_tokens": reply.output_tokens()}
     usage["total_tokens"] = usage["input_tokens"] + usage["output_tokens"]
+    usage["input_tokens_details"] = {"cached_tokens": reply.cache_read_tokens}
+    usage["output_tokens_details"] = {"reasoning_tokens": reply.reasoning_tokens}
     part = {"type": "output_text", "text": reply.text, "annotations": []}
     item = {"type": "message", "id": mid, "status": "completed", "role": "assistant", "content": [part]}
-    base = {"id": rid, "object": "response", "model": model, "output": [], "usage": None}
+    base = {"id": rid, "object": "response", "model": model, "output": [], "usage": None, **(echo or {})}
+    at = {"item_id": mid, "output_index": 0, "content_index": 0}
     events: list[JSON] = [
         {"type": "response.created", "response": {**base, "status": "in_progress"}},
         {"type": "response.in_progress", "response": {**base, "status": "in_progress"}},
         {"type": "response.output_item.added", "output_index": 0, "item": {**item, "content": []}},
-        {"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0},
+        {"type": "response.content_part.added", **at, "part": {**part, "text": ""}},
     ]
-    events.extend(
-        {"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "delta": piece}
-        for piece in reply.pieces()
-    )
-    events.append({"type": "response.output_text.done", "item_id": mid, "output_index": 0, "text": reply.text})
+    events.extend({"type": "response.output_text.delta", **at, "delta": piece} for piece in reply.pieces())
+    events.append({"type": "response.output_text.done", **at, "text": reply.text})
+    events.append({"type": "response.content_part.done", **at, "part": part})
     events.append({"type": "response.output_item.done", "output_index": 0, "item": item})
     done = {**base, "status": "completed", "output": [item], "usage": usage if reply.usage else None}
     events.append({"type": "response.completed", "response": done})
@@ -130,10 +140,29 @@ def _response_events(reply: Reply, model: str) -> Iterable[bytes]:
         yield encode_sse(orjson.dumps({**event, "sequence_number": number}), event=event["type"])
 
 
-def _response(reply: Reply, model: str) -> JSON:
-    events = list(_response_events(reply, model))
-    last = orjson.loads(events[-1].split(b"data: ", 1)[1])
-    return last["response"]
+def _response(reply: Reply, model: str, echo: JSON | None = None) -> JSON:
+    return _final(list(_response_events(reply, model, echo)))
+
+
+def _final(events: list[bytes]) -> JSON:
+    """The whole response an event stream ends with."""
+    return orjson.loads(events[-1].split(b"data: ", 1)[1])["response"]
+
+
+def _responses_answer(
+    stored: ResponseArchive, request: Request, body: JSON, reply: Reply, fault: Fault | None
+) -> Response:
+    """A Responses API reply (streamed or not), stored unless the request says `store: false`."""
+    model = str(body.get("model", ""))
+    echo = stored.echo(body)
+    if body.get("stream"):
+        events = list(_response_events(reply, model, echo))
+        if fault is None:
+            stored.keep(request, body, _final(events))
+        return stream(events, fault, "text/event-stream")
+    response = stored.started(body, _response(reply, model, echo))
+    stored.keep(request, body, response)
+    return JSONResponse(response)
 
 
 def _check_auth(request: Request, allowed: set[str], api_version: str | None) -> Response | None:
@@ -148,11 +177,19 @@ def _check_auth(request: Request, allowed: set[str], api_version: str | None) ->
     return None
 
 
-def openai_app(script: Script, *, keys: Iterable[str] = (), api_version: str | None = None) -> Starlette:
+def openai_app(
+    script: Script,
+    *,
+    keys: Iterable[str] = (),
+    api_version: str | None = None,
+    archive: ResponseArchive | None = None,
+) -> Starlette:
     """The fake. With `keys`, requests must carry one (Bearer or `api-key`); a wrong key gets a 401 whose
     body echoes it, as the real service partially does. Azure paths require `api_version` when given.
+    Responses are stored in `archive` (a fresh one unless given), see `llm.testing.fake_responses`.
     """
     allowed = set(keys)
+    stored = archive if archive is not None else ResponseArchive()
 
     def unauthorized(request: Request) -> Response | None:
         return _check_auth(request, allowed, api_version)
@@ -204,14 +241,15 @@ def openai_app(script: Script, *, keys: Iterable[str] = (), api_version: str | N
         if denied:
             return denied
         body = await json_body(request)
+        refused = stored.refusal(request, body)
+        if refused is not None:
+            return refused
         model = str(body.get("model", ""))
         is_stream = bool(body.get("stream"))
         described = fake_request(request, "openai", body, model, is_stream, "responses")
 
         def ok(reply: Reply, fault: Fault | None) -> Response:
-            if is_stream:
-                return stream(list(_response_events(reply, model)), fault, "text/event-stream")
-            return JSONResponse(_response(reply, model))
+            return _responses_answer(stored, request, body, reply, fault)
 
         return answer(script, described, error=_error, ok=ok)
 
@@ -227,5 +265,7 @@ def openai_app(script: Script, *, keys: Iterable[str] = (), api_version: str | N
             Route("/openai/deployments/{deployment}/chat/completions", chat, methods=["POST"]),
             Route("/openai/deployments/{deployment}/embeddings", embeddings, methods=["POST"]),
             Route("/openai/responses", responses, methods=["POST"]),
+            *stored.routes("/v1"),
+            *stored.routes("/openai"),
         ]
     )

@@ -45,6 +45,8 @@ class Reply:
     """Tokens written to the 5-minute cache."""
     cache_write_1h_tokens: int = 0
     """Tokens written to the 1-hour cache."""
+    reasoning_tokens: int = 0
+    """Of the completion tokens, those spent reasoning (OpenAI's `completion_tokens_details`)."""
     stop_sequence: str | None = None
     """The stop string that ended the turn (Anthropic's `stop_reason: stop_sequence`)."""
     service_tier: str = "standard"

@@ -179,6 +179,11 @@ class Matrix:
         async with httpx2.AsyncClient(timeout=30) as http:
             return await http.get(self.hub.url(path), headers=headers)
 
+    async def delete(self, path: str, key: str | None) -> Any:
+        headers = {"authorization": f"Bearer {key}"} if key is not None else {}
+        async with httpx2.AsyncClient(timeout=30) as http:
+            return await http.delete(self.hub.url(path), headers=headers)
+
 
 WORDS = {"plain": PLAIN, "blocked": BLOCKED, "secret": SECRET}
 """What Agent Mode's fake model puts into its tool call for each word of the user's message (so the request
@@ -282,7 +287,7 @@ class Case:
     """The raw request a client sends without a key: `{"path", "body"}` (POST) or `{"path", "method": "GET"}`."""
     setup: int = 0
     """Counted requests a run makes before the measured one; with none, the case runs twice and the second time is
-    over a limit of one."""
+    over a limit of one. A gated case's run makes them before it calls `Probe.before`."""
     gated: bool = False
     """The operation counts nothing (session requests, listings): it is refused once a request of the key was."""
     row: tuple[str, str] | None = None
@@ -491,6 +496,69 @@ async def llm_model(probe: Probe) -> Answer:
     return _http_answer(response, lambda b: str(b["id"]))
 
 
+def messages_body(probe: Probe, **extra: Any) -> dict[str, Any]:
+    """An Anthropic Messages request (the key goes in `x-api-key`, as Anthropic's clients send it)."""
+    model = "nope" if probe.unknown else MODEL
+    return {"model": model, "max_tokens": 64, "messages": [{"role": "user", "content": probe.value}], **extra}
+
+
+async def llm_messages(probe: Probe) -> Answer:
+    async with probe.measured():
+        response = await probe.matrix.post(
+            "/v1/messages", messages_body(probe), None, {"x-api-key": probe.matrix.secret(probe.key)}
+        )
+    return _http_answer(response, lambda b: "".join(str(block.get("text", "")) for block in b["content"]))
+
+
+async def llm_messages_stream(probe: Probe) -> Answer:
+    """A streamed Messages request: the answer is the text of its `text_delta` events."""
+    async with probe.measured():
+        response = await probe.matrix.post(
+            "/v1/messages?beta=true", messages_body(probe, stream=True), probe.matrix.secret(probe.key)
+        )
+    if response.status_code != 200:
+        return _http_answer(response, lambda b: "")
+    events = [orjson.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+    if events[-1]["type"] == "error":
+        status = {"permission_error": 403, "rate_limit_error": 429}.get(events[-1]["error"]["type"], 500)
+        return Answer(LABELS_BY_STATUS.get(status, "error"), message=events[-1]["error"]["message"])
+    deltas = [e["delta"] for e in events if e["type"] == "content_block_delta"]
+    return Answer("ok", "".join(str(d.get("text", "")) for d in deltas))
+
+
+async def llm_count_tokens(probe: Probe) -> Answer:
+    body = messages_body(probe)
+    del body["max_tokens"]
+    async with probe.measured():
+        response = await probe.matrix.post("/v1/messages/count_tokens", body, probe.matrix.secret(probe.key))
+    return _http_answer(response, lambda b: str(b["input_tokens"]))
+
+
+STORED_PATHS = {"get": "", "delete": "", "cancel": "/cancel", "items": "/input_items"}
+
+
+async def llm_stored(probe: Probe, action: str) -> Answer:
+    """An operation on a stored response the probe's key created first (for the key without the grant, `full`
+    created it; `unknown` names an id no key created); `cancel` needs a background response."""
+    matrix = probe.matrix
+    owner = matrix.secret("full" if probe.key == "nogrant" else probe.key)
+    body = {"model": MODEL, "input": probe.value, "background": action == "cancel"}
+    made = await matrix.post("/v1/responses", body, owner)
+    assert made.status_code == 200, made.text
+    path = f"/v1/responses/{'resp_nobody' if probe.unknown else made.json()['id']}{STORED_PATHS[action]}"
+    if probe.before is not None:
+        await probe.before()
+    key = matrix.secret(probe.key)
+    async with probe.measured():
+        if action == "cancel":
+            response = await matrix.post(path, {}, key)
+        elif action == "delete":
+            response = await matrix.delete(path, key)
+        else:
+            response = await matrix.get(path, key)
+    return _http_answer(response, lambda b: dumped(b.get("data") if action == "items" else b.get("output")))
+
+
 async def llm_unrouted(probe: Probe, path: str) -> Answer:
     """A request under `/v1` that no route serves (an unknown path, or a path's wrong method): 404 or 405."""
     async with probe.measured():
@@ -596,6 +664,7 @@ def mcp_cases(door: str, server: str | None) -> list[Case]:
 
 REST_CALL = {"id": "c", "type": "function", "function": {"name": "fixture__echo", "arguments": "{}"}}
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
+MESSAGES = {**CHAT, "max_tokens": 16}
 
 CASES: list[Case] = [
     *mcp_cases("mcp", None),
@@ -606,6 +675,23 @@ CASES: list[Case] = [
          anonymous={"path": "/v1/chat/completions", "body": CHAT}),
     Case("openai", "llm.chat", "responses", llm_responses, "full",
          anonymous={"path": "/v1/responses", "body": {"model": MODEL, "input": "hi"}}),
+    Case("anthropic", "llm.messages", "messages", llm_messages, "full",
+         anonymous={"path": "/v1/messages", "body": MESSAGES}),
+    Case("anthropic", "llm.messages", "messages (streamed)", llm_messages_stream, "full",
+         anonymous={"path": "/v1/messages", "body": {**MESSAGES, "stream": True}}),
+    Case("anthropic", "llm.count_tokens", "count_tokens", llm_count_tokens, "full", gated=True,
+         anonymous={"path": "/v1/messages/count_tokens", "body": {"model": MODEL, "messages": MESSAGES["messages"]}},
+         na={"output": NO_OUTPUT}),
+    *(
+        Case("openai", f"llm.response.{action}", f"responses/{{id}}{suffix or f' ({method})'}",
+             lambda p, action=action: llm_stored(p, action), "full", gated=True, setup=1,
+             anonymous={"path": f"/v1/responses/resp_x{suffix}", "method": method, "body": {}},
+             na={"input": NO_INPUT} | ({"output": NO_OUTPUT} if action in ("delete", "cancel") else {}))
+        for action, method, suffix in (
+            ("get", "GET", ""), ("delete", "DELETE", ""), ("cancel", "POST", "/cancel"),
+            ("items", "GET", "/input_items"),
+        )
+    ),
     Case("openai", "llm.embed", "embeddings", llm_embed, "full",
          anonymous={"path": "/v1/embeddings", "body": {"model": MODEL, "input": "hi"}},
          na={"output": "numbers only: embedding vectors"}),
@@ -668,6 +754,7 @@ def test_every_route_of_the_hub_is_in_the_matrix_or_governed_elsewhere(tmp_path:
     covered = {"/mcp/{server}" if p.startswith("/mcp/") else p for p in covered}
     covered |= {"/v1/models/{model:path}"} if "/v1/models/fast" in covered else set()
     covered.discard("/v1/models/fast")
+    covered = {re.sub(r"^/v1/responses/resp_x", "/v1/responses/{response_id}", p) for p in covered}
     covered |= {"/v1/{path:path}"} if "/v1/nope" in covered else set()
     covered.discard("/v1/nope")
     assert routes - covered == set(ELSEWHERE), sorted(routes - covered - set(ELSEWHERE))
@@ -704,6 +791,8 @@ async def test_no_key_is_401_with_one_log_row(matrix: Matrix, case: Case) -> Non
         async with one_row(matrix, case, found):
             if case.anonymous.get("method") == "GET":
                 response = await matrix.get(case.anonymous["path"], key)
+            elif case.anonymous.get("method") == "DELETE":
+                response = await matrix.delete(case.anonymous["path"], key)
             else:
                 headers = {"accept": "application/json, text/event-stream"} if case.door.startswith("mcp") else {}
                 response = await matrix.post(case.anonymous["path"], case.anonymous["body"], key, headers)
@@ -740,7 +829,8 @@ def _shape(message: str) -> str:
 async def test_the_limit_reached_is_429(matrix: Matrix, case: Case) -> None:
     """The measured request is the first over the key's limit: after the counted requests of the run's own setup,
     or its own second time (on one MCP session); a gated operation once a request of the key was refused."""
-    key = await matrix.limited(case.key, max(case.setup, 1))
+    prepared = case.gated and case.setup > 0  # the run makes its counted requests, then `before` goes over the limit
+    key = await matrix.limited(case.key, case.setup + 1 if prepared else max(case.setup, 1))
 
     async def exhaust() -> None:
         assert (await rest_tool(Probe(matrix, key))).label == "ok"
@@ -748,7 +838,7 @@ async def test_the_limit_reached_is_429(matrix: Matrix, case: Case) -> None:
 
     warmup = False
     before: Callable[[], Awaitable[None]] | None = None
-    if case.gated and case.door.startswith("mcp") and case.operation != "mcp.session":
+    if case.gated and (case.door.startswith("mcp") or prepared) and case.operation != "mcp.session":
         before = exhaust  # on a session opened before the key went over its limit
     elif case.gated:
         await exhaust()

@@ -22,6 +22,7 @@ class ScriptedStream:
     """`count` chunks of `size` characters, a pause every `pause_every`, optionally a failure at the end."""
 
     responses = False
+    messages = False
 
     def __init__(self, count: int, *, size: int = 8, pause: float = 0.0, pause_every: int = 1, fail: bool = False):
         self.count, self.size, self.pause, self.pause_every, self.fail = count, size, pause, pause_every, fail

@@ -81,11 +81,11 @@ def test_unresolvable_secrets_raise_without_any_value(ref: str) -> None:
 
 def test_prices_come_from_the_table_overrides_and_dated_ids() -> None:
     table = PriceTable({"openai/gpt-4o": PriceConfig(input=1, output=2), "my-model": PriceConfig(input=5, output=5)})
-    assert table.price("openai", "gpt-4o") == Price(1, 2)
-    assert table.price("azure", "gpt-4o") == Price(2.5, 10.0)
-    assert table.price("openai", "gpt-4o-mini-2024-07-18") == Price(0.15, 0.6)
-    assert table.price("bedrock", "us.anthropic.claude-3-haiku-20240307-v1:0") == Price(0.25, 1.25)
-    assert table.price("x", "my-model") == Price(5, 5)
+    assert table.price("openai", "gpt-4o") == Price(1, 2, 0.5, 1, 1)  # cache rates by OpenAI's convention
+    assert table.price("azure", "gpt-4o") == Price(2.5, 10.0, 1.25, 2.5, 2.5)
+    assert table.price("openai", "gpt-4o-mini-2024-07-18") == Price(0.15, 0.6, 0.075, 0.15, 0.15)
+    assert table.price("bedrock", "us.anthropic.claude-3-haiku-20240307-v1:0") == Price(0.25, 1.25, 0.03, 0.3, 0.5)
+    assert table.price("x", "my-model") == Price(5, 5, 5, 5, 5)
     assert table.price("x", "unknown-model") is None
     assert Price(3, 15).cost(Usage(1_000_000, 100_000)) == pytest.approx(4.5)
 

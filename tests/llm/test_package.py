@@ -19,6 +19,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "config",
         "errors",
         "messages",
+        "messaging",
         "pricing",
         "rawjson",
         "result",

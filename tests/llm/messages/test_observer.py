@@ -107,7 +107,9 @@ def test_the_observer_reads_a_recorded_stream_fed_in_arbitrary_byte_pieces() -> 
         ),
     )
     summary = observer.summary()
-    assert summary.usage.prompt_tokens == 1512 and summary.usage.to_usage() == Usage(1512, 89, 0)
+    assert summary.usage.prompt_tokens == 1512 and summary.usage.to_usage() == Usage(
+        1512, 89, 0, 500, 1000, reasoning_tokens=40
+    )
 
 
 def test_a_half_streamed_tool_input_is_kept_raw_and_an_error_event_is_recorded() -> None:

@@ -1,0 +1,266 @@
+"""One Anthropic Messages request on one hop: a faithful pass-through to an Anthropic deployment, a translation
+through Chat Completions for any other provider. The router runs these per hop, with its plan, retries,
+fallbacks and cooldowns (`Router.messages`, `Router.stream_messages`, `Router.count_tokens`).
+
+Pass-through: the body goes upstream as the client's bytes with only the top-level `model` value replaced by the
+deployment's model id (`outbound`). Two cases send a re-encoded body instead: the body was changed on its way
+(an input guardrail redacted it, so `MessagesRequest.raw` is None), or it carries `thinking` blocks without a
+signature (they come from a turn another provider answered through a translation, and Anthropic refuses them),
+which are stripped. The response is relayed as received: a body as its bytes (`RawJSON`), a stream as the bytes
+of each read. The stream's events are still read on the way (`MessagesStreamObserver`): usage with cache reads
+and writes, text and tool input for output guardrails; an `error` event before the first content fails the hop
+(so an `overloaded_error` falls back like a 529).
+
+Translation: `llm.messages.to_chat` -> the provider's `chat` / `stream_chat` -> `from_chat` /
+`ChatStreamTranslator`; the features the translation left out are reported (`dropped`). Thinking maps to
+`reasoning_effort` on the OpenAI-shaped kinds for reasoning models (`o1`.., `gpt-5`..) and is dropped elsewhere.
+
+A stream item is a dict: `raw` (the bytes for the client), `events` (the parsed events they hold) and, when the
+item changed the usage, `usage` (`llm.schema.Usage`, cumulative).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from llm.errors import ProviderHTTPError
+from llm.messages import (
+    ERROR_STATUS,
+    ChatStreamTranslator,
+    MessagesStreamObserver,
+    encode_event,
+    estimate_input_tokens,
+    from_chat,
+    to_chat,
+)
+from llm.messages.usage import MessagesUsage
+from llm.providers import Provider
+from llm.providers.anthropic import AnthropicProvider
+from llm.schema import JSON, Usage
+
+__all__ = [
+    "MessagesReply",
+    "MessagesRequest",
+    "count_tokens",
+    "has_content",
+    "outbound",
+    "replace_model",
+    "send",
+    "stream",
+    "usage_of",
+]
+
+_REASONING_KINDS = frozenset({"openai", "azure", "openai-compatible"})
+_REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]')
+_SPACE = b" \t\r\n"
+_NOT_CONTENT = frozenset({"message_start", "ping"})
+_USAGE_EVENTS = frozenset({"message_start", "message_delta"})
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesRequest:
+    """A Messages request as the door read it."""
+
+    body: Mapping[str, Any]
+    """The parsed body (what routing, translation and the guardrails read)."""
+    raw: bytes | None = None
+    """The body's bytes as received; None when `body` is no longer what they say (a redaction changed it)."""
+    headers: Mapping[str, str] | None = None
+    """`anthropic-version` and `anthropic-beta` for an Anthropic upstream."""
+    query: str = ""
+    """`?beta=true` when the client sent it (passed on to an Anthropic upstream)."""
+
+    @property
+    def model(self) -> str:
+        """The model the client asked for (named in translated responses)."""
+        return str(self.body.get("model", ""))
+
+    @property
+    def stop_sequences(self) -> Sequence[str]:
+        stops = self.body.get("stop_sequences")
+        return [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else ()
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesReply:
+    """One hop's whole answer: the Messages response (the provider's bytes, or a translated dict), its usage and
+    what the translation dropped."""
+
+    response: Mapping[str, Any]
+    usage: Usage | None
+    dropped: tuple[str, ...] = ()
+
+
+# -- the outbound body ---------------------------------------------------------------------------------------------
+
+
+def replace_model(raw: bytes, model: str) -> bytes | None:
+    """`raw` (a JSON object) with the value of its top-level `model` member replaced by `model`, every other byte
+    kept; None when that cannot be shown safely (no such member, not a string, or more than one)."""
+    spans: list[tuple[int, int]] = []
+    depth = 0
+    end = len(raw)
+    tokens = _TOKEN.finditer(raw)
+    for token in tokens:
+        first = raw[token.start()]
+        if first != 0x22:  # a bracket
+            depth += 1 if first in b"{[" else -1
+            continue
+        if depth != 1:
+            continue
+        after = token.end()
+        while after < end and raw[after] in _SPACE:
+            after += 1
+        if after >= end or raw[after] != 0x3A:  # ':' : this string is a value, not a key
+            continue
+        if _key(token.group()) != "model":
+            continue
+        value = next(tokens, None)
+        start = after + 1
+        while start < end and raw[start] in _SPACE:
+            start += 1
+        if value is None or value.start() != start or raw[start] != 0x22:
+            return None
+        spans.append((value.start(), value.end()))
+    if len(spans) != 1:
+        return None
+    start, stop = spans[0]
+    return raw[:start] + orjson.dumps(model) + raw[stop:]
+
+
+def _key(token: bytes) -> str | None:
+    if b"\\" not in token:
+        return token[1:-1].decode("utf-8", "replace")
+    try:
+        value = orjson.loads(token)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _unsigned_thinking(block: Any) -> bool:
+    return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+
+
+def _without_unsigned_thinking(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A copy of `body` without the unsigned thinking blocks of its assistant turns; None when it has none."""
+    messages = body.get("messages")
+    if not isinstance(messages, list):
+        return None
+    changed = False
+    kept: list[Any] = []
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and any(_unsigned_thinking(b) for b in content):
+            changed = True
+            message = {**message, "content": [b for b in content if not _unsigned_thinking(b)]}
+        kept.append(message)
+    return {**body, "messages": kept} if changed else None
+
+
+def outbound(request: MessagesRequest, model: str) -> bytes:
+    """The body to send to an Anthropic deployment whose model id is `model` (see the module docstring)."""
+    stripped = _without_unsigned_thinking(request.body)
+    if stripped is None and request.raw is not None:
+        if request.body.get("model") == model:
+            return request.raw
+        replaced = replace_model(request.raw, model)
+        if replaced is not None:
+            return replaced
+    return orjson.dumps({**(stripped or request.body), "model": model})
+
+
+def _takes_reasoning(provider: Provider, model: str) -> bool:
+    return provider.config.kind in _REASONING_KINDS and _REASONING_MODEL.match(model) is not None
+
+
+# -- one hop -------------------------------------------------------------------------------------------------------
+
+
+async def send(provider: Provider, request: MessagesRequest, model: str, key: str) -> MessagesReply:
+    """One non-streamed Messages request on one hop."""
+    if isinstance(provider, AnthropicProvider):
+        body = outbound(request, model)
+        response = await provider.messages(body, model, key, request.headers or {}, request.query)
+        return MessagesReply(response, MessagesUsage.read(response.get("usage")).to_usage())
+    translation = to_chat({**request.body, "stream": False}, reasoning=_takes_reasoning(provider, model))
+    completion = await provider.chat(translation.request, model, key)
+    message = from_chat(completion, request.model, stop_sequences=request.stop_sequences)
+    return MessagesReply(message, Usage.from_openai(completion.get("usage")), translation.dropped)
+
+
+async def count_tokens(provider: Provider, request: MessagesRequest, model: str, key: str) -> MessagesReply:
+    """`count_tokens` on one hop: Anthropic's count, or the documented estimate for any other provider."""
+    if isinstance(provider, AnthropicProvider):
+        answer = await provider.count_tokens(outbound(request, model), model, key, request.headers or {})
+        return MessagesReply(answer, None)
+    return MessagesReply({"input_tokens": estimate_input_tokens(request.body)}, None)
+
+
+def stream(
+    provider: Provider, request: MessagesRequest, model: str, key: str, dropped: dict[tuple[str, str], tuple[str, ...]]
+) -> AsyncIterator[JSON]:
+    """One streamed Messages request on one hop, as items (see the module docstring). A translation records what
+    it dropped in `dropped[(provider, model)]`."""
+    if isinstance(provider, AnthropicProvider):
+        return _relayed(provider, request, model, key)
+    translation = to_chat({**request.body, "stream": True}, reasoning=_takes_reasoning(provider, model))
+    dropped[(provider.name, model)] = translation.dropped
+    return _translated(provider, translation.request, request, model, key)
+
+
+async def _relayed(provider: AnthropicProvider, request: MessagesRequest, model: str, key: str) -> AsyncIterator[JSON]:
+    observer = MessagesStreamObserver()
+    body = outbound(request, model)
+    async for raw in provider.stream_messages(body, model, key, request.headers or {}, request.query):
+        events = observer.feed(raw)
+        if observer.error is not None:
+            kind = observer.error.get("type")
+            status = ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+            raise ProviderHTTPError(
+                status, code=kind if isinstance(kind, str) else None, provider=provider.name, model=model
+            )
+        item: JSON = {"raw": raw, "events": events}
+        if any(e.get("type") in _USAGE_EVENTS for e in events):
+            item["usage"] = observer.usage.to_usage()
+        yield item
+
+
+async def _translated(
+    provider: Provider, chat: JSON, request: MessagesRequest, model: str, key: str
+) -> AsyncIterator[JSON]:
+    translator = ChatStreamTranslator(
+        request.model, stop_sequences=request.stop_sequences, input_tokens=estimate_input_tokens(request.body)
+    )
+    async for chunk in provider.stream_chat(chat, model, key):
+        item = _item(translator.feed(chunk))
+        usage = Usage.from_openai(chunk.get("usage"))
+        if usage is not None:
+            item["usage"] = usage
+        if item["events"] or usage is not None:
+            yield item
+        if translator.done:
+            return
+    tail = translator.close()
+    if tail:
+        yield _item(tail)
+
+
+def _item(events: list[JSON]) -> JSON:
+    return {"raw": b"".join(encode_event(e) for e in events), "events": events}
+
+
+def has_content(item: JSON) -> bool:
+    """Whether a stream item holds more than the message's start: the router's first content."""
+    return any(event.get("type") not in _NOT_CONTENT for event in item["events"])
+
+
+def usage_of(item: JSON) -> Usage | None:
+    """The cumulative usage an item carries, if it changed it."""
+    return item.get("usage")
