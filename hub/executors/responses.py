@@ -30,9 +30,9 @@ from hub.errors import BadRequest, HubError, Internal, UpstreamFailed, unknown
 from hub.executors.stream import OutcomeStream
 from hub.store.responses import ResponseRecord, ResponseStore
 from llm import Hop, HopFilter, NoDeploymentAvailable, ProviderError, ProviderHTTPError, Result, ResultStream
-from llm.providers.base import StoredAction
 
 if TYPE_CHECKING:
+    from llm.providers.base import StoredAction  # the providers load with the router, not with the hub
     from llm.router import Router
 
 __all__ = ["STORED_OPERATIONS", "StoredResponses", "input_list"]

@@ -146,8 +146,10 @@ def test_freed_heap_memory_goes_back_to_the_system() -> None:
 
 def test_the_lazily_loaded_openai_door_serves_the_paths_the_app_routes_to_it() -> None:
     from hub.doors.openai import openai_endpoints, openai_routes
-    from hub.paths import OPENAI_GET_PATHS, OPENAI_POST_PATHS
+    from hub.paths import OPENAI_GET_PATHS, OPENAI_POST_PATHS, OPENAI_STORED_RESPONSE_PATHS
 
     assert set(openai_endpoints(lambda: None)) == OPENAI_POST_PATHS  # pyright: ignore[reportArgumentType]
     routes = openai_routes(lambda: None)  # pyright: ignore[reportArgumentType]
-    assert {route.path for route in routes} == OPENAI_POST_PATHS | set(OPENAI_GET_PATHS)
+    assert {route.path for route in routes} == OPENAI_POST_PATHS | set(OPENAI_GET_PATHS) | set(
+        OPENAI_STORED_RESPONSE_PATHS
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -23,18 +23,34 @@ async def fair(anyio_backend: str) -> AsyncIterator[SandboxPool]:
 
 
 class GatedCaller:
-    """A ToolCaller whose calls wait until `gate` is set; each call's arguments arrive on `arrivals` as it starts."""
+    """A ToolCaller whose calls wait until `gate` is set; each call's arguments arrive on `arrivals` as it starts.
+    Its stream is closed after the test that made it (`_close_callers`)."""
 
     def __init__(self) -> None:
         self.gate = anyio.Event()
         self.calls: list[dict[str, Any]] = []
         self._send, self.arrivals = anyio.create_memory_object_stream[dict[str, Any]](math.inf)
+        _CALLERS.append(self)
+
+    def close(self) -> None:
+        self._send.close()
+        self.arrivals.close()
 
     async def __call__(self, name: str, arguments: dict[str, Any]) -> Any:
         self.calls.append(arguments)
         self._send.send_nowait(arguments)
         await self.gate.wait()
         return arguments["n"]
+
+
+_CALLERS: list[GatedCaller] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_callers() -> Iterator[None]:
+    yield
+    while _CALLERS:
+        _CALLERS.pop().close()
 
 
 class Runs:

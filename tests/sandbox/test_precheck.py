@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sandbox import precheck
@@ -63,6 +65,6 @@ def test_async_detection() -> None:
 
 
 def test_allowlist_matches_the_guest() -> None:
-    source = open("sandbox/guest/guest_app.py").read()
+    source = Path("sandbox/guest/guest_app.py").read_text(encoding="utf-8")
     for module in ALLOWED_MODULES - {"asyncio", "time", "datetime"}:
         assert f"{module}," in source or f"import {module}\n" in source, module
