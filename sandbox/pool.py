@@ -282,6 +282,8 @@ class SandboxPool:
         await worker.process.wait()
         worker.alive = False
         self._workers.discard(worker)
+        with anyio.CancelScope(shield=True):
+            await worker.process.aclose()  # a dead worker's pipes are closed here, never left to the collector
         if not self._closing:
             logger.warning(
                 "sandbox worker %s exited (%s); starting a replacement", worker.pid, worker.process.returncode
