@@ -30,13 +30,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.call import Call, Malformed, Operation, Outcome
 from hub.doors.host import DoorHost
-from hub.doors.openai import EventStreamResponse
+from hub.doors.openai import outcome_response
 from hub.doors.web import WWW_AUTHENTICATE, credential, read_body
 from hub.errors import BadRequest, HubError, Internal, Unauthenticated
 from hub.executors.llm import output_estimate
-from hub.executors.stream import ClosingStream
 from hub.paths import COUNT_TOKENS_PATH, MESSAGES_PATH
-from llm import RawJSON
 from llm.messages import error_body
 
 __all__ = ["anthropic_endpoints", "anthropic_routes", "error_response"]
@@ -125,29 +123,7 @@ async def _serve(hub: DoorHost, request: Request, operation: Operation) -> Respo
         outcome = await (hub.pipeline or _not_running)(call)
     except HubError as exc:
         return error_response(exc)
-    headers = outcome.headers
-    value = outcome.value
-    if isinstance(value, ClosingStream):
-        return EventStreamResponse(value, headers, started)
-    body_bytes = value.raw if isinstance(value, RawJSON) else orjson.dumps(value)
-    upstream = float(headers.get("x-agenthub-upstream-ms", "0"))
-    headers["x-agenthub-overhead-ms"] = f"{max(0.0, (time.perf_counter() - started) * 1000 - upstream):.3f}"
-    return _JsonResponse(body_bytes, headers)
-
-
-class _JsonResponse(Response):
-    """A JSON body with the outcome's headers, its raw header list built directly (as the OpenAI door does)."""
-
-    media_type = "application/json"
-
-    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
-        self.status_code = 200
-        self.background = None
-        self.body = body
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-        raw.append((b"content-length", str(len(body)).encode()))
-        raw.append((b"content-type", b"application/json"))
-        self.raw_headers = raw
+    return outcome_response(outcome, started)
 
 
 def _parse(raw: bytes, api: str) -> dict[str, Any]:

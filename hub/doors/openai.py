@@ -42,6 +42,7 @@ __all__ = [
     "model_route",
     "models_route",
     "openai_endpoints",
+    "outcome_response",
     "openai_routes",
     "responses_route",
 ]
@@ -161,11 +162,17 @@ async def _serve(hub: DoorHost, request: Request, operation: Operation, api: str
         outcome = await (hub.pipeline or _not_running)(call)
     except HubError as exc:
         return error_response(exc)
+    return outcome_response(outcome, started)
+
+
+def outcome_response(outcome: Outcome, started: float) -> Response:
+    """The answer to an LLM call (both LLM doors): its event stream, or its JSON body (a `RawJSON` as received),
+    with `x-agenthub-overhead-ms`."""
     headers = outcome.headers
     value = outcome.value
     if isinstance(value, ClosingStream):
         return EventStreamResponse(value, headers, started)
-    payload = value.raw if isinstance(value, RawJSON) else orjson.dumps(value)  # an embeddings body as received
+    payload = value.raw if isinstance(value, RawJSON) else orjson.dumps(value)
     headers["x-agenthub-overhead-ms"] = _overhead(started, headers)
     return _JsonResponse(payload, headers)
 

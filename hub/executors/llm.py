@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from hub.call import Call, Outcome
 from hub.errors import BadRequest, HubError, Internal, NotFound, RateLimited, UpstreamFailed, UpstreamTimedOut, unknown
 from hub.executors.messages import run_messages
-from hub.executors.pricing import PricedHops, call_usage
+from hub.executors.pricing import PricedHops, call_usage, route_headers
 from hub.executors.responses import STORED_OPERATIONS, StoredResponses
 from hub.executors.stream import OutcomeStream, estimate_text_tokens
 from hub.governance.grants import Grant
@@ -131,7 +131,7 @@ class LlmExecutor:
                 stream = OutcomeStream(
                     source, responses=responses, prompt_estimate=int(context.get("prompt_estimate", 0))
                 )
-                return Outcome(stream, headers=_route_headers(source.hop, None, upstream_ms))
+                return Outcome(stream, headers=route_headers(source.hop, None, upstream_ms))
             if responses:
                 return _complete(await router.responses(body, allow=allow), started)
             return _complete(await router.chat(body, allow=allow), started, context.get("prompt_estimate", 0))
@@ -149,7 +149,7 @@ class LlmExecutor:
         upstream_ms = (time.perf_counter() - started) * 1000
         stream = OutcomeStream(source, responses=True, prompt_estimate=int(call.context.get("prompt_estimate", 0)))
         stored.watch(call, stream)
-        return Outcome(stream, headers=_route_headers(source.hop, None, upstream_ms))
+        return Outcome(stream, headers=route_headers(source.hop, None, upstream_ms))
 
 
 def visible_models(router: Router | None, grant: Grant, name: str = "") -> dict[str, Any]:
@@ -175,7 +175,7 @@ def _complete(result: Result, started: float, prompt_estimate: int = 0) -> Outco
     if usage is None:  # the provider sent none: bill an estimate rather than nothing
         usage = TokenUsage(prompt_estimate, _completion_estimate(result.response))
         cost = result.price.cost(usage) if result.price is not None else None
-    headers = _route_headers(result.hop, cost, upstream_ms)
+    headers = route_headers(result.hop, cost, upstream_ms)
     return Outcome(result.response, usage=call_usage(usage, cost), headers=headers)
 
 
@@ -187,17 +187,6 @@ def _completion_estimate(response: Mapping[str, Any]) -> int:
             content = message.get("content")
             chars += len(content) if isinstance(content, str) else 0
     return estimate_text_tokens(chars)
-
-
-def _route_headers(hop: Hop, cost: float | None, upstream_ms: float) -> dict[str, str]:
-    headers = {
-        "x-agenthub-provider": hop.provider,
-        "x-agenthub-model": hop.model,
-        "x-agenthub-upstream-ms": f"{upstream_ms:.3f}",
-    }
-    if cost is not None:
-        headers["x-agenthub-cost-usd"] = f"{cost:.8f}"
-    return headers
 
 
 def to_hub_error(exc: LLMError, model: str) -> HubError:

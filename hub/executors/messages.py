@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub.call import Call, Outcome
 from hub.errors import BadRequest, HubError, UpstreamOverloaded
-from hub.executors.pricing import PricedHops, call_usage
+from hub.executors.pricing import PricedHops, call_usage, route_headers
 from hub.executors.stream import OVERLOADED, OutcomeStream
 from llm import Hop, LLMError, NoDeploymentAvailable, ProviderHTTPError, Result, Usage as TokenUsage
 
@@ -68,13 +68,15 @@ async def run_messages(
     try:
         if call.operation == "llm.count_tokens":
             result = await router.count_tokens(body, allow, headers, raw=raw)
-            return Outcome(result.response, headers=_route_headers(result.hop, None, started))
+            return Outcome(
+                result.response, headers=route_headers(result.hop, None, (time.perf_counter() - started) * 1000)
+            )
         query = str(context.get("query", ""))
         if context.get("stream"):
             source = await router.stream_messages(body, allow, headers, raw=raw, query=query)
             prompt = int(context.get("prompt_estimate", 0))
             stream = OutcomeStream(source, messages=True, prompt_estimate=prompt)
-            out = _route_headers(source.hop, None, started)
+            out = route_headers(source.hop, None, (time.perf_counter() - started) * 1000)
             if source.dropped:
                 out[DROPPED_HEADER] = ",".join(source.dropped)
             return Outcome(stream, headers=out)
@@ -99,18 +101,7 @@ def _complete(result: Result, started: float, prompt_estimate: int) -> Outcome:
     if usage is None:  # the provider sent none: bill the prompt estimate rather than nothing
         usage = TokenUsage(prompt_estimate, 0)
         cost = result.price.cost(usage) if result.price is not None else None
-    headers = _route_headers(result.hop, cost, started)
+    headers = route_headers(result.hop, cost, (time.perf_counter() - started) * 1000)
     if result.dropped:
         headers[DROPPED_HEADER] = ",".join(result.dropped)
     return Outcome(result.response, usage=call_usage(usage, cost), headers=headers)
-
-
-def _route_headers(hop: Hop, cost: float | None, started: float) -> dict[str, str]:
-    headers = {
-        "x-agenthub-provider": hop.provider,
-        "x-agenthub-model": hop.model,
-        "x-agenthub-upstream-ms": f"{(time.perf_counter() - started) * 1000:.3f}",
-    }
-    if cost is not None:
-        headers["x-agenthub-cost-usd"] = f"{cost:.8f}"
-    return headers

@@ -20,7 +20,7 @@ from hub.governance.usage import Usage
 from llm import Hop, Usage as TokenUsage
 from llm.pricing import Price
 
-__all__ = ["PricedHops", "call_usage"]
+__all__ = ["PricedHops", "call_usage", "route_headers"]
 
 
 def call_usage(tokens: TokenUsage, cost: float | None) -> Usage:
@@ -63,3 +63,15 @@ class PricedHops:
             f"no price for {names}: a USD budget applies to this key, so a model without a price is not served; "
             "add its price under [prices] in the configuration, or a [prices.default]"
         )
+
+
+def route_headers(hop: Hop, cost: float | None, upstream_ms: float) -> dict[str, str]:
+    """The response headers that say where an LLM call went and what it cost (cost only when it is known)."""
+    headers = {
+        "x-agenthub-provider": hop.provider,
+        "x-agenthub-model": hop.model,
+        "x-agenthub-upstream-ms": f"{upstream_ms:.3f}",
+    }
+    if cost is not None:
+        headers["x-agenthub-cost-usd"] = f"{cost:.8f}"
+    return headers
