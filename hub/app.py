@@ -238,6 +238,7 @@ class Hub:
             finally:
                 for upstream in self.registry.upstreams.values():
                     upstream.stop()
+                self.codemode.stop()
                 tg.cancel_scope.cancel()
         self._tg = None
         with anyio.CancelScope(shield=True):

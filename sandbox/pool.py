@@ -219,6 +219,7 @@ class SandboxPool:
             self._group.cancel_scope.cancel()
         await self._stack.aclose()
         for worker in list(self._workers):
+            worker.kill()  # one a replacement started while the loops above ran
             await worker.process.aclose()
         self._workers.clear()
 
@@ -275,6 +276,11 @@ class SandboxPool:
             await process.aclose()
             problem = exc if isinstance(exc, ProtocolError) else f"exited with {process.returncode} while starting"
             raise SandboxUnavailableError(f"a sandbox worker {problem} (its error is in the log)") from None
+        if self._closing:  # a replacement that came up while the pool closes: its watcher would never be stopped
+            self._workers.discard(worker)
+            worker.kill()
+            await process.aclose()
+            return
         self._group.start_soon(self._watch, worker)
         self._scheduler.put(worker)
 
@@ -303,6 +309,11 @@ class SandboxPool:
     def waiting(self) -> int:
         """Runs waiting for a worker or for their owner's slot (for monitoring and tests)."""
         return self._scheduler.waiting
+
+    @property
+    def busy(self) -> int:
+        """Live workers running a program (for monitoring)."""
+        return max(0, len(self.worker_pids) - self._scheduler.idle)
 
     # -- runs -----------------------------------------------------------------------------------------------------
     async def run(

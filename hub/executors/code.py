@@ -69,6 +69,8 @@ class CodeMode:
         self._starting = False
         self._settled = anyio.Event()
         """Set once the pool is up, or known not to come up (`_failure`)."""
+        self._stop = anyio.Event()
+        """Set when the hub stops: the pool closes (see `stop`)."""
         self._failure: str | None = None
         self._catalogs: dict[tuple[Any, ...], _KeyCatalog] = {}
         self.pipeline: Handler | None = None
@@ -157,6 +159,11 @@ class CodeMode:
             return "ready"
         return "starting" if self._starting else "idle"
 
+    @property
+    def running_pool(self) -> SandboxPool | None:
+        """The worker pool once it is up, else None (for monitoring: it never starts one)."""
+        return self._pool
+
     def prepare(self) -> None:
         """Start the sandbox in the background, in the hub's task group: the hub serves meanwhile. Called at start-up
         when a key or a server has Code Mode, and by the first program otherwise; later calls do nothing."""
@@ -164,6 +171,11 @@ class CodeMode:
             return
         self._starting = True
         self.task_group.start_soon(self._own_pool)
+
+    def stop(self) -> None:
+        """Close the sandbox (now, or as soon as it is up if it is starting). The hub calls this before it cancels
+        its task group, which cannot reach the shielded pool."""
+        self._stop.set()
 
     async def wait_settled(self) -> None:
         """Wait until the sandbox is up or known not to come up (see `state`)."""
@@ -203,20 +215,19 @@ class CodeMode:
         pool = SandboxPool(size=self._pool_size)
         try:
             await pool.prepare()  # the guest build, cancellable: the hub may stop during a first start
-            # The hub stops by cancelling its task group. Closing the pool under that cancellation would stop at its
-            # first checkpoint, leaving the pool's own task group open and its workers running. So the pool lives in
-            # a shielded scope and a watcher task, which the hub's cancellation does reach, tells it to close.
-            stop = anyio.Event()
+            # The hub stops by cancelling its task group. Starting or closing the pool under that cancellation would
+            # stop at its first checkpoint, leaving the pool's own task group open and its workers running. So the
+            # pool lives in a shielded scope, and the hub sets `_stop` (see `stop`) before it cancels: a pool that
+            # is still starting then closes as soon as it is up.
             with anyio.CancelScope(shield=True):
                 async with pool:
-                    self.task_group.start_soon(_set_when_cancelled, stop)
                     self._pool = pool
                     self._settled.set()
                     logger.info(
                         "Code Mode sandbox ready: %d workers in %.1f s", pool.size, time.perf_counter() - started
                     )
                     try:
-                        await stop.wait()
+                        await self._stop.wait()
                     finally:
                         self._pool = None
         except SandboxUnavailableError as exc:
@@ -309,13 +320,6 @@ def _default_total_timeout() -> float:
     from sandbox import SandboxLimits
 
     return SandboxLimits().total_timeout
-
-
-async def _set_when_cancelled(event: anyio.Event) -> None:
-    try:
-        await anyio.sleep_forever()
-    finally:
-        event.set()
 
 
 def _text(text: str, *, error: bool = False) -> dict[str, Any]:

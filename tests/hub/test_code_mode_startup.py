@@ -7,15 +7,19 @@ subprocess blocks on it until the test hands it a compiled guest and lets go."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
+import os
 import shutil
+import signal
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import mcp_types as types
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -161,3 +165,56 @@ async def test_a_sandbox_that_cannot_start_is_a_clear_error_logged_once(
     logged = [r for r in caplog.records if "Code Mode is unavailable" in r.getMessage()]
     assert [(r.levelno, r.getMessage()) for r in logged] == [(logging.ERROR, f"Code Mode is unavailable: {cause}")]
     assert not other.is_error
+
+
+def _sandbox_workers() -> list[int]:
+    """Process ids of the sandbox workers this test process started (its children, as /proc lists them)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
+        for pid in children.read_text().split():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:  # gone meanwhile
+                continue
+            if b"sandbox.worker" in command:
+                found.append(int(pid))
+    return found
+
+
+async def _resume_once_cancelled(scope: anyio.CancelScope, frozen: list[int]) -> None:
+    """Let the frozen workers go on once the hub has been told to stop and has delivered that to its tasks."""
+    with anyio.fail_after(PATIENCE):
+        while not scope.cancel_called:  # noqa: ASYNC110 - the hub's stop is a cancellation, not an event
+            await anyio.sleep(0.01)
+    for _ in range(20):  # the cancellation reaches the hub's tasks over the next turns of the event loop
+        await anyio.lowlevel.checkpoint()
+    for pid in frozen:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_hub_that_stops_while_its_sandbox_workers_start_stops_them_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The workers start in a scope the hub's cancellation does not reach (a half-started pool must not be left
+    # behind). The test holds the start back until the hub serves, freezes the workers before they are ready, stops
+    # the hub, then lets them go on: the pool must still be closed once it is up, and the hub must stop.
+    frozen: list[int] = []
+    try:
+        with _held_build(tmp_path / "cache") as release:
+            monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+            async with anyio.create_task_group() as outside:
+                async with running_hub(_config(), tmp_path) as hub:
+                    release()
+                    with anyio.fail_after(PATIENCE):
+                        while len(frozen) < 2:  # the default pool: two workers
+                            for pid in set(_sandbox_workers()) - set(frozen):
+                                os.kill(pid, signal.SIGSTOP)
+                                frozen.append(pid)
+                            await anyio.sleep(0.001)
+                    assert hub.hub.codemode.state == "starting"
+                    outside.start_soon(_resume_once_cancelled, hub.hub.task_group.cancel_scope, frozen)
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert _sandbox_workers() == []
