@@ -46,6 +46,11 @@ class FairScheduler(Generic[T]):
         self._worker_queue: deque[_Waiter[T]] = deque()
 
     @property
+    def idle(self) -> int:
+        """Items waiting to be handed out."""
+        return len(self._idle)
+
+    @property
     def waiting(self) -> int:
         """Runs waiting for a worker or for their owner's slot."""
         return len(self._worker_queue) + sum(len(queue) for queue in self._slot_queues.values())
