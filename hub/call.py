@@ -145,17 +145,24 @@ class Outcome:
     usage: Usage | None = None
     headers: dict[str, str] = field(default_factory=dict[str, str])
     principal: Principal | None = None
+    upstream_ms: float | None = None
+    """Milliseconds the executor waited on the upstream server or provider (for a stream: until it opened); None
+    when the call reached none. The rest of the call's duration is the hub's own overhead."""
 
 
-def agent_loop(call: Call) -> bool:
-    """Whether a call is an Agent Mode request: a chat completion from a client (not a turn of a loop) whose key
-    offers MCP tools in chat or whose body asks for Agent Mode options (`agenthub`). The loop is run by the agent
-    executor; its turns and tool runs are calls of their own."""
-    principal = call.principal
-    if principal is None or call.operation != "llm.chat" or call.parent_id is not None:
+def agent_loop(call: Call, principal: Principal | None = None) -> bool:
+    """Whether a call is an Agent Mode request: a chat completion or an Anthropic Messages request from a client
+    (not a turn of a loop) whose key offers MCP tools in chat or whose body asks for Agent Mode options
+    (`agenthub`). The loop is run by the agent executor; its turns and tool runs are calls of their own.
+    `principal`: who made the call, when the call itself does not carry it yet (the audit stage sees calls before
+    authentication)."""
+    principal = principal or call.principal
+    operation = call.operation
+    if principal is None or (operation != "llm.chat" and operation != "llm.messages") or call.parent_id is not None:
         return False
     if not principal.key.chat_tools:
         payload = call.payload
         if not isinstance(payload, dict) or "agenthub" not in payload:
             return False
-    return call.context.get("api") == "chat"
+    api = call.context.get("api")
+    return api == "chat" or api == "messages"

@@ -8,7 +8,8 @@ the `anthropic-*` headers in its context), the pipeline governs and runs it, and
 What a client such as Claude Code or the `anthropic` SDKs sends is accepted as is: the key in `x-api-key` or
 `Authorization: Bearer`, `?beta=true`, `anthropic-version` (any date-shaped one; the provider's configured
 version when absent) and `anthropic-beta`, both passed on to an Anthropic upstream. Model names resolve as on
-the OpenAI door (aliases and `provider/model`, with the same grants).
+the OpenAI door (aliases and `provider/model`, with the same grants), and a key's MCP tools in chat (`chat_tools`)
+and Agent Mode (`auto_execute`) work as there, in Anthropic's format (`hub.executors.agent_messages`).
 
 Errors use Anthropic's envelope (`{"type": "error", "error": {"type", "message"}}`, `llm.messages.error_body`) with
 the hub's status table; an upstream's `overloaded_error` comes back as 529. After a stream has started, an error
@@ -112,7 +113,7 @@ async def _serve(hub: DoorHost, request: Request, operation: Operation) -> Respo
             context["stream"] = body.get("stream") is True and api == "messages"
             context["prompt_estimate"] = prompt
             context["token_estimate"] = prompt + (output_estimate(body) if api == "messages" else 0)
-            if request.url.query == "beta=true":
+            if request.scope.get("query_string") == b"beta=true":  # the scope's bytes: building `request.url` costs
                 context["query"] = "?beta=true"
         except HubError as exc:
             payload = Malformed(exc)

@@ -3,6 +3,8 @@
 Called by `LlmExecutor` for calls of the Anthropic door (`context["api"]` is `messages` or `count_tokens`).
 Governance-free like the rest of the executor: the key's filters reach the router as its hop predicate, errors map
 onto the hub's table, and the outcome reports what the call used (tokens, cache reads included, and US dollars).
+A request whose key offers MCP tools in chat (`chat_tools`, Agent Mode) goes to `hub.executors.agent` instead,
+whose model turns come back here as calls of their own.
 
 Call shape (built by `hub.doors.anthropic`): `payload` is the parsed body; `context["raw"]` the pair (that body,
 its bytes as received), so a pass-through sends the client's bytes only while the payload is still that body (an
@@ -23,7 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from hub.call import Call, Outcome
-from hub.errors import BadRequest, HubError, UpstreamOverloaded
+from hub.errors import HubError, UpstreamOverloaded
 from hub.executors.pricing import PricedHops, call_usage, route_headers
 from hub.executors.stream import OVERLOADED, OutcomeStream
 from llm import Hop, LLMError, NoDeploymentAvailable, ProviderHTTPError, Result, Usage as TokenUsage
@@ -34,10 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["DROPPED_HEADER", "run_messages"]
 
 DROPPED_HEADER = "x-agenthub-dropped"
-_NO_AGENT = (
-    "this key offers MCP tools in chat (chat_tools / Agent Mode), which the Anthropic Messages door does not "
-    "provide yet: use /v1/chat/completions with this key, or a key without chat_tools"
-)
 
 
 def _raw(call: Call) -> bytes | None:
@@ -57,9 +55,6 @@ async def run_messages(
 ) -> Outcome:
     """Run an `llm.messages` or `llm.count_tokens` call; `allow` is the key's hop predicate (`priced`, when a
     US-dollar budget applies), `to_hub_error` the executor's error mapping."""
-    principal = call.principal
-    if principal is not None and principal.key.chat_tools:
-        raise BadRequest(_NO_AGENT)
     body: dict[str, Any] = call.payload
     context = call.context
     headers: Mapping[str, str] = context.get("anthropic") or {}
@@ -68,18 +63,20 @@ async def run_messages(
     try:
         if call.operation == "llm.count_tokens":
             result = await router.count_tokens(body, allow, headers, raw=raw)
+            upstream_ms = (time.perf_counter() - started) * 1000
             return Outcome(
-                result.response, headers=route_headers(result.hop, None, (time.perf_counter() - started) * 1000)
+                result.response, headers=route_headers(result.hop, None, upstream_ms), upstream_ms=upstream_ms
             )
         query = str(context.get("query", ""))
         if context.get("stream"):
             source = await router.stream_messages(body, allow, headers, raw=raw, query=query)
             prompt = int(context.get("prompt_estimate", 0))
             stream = OutcomeStream(source, messages=True, prompt_estimate=prompt)
-            out = route_headers(source.hop, None, (time.perf_counter() - started) * 1000)
+            upstream_ms = (time.perf_counter() - started) * 1000
+            out = route_headers(source.hop, None, upstream_ms)
             if source.dropped:
                 out[DROPPED_HEADER] = ",".join(source.dropped)
-            return Outcome(stream, headers=out)
+            return Outcome(stream, headers=out, upstream_ms=upstream_ms)
         result = await router.messages(body, allow, headers, raw=raw, query=query)
     except LLMError as exc:
         if priced is not None and priced.missing and isinstance(exc, NoDeploymentAvailable) and not exc.attempts:
@@ -101,7 +98,8 @@ def _complete(result: Result, started: float, prompt_estimate: int) -> Outcome:
     if usage is None:  # the provider sent none: bill the prompt estimate rather than nothing
         usage = TokenUsage(prompt_estimate, 0)
         cost = result.price.cost(usage) if result.price is not None else None
-    headers = route_headers(result.hop, cost, (time.perf_counter() - started) * 1000)
+    upstream_ms = (time.perf_counter() - started) * 1000
+    headers = route_headers(result.hop, cost, upstream_ms)
     if result.dropped:
         headers[DROPPED_HEADER] = ",".join(result.dropped)
-    return Outcome(result.response, usage=call_usage(usage, cost), headers=headers)
+    return Outcome(result.response, usage=call_usage(usage, cost), headers=headers, upstream_ms=upstream_ms)

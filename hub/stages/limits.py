@@ -57,7 +57,7 @@ class LimitsStage:
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         principal = call.principal
         operation = call.operation
-        if principal is None or (operation == "llm.chat" and agent_loop(call)):
+        if principal is None or ((operation == "llm.chat" or operation == "llm.messages") and agent_loop(call)):
             return await call_next(call)
         if operation in GATED:
             self._check_over(principal.key.id)

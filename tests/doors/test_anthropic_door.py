@@ -417,12 +417,3 @@ async def test_a_streamed_answer_settles_the_budget_with_its_cache_usage(tmp_pat
     assert used["usd"].used > 0 and used["usd"].in_flight == 0
     (row,) = [r for r in log if r.operation == "llm.messages"]
     assert (row.door, row.status, row.key_id) == ("anthropic", 200, hub.hub.keyring.verify(ALICE).id)
-
-
-async def test_a_key_with_chat_tools_is_told_agent_mode_is_not_on_this_door(tmp_path: Path) -> None:
-    keys = [{"name": "alice", "secret": ALICE, "models": ["*"], "chat_tools": ["fixture__*"]}]
-    async with running_fakes() as fakes, hub_of(tmp_path, fakes, keys) as hub, async_client(hub) as client:
-        with pytest.raises(anthropic.BadRequestError) as refused:
-            await client.messages.create(model=TRANSLATED, max_tokens=16, messages=USER)
-    assert "chat_tools" in _error(refused.value)["message"]
-    assert fakes.requests("openai") == 0

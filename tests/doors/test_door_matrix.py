@@ -591,6 +591,32 @@ async def agent_inner_tool(probe: Probe) -> Answer:
     return Answer("ok", tool_text)
 
 
+async def agent_inner_tool_messages(probe: Probe) -> Answer:
+    """An Agent Mode tool run (door `agent`) of a loop on the Messages door: as `agent_inner_tool`, the results read
+    from Anthropic's `tool_result` blocks."""
+    word = next(w for w, v in WORDS.items() if v == probe.value)
+    async with probe.measured():
+        response = await probe.matrix.post(
+            "/v1/messages",
+            {"model": MODEL, "max_tokens": 64, "messages": [{"role": "user", "content": word}]},
+            probe.matrix.secret(probe.key),
+        )
+    if response.status_code != 200:
+        return _http_answer(response, lambda b: "")
+    messages = response.json().get("agenthub", {}).get("executed_messages", [])
+    results = [b for m in messages if m.get("role") == "user" for b in m.get("content", [])]
+    tool_text = " ".join(str(b.get("content")) for b in results if b.get("type") == "tool_result")
+    if tool_text.startswith("error:"):
+        for needle, label in (
+            ("unknown tool", "not_found"),
+            ("rate limit", "rate_limited"),
+            ("guardrail", "forbidden"),
+        ):
+            if needle in tool_text:
+                return Answer(label, tool_text, message=tool_text)
+    return Answer("ok", tool_text)
+
+
 NO_INPUT = "no content: the request carries nothing a guardrail reads"
 NO_OUTPUT = "no content: the result carries nothing a guardrail reads"
 INHERITS = "inner calls inherit the principal of the program or loop that makes them"
@@ -710,6 +736,8 @@ CASES: list[Case] = [
          row=("code", "mcp.tool"), na={"anonymous": INHERITS}),
     Case("agent", "mcp.tool", "tool run", agent_inner_tool, "agent", setup=1, row=("agent", "mcp.tool"),
          na={"anonymous": INHERITS, "grant": LOOP}),
+    Case("agent", "mcp.tool", "tool run (Messages)", agent_inner_tool_messages, "agent", setup=1,
+         row=("agent", "mcp.tool"), na={"anonymous": INHERITS, "grant": LOOP}),
 ]  # fmt: skip
 
 
