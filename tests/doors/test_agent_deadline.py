@@ -164,7 +164,9 @@ async def test_a_deadline_during_a_stalled_model_turn_ends_the_stream_with_a_fin
     assert streamed.lines[-1] == "[DONE]"
     assert not any("error" in orjson.loads(p) for p in streamed.lines[:-1])
     text = "".join(c.choices[0].delta.content or "" for c in streamed.chunks if c.choices)
-    assert text == "one two "  # what the model sent before it stalled
+    # What the model sent before it stalled, in order: all of it unless the machine was too slow to relay it
+    # within the deadline (the deadline is wall-clock time inside the hub; the property is the ending below).
+    assert "one two ".startswith(text)
     final = streamed.final
     assert [(c.index, c.finish_reason) for c in final.choices] == [(0, "length")]
     assert streamed.summary["stopped"] == "deadline" and streamed.summary["turns"] == 0
