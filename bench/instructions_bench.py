@@ -1,14 +1,17 @@
-"""What the hub's hot paths cost in CPU instructions: `tools/call` on the MCP door and a chat completion on the
-OpenAI door, counted by valgrind's callgrind in the hub process (the same count on a busy or an idle machine, unlike
-wall-clock figures), optionally against another checkout measured in the same run.
+"""What the hub's hot paths cost in CPU instructions: `tools/call` on the MCP door, a chat completion on the
+OpenAI door and a Messages request passed through to Anthropic on the Anthropic door, counted by valgrind's
+callgrind in the hub process (the same count on a busy or an idle machine, unlike wall-clock figures), optionally
+against another checkout measured in the same run.
 
-One measurement starts, on 127.0.0.1, the upstream (the fixture MCP server over Streamable HTTP, or the `llm.testing`
-OpenAI fake) and `agenthub serve` under callgrind with full governance on; sends 100 requests one at a time to warm
-up, zeroes the counters, sends `--calls` more, dumps the counters and divides. The request log's flushes and the
-change follower's polls run on timers, so a run that takes longer counts a little more of them: each side is
-measured `--runs` times, alternating, and the lowest count is shown.
+One measurement starts, on 127.0.0.1, the upstream (the fixture MCP server over Streamable HTTP, or the
+`llm.testing` OpenAI and Anthropic fakes) and `agenthub serve` under callgrind with full governance on; sends 100
+requests one at a time to warm up, zeroes the counters, sends `--calls` more, dumps the counters and divides. The
+request log's flushes and the change follower's polls run on timers, so a run that takes longer counts more of them
+(and under callgrind a run takes a minute or more, longer on a busy machine): before the calls, the hub is left idle
+for `--idle` seconds and what it does meanwhile gives the timers' rate, and the "net" figure takes that rate times
+the calls' duration off the total. Each side is measured `--runs` times, alternating, and the lowest count is shown.
 
-    .venv/bin/python bench/instructions_bench.py [--calls 400] [--runs 2] [--door mcp|llm]
+    .venv/bin/python bench/instructions_bench.py [--calls 400] [--runs 2] [--door mcp|llm|messages] [--idle 10]
         [--baseline ../other-checkout --baseline-python PY]
 
 Needs valgrind (Debian package `valgrind`).
@@ -37,8 +40,11 @@ MCP_KEY = "ahk-bench-0000000000000000000000000000000000000"
 LLM_KEY = "ahk-bench-llm-000000000000000000000000000000000"
 MOCK = """
 import sys, uvicorn
-from llm.testing import FakeScript, Reply, openai_app
-app = openai_app(FakeScript(default=Reply("Hello from the mock.")))
+from starlette.applications import Starlette
+from llm.testing import FakeScript, Reply, anthropic_app, openai_app
+reply = Reply("Hello from the mock.")
+routes = [*openai_app(FakeScript(default=reply)).routes, *anthropic_app(FakeScript(default=reply)).routes]
+app = Starlette(routes=routes)
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="error", access_log=False, timeout_keep_alive=300)
 """
 MCP_CONFIG = """
@@ -73,6 +79,15 @@ rate_limit = {{ requests = 100000000, tokens = 100000000000, period = "1m" }}
 kind = "openai"
 base_url = "http://127.0.0.1:{upstream}/v1"
 keys = [ {{ name = "main", secret = "env:BENCH_OPENAI_KEY" }} ]
+
+[providers.anthropic]
+kind = "anthropic"
+base_url = "http://127.0.0.1:{upstream}"
+keys = [ {{ name = "main", secret = "env:BENCH_OPENAI_KEY" }} ]
+
+[prices."anthropic/claude-bench"]
+input = 3.0
+output = 15.0
 """
 
 
@@ -123,7 +138,18 @@ async def mcp_calls(url: str, n: int) -> None:
 
 async def chat_calls(url: str, n: int) -> None:
     body = json.dumps({"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hello"}]})
-    headers = {"Authorization": f"Bearer {LLM_KEY}", "Content-Type": "application/json"}
+    await _posts(url, body, {"Authorization": f"Bearer {LLM_KEY}", "Content-Type": "application/json"}, n)
+
+
+async def messages_calls(url: str, n: int) -> None:
+    body = json.dumps(
+        {"model": "anthropic/claude-bench", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
+    )
+    headers = {"x-api-key": LLM_KEY, "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
+    await _posts(url, body, headers, n)
+
+
+async def _posts(url: str, body: str, headers: dict[str, str], n: int) -> None:
     async with aiohttp.ClientSession(headers=headers) as http:
         for _ in range(n):
             async with http.post(url, data=body) as response:
@@ -132,8 +158,16 @@ async def chat_calls(url: str, n: int) -> None:
                 await response.read()
 
 
-def measure(root: Path, python: str, door: str, calls: int) -> float:
-    """Instructions per request of the hub in `root` (run by `python`) on `door` (`mcp` or `llm`)."""
+def _total(dump: Path) -> int:
+    for line in dump.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no total in the callgrind dump {dump}")
+
+
+def measure(root: Path, python: str, door: str, calls: int, idle: float) -> tuple[float, float]:
+    """Instructions per request of the hub in `root` (run by `python`) on `door` (`mcp`, `llm`, `messages`): the
+    total, and the total less the timers' work over the calls' duration (the rate measured while the hub was idle)."""
     upstream_port, hub_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="agenthub-instructions-"))
     env = {**os.environ, "PYTHONPATH": str(root), "BENCH_OPENAI_KEY": "sk-bench"}
@@ -159,24 +193,29 @@ def measure(root: Path, python: str, door: str, calls: int) -> float:
             stderr=subprocess.DEVNULL,
         )
         wait_listening(hub_port, 600)
-        url = f"http://127.0.0.1:{hub_port}" + ("/mcp" if door == "mcp" else "/v1/chat/completions")
-        drive = mcp_calls if door == "mcp" else chat_calls
+        path, drive = {"mcp": ("/mcp", mcp_calls), "llm": ("/v1/chat/completions", chat_calls)}.get(
+            door, ("/v1/messages", messages_calls)
+        )
+        url = f"http://127.0.0.1:{hub_port}{path}"
         asyncio.run(drive(url, 100))
         subprocess.run(["callgrind_control", "-z", str(hub.pid)], check=True, capture_output=True)
+        time.sleep(idle)  # the hub does nothing but its timers meanwhile
+        subprocess.run(["callgrind_control", "-d", str(hub.pid)], check=True, capture_output=True)
+        subprocess.run(["callgrind_control", "-z", str(hub.pid)], check=True, capture_output=True)
+        started = time.monotonic()
         asyncio.run(drive(url, calls))
+        busy = time.monotonic() - started
         subprocess.run(["callgrind_control", "-d", str(hub.pid)], check=True, capture_output=True)
     finally:
         if hub is not None:
             stop(hub, signal.SIGINT)
         stop(upstream)
     try:
-        dumps = glob.glob(f"{out}.1")
-        if not dumps:
+        if not glob.glob(f"{out}.1") or not glob.glob(f"{out}.2"):
             raise RuntimeError("callgrind wrote no dump")
-        for line in Path(dumps[0]).read_text().splitlines():
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1]) / calls
-        raise RuntimeError("no total in the callgrind dump")
+        timers = _total(Path(f"{out}.1")) / idle
+        total = _total(Path(f"{out}.2"))
+        return total / calls, (total - timers * busy) / calls
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -187,25 +226,30 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout to measure in the same run")
     parser.add_argument("--baseline-python", default=sys.executable, help="the Python that has its dependencies")
     parser.add_argument("--runs", type=int, default=2, help="measurements of each side, alternating; the lowest counts")
-    parser.add_argument("--door", choices=("mcp", "llm"), action="append", help="measure only this door (repeatable)")
+    parser.add_argument(
+        "--door", choices=("mcp", "llm", "messages"), action="append", help="measure only this door (repeatable)"
+    )
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds the hub idles to measure its timers' rate")
     args = parser.parse_args()
-    rows: list[tuple[str, float, float | None]] = []
-    for door, label in (("mcp", "tools/call, c=1"), ("llm", "chat completion, c=1")):
+    rows: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
+    doors = (("mcp", "tools/call, c=1"), ("llm", "chat completion, c=1"), ("messages", "Messages passed through, c=1"))
+    for door, label in doors:
         if args.door and door not in args.door:
             continue
-        bases: list[float] = []
-        heres: list[float] = []
+        bases: list[tuple[float, float]] = []
+        heres: list[tuple[float, float]] = []
         for _ in range(args.runs):
             if args.baseline:
-                bases.append(measure(args.baseline, args.baseline_python, door, args.calls))
-            heres.append(measure(ROOT, sys.executable, door, args.calls))
-        rows.append((label, min(heres), min(bases) if bases else None))
-    print("| instructions per request | this tree | baseline | ratio |")
+                bases.append(measure(args.baseline, args.baseline_python, door, args.calls, args.idle))
+            heres.append(measure(ROOT, sys.executable, door, args.calls, args.idle))
+        best = (min(h[0] for h in heres), min(h[1] for h in heres))
+        rows.append((label, best, (min(b[0] for b in bases), min(b[1] for b in bases)) if bases else None))
+    print("| instructions per request | this tree: total / net of timers | baseline: total / net | ratio of net |")
     print("| --- | --- | --- | --- |")
     for label, here, base in rows:
-        ratio = f"{here / base:.3f}" if base else ""
-        baseline = f"{base:,.0f}" if base else ""
-        print(f"| {label} | {here:,.0f} | {baseline} | {ratio} |")
+        ratio = f"{here[1] / base[1]:.3f}" if base else ""
+        baseline = f"{base[0]:,.0f} / {base[1]:,.0f}" if base else ""
+        print(f"| {label} | {here[0]:,.0f} / {here[1]:,.0f} | {baseline} | {ratio} |")
 
 
 if __name__ == "__main__":

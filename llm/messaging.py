@@ -13,7 +13,12 @@ and writes, text and tool input for output guardrails; an `error` event before t
 
 Translation: `llm.messages.to_chat` -> the provider's `chat` / `stream_chat` -> `from_chat` /
 `ChatStreamTranslator`; the features the translation left out are reported (`dropped`). Thinking maps to
-`reasoning_effort` on the OpenAI-shaped kinds for reasoning models (`o1`.., `gpt-5`..) and is dropped elsewhere.
+`reasoning_effort` on the OpenAI-shaped kinds for reasoning models (`o1`.., `gpt-5`..), to Gemini's
+`thinkingConfig` (with `output_config.effort` as `reasoning_effort`) for the models that think (2.5 and later), to
+Bedrock's `additionalModelRequestFields.thinking` for the Claude models that think (3.7 and 4.x) except on a
+request that answers tools (`_answers_tools`), and is dropped elsewhere. The thinking they send back (Gemini's
+thought parts, Bedrock's `reasoningContent`) arrives as `reasoning_content` and becomes `thinking` blocks without a
+signature.
 
 A stream item is a dict: `raw` (the bytes for the client), `events` (the parsed events they hold) and, when the
 item changed the usage, `usage` (`llm.schema.Usage`, cumulative).
@@ -32,13 +37,14 @@ from llm.errors import ProviderHTTPError
 from llm.messages import (
     ERROR_STATUS,
     ChatStreamTranslator,
+    ChatTranslation,
     MessagesStreamObserver,
     encode_event,
     estimate_input_tokens,
     from_chat,
     to_chat,
 )
-from llm.messages.usage import MessagesUsage
+from llm.messages.usage import read_usage
 from llm.providers import Provider
 from llm.providers.anthropic import AnthropicProvider
 from llm.schema import JSON, Usage
@@ -57,8 +63,11 @@ __all__ = [
 
 _REASONING_KINDS = frozenset({"openai", "azure", "openai-compatible"})
 _REASONING_MODEL = re.compile(r"^(o\d|gpt-5)")
+_GEMINI_THINKING = re.compile(r"^(models/)?gemini-(2\.5|[3-9])")
+_BEDROCK_THINKING = re.compile(r"(^|\.)anthropic\.claude-(3-7-|(sonnet|opus|haiku)-[4-9])")
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]')
 _SPACE = b" \t\r\n"
+_MODEL_LETTERS = frozenset({b"6d", b"6f", b"64", b"65", b"6c"})
 _NOT_CONTENT = frozenset({"message_start", "ping"})
 _USAGE_EVENTS = frozenset({"message_start", "message_delta"})
 
@@ -100,9 +109,16 @@ class MessagesReply:
 # -- the outbound body ---------------------------------------------------------------------------------------------
 
 
-def replace_model(raw: bytes, model: str) -> bytes | None:
+def replace_model(raw: bytes, model: str, current: str | None = None) -> bytes | None:
     """`raw` (a JSON object) with the value of its top-level `model` member replaced by `model`, every other byte
-    kept; None when that cannot be shown safely (no such member, not a string, or more than one)."""
+    kept; None when that cannot be shown safely (no such member, not a string, or more than one).
+
+    `current`, the member's parsed value, allows the quick way (`_quick_replace`); without it, or where the quick way
+    cannot show which member is the top-level one, the body is walked token by token."""
+    if current is not None:
+        quick = _quick_replace(raw, model, current)
+        if quick is not None:
+            return quick
     spans: list[tuple[int, int]] = []
     depth = 0
     end = len(raw)
@@ -132,6 +148,48 @@ def replace_model(raw: bytes, model: str) -> bytes | None:
         return None
     start, stop = spans[0]
     return raw[:start] + orjson.dumps(model) + raw[stop:]
+
+
+def _quick_replace(raw: bytes, model: str, current: str) -> bytes | None:
+    """The replacement without walking the body, when the bytes alone show where the top-level member is.
+
+    With no unicode escape that could spell a letter of `model`, the parsed body's top-level `model` member (a string,
+    `current`) is written as `"model"`, a colon and a string. So when exactly one `"model"` followed by a colon has a
+    string after it, that one is the top-level member (a duplicate member, or a nested `model` with a string value,
+    would make two: then the walk decides); nested ones with another kind of value (the `model` property of a tool's
+    schema, as Claude Code's tools have) are passed over. Its value must be `current` as JSON encodes it."""
+    if _may_spell_model(raw):
+        return None
+    end = len(raw)
+    found = -1
+    key = raw.find(b'"model"')
+    while key >= 0:
+        at = key + 7
+        while at < end and raw[at] in _SPACE:
+            at += 1
+        if at < end and raw[at] == 0x3A:  # ':' (anything else: not a key)
+            at += 1
+            while at < end and raw[at] in _SPACE:
+                at += 1
+            if at < end and raw[at] == 0x22:  # a string value
+                if found >= 0:
+                    return None
+                found = at
+        key = raw.find(b'"model"', key + 7)
+    value = orjson.dumps(current)
+    if found < 0 or not raw.startswith(value, found):
+        return None
+    return b"".join((raw[:found], orjson.dumps(model), raw[found + len(value) :]))
+
+
+def _may_spell_model(raw: bytes) -> bool:
+    """Whether `raw` has a unicode escape (backslash, `u00XX`) of a letter of `model`, which could hide a key."""
+    at = raw.find(b"\\u00")
+    while at >= 0:
+        if raw[at + 4 : at + 6].lower() in _MODEL_LETTERS:
+            return True
+        at = raw.find(b"\\u00", at + 4)
+    return False
 
 
 def _key(token: bytes) -> str | None:
@@ -170,14 +228,31 @@ def outbound(request: MessagesRequest, model: str) -> bytes:
     if stripped is None and request.raw is not None:
         if request.body.get("model") == model:
             return request.raw
-        replaced = replace_model(request.raw, model)
+        current = request.body.get("model")
+        replaced = replace_model(request.raw, model, current if isinstance(current, str) else None)
         if replaced is not None:
             return replaced
     return orjson.dumps({**(stripped or request.body), "model": model})
 
 
-def _takes_reasoning(provider: Provider, model: str) -> bool:
-    return provider.config.kind in _REASONING_KINDS and _REASONING_MODEL.match(model) is not None
+def _answers_tools(body: Mapping[str, Any]) -> bool:
+    """Whether the last message holds tool results. With thinking on, Claude then wants the signed thinking that
+    began the turn which called the tools, which a translation cannot give back (Bedrock refuses the request): such
+    a request goes without thinking (named dropped)."""
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    content = last.get("content") if isinstance(last, dict) else None
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
+
+
+def _translation(provider: Provider, body: Mapping[str, Any], model: str, stream: bool) -> ChatTranslation:
+    """The Chat Completions request for `provider`, with thinking mapped where its kind and model take it."""
+    kind = provider.config.kind
+    gemini = kind == "gemini" and _GEMINI_THINKING.match(model) is not None
+    reasoning = gemini or (kind in _REASONING_KINDS and _REASONING_MODEL.match(model) is not None)
+    claude = kind == "bedrock" and _BEDROCK_THINKING.search(model) is not None
+    thinking = gemini or (claude and not _answers_tools(body))
+    return to_chat({**body, "stream": stream}, reasoning=reasoning, thinking=thinking)
 
 
 # -- one hop -------------------------------------------------------------------------------------------------------
@@ -188,8 +263,8 @@ async def send(provider: Provider, request: MessagesRequest, model: str, key: st
     if isinstance(provider, AnthropicProvider):
         body = outbound(request, model)
         response = await provider.messages(body, model, key, request.headers or {}, request.query)
-        return MessagesReply(response, MessagesUsage.read(response.get("usage")).to_usage())
-    translation = to_chat({**request.body, "stream": False}, reasoning=_takes_reasoning(provider, model))
+        return MessagesReply(response, read_usage(response.get("usage")))
+    translation = _translation(provider, request.body, model, False)
     completion = await provider.chat(translation.request, model, key)
     message = from_chat(completion, request.model, stop_sequences=request.stop_sequences)
     return MessagesReply(message, Usage.from_openai(completion.get("usage")), translation.dropped)
@@ -210,7 +285,7 @@ def stream(
     it dropped in `dropped[(provider, model)]`."""
     if isinstance(provider, AnthropicProvider):
         return _relayed(provider, request, model, key)
-    translation = to_chat({**request.body, "stream": True}, reasoning=_takes_reasoning(provider, model))
+    translation = _translation(provider, request.body, model, True)
     dropped[(provider.name, model)] = translation.dropped
     return _translated(provider, translation.request, request, model, key)
 

@@ -10,7 +10,10 @@ the named function / none, `disable_parallel_tool_use` -> `parallel_tool_calls: 
 Thinking: on a target that takes `reasoning_effort` (`reasoning=True`), `thinking: {type: enabled}` maps its
 `budget_tokens` to an effort (under 4,096 low, under 16,384 medium, else high), and `output_config.effort` maps
 low / medium / high (xhigh and max -> high), the effort winning over the budget; adaptive thinking without an
-effort leaves the model's default. On any other target both are dropped.
+effort leaves the model's default. On a target with its own thinking switch (`thinking=True`: Gemini's
+`thinkingConfig`, Claude on Bedrock), the `thinking` object itself is carried in the Chat Completions request under
+`thinking` (a field only those providers read; `llm.providers.gemini`, `llm.providers.bedrock`). On any other
+target thinking is dropped, and so is an effort the target cannot take.
 
 Dropped, and named in `ChatTranslation.dropped` so the door can say so (`x-agenthub-dropped`): `top_k`,
 `cache_control` markers (OpenAI-style providers cache prompts by themselves), `thinking` and `effort` where the
@@ -129,24 +132,31 @@ def _budget_effort(budget: Any) -> str | None:
     return "medium" if budget < 16384 else "high"
 
 
-def _reasoning(thinking: Any, config: Mapping[str, Any], reasoning: bool, drops: Drops) -> str | None:
-    """The `reasoning_effort` for the target, or None; records what the target cannot take."""
+def _reasoning(
+    thinking: Any, config: Mapping[str, Any], reasoning: bool, switch: bool, request: JSON, drops: Drops
+) -> None:
+    """Set `reasoning_effort` (and, where the target has its own switch, `thinking`) on the Chat Completions
+    request; records what the target cannot take."""
     if thinking is not None and not isinstance(thinking, dict):
         raise _invalid("thinking", "must be an object")
     kind = thinking.get("type") if thinking else None
     effort = config.get("effort")
     if effort is not None and effort not in _EFFORTS:
         raise _invalid("output_config.effort", "must be low, medium, high, xhigh or max")
-    wanted = _budget_effort(thinking.get("budget_tokens")) if thinking and kind == "enabled" else None
-    if effort is not None:
-        wanted = _EFFORTS[effort]
+    if switch and thinking:
+        request["thinking"] = dict(thinking)
+    elif kind not in (None, "disabled") and not reasoning:
+        drops.add("thinking")
     if not reasoning:
-        if kind not in (None, "disabled"):
-            drops.add("thinking")
         if effort is not None:
             drops.add("effort")
-        return None
-    return wanted
+        return
+    carried = switch and thinking  # the budget travels in the carried object itself
+    wanted = _budget_effort(thinking.get("budget_tokens")) if thinking and kind == "enabled" and not carried else None
+    if effort is not None:
+        wanted = _EFFORTS[effort]
+    if wanted is not None:
+        request["reasoning_effort"] = wanted
 
 
 def _output_config(config: Any, request: JSON, drops: Drops) -> Mapping[str, Any]:
@@ -198,12 +208,13 @@ def _metadata(metadata: Any, request: JSON, drops: Drops) -> None:
             drops.add(f"metadata.{key}")
 
 
-def to_chat(body: object, *, reasoning: bool = False) -> ChatTranslation:
+def to_chat(body: object, *, reasoning: bool = False, thinking: bool = False) -> ChatTranslation:
     """Translate a Messages request body (the parsed JSON) into a Chat Completions request for a non-Anthropic
     target.
 
-    `reasoning` says whether the target takes `reasoning_effort` (OpenAI's reasoning models, Gemini's and other
-    OpenAI-compatible reasoning endpoints); without it, thinking is dropped and reported.
+    `reasoning` says whether the target takes `reasoning_effort` (OpenAI's reasoning models, Gemini and other
+    OpenAI-compatible reasoning endpoints); `thinking`, whether it takes Anthropic's `thinking` object through its
+    own switch (Gemini, Claude on Bedrock). With neither, thinking is dropped and reported.
 
     Raises:
         InvalidRequest: the body is not a valid Messages request (the message names the field).
@@ -236,9 +247,7 @@ def to_chat(body: object, *, reasoning: bool = False) -> ChatTranslation:
         _tool_choice(body["tool_choice"], request)
     _metadata(body.get("metadata"), request, drops)
     config = _output_config(body.get("output_config"), request, drops)
-    effort = _reasoning(body.get("thinking"), config, reasoning, drops)
-    if effort is not None:
-        request["reasoning_effort"] = effort
+    _reasoning(body.get("thinking"), config, reasoning, thinking, request, drops)
     if body.get("stream") is True:
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}

@@ -4,6 +4,10 @@ Request: system -> `system` blocks; text and inline images (data URLs); assistan
 tool messages -> `toolResult`; tools -> `toolConfig`; max tokens, temperature, top_p, stop ->
 `inferenceConfig`. Refused: n>1, seed, logprobs, non-text response_format, remote image URLs,
 tool_choice "none". Streams are AWS event-stream frames (CRC-checked), usage comes from the `metadata` event.
+Thinking (Claude on Bedrock): Anthropic's `thinking` object (which the Messages translation carries under
+`thinking`) goes to the model unchanged in `additionalModelRequestFields`; the `reasoningContent` it answers with
+(whole, or streamed as deltas) comes back as `reasoning_content`. Its signature and redacted reasoning have no
+place in a chat completion and are not passed on.
 """
 
 from __future__ import annotations
@@ -111,6 +115,9 @@ def to_converse(request: JSON, provider: str, model: str) -> JSON:
         inference["stopSequences"] = stops
     if inference:
         body["inferenceConfig"] = inference
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict):
+        body["additionalModelRequestFields"] = {"thinking": thinking}
     tools = request.get("tools")
     if tools:
         specs = [
@@ -153,10 +160,15 @@ def from_converse(data: JSON, model: str) -> JSON:
     if not isinstance(message, dict) or not isinstance(message.get("content"), list):
         raise ProviderResponseError("unexpected Bedrock response shape")
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[JSON] = []
     for block in message["content"]:
         if "text" in block:
             texts.append(block["text"])
+        elif "reasoningContent" in block:
+            reasoning = (block["reasoningContent"] or {}).get("reasoningText") or {}
+            if isinstance(reasoning.get("text"), str):
+                thoughts.append(reasoning["text"])
         elif "toolUse" in block:
             use = block["toolUse"]
             calls.append(
@@ -167,6 +179,8 @@ def from_converse(data: JSON, model: str) -> JSON:
                 }
             )
     out: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    if thoughts:
+        out["reasoning_content"] = "".join(thoughts)
     if calls:
         out["tool_calls"] = calls
     return chat_response(
@@ -252,6 +266,9 @@ class BedrockProvider(Provider):
                         delta = data.get("delta") or {}
                         if "text" in delta:
                             yield chat_chunk(response_id, model, created, delta={"content": delta["text"]})
+                        elif isinstance((delta.get("reasoningContent") or {}).get("text"), str):
+                            thought = {"reasoning_content": delta["reasoningContent"]["text"]}
+                            yield chat_chunk(response_id, model, created, delta=thought)
                         elif "toolUse" in delta:
                             index = tool_index.get(int(data.get("contentBlockIndex", 0)), 0)
                             call = {"index": index, "function": {"arguments": delta["toolUse"].get("input", "")}}

@@ -4,6 +4,10 @@ Request: system -> `systemInstruction`; user/assistant -> `user`/`model` content
 (data URLs) and file URIs; assistant tool calls -> `functionCall`, tool messages -> `functionResponse`;
 tools -> `functionDeclarations`; tool_choice -> `toolConfig`; n, stop, seed, penalties, max tokens and
 response_format -> `generationConfig`. Refused: logprobs.
+Thinking: Anthropic's `thinking` object (which the Messages translation carries under `thinking`) -> `thinkingConfig`
+with its `budget_tokens` as `thinkingBudget` (adaptive: -1, the model decides) and `includeThoughts`, so the thought
+summaries come back; `reasoning_effort` -> `thinkingBudget` as Gemini's own OpenAI compatibility maps it (low 1,024,
+medium 8,192, high 24,576; none 0), winning over a budget. Thought parts come back as `reasoning_content`.
 Usage comes from `usageMetadata` (streams: the last one seen).
 """
 
@@ -36,6 +40,7 @@ _FINISH = {
     "IMAGE_SAFETY": "content_filter",
 }
 _REFUSED = {"logprobs": bool, "top_logprobs": lambda v: True}
+_EFFORT_BUDGET = {"none": 0, "minimal": 1024, "low": 1024, "medium": 8192, "high": 24576}
 
 
 def _parts(content: Any, provider: str, model: str) -> list[JSON]:
@@ -120,6 +125,28 @@ def _generation_config(request: JSON, provider: str, model: str) -> JSON:
             config["responseJsonSchema"] = schema
     elif fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
         raise UnsupportedParameter("response_format", provider=provider, model=model)
+    thinking = _thinking_config(request)
+    if thinking:
+        config["thinkingConfig"] = thinking
+    return config
+
+
+def _thinking_config(request: JSON) -> JSON:
+    """`thinkingConfig` from a carried Anthropic `thinking` object and / or `reasoning_effort` (see the docstring)."""
+    thinking = request.get("thinking")
+    kind = thinking.get("type") if isinstance(thinking, dict) else None
+    config: JSON = {}
+    if kind == "enabled" and isinstance(thinking, dict):
+        budget = thinking.get("budget_tokens")
+        if isinstance(budget, int) and not isinstance(budget, bool):
+            config["thinkingBudget"] = budget
+    elif kind == "adaptive":
+        config["thinkingBudget"] = -1
+    effort = request.get("reasoning_effort")
+    if isinstance(effort, str) and effort in _EFFORT_BUDGET:
+        config["thinkingBudget"] = _EFFORT_BUDGET[effort]
+    if kind in ("enabled", "adaptive"):
+        config["includeThoughts"] = True
     return config
 
 
@@ -164,12 +191,14 @@ def _usage(meta: Any) -> Usage | None:
     return Usage(prompt, completion, cached, reasoning_tokens=thoughts)
 
 
-def _candidate_delta(candidate: JSON) -> tuple[str, list[JSON]]:
+def _candidate_delta(candidate: JSON) -> tuple[str, list[JSON], str]:
+    """The candidate's text, tool calls and thought text."""
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[JSON] = []
     for part in (candidate.get("content") or {}).get("parts") or []:
-        if "text" in part and not part.get("thought"):
-            texts.append(part["text"])
+        if "text" in part:
+            (thoughts if part.get("thought") else texts).append(part["text"])
         elif "functionCall" in part:
             fc = part["functionCall"]
             calls.append(
@@ -179,7 +208,7 @@ def _candidate_delta(candidate: JSON) -> tuple[str, list[JSON]]:
                     "function": {"name": fc.get("name", ""), "arguments": dumps_str(fc.get("args") or {})},
                 }
             )
-    return "".join(texts), calls
+    return "".join(texts), calls, "".join(thoughts)
 
 
 def _finish(candidate: JSON, has_calls: bool) -> str | None:
@@ -198,8 +227,10 @@ def from_gemini(data: JSON, model: str) -> JSON:
         raise ProviderResponseError("unexpected Gemini response shape")
     choices: list[JSON] = []
     for position, candidate in enumerate(candidates):
-        text, calls = _candidate_delta(candidate)
+        text, calls, thoughts = _candidate_delta(candidate)
         message: JSON = {"role": "assistant", "content": text if text or not calls else None}
+        if thoughts:
+            message["reasoning_content"] = thoughts
         if calls:
             message["tool_calls"] = calls
         choices.append(
@@ -279,11 +310,13 @@ class GeminiProvider(Provider):
                     usage = _usage(data.get("usageMetadata")) or usage
                     for position, candidate in enumerate(data.get("candidates") or []):
                         index = candidate.get("index", position)
-                        text, calls = _candidate_delta(candidate)
+                        text, calls, thoughts = _candidate_delta(candidate)
                         delta: JSON = {}
                         if index not in started:
                             started.add(index)
                             delta["role"] = "assistant"
+                        if thoughts:
+                            delta["reasoning_content"] = thoughts
                         if text:
                             delta["content"] = text
                         if calls:

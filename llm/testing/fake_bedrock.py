@@ -1,4 +1,14 @@
-"""A fake Bedrock Runtime: `Converse` and `ConverseStream` (AWS event-stream frames), SigV4-verified."""
+"""A fake Bedrock Runtime: `Converse` and `ConverseStream` (AWS event-stream frames), SigV4-verified.
+
+Usage as Bedrock's `TokenUsage` reports it: `inputTokens` without the tokens read from or written to the prompt
+cache (`cacheReadInputTokens`, `cacheWriteInputTokens`). A reply's `thinking` comes, as Claude on Bedrock sends its
+extended thinking, as a `reasoningContent` block (`reasoningText` with its `signature`; streamed as
+`reasoningContent` deltas of text, then of the signature) before the answer, and only when the request turned
+thinking on (`additionalModelRequestFields.thinking`). Like Claude on Bedrock, it refuses (400 `ValidationException`)
+a request with thinking on that continues a tool-use turn (the last message holds a `toolResult`) whose assistant
+message does not start with its reasoning: Anthropic's rule for extended thinking with tool use, which Bedrock
+relays ("When `thinking` is enabled, a final `assistant` message must start with a thinking block").
+"""
 
 from __future__ import annotations
 
@@ -41,8 +51,34 @@ def _error(fault: Fault, status: int | None = None) -> Response:
     return JSONResponse({"message": "fake failure"}, status_code=code, headers=headers)
 
 
-def _content(reply: Reply) -> list[JSON]:
-    blocks: list[JSON] = [{"text": reply.text}] if reply.text else []
+def _thinks(reply: Reply, body: JSON) -> bool:
+    return bool(reply.thinking) and _thinking_on(body)
+
+
+def _thinking_on(body: JSON) -> bool:
+    extra = body.get("additionalModelRequestFields")
+    thinking = extra.get("thinking") if isinstance(extra, dict) else None
+    return isinstance(thinking, dict) and thinking.get("type") in ("enabled", "adaptive")
+
+
+def _unthought_tool_turn(body: JSON) -> bool:
+    """Thinking is on, the last message answers tools, and the assistant message that called them does not start
+    with its reasoning (see the module docstring)."""
+    messages = body.get("messages")
+    if not _thinking_on(body) or not isinstance(messages, list) or len(messages) < 2:
+        return False
+    last, called = messages[-1], messages[-2]
+    answers = any(isinstance(b, dict) and "toolResult" in b for b in last.get("content") or [])
+    first = (called.get("content") or [{}])[0] if called.get("role") == "assistant" else {}
+    return answers and not (isinstance(first, dict) and "reasoningContent" in first)
+
+
+def _content(reply: Reply, thinks: bool) -> list[JSON]:
+    blocks: list[JSON] = []
+    if thinks:
+        blocks.append({"reasoningContent": {"reasoningText": {"text": reply.thinking, "signature": reply.signature}}})
+    if reply.text:
+        blocks.append({"text": reply.text})
     blocks.extend(
         {"toolUse": {"toolUseId": call.id or new_id("tooluse_"), "name": call.name, "input": call.arguments}}
         for call in reply.tool_calls
@@ -52,12 +88,19 @@ def _content(reply: Reply) -> list[JSON]:
 
 def _usage(reply: Reply) -> JSON:
     out = reply.output_tokens()
-    return {"inputTokens": reply.prompt_tokens, "outputTokens": out, "totalTokens": reply.prompt_tokens + out}
+    cached, written = reply.cache_read_tokens, reply.cache_write_tokens + reply.cache_write_1h_tokens
+    total = reply.prompt_tokens + cached + written + out
+    usage: JSON = {"inputTokens": reply.prompt_tokens, "outputTokens": out, "totalTokens": total}
+    if cached:
+        usage["cacheReadInputTokens"] = cached
+    if written:
+        usage["cacheWriteInputTokens"] = written
+    return usage
 
 
-def _converse(reply: Reply) -> JSON:
+def _converse(reply: Reply, thinks: bool) -> JSON:
     body: JSON = {
-        "output": {"message": {"role": "assistant", "content": _content(reply)}},
+        "output": {"message": {"role": "assistant", "content": _content(reply, thinks)}},
         "stopReason": _STOP[reply.finish_reason()],
         "metrics": {"latencyMs": 42},
     }
@@ -66,18 +109,23 @@ def _converse(reply: Reply) -> JSON:
     return body
 
 
-def _frames(reply: Reply) -> Iterable[bytes]:
+def _frames(reply: Reply, thinks: bool) -> Iterable[bytes]:
     def frame(event: str, payload: JSON) -> bytes:
         headers = {":event-type": event, ":content-type": "application/json", ":message-type": "event"}
         return encode_event(headers, orjson.dumps({**payload, "p": "abcdefgh"}))
 
     yield frame("messageStart", {"role": "assistant"})
     index = 0
-    if reply.text:
-        for piece in reply.pieces():
-            yield frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": piece}})
+    if thinks:
+        for delta in ({"text": reply.thinking}, {"signature": reply.signature}):
+            yield frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": delta}})
         yield frame("contentBlockStop", {"contentBlockIndex": 0})
         index = 1
+    if reply.text:
+        for piece in reply.pieces():
+            yield frame("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}})
+        yield frame("contentBlockStop", {"contentBlockIndex": index})
+        index += 1
     for call in reply.tool_calls:
         start = {"toolUse": {"toolUseId": call.id or new_id("tooluse_"), "name": call.name}}
         yield frame("contentBlockStart", {"contentBlockIndex": index, "start": start})
@@ -134,14 +182,16 @@ def bedrock_app(
         body = await json_body(request)
         if not isinstance(body.get("messages"), list):
             return _error(Fault.http(400), 400)
+        if _unthought_tool_turn(body):
+            return _error(Fault.http(400, code="ValidationException"), 400)
         model = request.path_params["model_id"]
         is_stream = request.url.path.endswith("/converse-stream")
         described = fake_request(request, "bedrock", body, model, is_stream, "chat")
 
         def ok(reply: Reply, fault: Fault | None) -> Response:
             if is_stream:
-                return stream(list(_frames(reply)), fault, "application/vnd.amazon.eventstream")
-            return JSONResponse(_converse(reply))
+                return stream(list(_frames(reply, _thinks(reply, body))), fault, "application/vnd.amazon.eventstream")
+            return JSONResponse(_converse(reply, _thinks(reply, body)))
 
         return answer(script, described, error=_error, ok=ok)
 

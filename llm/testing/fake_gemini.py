@@ -1,4 +1,10 @@
-"""A fake Gemini server: the Gemini API (`x-goog-api-key`) and Vertex AI paths with an OAuth token endpoint."""
+"""A fake Gemini server: the Gemini API (`x-goog-api-key`) and Vertex AI paths with an OAuth token endpoint.
+
+Usage as Gemini's `UsageMetadata` reports it: `promptTokenCount` includes the cached content
+(`cachedContentTokenCount`), `candidatesTokenCount` excludes the thoughts (`thoughtsTokenCount`). A reply's
+`thinking` is sent, as Gemini sends thought summaries, in parts marked `"thought": true` before the answer, and only
+when the request asked for them (`generationConfig.thinkingConfig.includeThoughts`).
+"""
 
 from __future__ import annotations
 
@@ -33,8 +39,28 @@ def _error(fault: Fault, status: int | None = None) -> Response:
 
 
 def _usage(reply: Reply, output: int) -> JSON:
-    total = reply.prompt_tokens + output
-    return {"promptTokenCount": reply.prompt_tokens, "candidatesTokenCount": output, "totalTokenCount": total}
+    prompt = reply.prompt_tokens + reply.cache_read_tokens
+    thoughts = min(reply.reasoning_tokens, output)
+    usage: JSON = {
+        "promptTokenCount": prompt,
+        "candidatesTokenCount": output - thoughts,
+        "totalTokenCount": prompt + output,
+    }
+    if reply.cache_read_tokens:
+        usage["cachedContentTokenCount"] = reply.cache_read_tokens
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    return usage
+
+
+def _wants_thoughts(body: JSON) -> bool:
+    config = body.get("generationConfig")
+    thinking = config.get("thinkingConfig") if isinstance(config, dict) else None
+    return isinstance(thinking, dict) and thinking.get("includeThoughts") is True
+
+
+def _thoughts(reply: Reply, body: JSON) -> list[JSON]:
+    return [{"text": reply.thinking, "thought": True}] if reply.thinking and _wants_thoughts(body) else []
 
 
 def _response(parts: list[JSON], reply: Reply, model: str, *, final: bool, output: int) -> JSON:
@@ -51,8 +77,10 @@ def _calls(reply: Reply) -> list[JSON]:
     return [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
 
 
-def _events(reply: Reply, model: str) -> Iterable[bytes]:
+def _events(reply: Reply, model: str, thoughts: list[JSON]) -> Iterable[bytes]:
     pieces = reply.pieces()
+    if thoughts:
+        yield encode_sse(orjson.dumps(_response(thoughts, reply, model, final=False, output=0)))
     for i, piece in enumerate(pieces):
         yield encode_sse(orjson.dumps(_response([{"text": piece}], reply, model, final=False, output=i + 1)))
     final = _response(_calls(reply), reply, model, final=True, output=reply.output_tokens())
@@ -122,8 +150,8 @@ def gemini_app(
 
         def ok(reply: Reply, fault: Fault | None) -> Response:
             if is_stream:
-                return stream(list(_events(reply, model)), fault, "text/event-stream")
-            parts: list[JSON] = ([{"text": reply.text}] if reply.text else []) + _calls(reply)
+                return stream(list(_events(reply, model, _thoughts(reply, body))), fault, "text/event-stream")
+            parts: list[JSON] = _thoughts(reply, body) + ([{"text": reply.text}] if reply.text else []) + _calls(reply)
             return JSONResponse(_response(parts, reply, model, final=True, output=reply.output_tokens()))
 
         return answer(script, described, error=_error, ok=ok)

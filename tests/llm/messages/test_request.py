@@ -118,6 +118,23 @@ def test_without_reasoning_effort_both_thinking_and_effort_are_reported_dropped(
     assert to_chat(disabled).dropped == ()
 
 
+def test_a_target_with_its_own_thinking_switch_gets_the_thinking_object_itself() -> None:
+    """Gemini and Claude on Bedrock take Anthropic's `thinking` (its exact budget) rather than an effort; an explicit
+    `output_config.effort` still travels as `reasoning_effort` where the target takes one (Gemini), and is named
+    dropped where it does not (Bedrock)."""
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    body = {**_weather_loop(), "thinking": thinking}
+    both = to_chat(body, reasoning=True, thinking=True)
+    assert both.request["thinking"] == thinking and "reasoning_effort" not in both.request
+    assert "thinking" not in both.dropped and "effort" not in both.dropped
+    with_effort = to_chat({**body, "output_config": {"effort": "max"}}, reasoning=True, thinking=True)
+    assert with_effort.request["reasoning_effort"] == "high" and with_effort.request["thinking"] == thinking
+    switch_only = to_chat({**body, "output_config": {"effort": "low"}}, thinking=True)
+    assert switch_only.request["thinking"] == thinking and "reasoning_effort" not in switch_only.request
+    assert "effort" in switch_only.dropped and "thinking" not in switch_only.dropped
+    assert "thinking" not in to_chat(body, reasoning=True).request
+
+
 def test_parallel_tool_results_become_tool_messages_in_order_before_the_users_text() -> None:
     body = {
         "model": "m",
