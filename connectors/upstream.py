@@ -41,6 +41,7 @@ from connectors.errors import UpstreamError, UpstreamProtocolError, UpstreamTime
 from connectors.rawhttp import LeanSessions, RawHttpSession
 from connectors.streams import WatchedTransport
 from http1 import ssl_context_for
+from http1.propagation import trace_context
 
 logger = logging.getLogger(__name__)
 
@@ -522,7 +523,10 @@ class Upstream:
         timeout: float | None = None,
     ) -> types.CallToolResult:
         """Call one tool by its upstream name."""
-        return await self._request(lambda c: c.call_tool(name, arguments, progress_callback=progress), timeout)
+        meta = _trace_meta()
+        return await self._request(
+            lambda c: c.call_tool(name, arguments, progress_callback=progress, meta=meta), timeout
+        )
 
     async def call_tool_raw(
         self,
@@ -538,11 +542,13 @@ class Upstream:
             result = await self.call_tool(name, arguments, progress=progress, timeout=timeout)
             return result.model_dump(by_alias=True, mode="json", exclude_none=True)
         self.health.calls += 1
+        params: dict[str, Any] = {"name": name, "arguments": arguments or {}}
+        meta = _trace_meta()
+        if meta is not None:  # the caller's trace context, in `_meta` as the SDK session sends it
+            params["_meta"] = meta
         try:
             return await fast.request(
-                "tools/call",
-                {"name": name, "arguments": arguments or {}},
-                timeout=timeout if timeout is not None else self.config.timeout_s,
+                "tools/call", params, timeout=timeout if timeout is not None else self.config.timeout_s
             )
         except (UpstreamUnavailable, UpstreamTimeout):
             self.health.failures += 1
@@ -550,11 +556,13 @@ class Upstream:
 
     async def get_prompt(self, name: str, arguments: dict[str, str] | None) -> types.GetPromptResult:
         """Get one prompt by its upstream name."""
-        return await self._request(lambda c: c.get_prompt(name, arguments), None)
+        meta = _trace_meta()
+        return await self._request(lambda c: c.get_prompt(name, arguments, meta=meta), None)
 
     async def read_resource(self, uri: str) -> types.ReadResourceResult:
         """Read one resource by its upstream URI."""
-        return await self._request(lambda c: c.read_resource(uri), None)
+        meta = _trace_meta()
+        return await self._request(lambda c: c.read_resource(uri, meta=meta), None)
 
     async def complete(
         self, ref: types.PromptReference | types.ResourceTemplateReference, argument: dict[str, str]
@@ -589,6 +597,18 @@ class Upstream:
         except Exception as exc:
             self.health.failures += 1
             raise UpstreamUnavailable(self.name, f"upstream '{self.name}' failed: {_describe(exc)}") from None
+
+
+def _trace_meta() -> types.RequestParamsMeta | None:
+    """The caller's W3C trace context (`traceparent`, `tracestate`) for a request's `_meta`, as the hub sets it
+    while it traces; None otherwise."""
+    carried = trace_context.get()
+    if not carried:
+        return None
+    meta: types.RequestParamsMeta = {}
+    for name, value in carried:
+        meta[name] = value
+    return meta
 
 
 def resolve_command(command: str) -> str:

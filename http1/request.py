@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from http1.propagation import trace_context
+
 __all__ = ["IDEMPOTENT_METHODS", "RESERVED_HEADERS", "encode_head", "is_idempotent"]
 
 RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -48,6 +50,8 @@ def encode_head(method: str, target: str, host_line: str, headers: Iterable[tupl
     for name, value in headers:
         if name not in _checked:
             _check_name(name)
+        lines.append(f"{name}: {value}")
+    for name, value in trace_context.get():  # W3C trace context, set by the hub for this request's context
         lines.append(f"{name}: {value}")
     if length or method in _BODY_METHODS:
         lines.append(f"Content-Length: {length}")

@@ -12,13 +12,15 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
 
 from connectors.errors import UpstreamError
-from connectors.registry import Registry, RegistryView
+from connectors.registry import Entry, Registry, RegistryView
+from hub.audit.bodies import BodyRecorder, guardrail_redactors
 from hub.audit.requestlog import RequestLog
 from hub.call import Call, Principal
 from hub.control import ControlPlane
@@ -39,7 +41,7 @@ from hub.guardrails.pinning import ToolPins
 from hub.guardrails.rules import GuardrailRules
 from hub.pipeline import Handler, Stage, compose
 from hub.runtime.memory import release_free_memory
-from hub.settings import Settings
+from hub.settings import ConfigError, Settings
 from hub.stages.audit import AuditStage
 from hub.stages.authn import AuthnStage
 from hub.stages.authz import AuthzStage
@@ -48,10 +50,13 @@ from hub.stages.limits import LimitsStage
 from hub.store.counters import InMemoryCounters
 from hub.store.responses import ResponseStore
 from hub.store.sql import SqlStore, read_all_meta
+from hub.telemetry.traceconfig import trace_config
 from hub.upstream_auth.manager import HubAuth, open_token_store
 from llm.config import LLMConfig
 
 if TYPE_CHECKING:
+    from hub.telemetry.metrics import HubMetrics
+    from hub.telemetry.traces import Tracing
     from llm.router import Router
 
 logger = logging.getLogger(__name__)
@@ -95,11 +100,15 @@ class Hub:
     """The guardrails in force: the config file's and the admin API's (set while running)."""
     pins: ToolPins | None = None
     """Approved tool definitions; changed ones are held back (set while running)."""
+    metrics: HubMetrics | None = None
+    """The Prometheus metrics, unless `[metrics] enabled = false` (set while running)."""
     codemode: CodeMode = field(init=False)
     agent: AgentMode = field(init=False)
     listings: McpListings = field(init=False)
     sessions: SessionCap = field(init=False)
     """Open MCP sessions per key, and the cap on them."""
+    tracing: Tracing | None = None
+    """OpenTelemetry traces, when `[telemetry]` or the `OTEL_*` variables turn them on (set while running)."""
     _shared: McpExecutor = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
@@ -195,25 +204,40 @@ class Hub:
         self.control = ControlPlane(self)
         await anyio.to_thread.run_sync(self.sync_config_keys)
         await anyio.to_thread.run_sync(self.reload_keys)
-        self.request_log = RequestLog(self.store)
+        self.request_log = RequestLog(self.store, bodies=self._body_recorder())
         self.guardrails = guardrails = GuardrailRules(self.settings.guardrails, self.store.engine)
         await guardrails.apply()
         self.pins = pins = ToolPins(self.registry, self.store.engine, self.control.audit.append)
         await anyio.to_thread.run_sync(pins.load)
         self.responses = await anyio.to_thread.run_sync(self._open_responses)
+        self.tracing = self._open_tracing()
+        self.metrics = self._open_metrics()
         async with anyio.create_task_group() as tg:
             self._tg = tg
             await tg.start(auth.run)
             per_client = PerClientUpstreams(self.registry, tg, auth.http_auth_for)
             self.llm_router = await self._open_llm_router()
             stages: list[Stage] = [
-                AuditStage(self.request_log, lambda: self.keyring),
+                AuditStage(
+                    self.request_log,
+                    lambda: self.keyring,
+                    locate=self._locate,
+                    bodies=self.settings.hub.log_bodies,
+                    metrics=self.metrics,
+                ),
                 AuthnStage(lambda: self.keyring),
                 AuthzStage(self.view, lambda: self.registry.upstreams, self.codemode.offers, self._response_owner),
                 LimitsStage(self.limiter, ToolPricing(self.settings.pricing.tools)),
-                GuardrailsStage(guardrails.current, self._server_of),
+                GuardrailsStage(
+                    guardrails.current,
+                    self._server_of,
+                    findings=self.metrics.observe_findings if self.metrics is not None else None,
+                ),
             ]
-            self.pipeline = compose(stages, self._executors(auth.upstream_for(per_client.upstream_for)))
+            executor: Handler = self._executors(auth.upstream_for(per_client.upstream_for))
+            if self.tracing is not None:  # the spans are composed in only when tracing: no per-call cost otherwise
+                stages, executor = self.tracing.wrap(stages, executor)
+            self.pipeline = compose(stages, executor)
             self.codemode.pipeline = self.pipeline
             self.codemode.task_group = tg
             self.mcp = self.new_door()
@@ -222,7 +246,10 @@ class Hub:
             tg.start_soon(self.request_log.run)
             hub = self.settings.hub
             keep = parse_retention(hub.request_log_retention)
-            tg.start_soon(self.request_log.run_retention, keep, hub.request_log_purge_interval_s)
+            keep_rollup = parse_retention(hub.request_log_rollup_retention)
+            tg.start_soon(
+                partial(self.request_log.run_retention, keep_rollup=keep_rollup), keep, hub.request_log_purge_interval_s
+            )
             keep_responses = parse_retention(hub.responses_retention)
             tg.start_soon(self.responses.run_retention, keep_responses, hub.request_log_purge_interval_s)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
@@ -250,6 +277,34 @@ class Hub:
             closer = getattr(counters, "aclose", None)
             if closer is not None:
                 await closer()
+            if self.tracing is not None:
+                await anyio.to_thread.run_sync(self.tracing.shutdown)  # exports the spans still batched
+                self.tracing = None
+
+    def _open_metrics(self) -> HubMetrics | None:
+        """The Prometheus metrics, reading the registry, the MCP sessions and the sandbox pool at each scrape; None
+        with `[metrics] enabled = false` (`prometheus_client` is then never imported)."""
+        if not self.settings.metrics.enabled:
+            return None
+        from hub.telemetry.metrics import HubMetrics, MetricSources, configured_deployments
+
+        def sessions() -> dict[str, int]:
+            return {key.name: n for key in self.keyring.keys() if (n := self.sessions.count(key.id))}
+
+        def pool() -> tuple[int, int, int] | None:
+            running = self.codemode.running_pool
+            return None if running is None else (len(running.worker_pids), running.busy, running.waiting)
+
+        s = self.settings
+        sources = MetricSources(
+            tools=lambda: self.registry.view.tools,
+            upstreams=lambda: self.registry.upstreams,
+            sessions=sessions,
+            pool=pool,
+            deployments=configured_deployments(s.providers, s.models, s.prices),
+            providers=frozenset(s.providers),
+        )
+        return HubMetrics(sources)
 
     async def _open_llm_router(self) -> Router | None:
         """The LLM router for `[providers]`, `[models]`, `[prices]` and `[routing]`, opened; None without providers."""
@@ -259,8 +314,32 @@ class Hub:
         from llm.router import Router  # with the first provider: the providers and their HTTP client
 
         router = Router(LLMConfig(providers=s.providers, models=s.models, prices=s.prices, routing=s.routing))
+        if self.tracing is not None:
+            router.observe = self.tracing.attempt
         await router.open()
         return router
+
+    def _open_tracing(self) -> Tracing | None:
+        """The tracer provider when tracing is on (its modules load only then).
+
+        Raises:
+            ConfigError: an `OTEL_*` variable has a value the hub cannot follow.
+        """
+        try:
+            config = trace_config(self.settings.telemetry)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if config is None:
+            return None
+        from hub.telemetry.traces import Tracing
+
+        providers = self.settings.providers
+
+        def provider_kind(name: str) -> str | None:
+            provider = providers.get(name)
+            return provider.kind if provider is not None else None
+
+        return Tracing(config, provider_kind=provider_kind, server_of=self._server_of)
 
     def _open_responses(self) -> ResponseStore:
         return ResponseStore(self.store.engine, max_state_bytes=self.settings.hub.responses_max_state_bytes)
@@ -302,10 +381,30 @@ class Hub:
             llm=llm,
         )
 
+    def _body_recorder(self) -> BodyRecorder | None:
+        """What stores the bodies of `[hub] log_bodies`, redacted by the guardrails in force; None when off."""
+        hub = self.settings.hub
+        if hub.log_bodies == "none":
+            return None
+        current = lambda: self.guardrails.current() if self.guardrails is not None else None  # noqa: E731
+        return BodyRecorder(hub.log_body_max_bytes, guardrail_redactors(current))
+
+    def _locate(self, call: Call) -> tuple[str, str] | None:
+        """The upstream an MCP call goes to and the item's name there (for the request log)."""
+        if call.scope is not None:
+            return call.scope, call.target
+        entry = self._entry_of(call)
+        return (entry.server, entry.original) if entry is not None else None
+
     def _server_of(self, call: Call) -> str | None:
         """The upstream a call goes to, for guardrail rules scoped to servers."""
         if call.scope is not None:
             return call.scope
+        entry = self._entry_of(call)
+        return entry.server if entry else None
+
+    def _entry_of(self, call: Call) -> Entry | None:
+        """The registry's entry for the tool, prompt, resource or reference an MCP call names."""
         view = self.registry.view
         operation = call.operation
         if operation == "mcp.tool":
@@ -319,7 +418,7 @@ class Hub:
             entry = view.reference(ref.get("type") if isinstance(ref, dict) else None, call.target)
         else:
             return None
-        return entry.server if entry else None
+        return entry
 
     def new_door(self, scope: str | None = None, credential: Callable[[], str | None] | None = None) -> McpDoor:
         """An MCP door on this hub's pipeline: the aggregated endpoint, or one server's (`scope`); `credential`
@@ -334,6 +433,8 @@ class Hub:
             listing=self.listings.listing,
         )
         door.set_subscriber(self._subscribe_resource, self._unsubscribe_resource)
+        if self.tracing is not None:
+            door.server.middleware.insert(0, self.tracing.mcp_middleware)
         return door
 
     async def _subscribe_resource(self, server: str, uri: str) -> None:

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub, open_hub
 from hub.doors.mcp_http import McpTransport
+from hub.doors.metrics import METRICS_PATH, metrics_endpoint
 from hub.doors.rest import execute_tool_route
 from hub.doors.unrouted import unrouted_route
 from hub.doors.web import json_response
@@ -33,6 +34,7 @@ from hub.paths import (
     OPENAI_STORED_RESPONSE_PATHS,
 )
 from hub.settings import Settings
+from hub.telemetry.traceconfig import tracing_on
 
 _READ_HEADERS = frozenset(
     {b"authorization", b"x-api-key", b"api-key", b"accept", b"content-type", b"host", b"origin"}
@@ -96,6 +98,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
 
     admin = _AdminSurface(ref)
     llm = _LlmDoor(ref)
+    scrape = metrics_endpoint(settings.metrics.token, lambda: ref.hub.metrics)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncGenerator[None, None]:
@@ -118,6 +121,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
             *(Route(path, llm, methods=["GET"]) for path in OPENAI_GET_PATHS),
             *(Route(path, llm, methods=list(methods)) for path, methods in OPENAI_STORED_RESPONSE_PATHS.items()),
             Route("/healthz", health, methods=["GET"]),
+            *([Route(METRICS_PATH, scrape, methods=["GET"])] if settings.metrics.enabled else []),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),
             Route(OAUTH_START_PATH, admin, methods=["GET", "POST"]),
@@ -127,6 +131,10 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
         lifespan=lifespan,
     )
     router = McpRouter(app, ref, llm)  # the lifespan above runs once this exists
+    if tracing_on(settings.telemetry):  # a client's trace context is read only when tracing
+        from hub.telemetry.traces import client_context
+
+        return client_context(router)
     return router
 
 

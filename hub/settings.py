@@ -11,7 +11,7 @@ import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -31,6 +31,8 @@ from hub.governance.periods import parse_retention
 from hub.guardrails.config import GuardrailConfig
 from hub.identity.oidc import AdminSection
 from hub.paths import OAUTH_CALLBACK_PATH
+from hub.telemetry.metricsconfig import MetricsSection
+from hub.telemetry.traceconfig import TelemetrySection
 from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
 
 DEFAULT_CONFIG = "agenthub.toml"
@@ -88,6 +90,14 @@ class HubSection(BaseModel):
     empty keeps every row."""
     request_log_purge_interval_s: float = Field(default=3600.0, gt=0)
     """Seconds between deletions of request-log rows past the retention (the first runs at start-up)."""
+    request_log_rollup_retention: str = "400d"
+    """How long the request log's daily rollup (the spend and volume summaries) is kept, in the same form; a few
+    rows per day and entity, so it may outlive the raw rows."""
+    log_bodies: Literal["none", "errors", "all"] = "none"
+    """Whether the request log keeps request and response bodies: `errors` for calls that did not end `ok`, `all`
+    for every call. Stored redacted (key and secret scrubbing, PII, the local guardrails' rules) and capped."""
+    log_body_max_bytes: int = Field(default=16 * 1024, ge=256, le=16 * 1024 * 1024)
+    """The most bytes of each stored body (request and response apart); a longer one is cut and marked."""
     responses_retention: str = "30d"
     """How long the hub keeps what it records of stored Responses API responses (which deployment holds each, and
     its copy of the turn), in the request log's format; a response older than this is unknown to the hub. Purged
@@ -102,7 +112,7 @@ class HubSection(BaseModel):
         parse_listen(value)
         return value
 
-    @field_validator("request_log_retention", "responses_retention")
+    @field_validator("request_log_retention", "responses_retention", "request_log_rollup_retention")
     @classmethod
     def _check_retention(cls, value: str) -> str:
         parse_retention(value)
@@ -175,6 +185,8 @@ class Settings(BaseModel):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     audit: AuditSection = Field(default_factory=AuditSection)
     admin: AdminSection = Field(default_factory=AdminSection)
+    telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
+    metrics: MetricsSection = Field(default_factory=MetricsSection)
     path: Path | None = None
     """Where the settings were read from (not a config key)."""
 
@@ -316,6 +328,9 @@ def _resolve_secrets(settings: Settings, label: str) -> Settings:
     if oidc is not None and oidc.client_secret is not None:
         secret = resolve_secret(oidc.client_secret, base, f"{label}: admin.oidc.client_secret")
         changes["admin"] = settings.admin.model_copy(update={"oidc": oidc.model_copy(update={"client_secret": secret})})
+    if settings.metrics.token is not None:
+        token = resolve_secret(settings.metrics.token, base, f"{label}: metrics.token")
+        changes["metrics"] = settings.metrics.model_copy(update={"token": token})
     return settings.model_copy(update=changes)
 
 

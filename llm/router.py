@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -48,6 +49,9 @@ from llm.schema import JSON, Usage
 __all__ = ["Router"]
 
 T = TypeVar("T")
+AttemptObserver = Callable[[Hop], AbstractContextManager[object]]
+"""Called with the hop of each attempt; the attempt runs inside the context manager it returns (which sees the
+attempt's `ProviderError`, if any)."""
 _CALLER_ERRORS = frozenset({400, 413, 422})
 _LOCAL_KEY = "default"
 
@@ -135,6 +139,9 @@ class Router:
             for alias, model in config.models.items()
         }
         self._opened = False
+        self.observe: AttemptObserver | None = None
+        """Wraps each attempt (one request to one deployment with one key): the hub's tracing sets it, so that
+        every retry and fallback is a span of its own and the provider request carries that span's context."""
 
     # Lifetime.
 
@@ -487,7 +494,11 @@ class Router:
             start = self._clock()
             tried = True
             try:
-                value = await call(provider, target.model, key)
+                if self.observe is None:
+                    value = await call(provider, target.model, key)
+                else:
+                    with self.observe(hop):
+                        value = await call(provider, target.model, key)
             except ProviderError as exc:
                 attempts.append(Attempt(hop.provider, hop.model, key, exc, self._clock() - start))
                 if isinstance(exc, ProviderHTTPError) and exc.status in _CALLER_ERRORS:

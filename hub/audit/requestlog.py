@@ -7,6 +7,11 @@ bounded stretch of Python work in the writer thread (which competes with the eve
 shutdown the remainder is flushed. A failed write keeps the rows and retries, so an unavailable database delays
 entries but does not lose them (up to `max_buffer` rows, past which the oldest are dropped and counted).
 
+The same transaction adds the batch to the daily rollup (`request_log_daily`: calls, errors, tokens and cost per
+day and per key, team, customer, model and server; a handful of upserts per batch, summed in the flush thread),
+so summaries never scan the raw log, and stores the bodies of the calls that carry some (`hub.audit.bodies`) in
+`request_log_bodies`, redacted and capped there, so that `request_log` itself stays narrow.
+
 A flush is one `executemany` of plain tuples through the driver (`Connection.exec_driver_sql`) with an `INSERT`
 compiled once for the database's dialect, the columns' own bind processors applied: the rows stored are the
 ones the ORM would store, at a fraction of the work the flush thread does while it holds the GIL.
@@ -14,7 +19,8 @@ ones the ORM would store, at a fraction of the work the flush thread does while 
 The log cannot fill the disk: `record()` cuts every text field to its bound in `TEXT_LIMITS` (a cut value ends in
 `…`), so a caller choosing a megabyte tool name stores a few hundred characters; `run_retention()` (in the app's
 task group too) deletes rows older than `[hub] request_log_retention` every `request_log_purge_interval_s`, in
-batches of `purge_batch` rows, each its own short transaction, found through the index on `ts`.
+batches of `purge_batch` rows, each its own short transaction, found through the index on `ts`; bodies go with
+their rows, and rollup days past `request_log_rollup_retention`.
 """
 
 from __future__ import annotations
@@ -28,12 +34,13 @@ from typing import Any
 
 import anyio
 import anyio.abc
-from sqlalchemy import Delete, Table, delete, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Delete, Table, delete, insert, select, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import col
 
+from hub.audit.bodies import Bodies, BodyRecorder
 from hub.store.sql import SqlStore
-from hub.store.tables import RequestLogRow
+from hub.store.tables import RequestLogBodyRow, RequestLogDailyRow, RequestLogRow
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +78,23 @@ class LogEntry:
     """Of `tokens`: input written to the 1-hour cache."""
     reasoning_tokens: int | None = None
     """Of `tokens`: output spent reasoning."""
+    team: str | None = None
+    """The key's team and customer."""
+    customer: str | None = None
+    model: str | None = None
+    """The model an LLM call asked for."""
+    server: str | None = None
+    """The upstream server of an MCP call, and the tool (prompt, resource) as that server names it."""
+    tool: str | None = None
+    upstream_ms: float | None = None
+    """Of `latency_ms`: the time spent waiting on the upstream (`Outcome.upstream_ms`)."""
+    loop_id: str | None = None
+    """The outermost call above a nested call (the parent of its parent...); None for a call a client made."""
+    bodies: Bodies | None = None
+    """The call's request and response, kept by reference when `[hub] log_bodies` asks (not a column)."""
 
 
-FIELDS = tuple(f.name for f in fields(LogEntry))
+FIELDS = tuple(f.name for f in fields(LogEntry) if f.name != "bodies")
 _values = attrgetter(*FIELDS)
 
 _ID, _NAME, _WORD, _TARGET, _ERROR = 64, 128, 64, 256, 512
@@ -89,6 +110,12 @@ TEXT_LIMITS: dict[str, int] = {
     "outcome": _WORD,
     "error": _ERROR,
     "deployment": _TARGET,
+    "team": _NAME,
+    "customer": _NAME,
+    "model": _TARGET,
+    "server": _NAME,
+    "tool": _TARGET,
+    "loop_id": _ID,
 }
 """The most characters each text field of a row keeps; a longer value is cut to this length, its last character
 replaced by `CUT`."""
@@ -114,6 +141,71 @@ def purge_statement(cutoff: datetime, batch: int) -> Delete:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+ROLLUP_DIMS = ("day", "key", "team", "customer", "model", "server")
+"""What the daily rollup sums by (`GET /api/v1/logs/summary?by=`)."""
+
+_ROLLUP_UPSERT = text(
+    "INSERT INTO request_log_daily (day, dim, value, calls, errors, tokens, cost_usd)"
+    " VALUES (:day, :dim, :value, :calls, :errors, :tokens, :cost_usd)"
+    " ON CONFLICT (day, dim, value) DO UPDATE SET calls = request_log_daily.calls + excluded.calls,"
+    " errors = request_log_daily.errors + excluded.errors, tokens = request_log_daily.tokens + excluded.tokens,"
+    " cost_usd = request_log_daily.cost_usd + excluded.cost_usd"
+)
+"""Adds a batch's sums to the rollup; `ON CONFLICT` is atomic on SQLite and PostgreSQL, so replicas flushing at
+once both count."""
+
+
+def rollup(batch: Sequence[LogEntry]) -> list[dict[str, Any]]:
+    """A batch's calls, errors (anything but `ok`), tokens and cost per (UTC day, dimension, value), in key order
+    (replicas upserting the same rows take their locks in one order).
+
+    Rows are first summed per combination of day, key, team, customer, model and server (one dictionary lookup
+    per row: a batch holds few combinations), then each combination is spread over the dimensions."""
+    combos: dict[tuple[Any, ...], list[Any]] = {}
+    for e in batch:
+        ts = e.ts
+        combo = (ts.date() if ts.utcoffset() == _ZERO else ts.astimezone(UTC).date(), e.key_id, e.team, e.customer,
+                 e.model, e.server)  # fmt: skip
+        sums = combos.get(combo)
+        if sums is None:
+            sums = combos[combo] = [0, 0, 0, 0.0]
+        sums[0] += 1
+        if e.outcome != "ok":
+            sums[1] += 1
+        if e.tokens:
+            sums[2] += e.tokens
+        if e.cost_usd:
+            sums[3] += e.cost_usd
+    out: dict[tuple[str, str, str], list[Any]] = {}
+    for (date, *values), (calls, errors, tokens, cost) in combos.items():
+        day = date.isoformat()
+        for dim, value in zip(ROLLUP_DIMS, ("", *values), strict=True):
+            if value is None:
+                continue
+            row = out.get((day, dim, value))
+            if row is None:
+                out[(day, dim, value)] = [calls, errors, tokens, cost]
+            else:
+                row[0] += calls
+                row[1] += errors
+                row[2] += tokens
+                row[3] += cost
+    return [
+        {"day": day, "dim": dim, "value": value, "calls": c, "errors": e, "tokens": t, "cost_usd": usd}
+        for (day, dim, value), (c, e, t, usd) in sorted(out.items())
+    ]
+
+
+_ZERO = timedelta(0)
+
+
+def purge_bodies_statement(cutoff: datetime, batch: int) -> Delete:
+    """Delete at most `batch` stored bodies of calls made before `cutoff` (through the bodies' `ts` index)."""
+    ts, call_id = col(RequestLogBodyRow.ts), col(RequestLogBodyRow.call_id)
+    oldest = select(call_id).where(ts < cutoff).order_by(ts).limit(batch)
+    return delete(RequestLogBodyRow).where(call_id.in_(oldest.scalar_subquery()))
 
 
 class _Insert:
@@ -162,9 +254,12 @@ class RequestLog:
         clock: Clock = _utc_now,
         purge_batch: int = 5000,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        bodies: BodyRecorder | None = None,
     ) -> None:
         """`interval`: seconds between flushes; `batch`: rows that make a flush start early, and the most one
-        write carries; `sleep`: awaited between flushes (injected in tests)."""
+        write carries; `sleep`: awaited between flushes (injected in tests); `bodies`: stores the bodies that
+        entries carry (without it they are dropped)."""
+        self._bodies = bodies
         self._store = store
         self._interval = interval
         self._batch = max(1, batch)
@@ -227,8 +322,23 @@ class RequestLog:
             self._insert = _Insert(engine)
         statement = self._insert
         rows = statement.rows(batch)
+        sums = rollup(batch)
+        carried = [(e.call_id, e.ts, e.bodies) for e in batch if e.bodies is not None]
         with engine.begin() as conn:
             conn.exec_driver_sql(statement.sql, rows)
+            conn.execute(_ROLLUP_UPSERT, sums)
+            if carried and self._bodies is not None:
+                self._write_bodies(conn, carried)
+
+    def _write_bodies(self, conn: Connection, carried: list[tuple[str, datetime, Bodies]]) -> None:
+        assert self._bodies is not None
+        stored = self._bodies.rows(carried)
+        table: Table = RequestLogBodyRow.__table__  # pyright: ignore[reportAttributeAccessIssue]
+        conn.execute(
+            insert(table),
+            [{"call_id": b.call_id, "ts": b.ts, "request": b.request, "response": b.response,
+              "truncated": b.truncated} for b in stored],
+        )  # fmt: skip
 
     async def flush(self) -> None:
         """Write what is buffered, at most `batch` rows per write; returns once every entry recorded before the
@@ -260,17 +370,22 @@ class RequestLog:
         keep: timedelta | None,
         interval_s: float,
         *,
+        keep_rollup: timedelta | None = None,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Delete rows older than `keep` now and then every `interval_s` seconds, until cancelled; returns at once
-        when `keep` is None (keep everything, see `hub.governance.periods.parse_retention`). Reports started (for
-        `TaskGroup.start`) once the first purge is done. A failed purge is logged and tried again next time."""
-        if keep is None:
+        """Delete rows (and their bodies) older than `keep`, and rollup days older than `keep_rollup`, now and
+        then every `interval_s` seconds, until cancelled; returns at once when both are None (keep everything,
+        see `hub.governance.periods.parse_retention`). Reports started (for `TaskGroup.start`) once the first purge
+        is done. A failed purge is logged and tried again next time."""
+        if keep is None and keep_rollup is None:
             task_status.started()
             return
         while True:
             try:
-                await self.purge(keep)
+                if keep is not None:
+                    await self.purge(keep)
+                if keep_rollup is not None:
+                    await self.purge_rollup(keep_rollup)
             except Exception:
                 logger.exception("request log purge failed; trying again in %ss", interval_s)
             task_status.started()
@@ -278,8 +393,9 @@ class RequestLog:
             await anyio.sleep(interval_s)
 
     async def purge(self, keep: timedelta) -> int:
-        """Delete rows written more than `keep` before the clock's now, in batches of at most `purge_batch` rows
-        (each a transaction of its own, so a large backlog never holds a long lock); returns how many went."""
+        """Delete rows written more than `keep` before the clock's now, and their stored bodies, in batches of at
+        most `purge_batch` rows (each a transaction of its own, so a large backlog never holds a long lock);
+        returns how many rows went."""
         cutoff = self._clock() - keep
         total = 0
         while True:
@@ -287,8 +403,25 @@ class RequestLog:
             total += deleted
             self.purged += deleted
             if deleted < self._purge_batch:
-                return total
+                break
+        while await anyio.to_thread.run_sync(self._delete_bodies, cutoff) >= self._purge_batch:
+            pass
+        return total
+
+    async def purge_rollup(self, keep: timedelta) -> int:
+        """Delete the rollup's days that ended more than `keep` before the clock's now (a few rows per day, one
+        statement); returns how many rows went."""
+        first_kept = (self._clock() - keep).astimezone(UTC).date().isoformat()
+        return await anyio.to_thread.run_sync(self._delete_rollup, first_kept)
 
     def _delete_batch(self, cutoff: datetime) -> int:
         with self._store.engine.begin() as conn:
             return conn.execute(purge_statement(cutoff, self._purge_batch)).rowcount
+
+    def _delete_bodies(self, cutoff: datetime) -> int:
+        with self._store.engine.begin() as conn:
+            return conn.execute(purge_bodies_statement(cutoff, self._purge_batch)).rowcount
+
+    def _delete_rollup(self, first_kept: str) -> int:
+        with self._store.engine.begin() as conn:
+            return conn.execute(delete(RequestLogDailyRow).where(col(RequestLogDailyRow.day) < first_kept)).rowcount

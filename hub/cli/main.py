@@ -8,6 +8,7 @@ agenthub servers [--config FILE] [--json]
 agenthub config  check [FILE]
 agenthub sandbox build [--fuel]                           the Code Mode guest, ahead of the first start
 agenthub auth    login|logout SERVER [--subject KEY_NAME]
+agenthub logs    export [--since 24h] [--until T] [--format jsonl|csv] [--output FILE] | tail [--interval S]
 ```
 Every command takes `--config FILE` (default `./agenthub.toml`).
 """
@@ -99,10 +100,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _out(f"  upstream {name}: {state}, {len(upstream.catalog.tools)} tools{extra}")
         _settle_gc()
 
+    from hub.telemetry.traceconfig import trace_config
     from hub.upstream_auth.manager import open_token_store
 
     opened = open_hub(settings)
     open_token_store(settings, opened.store.engine)  # a missing or wrong master key stops here, with its reason
+    try:
+        trace_config(settings.telemetry)  # so does an `OTEL_*` value tracing cannot follow
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     app = build_app(settings, opened, on_ready=announce)
 
     config = uvicorn.Config(
@@ -391,6 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.cli.auth import add_auth_commands
 
     add_auth_commands(sub, common)
+    from hub.cli.logs import add_logs_commands
+
+    add_logs_commands(sub, common)
     return parser
 
 

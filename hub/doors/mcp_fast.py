@@ -37,9 +37,13 @@ class FastPath:
         security: TransportSecuritySettings,
         max_body: int,
         needs_session: Callable[[str], bool],
+        *,
+        traced: bool = False,
     ) -> None:
         """`needs_session(server)` says whether calls to a server need the client's MCP session (per-client
-        upstreams that may ask the client for sampling or elicitation): those always take the SDK path."""
+        upstreams that may ask the client for sampling or elicitation): those always take the SDK path. When the
+        hub `traced`, a request whose `_meta` carries a `traceparent` takes it too (the tracing there reads it)."""
+        self._traced = traced
         self._door = door
         self._needs_session = needs_session
         self._manager = manager
@@ -73,6 +77,8 @@ class FastPath:
         if message is None:
             return _replay(body, receive)
         method, request_id, params = message
+        if self._traced and "traceparent" in (params.get("_meta") or ()):
+            return _replay(body, receive)
         if method == "tools/list":
             try:
                 result: Any = await self._door.list_tools(principal)

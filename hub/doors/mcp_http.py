@@ -41,6 +41,7 @@ from hub.mcp_sdk import live_session
 from hub.pipeline import Handler
 from hub.settings import Settings, parse_listen
 from hub.stages.authn import NO_KEY
+from hub.telemetry.traceconfig import tracing_on
 
 READ_HEADERS = frozenset(
     {b"authorization", b"x-api-key", b"api-key", b"accept", b"content-type", b"host", b"origin"}
@@ -118,7 +119,14 @@ class McpEndpoint:
             session_idle_timeout=settings.hub.session_idle_s,
         )
         self.asgi = StreamableHTTPASGIApp(self.manager)
-        self.fast = FastPath(door, self.manager, security, settings.hub.max_body_bytes, needs_session)
+        self.fast = FastPath(
+            door,
+            self.manager,
+            security,
+            settings.hub.max_body_bytes,
+            needs_session,
+            traced=tracing_on(settings.telemetry),
+        )
 
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with self.manager.run():

@@ -131,7 +131,7 @@ class LlmExecutor:
                 stream = OutcomeStream(
                     source, responses=responses, prompt_estimate=int(context.get("prompt_estimate", 0))
                 )
-                return Outcome(stream, headers=route_headers(source.hop, None, upstream_ms))
+                return Outcome(stream, headers=route_headers(source.hop, None, upstream_ms), upstream_ms=upstream_ms)
             if responses:
                 return _complete(await router.responses(body, allow=allow), started)
             return _complete(await router.chat(body, allow=allow), started, context.get("prompt_estimate", 0))
@@ -149,7 +149,7 @@ class LlmExecutor:
         upstream_ms = (time.perf_counter() - started) * 1000
         stream = OutcomeStream(source, responses=True, prompt_estimate=int(call.context.get("prompt_estimate", 0)))
         stored.watch(call, stream)
-        return Outcome(stream, headers=route_headers(source.hop, None, upstream_ms))
+        return Outcome(stream, headers=route_headers(source.hop, None, upstream_ms), upstream_ms=upstream_ms)
 
 
 def visible_models(router: Router | None, grant: Grant, name: str = "") -> dict[str, Any]:
@@ -176,7 +176,7 @@ def _complete(result: Result, started: float, prompt_estimate: int = 0) -> Outco
         usage = TokenUsage(prompt_estimate, _completion_estimate(result.response))
         cost = result.price.cost(usage) if result.price is not None else None
     headers = route_headers(result.hop, cost, upstream_ms)
-    return Outcome(result.response, usage=call_usage(usage, cost), headers=headers)
+    return Outcome(result.response, usage=call_usage(usage, cost), headers=headers, upstream_ms=upstream_ms)
 
 
 def _completion_estimate(response: Mapping[str, Any]) -> int:

@@ -8,6 +8,7 @@ same way.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 import mcp_types as types
@@ -68,7 +69,9 @@ class McpExecutor:
                 entry = _found(view.prompts.get(call.target), "prompt", call.target)
                 upstream = await self._upstream_for(call, entry.server)
                 arguments: dict[str, str] | None = call.payload
-                return Outcome(wire(await upstream.get_prompt(entry.original, arguments)))
+                started = perf_counter()
+                prompt = await upstream.get_prompt(entry.original, arguments)
+                return Outcome(wire(prompt), upstream_ms=(perf_counter() - started) * 1000)
             if operation == "mcp.resource":
                 entry = _found(view.resolve_resource(call.target, call.scope), "resource", call.target)
                 return await self._read(call, entry)
@@ -89,17 +92,22 @@ class McpExecutor:
     async def _tool(self, call: Call, entry: Entry) -> Outcome:
         upstream = await self._upstream_for(call, entry.server)
         arguments: dict[str, Any] | None = call.payload
+        started = perf_counter()
         result = await upstream.call_tool_raw(entry.original, arguments, progress=call.context.get("progress"))
-        return Outcome(result, tool_error=bool(result.get("isError")))
+        upstream_ms = (perf_counter() - started) * 1000
+        return Outcome(result, tool_error=bool(result.get("isError")), upstream_ms=upstream_ms)
 
     async def _read(self, call: Call, entry: Entry) -> Outcome:
         upstream = await self._upstream_for(call, entry.server)
         uri = upstream_uri(entry, call.target, call.scope)
-        result: dict[str, Any] = wire(await upstream.read_resource(uri))
+        started = perf_counter()
+        read = await upstream.read_resource(uri)
+        upstream_ms = (perf_counter() - started) * 1000
+        result: dict[str, Any] = wire(read)
         if uri != call.target:  # the client knows the resource by its exposed URI
             contents = result.get("contents") or []
             result["contents"] = [{**c, "uri": call.target} if c.get("uri") == uri else c for c in contents]
-        return Outcome(result)
+        return Outcome(result, upstream_ms=upstream_ms)
 
     async def _complete(self, call: Call, entry: Entry) -> Outcome:
         upstream = await self._upstream_for(call, entry.server)
@@ -110,7 +118,9 @@ class McpExecutor:
             ref = types.ResourceTemplateReference(type="ref/resource", uri=entry.original)
         argument = call.payload.get("argument") or {}
         wanted = {"name": str(argument.get("name", "")), "value": str(argument.get("value", ""))}
-        return Outcome(wire(await upstream.complete(ref, wanted)))
+        started = perf_counter()
+        completion = await upstream.complete(ref, wanted)
+        return Outcome(wire(completion), upstream_ms=(perf_counter() - started) * 1000)
 
 
 def tool_message_content(result: dict[str, Any]) -> str:

@@ -33,6 +33,7 @@ def call_usage(tokens: TokenUsage, cost: float | None) -> Usage:
         cache_write_5m_tokens=tokens.cache_write_5m_tokens,
         cache_write_1h_tokens=tokens.cache_write_1h_tokens,
         reasoning_tokens=tokens.reasoning_tokens,
+        output_tokens=tokens.completion_tokens,
         priced=cost is not None,
     )
 

@@ -221,9 +221,10 @@ class StoredResponses:
         except ProviderError as exc:
             failure = exc
         else:
-            headers["x-agenthub-upstream-ms"] = f"{(time.perf_counter() - started) * 1000:.3f}"
+            upstream_ms = (time.perf_counter() - started) * 1000
+            headers["x-agenthub-upstream-ms"] = f"{upstream_ms:.3f}"
             await self._after(action, record, value)
-            return Outcome(value, headers=headers)
+            return Outcome(value, headers=headers, upstream_ms=upstream_ms)
         gone = isinstance(failure, ProviderHTTPError) and failure.status == 404
         if action == "delete" and gone:
             await self.store.forget(response_id)

@@ -81,6 +81,8 @@ class Usage:
     cache_write_5m_tokens: int = 0
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
+    output_tokens: int = 0
+    """Of `tokens`: what the model produced (reasoning included); the rest of `tokens` is input."""
     priced: bool = True
     """Whether `usd` is the cost; False when the model that served has no price (`usd` is then 0, and the request
     log records the cost as unknown). Where a US-dollar budget applies, such a call is refused before it is sent."""

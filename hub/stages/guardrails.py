@@ -60,11 +60,22 @@ def log_findings(call: Call, scope: Scope, verdict: Verdict) -> None:
 
 class GuardrailsStage:
     def __init__(
-        self, guardrails: Guardrails | Callable[[], Guardrails | None], server_of: Callable[[Call], str | None]
+        self,
+        guardrails: Guardrails | Callable[[], Guardrails | None],
+        server_of: Callable[[Call], str | None],
+        findings: Callable[[Scope, Verdict], None] | None = None,
     ) -> None:
-        """`guardrails` is an engine, or a function returning the engine in force (None: nothing to check)."""
+        """`guardrails` is an engine, or a function returning the engine in force (None: nothing to check);
+        `findings` is told of every check that found something (the metrics count them by rule)."""
         self._current: Callable[[], Guardrails | None] = guardrails if callable(guardrails) else (lambda: guardrails)
         self._server_of = server_of
+        self._findings = findings
+
+    def _found(self, call: Call, scope: Scope, verdict: Verdict) -> None:
+        """Log a check's findings and, when there are any, tell `findings` (a rare path: most checks find none)."""
+        log_findings(call, scope, verdict)
+        if verdict.findings and self._findings is not None:
+            self._findings(scope, verdict)
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         guardrails = self._current()
@@ -79,7 +90,7 @@ class GuardrailsStage:
         if call.payload is not None:
             inbound = Scope("input", door, call.operation, key=key.name, team=key.team, server=server)
             verdict = await guardrails.check(call.payload, inbound)
-            log_findings(call, inbound, verdict)
+            self._found(call, inbound, verdict)
             if verdict.blocked or (verdict.redacted and call.operation in ADDRESSED):
                 raise Forbidden(verdict.message or "Request blocked: a guardrail matched the address it names.")
             if verdict.redacted:
@@ -93,7 +104,7 @@ class GuardrailsStage:
                 outcome.value.add_text_filter(lambda: made.pop() if made else guardrails.stream(outbound))
             return outcome
         verdict = await guardrails.check(outcome.value, outbound)
-        log_findings(call, outbound, verdict)
+        self._found(call, outbound, verdict)
         if verdict.blocked:
             raise Forbidden(verdict.message)
         if verdict.redacted:

@@ -17,9 +17,17 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from hub.governance.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.admin_tables import writing
-from hub.store.tables import DuplicateName, KeyRow, MetaRow, RequestLogRow, commit_new, insert_new
+from hub.store.tables import (
+    REQUEST_LOG_INDEXES,
+    DuplicateName,
+    KeyRow,
+    MetaRow,
+    RequestLogRow,
+    commit_new,
+    insert_new,
+)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SqlStore:
@@ -227,7 +235,26 @@ def _v3_request_log_cache(engine: Engine) -> None:
     _add_columns(engine, "request_log", dict.fromkeys(columns, "INTEGER"))
 
 
-MIGRATIONS: dict[int, Callable[[Engine], None]] = {2: _v2_request_log_usage, 3: _v3_request_log_cache}
+def _v4_request_log_filters(engine: Engine) -> None:
+    """Version 4: the request log records the key's team and customer, the model, server and tool, the upstream's
+    share of the latency and the loop a nested call belongs to, with an index per filter of the log API (`ts`
+    second, so a filter with a time range reads one range newest first); the single-column `key_id` index gives
+    way to `(key_id, ts)`. The bodies and daily rollup tables are new, so `create_all` made them. Rows written
+    before stay NULL in the new columns, and the rollup starts with the rows written after the upgrade."""
+    columns = {"team": "VARCHAR", "customer": "VARCHAR", "model": "VARCHAR", "server": "VARCHAR", "tool": "VARCHAR",
+               "upstream_ms": "FLOAT", "loop_id": "VARCHAR"}  # fmt: skip
+    _add_columns(engine, "request_log", columns)
+    with engine.begin() as conn:
+        conn.execute(text("DROP INDEX IF EXISTS ix_request_log_key_id"))
+        for name, indexed in REQUEST_LOG_INDEXES.items():
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON request_log ({', '.join(indexed)})"))
+
+
+MIGRATIONS: dict[int, Callable[[Engine], None]] = {
+    2: _v2_request_log_usage,
+    3: _v3_request_log_cache,
+    4: _v4_request_log_filters,
+}
 """Schema step per version: `MIGRATIONS[n]` upgrades a version n-1 database to version n."""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import Index
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
@@ -67,16 +68,32 @@ class KeyRow(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
+FILTERED_COLUMNS = (
+    "key_id", "team", "customer", "door", "operation", "model", "server", "tool", "status", "outcome"
+)  # fmt: skip
+"""The request-log columns the log API filters on with equality: each has an index `(column, ts)`, so a filter with
+a time range is one index range walked newest first (`ORDER BY ts DESC, id DESC LIMIT n` stops after n rows)."""
+
+REQUEST_LOG_INDEXES: dict[str, tuple[str, ...]] = {
+    **{f"ix_request_log_{name}_ts": (name, "ts") for name in FILTERED_COLUMNS},
+    "ix_request_log_loop_id": ("loop_id",),
+    "ix_request_log_parent_id": ("parent_id",),
+}
+"""Secondary indexes of `request_log` beyond `ts` and `call_id` (schema version 4): one per filter, and the two
+that find a call's tree (its children, and every call of a loop)."""
+
+
 class RequestLogRow(SQLModel, table=True):
     """One governed call: who, what, outcome, how long."""
 
     __tablename__ = "request_log"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = tuple(Index(name, *columns) for name, columns in REQUEST_LOG_INDEXES.items())
 
     id: int | None = Field(default=None, primary_key=True)
     ts: datetime = Field(index=True)
     call_id: str = Field(index=True)
     parent_id: str | None = None
-    key_id: str | None = Field(default=None, index=True)
+    key_id: str | None = None
     key_name: str | None = None
     door: str
     operation: str
@@ -96,6 +113,50 @@ class RequestLogRow(SQLModel, table=True):
     cache_write_5m_tokens: int | None = None
     cache_write_1h_tokens: int | None = None
     reasoning_tokens: int | None = None
+    team: str | None = None
+    """The key's team and customer when the call was made (schema version 4, like every column below)."""
+    customer: str | None = None
+    model: str | None = None
+    """The model an LLM call asked for (an alias or `provider/model`); `deployment` is the one that served it."""
+    server: str | None = None
+    """The upstream server of an MCP call, and the tool, prompt or resource as that server names it."""
+    tool: str | None = None
+    upstream_ms: float | None = None
+    """Of `latency_ms`: the time spent waiting on the upstream server or provider."""
+    loop_id: str | None = None
+    """The outermost call of a nested call (an Agent Mode loop, a Code Mode run); None for a call made by a client."""
+
+
+class RequestLogBodyRow(SQLModel, table=True):
+    """The request and response bodies of one call (`[hub] log_bodies`), redacted and capped; apart from
+    `request_log` so that its rows stay narrow and its scans short."""
+
+    __tablename__ = "request_log_bodies"  # pyright: ignore[reportAssignmentType]
+
+    call_id: str = Field(primary_key=True)
+    ts: datetime = Field(index=True)
+    request: str | None = None
+    response: str | None = None
+    truncated: bool = False
+    """A body was cut to `[hub] log_body_max_bytes`."""
+
+
+class RequestLogDailyRow(SQLModel, table=True):
+    """Calls, errors, tokens and cost per UTC day and per entity (`dim` is `day`, `key`, `team`, `customer`,
+    `model` or `server`; `value` the entity, empty for `day`), added to by each request-log flush: summaries read
+    these few rows, never the raw log."""
+
+    __tablename__ = "request_log_daily"  # pyright: ignore[reportAssignmentType]
+    __table_args__ = (Index("ix_request_log_daily_dim_day", "dim", "day"),)
+
+    day: str = Field(primary_key=True)
+    """`YYYY-MM-DD` (UTC)."""
+    dim: str = Field(primary_key=True)
+    value: str = Field(primary_key=True)
+    calls: int = 0
+    errors: int = 0
+    tokens: int = 0
+    cost_usd: float = 0.0
 
 
 class GuardrailRuleRow(SQLModel, table=True):

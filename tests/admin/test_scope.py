@@ -74,6 +74,9 @@ OUTSIDE: dict[tuple[str, str], Request] = {
     ("GET", "/api/v1/audit/export"): ("/api/v1/audit/export", None),
     ("GET", "/api/v1/audit/settings"): ("/api/v1/audit/settings", None),
     ("POST", "/api/v1/audit/purge"): ("/api/v1/audit/purge", {"retention_days": 0}),
+    ("GET", "/api/v1/logs"): ("/api/v1/logs", None),
+    ("GET", "/api/v1/logs/summary"): ("/api/v1/logs/summary", None),
+    ("GET", "/api/v1/logs/{call_id}"): ("/api/v1/logs/call_x", None),
 }  # fmt: skip
 """For each operation, a request whose target lies outside the caller's team (`platform`)."""
 

@@ -171,3 +171,14 @@ async def test_an_owner_holds_up_to_per_owner_slots_and_a_run_may_end_without_it
             await anyio.wait_all_tasks_blocked()
             scheduler.release("A", "w2")
     assert runs.got == [("a1", "w1"), ("a2", "w2"), ("a3", "w2")]
+
+
+async def test_idle_counts_the_items_not_handed_out() -> None:
+    scheduler = FairScheduler[str](per_owner=2)
+    scheduler.put("w1")
+    scheduler.put("w2")
+    assert scheduler.idle == 2
+    taken = await scheduler.acquire("alice")
+    assert scheduler.idle == 1
+    scheduler.release("alice", taken)
+    assert scheduler.idle == 2

@@ -1,4 +1,4 @@
-"""What a test does when a program it needs (redis-server, PostgreSQL, the Node tools) is not installed.
+"""What a test does when a program it needs (redis-server, PostgreSQL, Prometheus, the Node tools) is not installed.
 
     binary = shutil.which("redis-server") or unavailable("redis-server", "apt-get install redis-server")
 
