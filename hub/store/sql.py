@@ -24,6 +24,7 @@ from hub.store.tables import (
     MetaRow,
     RequestLogRow,
     commit_new,
+    index_where,
     insert_new,
 )
 
@@ -247,7 +248,9 @@ def _v4_request_log_filters(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX IF EXISTS ix_request_log_key_id"))
         for name, indexed in REQUEST_LOG_INDEXES.items():
-            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON request_log ({', '.join(indexed)})"))
+            where = index_where(indexed)
+            partial = f" WHERE {where}" if where is not None else ""
+            conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON request_log ({', '.join(indexed)}){partial}"))
 
 
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index
+from sqlalchemy import Index, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
@@ -82,12 +82,29 @@ REQUEST_LOG_INDEXES: dict[str, tuple[str, ...]] = {
 """Secondary indexes of `request_log` beyond `ts` and `call_id` (schema version 4): one per filter, and the two
 that find a call's tree (its children, and every call of a loop)."""
 
+SPARSE_COLUMNS = frozenset({"key_id", "team", "customer", "model", "server", "tool", "loop_id", "parent_id"})
+"""Columns that are NULL on many rows (an MCP call has no model, an LLM call no server or tool, most calls no team,
+loop or parent): their indexes are partial (`WHERE column IS NOT NULL`), so such a row costs the flush no entry in
+them, and an equality filter, which implies the column is not NULL, still uses them."""
+
+
+def index_where(columns: tuple[str, ...]) -> str | None:
+    """The predicate of the partial index over `columns`, or None for a full index."""
+    return f"{columns[0]} IS NOT NULL" if columns[0] in SPARSE_COLUMNS else None
+
+
+def _index(name: str, columns: tuple[str, ...]) -> Index:
+    where = index_where(columns)
+    if where is None:
+        return Index(name, *columns)
+    return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))
+
 
 class RequestLogRow(SQLModel, table=True):
     """One governed call: who, what, outcome, how long."""
 
     __tablename__ = "request_log"  # pyright: ignore[reportAssignmentType]
-    __table_args__ = tuple(Index(name, *columns) for name, columns in REQUEST_LOG_INDEXES.items())
+    __table_args__ = tuple(_index(name, columns) for name, columns in REQUEST_LOG_INDEXES.items())
 
     id: int | None = Field(default=None, primary_key=True)
     ts: datetime = Field(index=True)

@@ -275,3 +275,25 @@ def test_a_log_entry_keeps_its_bodies_out_of_the_columns() -> None:
     from hub.audit.requestlog import FIELDS
 
     assert "bodies" not in FIELDS and {"team", "loop_id", "upstream_ms"} <= set(FIELDS)
+
+
+@pytest.mark.parametrize("origin", ["fresh", "version 3"])
+def test_the_indexes_of_columns_most_rows_leave_empty_are_partial(tmp_path: Path, origin: str) -> None:
+    # An MCP call has no model, an LLM call no server or tool, most calls no team or loop: a row costs the flush an
+    # entry only in the indexes of the columns it fills (equality filters still use them: the plan tests above).
+    path = tmp_path / "log.db"
+    if origin == "version 3":
+        with sqlite3.connect(path) as db:
+            db.executescript(V3_REQUEST_LOG)
+    SqlStore(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as db:
+        found = dict(
+            db.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'request_log' AND sql IS NOT NULL")
+        )
+    sparse = {"key_id", "team", "customer", "model", "server", "tool", "loop_id", "parent_id"}
+    for name, columns in REQUEST_LOG_INDEXES.items():
+        partial = f"WHERE {columns[0]} IS NOT NULL"
+        if columns[0] in sparse:
+            assert found[name].endswith(partial), found[name]
+        else:
+            assert "WHERE" not in found[name], found[name]
