@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 
 from hub.call import Call
-from hub.executors.agent_runner import Turn
+from hub.executors.agent_runner import Turn, turn_call
 from hub.executors.agent_tools import LoopState, OfferedTool, ToolRequest, ToolResult
-from hub.executors.llm import output_estimate
 
 __all__ = ["ChatDialect", "chat_tool", "chat_tool_name"]
 
@@ -49,22 +48,7 @@ class ChatDialect:
         self.chunk_id = ""
 
     def turn_call(self, loop: Call, request: JSON, stream: bool) -> Call:
-        estimate = len(orjson.dumps(request["messages"])) // 4
-        context = {
-            **loop.context,
-            "stream": stream,
-            "prompt_estimate": estimate,
-            "token_estimate": estimate + output_estimate(request),
-        }
-        return Call(
-            door="openai",
-            operation="llm.chat",
-            target=loop.target,
-            payload={**request, "stream": stream},
-            principal=loop.principal,
-            parent_id=loop.call_id,
-            context=context,
-        )
+        return turn_call(loop, "openai", "llm.chat", request, stream, request["messages"])
 
     def read(self, response: Mapping[str, Any]) -> Turn:
         message = _first_message(response)

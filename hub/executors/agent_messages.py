@@ -34,10 +34,9 @@ import orjson
 from hub.call import Call
 from hub.errors import UpstreamTimedOut
 from hub.executors.agent_options import AgentOptions
-from hub.executors.agent_runner import Turn
+from hub.executors.agent_runner import Turn, turn_call
 from hub.executors.agent_tools import LoopState, OfferedTool, ToolRequest, ToolResult
 from hub.executors.code import EXECUTE
-from hub.executors.llm import output_estimate
 from llm.messages import encode_event
 
 __all__ = ["MessagesDialect", "messages_tool", "messages_tool_name", "stream_item"]
@@ -84,18 +83,7 @@ class MessagesDialect:
         return name in self._mcp_names and (name == EXECUTE or self._options.approves(name))
 
     def turn_call(self, loop: Call, request: JSON, stream: bool) -> Call:
-        estimate = len(orjson.dumps(request)) // 4
-        context = {k: v for k, v in loop.context.items() if k != "raw"}
-        context.update(stream=stream, prompt_estimate=estimate, token_estimate=estimate + output_estimate(request))
-        return Call(
-            door="anthropic",
-            operation="llm.messages",
-            target=loop.target,
-            payload={**request, "stream": stream},
-            principal=loop.principal,
-            parent_id=loop.call_id,
-            context=context,
-        )
+        return turn_call(loop, "anthropic", "llm.messages", request, stream, request)
 
     def read(self, response: Mapping[str, Any]) -> Turn:
         content: list[Any] = list(response.get("content") or [])

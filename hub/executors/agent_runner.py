@@ -17,10 +17,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping, Se
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from hub.call import Call, Outcome, Principal
+import orjson
+
+from hub.call import Call, Door, Operation, Outcome, Principal
 from hub.executors.agent_options import AgentOptions
 from hub.executors.agent_tools import AgentTools, LoopState, ToolRequest, ToolResult
 from hub.executors.deadline import EXPIRED, Deadline
+from hub.executors.llm import output_estimate
 from hub.executors.stream import OutcomeStream
 
 __all__ = ["Dialect", "ToolLoop", "Turn", "TurnReader"]
@@ -208,6 +211,25 @@ class ToolLoop:
                 break
         for out in dialect.end(state, request, cut):
             yield out
+
+
+def turn_call(
+    loop: Call, door: Door, operation: Operation, request: dict[str, Any], stream: bool, counted: Any
+) -> Call:
+    """One model turn of `loop` as a call of its own (same principal, the loop as parent): `request` sent with
+    `stream`, its token estimates from the size of `counted` (the part of the request that is prompt)."""
+    estimate = len(orjson.dumps(counted)) // 4
+    context = {k: v for k, v in loop.context.items() if k != "raw"}
+    context.update(stream=stream, prompt_estimate=estimate, token_estimate=estimate + output_estimate(request))
+    return Call(
+        door=door,
+        operation=operation,
+        target=loop.target,
+        payload={**request, "stream": stream},
+        principal=loop.principal,
+        parent_id=loop.call_id,
+        context=context,
+    )
 
 
 def _principal(loop: Call) -> Principal:
