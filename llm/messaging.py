@@ -5,20 +5,21 @@ fallbacks and cooldowns (`Router.messages`, `Router.stream_messages`, `Router.co
 Pass-through: the body goes upstream as the client's bytes with only the top-level `model` value replaced by the
 deployment's model id (`outbound`). Two cases send a re-encoded body instead: the body was changed on its way
 (an input guardrail redacted it, so `MessagesRequest.raw` is None), or it carries `thinking` blocks without a
-signature (they come from a turn another provider answered through a translation, and Anthropic refuses them),
-which are stripped. The response is relayed as received: a body as its bytes (`RawJSON`), a stream as the bytes
-of each read. The stream's events are still read on the way (`MessagesStreamObserver`): usage with cache reads
-and writes, text and tool input for output guardrails; an `error` event before the first content fails the hop
-(so an `overloaded_error` falls back like a 529).
+signature or with Gemini's (they come from a turn another provider answered through a translation, and Anthropic
+refuses them), which are stripped. The response is relayed as received: a body as its bytes (`RawJSON`), a stream
+as the bytes of each read. The stream's events are still read on the way (`MessagesStreamObserver`): usage with
+cache reads and writes, text and tool input for output guardrails; an `error` event before the first content fails
+the hop (so an `overloaded_error` falls back like a 529).
 
 Translation: `llm.messages.to_chat` -> the provider's `chat` / `stream_chat` -> `from_chat` /
 `ChatStreamTranslator`; the features the translation left out are reported (`dropped`). Thinking maps to
 `reasoning_effort` on the OpenAI-shaped kinds for reasoning models (`o1`.., `gpt-5`..), to Gemini's
 `thinkingConfig` (with `output_config.effort` as `reasoning_effort`) for the models that think (2.5 and later), to
 Bedrock's `additionalModelRequestFields.thinking` for the Claude models that think (3.7 and 4.x) except on a
-request that answers tools (`_answers_tools`), and is dropped elsewhere. The thinking they send back (Gemini's
-thought parts, Bedrock's `reasoningContent`) arrives as `reasoning_content` and becomes `thinking` blocks without a
-signature.
+request that answers tools without the signed thinking that began its turn (`_answers_tools`), and is dropped
+elsewhere. The thinking they send back (Gemini's thought parts, Bedrock's `reasoningContent`) becomes `thinking`
+blocks, signed where the provider signs it (`llm.signatures`: Claude's signatures as they are, Gemini's marked), and
+those blocks go back to the provider that signed them on the next turn (`signatures` of `to_chat`).
 
 A stream item is a dict: `raw` (the bytes for the client), `events` (the parsed events they hold) and, when the
 item changed the usage, `usage` (`llm.schema.Usage`, cumulative).
@@ -48,6 +49,7 @@ from llm.messages.usage import read_usage
 from llm.providers import Provider
 from llm.providers.anthropic import AnthropicProvider
 from llm.schema import JSON, Usage
+from llm.signatures import is_gemini
 
 __all__ = [
     "MessagesReply",
@@ -203,7 +205,11 @@ def _key(token: bytes) -> str | None:
 
 
 def _unsigned_thinking(block: Any) -> bool:
-    return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+    """A thinking block Anthropic cannot verify: no signature, or another provider's (`llm.signatures`)."""
+    if not isinstance(block, dict) or block.get("type") != "thinking":
+        return False
+    signature = block.get("signature")
+    return not signature or is_gemini(signature)
 
 
 def _without_unsigned_thinking(body: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -237,22 +243,43 @@ def outbound(request: MessagesRequest, model: str) -> bytes:
 
 def _answers_tools(body: Mapping[str, Any]) -> bool:
     """Whether the last message holds tool results. With thinking on, Claude then wants the signed thinking that
-    began the turn which called the tools, which a translation cannot give back (Bedrock refuses the request): such
-    a request goes without thinking (named dropped)."""
+    began the turn which called the tools (Bedrock refuses the request without it): when the client did not send
+    it back (`_starts_signed`), such a request goes without thinking (named dropped)."""
     messages = body.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
     content = last.get("content") if isinstance(last, dict) else None
     return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
 
 
+def _starts_signed(body: Mapping[str, Any]) -> bool:
+    """Whether the assistant turn before the last message starts with thinking Claude signed (or redacted), which
+    goes back to Bedrock with it (`llm.signatures`)."""
+    messages = body.get("messages")
+    turn = messages[-2] if isinstance(messages, list) and len(messages) > 1 else None
+    content = turn.get("content") if isinstance(turn, dict) and turn.get("role") == "assistant" else None
+    first = content[0] if isinstance(content, list) and content else None
+    if not isinstance(first, dict):
+        return False
+    if first.get("type") == "redacted_thinking":
+        return isinstance(first.get("data"), str)
+    signature = first.get("signature")
+    return (
+        first.get("type") == "thinking" and isinstance(signature, str) and bool(signature) and not is_gemini(signature)
+    )
+
+
 def _translation(provider: Provider, body: Mapping[str, Any], model: str, stream: bool) -> ChatTranslation:
-    """The Chat Completions request for `provider`, with thinking mapped where its kind and model take it."""
+    """The Chat Completions request for `provider`, with thinking mapped where its kind and model take it, and the
+    earlier turns' thinking carried back to the provider that signed it."""
     kind = provider.config.kind
     gemini = kind == "gemini" and _GEMINI_THINKING.match(model) is not None
     reasoning = gemini or (kind in _REASONING_KINDS and _REASONING_MODEL.match(model) is not None)
     claude = kind == "bedrock" and _BEDROCK_THINKING.search(model) is not None
-    thinking = gemini or (claude and not _answers_tools(body))
-    return to_chat({**body, "stream": stream}, reasoning=reasoning, thinking=thinking)
+    claude_thinks = claude and (not _answers_tools(body) or _starts_signed(body))
+    thinking = gemini or claude_thinks
+    on = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in ("enabled", "adaptive")
+    signatures = "gemini" if kind == "gemini" else "anthropic" if claude_thinks and on else None
+    return to_chat({**body, "stream": stream}, reasoning=reasoning, thinking=thinking, signatures=signatures)
 
 
 # -- one hop -------------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from connectors.registry import RegistryView
 from hub.call import Call, Malformed, Operation, Outcome, agent_loop
@@ -14,7 +15,16 @@ from hub.errors import BadRequest
 from hub.executors.llm import unknown_model
 from hub.pipeline import Handler
 
-__all__ = ["Executors"]
+__all__ = ["AgentHandler", "Executors"]
+
+
+class AgentHandler(Protocol):
+    """The Agent Mode executor as the dispatch sees it: it runs Agent Mode requests, and rewrites a token count as
+    the request it counts will be sent (`hub.executors.agent.AgentMode`)."""
+
+    async def __call__(self, call: Call) -> Outcome: ...
+
+    def count_request(self, call: Call) -> Call: ...
 
 
 class Executors:
@@ -24,11 +34,12 @@ class Executors:
         self,
         table: dict[Operation, Handler],
         *,
-        agent: Handler,
+        agent: AgentHandler,
         llm: Handler | None,
     ) -> None:
         """`table` maps MCP and Code Mode operations to their executors; `llm` serves `llm.*` (None: no providers
-        are configured, so every model is unknown and the model list is empty); `agent` runs Agent Mode loops."""
+        are configured, so every model is unknown and the model list is empty); `agent` runs Agent Mode loops and adds
+        the MCP tools a key offers in chat to the requests `llm.count_tokens` counts."""
         self._table = table
         self._agent = agent
         self._llm = llm
@@ -40,6 +51,8 @@ class Executors:
         if operation.startswith("llm."):
             if agent_loop(call):
                 return await self._agent(call)
+            if operation == "llm.count_tokens":
+                call = self._agent.count_request(call)
             if self._llm is None:
                 if operation == "llm.models" and not call.target:
                     return Outcome({"object": "list", "data": []})

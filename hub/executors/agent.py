@@ -22,6 +22,7 @@ format reads and writes the loop: `hub.executors.agent_chat`, `hub.executors.age
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from connectors.registry import RegistryView
@@ -78,6 +79,21 @@ class AgentMode:
             loop = self._loop.stream(dialect, call, request, mcp_names, options)
             return Outcome(MessagesAgentStream(loop) if isinstance(dialect, MessagesDialect) else AgentStream(loop))
         return await self._loop.complete(dialect, call, request, mcp_names, options)
+
+    def count_request(self, call: Call) -> Call:
+        """An `llm.count_tokens` call as the request it counts will be sent: with the MCP tools the key offers in
+        chat merged in, and the request's `agenthub` options taken out, exactly as `llm.messages` does (so a client
+        that checks whether its context is nearly full counts the tools the model will see). Any other call, or a
+        key that offers no tools in chat, is returned as it is."""
+        principal = call.principal
+        body = call.payload
+        if principal is None or call.operation != "llm.count_tokens" or not isinstance(body, dict):
+            return call
+        if not principal.key.chat_tools and "agenthub" not in body:
+            return call
+        options = agent_options(principal, body.get("agenthub"))
+        request, _ = self.inject(body, principal, options, messages_tool, messages_tool_name)
+        return replace(call, payload=request)
 
     def inject(
         self,

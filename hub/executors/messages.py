@@ -4,7 +4,8 @@ Called by `LlmExecutor` for calls of the Anthropic door (`context["api"]` is `me
 Governance-free like the rest of the executor: the key's filters reach the router as its hop predicate, errors map
 onto the hub's table, and the outcome reports what the call used (tokens, cache reads included, and US dollars).
 A request whose key offers MCP tools in chat (`chat_tools`, Agent Mode) goes to `hub.executors.agent` instead,
-whose model turns come back here as calls of their own.
+whose model turns come back here as calls of their own; for such a key a token count arrives with those tools
+already merged into its body (`AgentMode.count_request`), so it counts what the model will be sent.
 
 Call shape (built by `hub.doors.anthropic`): `payload` is the parsed body; `context["raw"]` the pair (that body,
 its bytes as received), so a pass-through sends the client's bytes only while the payload is still that body (an

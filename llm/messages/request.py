@@ -17,8 +17,10 @@ target thinking is dropped, and so is an effort the target cannot take.
 
 Dropped, and named in `ChatTranslation.dropped` so the door can say so (`x-agenthub-dropped`): `top_k`,
 `cache_control` markers (OpenAI-style providers cache prompts by themselves), `thinking` and `effort` where the
-target has no reasoning effort, thinking blocks of earlier turns (`thinking_blocks`: their signatures mean
-nothing to another provider), `citations`, unknown tool and `output_config` fields, and any other top-level
+target has no reasoning effort, thinking blocks of earlier turns (`thinking_blocks`) except those the target itself
+signed (Claude on Bedrock: signed `thinking` and `redacted_thinking`; Gemini: thoughts signed by Gemini), which go
+back to it in the assistant message's `thinking_blocks` (`llm.signatures`), `citations`, unknown tool and
+`output_config` fields, and any other top-level
 field (`service_tier`, `context_management`, ...), each by its name.
 
 Refused with `UnsupportedParameter`: server tools and Anthropic-defined tools (web search and fetch, code
@@ -208,13 +210,17 @@ def _metadata(metadata: Any, request: JSON, drops: Drops) -> None:
             drops.add(f"metadata.{key}")
 
 
-def to_chat(body: object, *, reasoning: bool = False, thinking: bool = False) -> ChatTranslation:
+def to_chat(
+    body: object, *, reasoning: bool = False, thinking: bool = False, signatures: str | None = None
+) -> ChatTranslation:
     """Translate a Messages request body (the parsed JSON) into a Chat Completions request for a non-Anthropic
     target.
 
     `reasoning` says whether the target takes `reasoning_effort` (OpenAI's reasoning models, Gemini and other
     OpenAI-compatible reasoning endpoints); `thinking`, whether it takes Anthropic's `thinking` object through its
-    own switch (Gemini, Claude on Bedrock). With neither, thinking is dropped and reported.
+    own switch (Gemini, Claude on Bedrock). With neither, thinking is dropped and reported. `signatures`: whose
+    thinking signatures the target verifies (`anthropic` or `gemini`, see `llm.messages.turns.chat_messages`): the
+    earlier turns' thinking blocks it signed are carried back to it, the others dropped.
 
     Raises:
         InvalidRequest: the body is not a valid Messages request (the message names the field).
@@ -233,7 +239,7 @@ def to_chat(body: object, *, reasoning: bool = False, thinking: bool = False) ->
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _invalid("model", "must be a non-empty string")
-    messages = chat_messages(body.get("messages"), drops)
+    messages = chat_messages(body.get("messages"), drops, signatures)
     system = body.get("system")
     if system is not None:
         text = system_text(system, drops)

@@ -1,7 +1,9 @@
 """An OpenAI chat completion as an Anthropic Messages response, and the pieces the stream translator shares.
 
-Content: a `reasoning_content` (or `reasoning`) string becomes a `thinking` block first, with an empty
-signature (only Anthropic can sign thinking); the text, or a refusal, a `text` block; each tool call a
+Content: the reasoning comes first. A provider that signs it (Claude on Bedrock, Gemini) reports it in
+`thinking_blocks`, which become `thinking` blocks with their signatures and `redacted_thinking` blocks, in order
+(`llm.signatures`); otherwise a `reasoning_content` (or `reasoning`) string becomes a `thinking` block with an
+empty signature; the text, or a refusal, a `text` block; each tool call a
 `tool_use` block whose `input` is the parsed arguments. Arguments that are not a JSON object are kept whole
 under `{"raw_arguments": "..."}`, so nothing the model said is lost and the client's schema check rejects the
 call visibly instead of running it with `{}`.
@@ -12,7 +14,10 @@ max_tokens; tool_calls (or any stop with tool calls) -> tool_use; content_filter
 
 Usage: OpenAI's `prompt_tokens` include cached tokens, Anthropic's `input_tokens` exclude both cache reads and
 cache writes, so input_tokens = prompt_tokens - cached_tokens - cache writes (when the provider reports them, as
-`prompt_tokens_details.cache_creation_tokens` / `cache_write_tokens`). Reasoning tokens are reported as
+`prompt_tokens_details.cache_creation_tokens` / `cache_write_tokens`). Writes are split by TTL in
+`cache_creation` (`ephemeral_1h_input_tokens` from `cache_write_1h_tokens`, the rest 5-minute writes), as
+Anthropic reports them; only Claude on Bedrock reports writes among the translated providers today (OpenAI, Azure
+and Gemini report cache reads only). Reasoning tokens are reported as
 `output_tokens_details.thinking_tokens` (already inside `output_tokens`, as on both wires).
 """
 
@@ -27,7 +32,7 @@ import orjson
 from llm.errors import ProviderResponseError
 from llm.schema import JSON, text_of
 
-__all__ = ["from_chat", "message_id", "stop_reason", "tool_input", "usage_from_chat"]
+__all__ = ["from_chat", "message_id", "signed_thinking", "stop_reason", "tool_input", "usage_from_chat"]
 
 _FINISH = {
     "stop": "end_turn",
@@ -61,6 +66,9 @@ def usage_from_chat(usage: Any) -> JSON:
         "cache_read_input_tokens": cached,
         "output_tokens": _int(raw.get("completion_tokens")),
     }
+    if written:
+        hour = min(_int(details.get("cache_write_1h_tokens")), written)
+        out["cache_creation"] = {"ephemeral_5m_input_tokens": written - hour, "ephemeral_1h_input_tokens": hour}
     output_details = raw.get("completion_tokens_details")
     if isinstance(output_details, dict) and _int(output_details.get("reasoning_tokens")):
         out["output_tokens_details"] = {"thinking_tokens": output_details["reasoning_tokens"]}
@@ -94,6 +102,26 @@ def tool_input(arguments: Any) -> JSON:
     return value if isinstance(value, dict) else {"raw_arguments": arguments}
 
 
+def signed_thinking(blocks: Any) -> list[JSON]:
+    """A message's `thinking_blocks` (signed `thinking` and `redacted_thinking`, as a provider that signs its
+    reasoning reports them) as Anthropic content blocks, in order."""
+    out: list[JSON] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            out.append({"type": "redacted_thinking", "data": block["data"]})
+        elif kind == "thinking":
+            text, signature = block.get("thinking"), block.get("signature")
+            out.append(
+                {
+                    "type": "thinking",
+                    "thinking": text if isinstance(text, str) else "",
+                    "signature": signature if isinstance(signature, str) else "",
+                }
+            )
+    return out
+
+
 def _reasoning_text(message: Mapping[str, Any]) -> str:
     for field in ("reasoning_content", "reasoning"):
         value = message.get(field)
@@ -114,8 +142,8 @@ def from_chat(response: Mapping[str, Any], model: str, *, stop_sequences: Sequen
     message = choice.get("message") if choice else None
     if choice is None or not isinstance(message, dict):
         raise ProviderResponseError("chat completion without a message")
-    content: list[JSON] = []
-    thinking = _reasoning_text(message)
+    content: list[JSON] = signed_thinking(message.get("thinking_blocks"))
+    thinking = _reasoning_text(message) if not content else ""
     if thinking:
         content.append({"type": "thinking", "thinking": thinking, "signature": ""})
     text = text_of(message.get("content"))

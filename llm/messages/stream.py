@@ -5,7 +5,9 @@ Anthropic's order: `message_start`; then per content block `content_block_start`
 start, as on Anthropic's wire); then `message_delta` (stop reason, stop sequence, usage) and `message_stop`.
 
 An OpenAI stream mixes kinds in one delta sequence. Each change of kind closes the open block and opens the
-next: reasoning text (`reasoning_content` or `reasoning`) -> a `thinking` block of `thinking_delta`s, text -> a
+next: reasoning text (`reasoning_content` or `reasoning`) -> a `thinking` block of `thinking_delta`s, ended by a
+`signature_delta` when the provider signs it (a `thinking_blocks` entry with a `signature`; one holding
+`redacted_thinking` is sent as that whole block), text -> a
 `text` block of `text_delta`s, each tool call -> its own `tool_use` block whose arguments stream as
 `input_json_delta`s (`partial_json`, passed on as they arrive). Providers stream parallel calls one after the
 other; a late fragment for a call whose block is already closed is still sent, on that call's index, so the
@@ -113,6 +115,10 @@ class ChatStreamTranslator:
                 if isinstance(value, str) and value:
                     self._delta(events, "thinking", {"type": "thinking_delta", "thinking": value})
                     break
+            blocks = delta.get("thinking_blocks")
+            for block in blocks if isinstance(blocks, list) else []:
+                if isinstance(block, dict):
+                    self._signed(events, block)
             for field in ("content", "refusal"):
                 value = delta.get(field)
                 if isinstance(value, str) and value:
@@ -148,6 +154,27 @@ class ChatStreamTranslator:
             empty: JSON = {"type": "text", "text": ""} if kind == "text" else {"type": kind, kind: "", "signature": ""}
             self._open_block(events, kind, _NO_TOOL, empty)
         events.append({"type": "content_block_delta", "index": self._next - 1, "delta": delta})
+
+    def _signed(self, events: list[JSON], block: Mapping[str, Any]) -> None:
+        """A signature for the thinking block being streamed (a `signature_delta`, which ends it: more reasoning
+        opens a new block), or a whole `redacted_thinking` block."""
+        if block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
+            self._open_block(events, "redacted", _NO_TOOL, {"type": "redacted_thinking", "data": block["data"]})
+            self._close_block(events)
+            return
+        signature = block.get("signature")
+        if block.get("type") != "thinking" or not isinstance(signature, str) or not signature:
+            return
+        if self._open != ("thinking", _NO_TOOL):
+            self._open_block(events, "thinking", _NO_TOOL, {"type": "thinking", "thinking": "", "signature": ""})
+        events.append(
+            {
+                "type": "content_block_delta",
+                "index": self._next - 1,
+                "delta": {"type": "signature_delta", "signature": signature},
+            }
+        )
+        self._open = ("signed", _NO_TOOL)
 
     def _tool(self, events: list[JSON], call: Mapping[str, Any]) -> None:
         position = call.get("index", 0)

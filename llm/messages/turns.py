@@ -25,6 +25,7 @@ import orjson
 from llm.errors import UnsupportedParameter
 from llm.messages._drops import Drops
 from llm.schema import JSON, InvalidRequest
+from llm.signatures import is_gemini
 
 __all__ = ["chat_messages", "system_text"]
 
@@ -198,11 +199,27 @@ def _user(content: Any, where: str, drops: Drops) -> list[JSON]:
     return out
 
 
-def _assistant(content: Any, where: str, drops: Drops) -> JSON:
+def _carried(block: Mapping[str, Any], signatures: str | None) -> JSON | None:
+    """A thinking block of an assistant turn as the target can take it back (see `chat_messages`), or None."""
+    if block.get("type") == "redacted_thinking":
+        data = block.get("data")
+        return (
+            {"type": "redacted_thinking", "data": data} if signatures == "anthropic" and isinstance(data, str) else None
+        )
+    signature, text = block.get("signature"), block.get("thinking")
+    if not isinstance(signature, str) or not signature or not isinstance(text, str):
+        return None
+    if signatures is None or (signatures == "gemini") != is_gemini(signature):
+        return None  # no target verifies it, or another provider signed it
+    return {"type": "thinking", "thinking": text, "signature": signature}
+
+
+def _assistant(content: Any, where: str, drops: Drops, signatures: str | None = None) -> JSON:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
     calls: list[JSON] = []
+    thinking: list[JSON] = []
     for j, block in enumerate(_blocks(content, where)):
         at = f"{where}.content[{j}]"
         kind = block.get("type")
@@ -215,7 +232,11 @@ def _assistant(content: Any, where: str, drops: Drops) -> JSON:
         elif kind == "tool_use":
             calls.append(_tool_call(block, at))
         elif kind in _THINKING:
-            drops.add("thinking_blocks")
+            carried = _carried(block, signatures)
+            if carried is None:
+                drops.add("thinking_blocks")
+            else:
+                thinking.append(carried)
         elif kind in SERVER_BLOCKS:
             raise UnsupportedParameter(f"{at} ({kind!r} block of a server tool)")
         else:
@@ -223,6 +244,8 @@ def _assistant(content: Any, where: str, drops: Drops) -> JSON:
     message: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if calls:
         message["tool_calls"] = calls
+    if thinking:
+        message["thinking_blocks"] = thinking
     return message
 
 
@@ -236,8 +259,13 @@ def _tool_call(block: Mapping[str, Any], where: str) -> JSON:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": encoded}}
 
 
-def chat_messages(messages: Any, drops: Drops) -> list[JSON]:
+def chat_messages(messages: Any, drops: Drops, signatures: str | None = None) -> list[JSON]:
     """The Chat Completions messages of a Messages conversation (without the system prompt).
+
+    `signatures` names whose thinking signatures the target verifies (`llm.signatures`): `anthropic` (Claude on
+    Bedrock) or `gemini`. The assistant turns' thinking blocks signed by it (and, for `anthropic`, the
+    `redacted_thinking` blocks) go in the message's `thinking_blocks`, in order, for the provider to give back;
+    every other thinking block is dropped (`thinking_blocks`).
 
     Raises:
         InvalidRequest: a turn or block is malformed (the message names where).
@@ -254,7 +282,7 @@ def chat_messages(messages: Any, drops: Drops) -> list[JSON]:
         if role == "user":
             out += _user(message.get("content"), where, drops)
         elif role == "assistant":
-            out.append(_assistant(message.get("content"), where, drops))
+            out.append(_assistant(message.get("content"), where, drops, signatures))
         elif role == "system":
             out.append({"role": "system", "content": _system_turn(message.get("content"), where, drops)})
         else:

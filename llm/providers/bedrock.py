@@ -3,11 +3,15 @@
 Request: system -> `system` blocks; text and inline images (data URLs); assistant tool calls -> `toolUse`,
 tool messages -> `toolResult`; tools -> `toolConfig`; max tokens, temperature, top_p, stop ->
 `inferenceConfig`. Refused: n>1, seed, logprobs, non-text response_format, remote image URLs,
-tool_choice "none". Streams are AWS event-stream frames (CRC-checked), usage comes from the `metadata` event.
+tool_choice "none". Streams are AWS event-stream frames (CRC-checked), usage comes from the `metadata` event: cache
+reads and writes, the writes split into 5-minute and 1-hour ones by `cacheDetails`.
 Thinking (Claude on Bedrock): Anthropic's `thinking` object (which the Messages translation carries under
 `thinking`) goes to the model unchanged in `additionalModelRequestFields`; the `reasoningContent` it answers with
-(whole, or streamed as deltas) comes back as `reasoning_content`. Its signature and redacted reasoning have no
-place in a chat completion and are not passed on.
+(whole, or streamed as deltas) comes back as `reasoning_content`, and with its `signature` and the
+`redactedContent` blocks in `thinking_blocks` (`{"type": "thinking", "thinking", "signature"}`,
+`{"type": "redacted_thinking", "data"}`; streamed: a `signature` or a `redactedContent` delta as one such entry).
+An assistant message's `thinking_blocks` go back as its first blocks, `reasoningContent` with `reasoningText`
+(text and signature) or `redactedContent`, as Claude requires in a tool-use loop with thinking on.
 """
 
 from __future__ import annotations
@@ -75,13 +79,27 @@ def _blocks(content: Any, provider: str, model: str) -> list[JSON]:
     return blocks
 
 
+def _reasoning(blocks: Any) -> list[JSON]:
+    """An assistant message's signed `thinking_blocks` as the `reasoningContent` blocks Claude wants back first."""
+    out: list[JSON] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "redacted_thinking" and isinstance(block.get("data"), str):
+            out.append({"reasoningContent": {"redactedContent": block["data"]}})
+        elif kind == "thinking" and isinstance(block.get("signature"), str) and block["signature"]:
+            text = {"text": str(block.get("thinking") or ""), "signature": block["signature"]}
+            out.append({"reasoningContent": {"reasoningText": text}})
+    return out
+
+
 def _message(message: JSON, provider: str, model: str) -> JSON:
     role = message.get("role")
     if role == "tool":
         result = {"toolUseId": message.get("tool_call_id", ""), "content": [{"text": text_of(message.get("content"))}]}
         return {"role": "user", "content": [{"toolResult": result}]}
     if role == "assistant":
-        blocks = _blocks(message.get("content"), provider, model)
+        blocks = _reasoning(message.get("thinking_blocks"))
+        blocks += _blocks(message.get("content"), provider, model)
         for call in message.get("tool_calls") or []:
             fn = call.get("function", {})
             use = {
@@ -144,14 +162,52 @@ def to_converse(request: JSON, provider: str, model: str) -> JSON:
     return body
 
 
+def _one_hour(details: Any, written: int) -> int:
+    """The 1-hour part of the cache writes, from `cacheDetails` (`[{"ttl": "1h" | "5m", "inputTokens": n}]`)."""
+    if not isinstance(details, list):
+        return 0
+    hour = sum(
+        d["inputTokens"]
+        for d in details
+        if isinstance(d, dict) and d.get("ttl") == "1h" and type(d.get("inputTokens")) is int and d["inputTokens"] > 0
+    )
+    return min(hour, written)
+
+
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
-    # inputTokens exclude the cache: reads and writes (to the default 5-minute cache) are added to the prompt.
+    # inputTokens exclude the cache: reads and writes are added to the prompt. The writes are split by TTL in
+    # cacheDetails; without it (or for its 5-minute entries) they went to the default 5-minute cache.
     cached = int(raw.get("cacheReadInputTokens") or 0)
     written = int(raw.get("cacheWriteInputTokens") or 0)
+    hour = _one_hour(raw.get("cacheDetails"), written) if written else 0
     prompt = int(raw.get("inputTokens") or 0) + cached + written
-    return Usage(prompt, int(raw.get("outputTokens") or 0), cached, written)
+    return Usage(prompt, int(raw.get("outputTokens") or 0), cached, written - hour, hour)
+
+
+def _reasoning_delta(reasoning: JSON) -> JSON:
+    """A `reasoningContent` stream delta (text, then its signature; or redacted reasoning) as a chunk's delta."""
+    if isinstance(reasoning.get("text"), str):
+        return {"reasoning_content": reasoning["text"]}
+    if isinstance(reasoning.get("signature"), str):
+        return {"thinking_blocks": [{"type": "thinking", "thinking": "", "signature": reasoning["signature"]}]}
+    if isinstance(reasoning.get("redactedContent"), str):
+        return {"thinking_blocks": [{"type": "redacted_thinking", "data": reasoning["redactedContent"]}]}
+    return {}
+
+
+def _block_delta(data: JSON, tool_index: dict[int, int]) -> JSON:
+    """A `contentBlockDelta` event as a chunk's delta ({} for one that carries nothing a chunk can say)."""
+    delta = data.get("delta") or {}
+    if "text" in delta:
+        return {"content": delta["text"]}
+    if isinstance(delta.get("reasoningContent"), dict):
+        return _reasoning_delta(delta["reasoningContent"])
+    if "toolUse" in delta:
+        index = tool_index.get(int(data.get("contentBlockIndex", 0)), 0)
+        return {"tool_calls": [{"index": index, "function": {"arguments": delta["toolUse"].get("input", "")}}]}
+    return {}
 
 
 def from_converse(data: JSON, model: str) -> JSON:
@@ -161,14 +217,21 @@ def from_converse(data: JSON, model: str) -> JSON:
         raise ProviderResponseError("unexpected Bedrock response shape")
     texts: list[str] = []
     thoughts: list[str] = []
+    signed: list[JSON] = []
     calls: list[JSON] = []
     for block in message["content"]:
         if "text" in block:
             texts.append(block["text"])
         elif "reasoningContent" in block:
-            reasoning = (block["reasoningContent"] or {}).get("reasoningText") or {}
+            content = block["reasoningContent"] or {}
+            reasoning = content.get("reasoningText") or {}
             if isinstance(reasoning.get("text"), str):
                 thoughts.append(reasoning["text"])
+                signature = reasoning.get("signature")
+                if isinstance(signature, str) and signature:
+                    signed.append({"type": "thinking", "thinking": reasoning["text"], "signature": signature})
+            elif isinstance(content.get("redactedContent"), str):
+                signed.append({"type": "redacted_thinking", "data": content["redactedContent"]})
         elif "toolUse" in block:
             use = block["toolUse"]
             calls.append(
@@ -181,6 +244,8 @@ def from_converse(data: JSON, model: str) -> JSON:
     out: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
     if thoughts:
         out["reasoning_content"] = "".join(thoughts)
+    if signed:
+        out["thinking_blocks"] = signed
     if calls:
         out["tool_calls"] = calls
     return chat_response(
@@ -263,16 +328,9 @@ class BedrockProvider(Provider):
                             }
                             yield chat_chunk(response_id, model, created, delta={"tool_calls": [call]})
                     elif event == "contentBlockDelta":
-                        delta = data.get("delta") or {}
-                        if "text" in delta:
-                            yield chat_chunk(response_id, model, created, delta={"content": delta["text"]})
-                        elif isinstance((delta.get("reasoningContent") or {}).get("text"), str):
-                            thought = {"reasoning_content": delta["reasoningContent"]["text"]}
-                            yield chat_chunk(response_id, model, created, delta=thought)
-                        elif "toolUse" in delta:
-                            index = tool_index.get(int(data.get("contentBlockIndex", 0)), 0)
-                            call = {"index": index, "function": {"arguments": delta["toolUse"].get("input", "")}}
-                            yield chat_chunk(response_id, model, created, delta={"tool_calls": [call]})
+                        delta = _block_delta(data, tool_index)
+                        if delta:
+                            yield chat_chunk(response_id, model, created, delta=delta)
                     elif event == "messageStop":
                         reason = _STOP.get(data.get("stopReason") or "end_turn", "stop")
                         yield chat_chunk(response_id, model, created, delta={}, finish_reason=reason)

@@ -8,6 +8,11 @@ Thinking: Anthropic's `thinking` object (which the Messages translation carries 
 with its `budget_tokens` as `thinkingBudget` (adaptive: -1, the model decides) and `includeThoughts`, so the thought
 summaries come back; `reasoning_effort` -> `thinkingBudget` as Gemini's own OpenAI compatibility maps it (low 1,024,
 medium 8,192, high 24,576; none 0), winning over a budget. Thought parts come back as `reasoning_content`.
+Thought signatures (`llm.signatures`), which Gemini 3 requires back on the function calls of the current turn: a
+signed run of thought parts also comes back in `thinking_blocks` (its signature marked as Gemini's; streamed: the
+signature alone, after the run's text), and goes back as those thought parts; a function-call part's signature
+travels in the tool call's id and goes back on that function-call part. A signature on a plain text part (Gemini
+signs the last part of an answer without function calls, and does not check it) is not kept.
 Usage comes from `usageMetadata` (streams: the last one seen).
 """
 
@@ -25,6 +30,12 @@ from llm.gcp_auth import ServiceAccountTokens
 from llm.providers.base import Provider, loads, refuse
 from llm.providers.content import arguments_of, call_id, data_url, dumps_str, max_tokens, stop_list, system_text
 from llm.schema import JSON, Usage, chat_chunk, chat_response, new_id, text_of
+from llm.signatures import (
+    call_signature,
+    from_gemini as from_gemini_signature,
+    signed_call_id,
+    to_gemini as to_gemini_signature,
+)
 from llm.sse import SSEDecoder
 
 __all__ = ["GeminiProvider"]
@@ -66,17 +77,32 @@ def _parts(content: Any, provider: str, model: str) -> list[JSON]:
     return parts
 
 
+def _thought_parts(blocks: Any) -> list[JSON]:
+    """An assistant message's `thinking_blocks` signed by Gemini as the thought parts they came from."""
+    parts: list[JSON] = []
+    for block in blocks if isinstance(blocks, list) else []:
+        signature = to_gemini_signature(block.get("signature")) if isinstance(block, dict) else None
+        if signature is not None and isinstance(block, dict):
+            parts.append({"text": str(block.get("thinking") or ""), "thought": True, "thoughtSignature": signature})
+    return parts
+
+
 def _contents(messages: list[JSON], provider: str, model: str) -> list[JSON]:
     names: dict[str, str] = {}
     out: list[JSON] = []
     for message in messages:
         role = message.get("role")
         if role == "assistant":
-            parts = _parts(message.get("content"), provider, model)
+            parts = _thought_parts(message.get("thinking_blocks"))
+            parts += _parts(message.get("content"), provider, model)
             for call in message.get("tool_calls") or []:
                 fn = call.get("function", {})
                 names[call.get("id", "")] = fn.get("name", "")
-                parts.append({"functionCall": {"name": fn.get("name", ""), "args": arguments_of(fn.get("arguments"))}})
+                part: JSON = {"functionCall": {"name": fn.get("name", ""), "args": arguments_of(fn.get("arguments"))}}
+                signature = call_signature(call.get("id"))
+                if signature is not None:
+                    part["thoughtSignature"] = signature
+                parts.append(part)
             entry: JSON = {"role": "model", "parts": parts}
         elif role == "tool":
             text = text_of(message.get("content"))
@@ -191,24 +217,41 @@ def _usage(meta: Any) -> Usage | None:
     return Usage(prompt, completion, cached, reasoning_tokens=thoughts)
 
 
-def _candidate_delta(candidate: JSON) -> tuple[str, list[JSON], str]:
-    """The candidate's text, tool calls and thought text."""
+def _candidate_delta(candidate: JSON) -> tuple[str, list[JSON], str, list[JSON]]:
+    """The candidate's text, tool calls, thought text, and its thoughts as `thinking_blocks` (one per run of
+    thought parts, a run ending at the part that carries its signature; see `llm.signatures`). A function call's
+    signature goes into its id."""
     texts: list[str] = []
     thoughts: list[str] = []
     calls: list[JSON] = []
+    runs: list[JSON] = []
+    run: list[str] = []
     for part in (candidate.get("content") or {}).get("parts") or []:
-        if "text" in part:
-            (thoughts if part.get("thought") else texts).append(part["text"])
+        signature = part.get("thoughtSignature")
+        signature = signature if isinstance(signature, str) and signature else None
+        if "text" in part and part.get("thought"):
+            thoughts.append(part["text"])
+            run.append(part["text"])
+            if signature is not None:
+                runs.append(
+                    {"type": "thinking", "thinking": "".join(run), "signature": from_gemini_signature(signature)}
+                )
+                run = []
+        elif "text" in part:
+            texts.append(part["text"])
         elif "functionCall" in part:
             fc = part["functionCall"]
+            identifier = fc.get("id") or call_id()
             calls.append(
                 {
-                    "id": fc.get("id") or call_id(),
+                    "id": identifier if signature is None else signed_call_id(identifier, signature),
                     "type": "function",
                     "function": {"name": fc.get("name", ""), "arguments": dumps_str(fc.get("args") or {})},
                 }
             )
-    return "".join(texts), calls, "".join(thoughts)
+    if run:
+        runs.append({"type": "thinking", "thinking": "".join(run), "signature": ""})
+    return "".join(texts), calls, "".join(thoughts), runs
 
 
 def _finish(candidate: JSON, has_calls: bool) -> str | None:
@@ -227,10 +270,12 @@ def from_gemini(data: JSON, model: str) -> JSON:
         raise ProviderResponseError("unexpected Gemini response shape")
     choices: list[JSON] = []
     for position, candidate in enumerate(candidates):
-        text, calls, thoughts = _candidate_delta(candidate)
+        text, calls, thoughts, runs = _candidate_delta(candidate)
         message: JSON = {"role": "assistant", "content": text if text or not calls else None}
         if thoughts:
             message["reasoning_content"] = thoughts
+        if any(run["signature"] for run in runs):
+            message["thinking_blocks"] = runs
         if calls:
             message["tool_calls"] = calls
         choices.append(
@@ -310,13 +355,16 @@ class GeminiProvider(Provider):
                     usage = _usage(data.get("usageMetadata")) or usage
                     for position, candidate in enumerate(data.get("candidates") or []):
                         index = candidate.get("index", position)
-                        text, calls, thoughts = _candidate_delta(candidate)
+                        text, calls, thoughts, runs = _candidate_delta(candidate)
                         delta: JSON = {}
                         if index not in started:
                             started.add(index)
                             delta["role"] = "assistant"
                         if thoughts:
                             delta["reasoning_content"] = thoughts
+                        signed = [{**run, "thinking": ""} for run in runs if run["signature"]]
+                        if signed:
+                            delta["thinking_blocks"] = signed
                         if text:
                             delta["content"] = text
                         if calls:

@@ -1,9 +1,11 @@
 """A fake Bedrock Runtime: `Converse` and `ConverseStream` (AWS event-stream frames), SigV4-verified.
 
 Usage as Bedrock's `TokenUsage` reports it: `inputTokens` without the tokens read from or written to the prompt
-cache (`cacheReadInputTokens`, `cacheWriteInputTokens`). A reply's `thinking` comes, as Claude on Bedrock sends its
-extended thinking, as a `reasoningContent` block (`reasoningText` with its `signature`; streamed as
-`reasoningContent` deltas of text, then of the signature) before the answer, and only when the request turned
+cache (`cacheReadInputTokens`, `cacheWriteInputTokens`), the writes broken down per TTL in `cacheDetails`
+(`{"ttl": "5m" | "1h", "inputTokens": n}`, the 1-hour entry first). A reply's `thinking` comes, as Claude on
+Bedrock sends its extended thinking, as a `reasoningContent` block (`reasoningText` with its `signature`; streamed as
+`reasoningContent` deltas of text, then of the signature), then its `redacted_thinking` as `redactedContent` blocks,
+before the answer, and only when the request turned
 thinking on (`additionalModelRequestFields.thinking`). Like Claude on Bedrock, it refuses (400 `ValidationException`)
 a request with thinking on that continues a tool-use turn (the last message holds a `toolResult`) whose assistant
 message does not start with its reasoning: Anthropic's rule for extended thinking with tool use, which Bedrock
@@ -77,6 +79,7 @@ def _content(reply: Reply, thinks: bool) -> list[JSON]:
     blocks: list[JSON] = []
     if thinks:
         blocks.append({"reasoningContent": {"reasoningText": {"text": reply.thinking, "signature": reply.signature}}})
+        blocks.extend({"reasoningContent": {"redactedContent": data}} for data in reply.redacted_thinking)
     if reply.text:
         blocks.append({"text": reply.text})
     blocks.extend(
@@ -95,6 +98,9 @@ def _usage(reply: Reply) -> JSON:
         usage["cacheReadInputTokens"] = cached
     if written:
         usage["cacheWriteInputTokens"] = written
+        # The breakdown per TTL, as Bedrock sorts it: the 1-hour writes before the 5-minute ones.
+        ttls = (("1h", reply.cache_write_1h_tokens), ("5m", reply.cache_write_tokens))
+        usage["cacheDetails"] = [{"ttl": ttl, "inputTokens": tokens} for ttl, tokens in ttls if tokens]
     return usage
 
 
@@ -121,6 +127,11 @@ def _frames(reply: Reply, thinks: bool) -> Iterable[bytes]:
             yield frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": delta}})
         yield frame("contentBlockStop", {"contentBlockIndex": 0})
         index = 1
+        for data in reply.redacted_thinking:
+            redacted = {"reasoningContent": {"redactedContent": data}}
+            yield frame("contentBlockDelta", {"contentBlockIndex": index, "delta": redacted})
+            yield frame("contentBlockStop", {"contentBlockIndex": index})
+            index += 1
     if reply.text:
         for piece in reply.pieces():
             yield frame("contentBlockDelta", {"contentBlockIndex": index, "delta": {"text": piece}})

@@ -4,11 +4,19 @@ Usage as Gemini's `UsageMetadata` reports it: `promptTokenCount` includes the ca
 (`cachedContentTokenCount`), `candidatesTokenCount` excludes the thoughts (`thoughtsTokenCount`). A reply's
 `thinking` is sent, as Gemini sends thought summaries, in parts marked `"thought": true` before the answer, and only
 when the request asked for them (`generationConfig.thinkingConfig.includeThoughts`).
+
+Thought signatures as Gemini 3 gives them (models named `gemini-3*`): the first function-call part of a response
+(of a parallel step: only the first) carries a `thoughtSignature`, and a request whose current turn (the contents
+after the last user content that holds more than function responses) has a model step whose first function call
+lacks the signature issued for it is refused with 400 `INVALID_ARGUMENT`, as Gemini 3 refuses it ("Function call
+... is missing a `thought_signature`"). Earlier models neither sign nor check.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import parse_qs
 
@@ -26,10 +34,11 @@ from llm.sse import encode_sse
 from llm.testing._common import answer, fake_request, json_body, new_id, status_headers, stream
 from llm.testing.script import Fault, Reply, Script
 
-__all__ = ["gemini_app"]
+__all__ = ["gemini_app", "thought_signature"]
 
 _STATUS = {400: "INVALID_ARGUMENT", 403: "PERMISSION_DENIED", 429: "RESOURCE_EXHAUSTED", 503: "UNAVAILABLE"}
 _FINISH = {"stop": "STOP", "length": "MAX_TOKENS", "tool_calls": "STOP"}
+_SIGNING_KEY = b"fake-gemini-thought-signatures"
 
 
 def _error(fault: Fault, status: int | None = None) -> Response:
@@ -73,8 +82,45 @@ def _response(parts: list[JSON], reply: Reply, model: str, *, final: bool, outpu
     return body
 
 
-def _calls(reply: Reply) -> list[JSON]:
-    return [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+def thought_signature(name: str, args: JSON) -> str:
+    """The signature the fake gives a Gemini 3 function call (base64, as Gemini's are: it holds `+`, `/` or `=`
+    often enough). Derived from the call, so the fake checks a returned one without remembering what it issued."""
+    digest = hmac.new(_SIGNING_KEY, orjson.dumps([name, args], option=orjson.OPT_SORT_KEYS), hashlib.sha256)
+    return base64.b64encode(b"\xfb" + digest.digest()).decode()
+
+
+def _signs(model: str) -> bool:
+    """Gemini 3 models sign their function calls (and require the signatures back)."""
+    return model.startswith("gemini-3")
+
+
+def _calls(reply: Reply, model: str) -> list[JSON]:
+    parts: list[JSON] = [{"functionCall": {"name": c.name, "args": c.arguments}} for c in reply.tool_calls]
+    if parts and _signs(model):  # parallel calls: only the first part carries the step's signature
+        call = reply.tool_calls[0]
+        parts[0]["thoughtSignature"] = thought_signature(call.name, call.arguments)
+    return parts
+
+
+def _unsigned_call(body: JSON) -> str | None:
+    """The error Gemini 3 answers when a function call of the current turn lacks its signature, or None.
+
+    The current turn starts at the last user content that holds more than function responses; the first
+    function-call part of every model content after it must carry the signature issued for it."""
+    contents = [c for c in body.get("contents") or [] if isinstance(c, dict)]
+    start = 0
+    for i, content in enumerate(contents):
+        parts = [p for p in content.get("parts") or [] if isinstance(p, dict)]
+        if content.get("role") == "user" and any("functionResponse" not in p for p in parts):
+            start = i
+    for i, content in enumerate(contents[start:], start):
+        calls = [p for p in content.get("parts") or [] if isinstance(p, dict) and "functionCall" in p]
+        if content.get("role") != "model" or not calls:
+            continue
+        call = calls[0]["functionCall"]
+        if calls[0].get("thoughtSignature") != thought_signature(call.get("name", ""), call.get("args") or {}):
+            return f"Function call `{call.get('name')}` in the `{i}.` content block is missing a `thought_signature`."
+    return None
 
 
 def _events(reply: Reply, model: str, thoughts: list[JSON]) -> Iterable[bytes]:
@@ -83,7 +129,7 @@ def _events(reply: Reply, model: str, thoughts: list[JSON]) -> Iterable[bytes]:
         yield encode_sse(orjson.dumps(_response(thoughts, reply, model, final=False, output=0)))
     for i, piece in enumerate(pieces):
         yield encode_sse(orjson.dumps(_response([{"text": piece}], reply, model, final=False, output=i + 1)))
-    final = _response(_calls(reply), reply, model, final=True, output=reply.output_tokens())
+    final = _response(_calls(reply, model), reply, model, final=True, output=reply.output_tokens())
     yield encode_sse(orjson.dumps(final))
 
 
@@ -146,12 +192,17 @@ def gemini_app(
             return _error(Fault.http(400), 400)
         if not isinstance(body.get("contents"), list):
             return _error(Fault.http(400), 400)
+        unsigned = _unsigned_call(body) if _signs(model) else None
+        if unsigned is not None:
+            error = {"error": {"code": 400, "message": unsigned, "status": "INVALID_ARGUMENT"}}
+            return JSONResponse(error, status_code=400)
         described = fake_request(request, "gemini", body, model, is_stream, "chat")
 
         def ok(reply: Reply, fault: Fault | None) -> Response:
             if is_stream:
                 return stream(list(_events(reply, model, _thoughts(reply, body))), fault, "text/event-stream")
-            parts: list[JSON] = _thoughts(reply, body) + ([{"text": reply.text}] if reply.text else []) + _calls(reply)
+            text: list[JSON] = [{"text": reply.text}] if reply.text else []
+            parts: list[JSON] = _thoughts(reply, body) + text + _calls(reply, model)
             return JSONResponse(_response(parts, reply, model, final=True, output=reply.output_tokens()))
 
         return answer(script, described, error=_error, ok=ok)

@@ -31,6 +31,7 @@ def test_exported_members_are_exactly_the_public_api() -> None:
         "sse",
         "eventstream",
         "sigv4",
+        "signatures",
         "gcp_auth",
         "testing",
     }
