@@ -55,6 +55,8 @@ from hub.upstream_auth.manager import HubAuth, open_token_store
 from llm.config import LLMConfig
 
 if TYPE_CHECKING:
+    from hub.governance.keys import VirtualKey
+    from hub.signin.service import SignIn
     from hub.telemetry.metrics import HubMetrics
     from hub.telemetry.traces import Tracing
     from llm.router import Router
@@ -109,6 +111,8 @@ class Hub:
     """Open MCP sessions per key, and the cap on them."""
     tracing: Tracing | None = None
     """OpenTelemetry traces, when `[telemetry]` or the `OTEL_*` variables turn them on (set while running)."""
+    signin: SignIn | None = None
+    """People signing in to `/mcp` through the identity provider, with `[sign_in]` (set while running)."""
     _shared: McpExecutor = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
@@ -210,6 +214,15 @@ class Hub:
         self.pins = pins = ToolPins(self.registry, self.store.engine, self.control.audit.append)
         await anyio.to_thread.run_sync(pins.load)
         self.responses = await anyio.to_thread.run_sync(self._open_responses)
+        if self.settings.sign_in is not None:  # its modules load only then
+            from hub.signin.service import SignIn
+
+            self.signin = await SignIn.open(
+                self.settings.sign_in,
+                self.store.engine,
+                self._person_limits,
+                insecure_loopback=self.settings.hub.insecure_loopback,
+            )
         self.tracing = self._open_tracing()
         self.metrics = self._open_metrics()
         async with anyio.create_task_group() as tg:
@@ -225,7 +238,7 @@ class Hub:
                     bodies=self.settings.hub.log_bodies,
                     metrics=self.metrics,
                 ),
-                AuthnStage(lambda: self.keyring),
+                AuthnStage(lambda: self.keyring, self._person if self.signin is not None else None),
                 AuthzStage(self.view, lambda: self.registry.upstreams, self.codemode.offers, self._response_owner),
                 LimitsStage(self.limiter, ToolPricing(self.settings.pricing.tools)),
                 GuardrailsStage(
@@ -256,9 +269,10 @@ class Hub:
             await self.control.start(tg)
             if self._code_mode_servers() or any(key.code_mode for key in self.keyring.keys()):
                 self.codemode.prepare()  # the sandbox guest builds or loads in the background; the doors serve
-            tg.start_soon(
-                self._follow_changes, [self._follow_keys, self.control.follow, guardrails.follow, pins.follow]
-            )
+            followers: list[Follower] = [self._follow_keys, self.control.follow, guardrails.follow, pins.follow]
+            if self.signin is not None:
+                followers.append(self.signin.follow)
+            tg.start_soon(self._follow_changes, followers)
             await self.registry.wait_ready(self.settings.hub.upstream_start_timeout_s)
             try:
                 yield self
@@ -270,6 +284,9 @@ class Hub:
         self._tg = None
         with anyio.CancelScope(shield=True):
             await auth.aclose()
+            if self.signin is not None:
+                await self.signin.aclose()
+                self.signin = None
             await guardrails.aclose()
             if self.llm_router is not None:
                 await self.llm_router.aclose()
@@ -480,11 +497,27 @@ class Hub:
         """Health and counts per upstream, for `agenthub servers` and `GET /api/v1/servers`."""
         return self.registry.status()
 
-    def authenticate(self, credential: str | None) -> Principal | None:
+    def authenticate(self, credential: str | None, server: str | None = None) -> Principal | None:
         """The principal of a presented key, as the authn stage decides it (for the MCP transport, which binds a
-        session to its key before the SDK opens it)."""
+        session to its key before the SDK opens it); with `[sign_in]`, else the person behind an access token
+        issued for this MCP endpoint (`server`: the `/mcp/{server}` one)."""
         key = self.keyring.verify(credential) if credential else None  # as the authn stage decides
+        if key is None and credential and self.signin is not None:
+            key = self.signin.check(credential, server)
         return Principal(key) if key is not None else None
+
+    def challenge(self, server: str | None = None) -> str | None:
+        """`WWW-Authenticate` for a refused MCP request with `[sign_in]` (where to find the authorization server),
+        or None for the plain one."""
+        return self.signin.challenge(server) if self.signin is not None else None
+
+    def _person(self, person_id: str) -> VirtualKey | None:
+        return self.signin.index.person(person_id) if self.signin is not None else None
+
+    def _person_limits(self, key: VirtualKey) -> None:
+        """A person's limits, registered as a key's (their own budget and rate limit, under their team)."""
+        if self.limiter is not None:
+            self.limiter.set_key(key.id, team=key.team, budget=key.budget, rate_limit=key.rate_limit)
 
     def forget_server(self, name: str) -> None:
         """A run-time server was removed: its single-server endpoint goes with it."""

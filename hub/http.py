@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncGenerator, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,6 +36,9 @@ from hub.paths import (
 )
 from hub.settings import Settings
 from hub.telemetry.traceconfig import tracing_on
+
+if TYPE_CHECKING:
+    from hub.signin.service import SignIn
 
 _READ_HEADERS = frozenset(
     {b"authorization", b"x-api-key", b"api-key", b"accept", b"content-type", b"host", b"origin"}
@@ -117,6 +121,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
 
     app = Starlette(
         routes=[
+            *_signin_routes(settings, ref),
             *(Route(path, llm, methods=["POST"]) for path in sorted(LLM_POST_PATHS)),
             *(Route(path, llm, methods=["GET"]) for path in OPENAI_GET_PATHS),
             *(Route(path, llm, methods=list(methods)) for path, methods in OPENAI_STORED_RESPONSE_PATHS.items()),
@@ -136,6 +141,22 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
 
         return client_context(router)
     return router
+
+
+def _signin_routes(settings: Settings, ref: HubRef) -> list[BaseRoute]:
+    """The authorization server's routes with `[sign_in]` (its modules load only then)."""
+    section = settings.sign_in
+    if section is None:
+        return []
+    from hub.signin.routes import signin_routes
+
+    def signin() -> SignIn:
+        running = ref.hub.signin
+        if running is None:
+            raise RuntimeError("sign-in is not running")
+        return running
+
+    return list(signin_routes(section, signin))
 
 
 class _Unrouted:

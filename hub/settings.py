@@ -31,6 +31,7 @@ from hub.governance.periods import parse_retention
 from hub.guardrails.config import GuardrailConfig
 from hub.identity.oidc import AdminSection
 from hub.paths import OAUTH_CALLBACK_PATH
+from hub.signin.config import SignInSection
 from hub.telemetry.metricsconfig import MetricsSection
 from hub.telemetry.traceconfig import TelemetrySection
 from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
@@ -187,6 +188,8 @@ class Settings(BaseModel):
     admin: AdminSection = Field(default_factory=AdminSection)
     telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
     metrics: MetricsSection = Field(default_factory=MetricsSection)
+    sign_in: SignInSection | None = None
+    """People sign in to `/mcp` through the organisation's identity provider (off unless present)."""
     path: Path | None = None
     """Where the settings were read from (not a config key)."""
 
@@ -210,6 +213,9 @@ class Settings(BaseModel):
                 raise ValueError(f"key '{key.name}' names unknown team '{key.team}'")
             if key.customer is not None and key.customer not in customers:
                 raise ValueError(f"key '{key.name}' names unknown customer '{key.customer}'")
+        for grant in self.sign_in.grants if self.sign_in is not None else ():
+            if grant.team is not None and grant.team not in teams:
+                raise ValueError(f"sign_in grant for '{grant.group or grant.claim}' names unknown team '{grant.team}'")
         for first, second in colliding(self.servers):
             raise ValueError(
                 f"servers '{first}' and '{second}' collide: names must differ in more than case or '-' against '_'"
@@ -328,6 +334,11 @@ def _resolve_secrets(settings: Settings, label: str) -> Settings:
     if oidc is not None and oidc.client_secret is not None:
         secret = resolve_secret(oidc.client_secret, base, f"{label}: admin.oidc.client_secret")
         changes["admin"] = settings.admin.model_copy(update={"oidc": oidc.model_copy(update={"client_secret": secret})})
+    sign_in = settings.sign_in
+    if sign_in is not None and sign_in.idp.client_secret is not None:
+        secret = resolve_secret(sign_in.idp.client_secret, base, f"{label}: sign_in.idp.client_secret")
+        idp = sign_in.idp.model_copy(update={"client_secret": secret})
+        changes["sign_in"] = sign_in.model_copy(update={"idp": idp})
     if settings.metrics.token is not None:
         token = resolve_secret(settings.metrics.token, base, f"{label}: metrics.token")
         changes["metrics"] = settings.metrics.model_copy(update={"token": token})

@@ -86,7 +86,9 @@ class McpHost(Protocol):
     @property
     def task_group(self) -> anyio.abc.TaskGroup: ...
 
-    def authenticate(self, credential: str | None) -> Principal | None: ...
+    def authenticate(self, credential: str | None, server: str | None = None) -> Principal | None: ...
+
+    def challenge(self, server: str | None = None) -> str | None: ...
 
     def door_for(self, server: str) -> McpDoor | None: ...
 
@@ -160,7 +162,7 @@ class McpTransport:
         server = path[5:].strip("/") or None
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"] if k in READ_HEADERS}
         presented = credential(headers)
-        principal = host.authenticate(presented)
+        principal = host.authenticate(presented, server)
         if principal is None:
             await self._refuse(host, scope, receive, send, server, presented)
             return
@@ -244,7 +246,8 @@ class McpTransport:
             await _run(host, call)
         except HubError as exc:
             refusal = exc
-        headers = {"www-authenticate": WWW_AUTHENTICATE} if isinstance(refusal, Unauthenticated) else {}
+        challenge = host.challenge(server) or WWW_AUTHENTICATE
+        headers = {"www-authenticate": challenge} if isinstance(refusal, Unauthenticated) else {}
         await jsonrpc_error(send, refusal.wire.status, refusal.jsonrpc_code, refusal.message, request_id, headers)
 
 

@@ -12,15 +12,21 @@ from collections.abc import Callable
 
 from hub.call import Call, Outcome, Principal
 from hub.errors import Unauthenticated
-from hub.governance.keys import KeyRing
+from hub.governance.keys import KeyRing, VirtualKey
 from hub.pipeline import Handler
 
 NO_KEY = "a valid virtual key is required (Authorization: Bearer ahk-...)"
 
 
 class AuthnStage:
-    def __init__(self, keyring: Callable[[], KeyRing]) -> None:
+    """`people`: the key of a signed-in person by id while they hold a live token (consulted only when the key
+    ring does not know the principal, so a virtual key's call never reaches it)."""
+
+    def __init__(
+        self, keyring: Callable[[], KeyRing], people: Callable[[str], VirtualKey | None] | None = None
+    ) -> None:
         self._keyring = keyring
+        self._people = people
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
         ring = self._keyring()
@@ -28,7 +34,9 @@ class AuthnStage:
         if principal is not None:
             key = ring.get(principal.key.id)
             if key is None:
-                raise Unauthenticated("the virtual key was revoked or has expired")
+                key = self._people(principal.key.id) if self._people is not None else None
+                if key is None:
+                    raise Unauthenticated("the virtual key was revoked or has expired")
             if key is not principal.key:
                 call = call.authenticated(principal.with_key(key))
             return await call_next(call)

@@ -790,6 +790,39 @@ def test_every_route_of_the_hub_is_in_the_matrix_or_governed_elsewhere(tmp_path:
     assert covered <= routes
 
 
+SIGN_IN = {
+    "/.well-known/oauth-protected-resource": "public discovery documents (tests/signin)",
+    "/.well-known/oauth-protected-resource/mcp": "public discovery documents (tests/signin)",
+    "/.well-known/oauth-protected-resource/mcp/{server}": "public discovery documents (tests/signin)",
+    "/.well-known/oauth-authorization-server": "public discovery documents (tests/signin)",
+    "/.well-known/openid-configuration": "public discovery documents (tests/signin)",
+    "/signin/authorize": "the authorization server: PKCE, exact redirects, resource indicators (tests/signin)",
+    "/signin/token": "the authorization server: codes once, refresh rotation and reuse detection (tests/signin)",
+    "/signin/register": "dynamic registration, capped and rate-limited per source (tests/signin)",
+    "/signin/revoke": "revocation by the client that holds the token (tests/signin)",
+    "/signin/login": "browser flows bound to the person who started them (tests/signin)",
+    "/signin/callback": "browser flows bound to the person who started them (tests/signin)",
+}
+"""With `[sign_in]`: the authorization server's routes; the tokens it issues are principals of the MCP door's
+cases above (a person crosses the same pipeline as a key)."""
+
+
+def test_with_sign_in_every_route_is_in_the_matrix_or_governed_elsewhere(tmp_path: Path) -> None:
+    from starlette.routing import Route
+
+    from hub.http import build_app
+    from hub.settings import settings_from_dict
+
+    sign_in = {"issuer": "http://127.0.0.1:8787", "allowed_redirects": ["http://127.0.0.1/*"],
+               "idp": {"issuer": "https://login.example", "client_id": "hub"}}  # fmt: skip
+    plain: Any = build_app(settings_from_dict({}, tmp_path / "agenthub.toml"))
+    signed: Any = build_app(settings_from_dict({"sign_in": sign_in}, tmp_path / "agenthub.toml"))
+    before = {route.path for route in plain.app.routes if isinstance(route, Route)}
+    after = {route.path for route in signed.app.routes if isinstance(route, Route)}
+    assert after - before == set(SIGN_IN)
+    assert before <= after
+
+
 def test_every_not_applicable_reason_is_an_accepted_one() -> None:
     for case in CASES:
         assert set(case.na.values()) <= NA_REASONS, case.id

@@ -1,0 +1,74 @@
+"""The tables of sign-in (`hub.signin.store`): registered clients, logins in flight, authorization codes and
+tokens. Codes and tokens are stored only as SHA-256 hashes (they are 256-bit random strings: nothing to
+brute-force), so a copy of the database gives no usable token."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+
+class SignInClientRow(SQLModel, table=True):
+    """A client registered dynamically (RFC 7591)."""
+
+    __tablename__ = "signin_clients"  # pyright: ignore[reportAssignmentType]
+
+    client_id: str = Field(primary_key=True)
+    document: str
+    """The registration as the client sees it (`OAuthClientInformationFull`, JSON)."""
+    source: str = Field(index=True)
+    """The address that registered it (registrations are rate-limited per source)."""
+    created_at: datetime = Field(index=True)
+    last_used_at: datetime = Field(index=True)
+    """The last time it obtained a token: unused registrations expire."""
+
+
+class SignInPendingRow(SQLModel, table=True):
+    """An authorization request waiting for the person to come back from the identity provider."""
+
+    __tablename__ = "signin_pending"  # pyright: ignore[reportAssignmentType]
+
+    id: str = Field(primary_key=True)
+    request: str
+    """The client's authorization request (client, redirect URI, PKCE challenge, resource, state), JSON."""
+    expires_at: datetime = Field(index=True)
+
+
+class SignInCodeRow(SQLModel, table=True):
+    """An authorization code, redeemable once."""
+
+    __tablename__ = "signin_codes"  # pyright: ignore[reportAssignmentType]
+
+    code_hash: str = Field(primary_key=True)
+    client_id: str
+    request: str
+    """The authorization request it answers, JSON."""
+    person: str
+    """Who signed in (subject, email, groups, claims the grants read), JSON."""
+    family: str
+    """The token family its exchange starts: a replayed code revokes it."""
+    expires_at: datetime = Field(index=True)
+    used: bool = False
+
+
+class SignInTokenRow(SQLModel, table=True):
+    """An access or refresh token. Refresh tokens of one login form a family: a reused one revokes it."""
+
+    __tablename__ = "signin_tokens"  # pyright: ignore[reportAssignmentType]
+
+    token_hash: str = Field(primary_key=True)
+    kind: str
+    """`access` or `refresh`."""
+    family: str = Field(index=True)
+    client_id: str
+    person_id: str = Field(index=True)
+    person: str
+    """Who the token is for, JSON (as `SignInCodeRow.person`)."""
+    resource: str
+    """The audience (RFC 8707): the MCP endpoint the token is good for."""
+    scopes: str = ""
+    expires_at: datetime = Field(index=True)
+    used: bool = False
+    """A refresh token that was exchanged already (rotated)."""
+    revoked: bool = False
