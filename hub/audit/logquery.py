@@ -1,13 +1,22 @@
 """Reading the request log at scale: filters, keyset pages, a bounded total, call trees and exports.
 
-Every query is shaped so that an index answers it (schema version 4, `hub.store.tables.REQUEST_LOG_INDEXES`):
-an equality filter and the time range walk one `(column, ts)` index newest first, and `LIMIT` stops the walk
-after one page; the next page starts where the last ended (keyset on `(ts, id)`, carried in an opaque cursor),
-so page 1000 costs what page 1 costs and rows written meanwhile neither repeat nor shift a page. The total is a
-capped count (`count_query`): exact up to `TOTAL_CAP` rows, "at least `TOTAL_CAP`" beyond, so it never walks
-more than `TOTAL_CAP` index entries of the filtered range; with a threshold filter (`min_latency_ms`,
-`min_cost_usd`), which no index serves, it tests at most the newest `SCAN_CAP` rows the indexed filters select
-and says "at least" when there were more. Summaries read the daily rollup (`logsummary`).
+Every page and every total reads a bounded stretch of one index, whatever the filters, so no combination of them
+walks the table (schema version 5, `hub.store.tables.REQUEST_LOG_INDEXES`). One filter drives: of those an index
+serves (`DRIVERS`, most selective first: the loop, the key, the tool...), the first one given; the time range and
+the cursor bound the same index range, which is walked newest first. When nothing else is asked, every row of
+that walk matches, and `LIMIT` stops it after one page. The other filters (a second or third equality, a status,
+the latency and cost thresholds) are tested on the rows of the walk, which reads at most `SCAN_CAP` rows: a page
+holds the matches among them and, when the walk stopped at the cap before the page was full, a `next_cursor`
+that resumes where the walk stopped, so a page may hold fewer rows than asked, or none, and still be followed by
+another. A rare combination is found page by page at a bounded cost each, never by one query that reads millions
+of rows (the database cannot know that a team and a model rarely meet, and nothing short of an index per pair
+could).
+
+Pages are keyset on `(ts, id)`, carried in an opaque cursor, so page 1000 costs what page 1 costs and rows
+written meanwhile neither repeat nor shift a page. The total is a capped count (`count_query`): with the driving
+filter alone, exact up to `TOTAL_CAP` rows and "at least `TOTAL_CAP`" beyond; with other filters to test, the
+matches among the newest `SCAN_CAP` rows of the driving filter, "at least" that many when there were more.
+Summaries read the daily rollup (`logsummary`).
 
 Functions here are synchronous (run them in a worker thread or in the CLI) and take the engine to read.
 """
@@ -16,24 +25,26 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+import operator
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select
-from sqlalchemy.engine import Engine, RowMapping
+from sqlalchemy import ColumnElement, Select, TextClause, and_, case, func, literal, or_, select, text
+from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlmodel import col
 
 from hub.governance.periods import parse_retention
-from hub.store.tables import RequestLogBodyRow, RequestLogRow
+from hub.store.tables import FAILED, RequestLogBodyRow, RequestLogRow
 
 TOTAL_CAP = 10_000
 """The most rows a total counts; past it the total reads "at least 10000"."""
 
-SCAN_CAP = 50_000
-"""The most rows a total with a threshold filter tests."""
+SCAN_CAP = 3_000
+"""The most rows of the driving filter's index range that one page, or one total, tests against the other
+filters."""
 
 MAX_LIMIT = 500
 """The largest page."""
@@ -44,12 +55,20 @@ MAX_TREE = 1000
 _T = RequestLogRow
 _TS, _ID = col(_T.ts), col(_T.id)
 _TABLE: Any = _T.__table__  # pyright: ignore[reportAttributeAccessIssue]
+_EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+"""Before every row: the lower bound of a walk whose range has fewer rows than it may read."""
 
 EQUALITY = {
     "key": "key_id", "team": "team", "customer": "customer", "door": "door", "operation": "operation",
     "model": "model", "server": "server", "tool": "tool", "outcome": "outcome",
 }  # fmt: skip
 """Query parameter -> column, for the filters that match a value exactly."""
+
+DRIVERS = ("loop", "key", "tool", "model", "server", "failed", "team", "customer", "operation", "door")
+"""The filters an index serves in time order, in the order one is chosen to drive a query: the one that usually
+selects the fewest rows first (a loop has a few calls; a key, a tool or a model a small share of the traffic;
+failed calls, asked for by a status other than 200 or an outcome other than `ok`, are few; a door or an
+operation many). Without any, the `ts` index drives."""
 
 
 class BadFilter(ValueError):
@@ -150,26 +169,103 @@ def _utc(when: datetime) -> datetime:
     return when.astimezone(UTC)
 
 
-def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
-    """The WHERE terms of a filter."""
+def _range(f: LogFilter, c: Any) -> list[ColumnElement[bool]]:
     terms: list[ColumnElement[bool]] = []
     if f.since is not None:
-        terms.append(_TS >= _utc(f.since))
+        terms.append(c.ts >= _utc(f.since))
     if f.until is not None:
-        terms.append(_TS < _utc(f.until))
+        terms.append(c.ts < _utc(f.until))
+    return terms
+
+
+def _failed(f: LogFilter) -> bool:
+    """Whether the filter asks only for calls that did not end well (the rows `FAILED` holds)."""
+    return (f.status is not None and f.status != 200) or (f.outcome is not None and f.outcome != "ok")
+
+
+def driver(f: LogFilter) -> str | None:
+    """The filter that drives the query (one of `DRIVERS`), or None for the time range alone."""
+    for name in DRIVERS:
+        if _failed(f) if name == "failed" else getattr(f, name) is not None:
+            return name
+    return None
+
+
+def _terms(f: LogFilter, c: Any, names: frozenset[str] | None) -> list[ColumnElement[bool]]:
+    """The terms of the filters in `names` (every filter but the time range when None), over columns `c`."""
+    terms: list[ColumnElement[bool]] = []
+
+    def wanted(name: str) -> bool:
+        return names is None or name in names
+
     for name, column in EQUALITY.items():
         value = getattr(f, name)
-        if value is not None:
-            terms.append(_TABLE.c[column] == value)
-    if f.status is not None:
-        terms.append(col(_T.status) == f.status)
-    if f.min_latency_ms is not None:
-        terms.append(col(_T.latency_ms) >= f.min_latency_ms)
-    if f.min_cost_usd is not None:
-        terms.append(col(_T.cost_usd) >= f.min_cost_usd)
-    if f.loop is not None:
-        terms.append(or_(col(_T.loop_id) == f.loop, col(_T.call_id) == f.loop))
+        if value is not None and wanted(name):
+            terms.append(c[column] == value)
+    if f.status is not None and wanted("status"):
+        terms.append(c.status == f.status)
+    if f.min_latency_ms is not None and wanted("min_latency_ms"):
+        terms.append(c.latency_ms >= f.min_latency_ms)
+    if f.min_cost_usd is not None and wanted("min_cost_usd"):
+        terms.append(c.cost_usd >= f.min_cost_usd)
+    if f.loop is not None and wanted("loop"):
+        terms.append(or_(c.loop_id == f.loop, c.call_id == f.loop))
     return terms
+
+
+def conditions(f: LogFilter) -> list[ColumnElement[bool]]:
+    """The WHERE terms of a filter, all of them (an export, which reads every match, walks the whole range)."""
+    return _range(f, _TABLE.c) + _terms(f, _TABLE.c, None)
+
+
+def _ts(op: Callable[[Any, Any], ColumnElement[bool]], bound: Any) -> ColumnElement[bool]:
+    """A bound on `ts` (a time, or an expression)."""
+    return op(_TS, bound if isinstance(bound, ColumnElement) else literal(bound, _TABLE.c.ts.type))
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How a filter is read: the index range walked, and the filters tested on its rows."""
+
+    drive: list[ColumnElement[bool] | TextClause]
+    """The driving filter; for failed calls, `FAILED` word for word (the partial index's predicate, which the
+    database must see to use that index)."""
+    rest: frozenset[str]
+    """The filters tested on the rows of the walk (empty: every row of the walk matches)."""
+    since: datetime | None
+    until: datetime | None
+
+    def range(self, cursor: str | None = None, cut: Any = None) -> list[ColumnElement[bool]]:
+        """The bounds on `ts` of a walk: after `cursor`, within the range, and not below `cut` (an expression,
+        NULL for none). One term per end, the tighter of the candidates: given two, SQLite may walk from or to
+        the looser one."""
+        terms: list[ColumnElement[bool]] = []
+        if cut is not None:
+            terms.append(_ts(operator.ge, func.coalesce(cut, literal(self.since or _EARLIEST, _TABLE.c.ts.type))))
+        elif self.since is not None:
+            terms.append(_ts(operator.ge, self.since))
+        position = None if cursor is None else decode_cursor(cursor)
+        if position is not None and (self.until is None or position[0] < self.until):
+            ts, row_id = position
+            terms += [_ts(operator.le, ts), or_(_TS < ts, _ID < row_id)]  # ties on ts broken by id
+        elif self.until is not None:
+            terms.append(_ts(operator.lt, self.until))
+        return terms
+
+
+def plan(f: LogFilter) -> Plan:
+    """Which index range a filter walks and which filters remain to test (see `DRIVERS`)."""
+    given = {fd.name for fd in fields(LogFilter) if fd.name not in ("since", "until")}
+    given = {name for name in given if getattr(f, name) is not None}
+    chosen = driver(f)
+    drive: list[ColumnElement[bool] | TextClause] = []
+    if chosen == "failed":
+        drive.append(text(f"({FAILED})"))
+    elif chosen is not None:
+        drive += _terms(f, _TABLE.c, frozenset({chosen}))
+        given.discard(chosen)
+    since, until = (None if t is None else _utc(t) for t in (f.since, f.until))
+    return Plan(drive, frozenset(given), since, until)
 
 
 # -- cursors -----------------------------------------------------------------------------------------------
@@ -201,27 +297,59 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 # -- reading -----------------------------------------------------------------------------------------------
 
 
-def page_query(f: LogFilter, limit: int, cursor: str | None = None) -> Select[Any]:
-    """Newest first, `limit` rows after `cursor` (plus one, to know whether another page follows)."""
-    terms = conditions(f)
-    if cursor is not None:
-        ts, row_id = decode_cursor(cursor)
-        terms.append(_TS <= ts)  # the range bound the index walks; the tie on ts is broken by id
-        terms.append(or_(_TS < ts, _ID < row_id))
-    return select(_TABLE).where(and_(*terms)).order_by(_TS.desc(), _ID.desc()).limit(limit + 1)
+def _edge(p: Plan, cursor: str | None, scan: int) -> Select[Any]:
+    """The `ts` of the `scan`-th row of the walk (after `cursor`): read from the driving index alone."""
+    where = [*p.drive, *p.range(cursor)]
+    return select(_TS).where(and_(*where)).order_by(_TS.desc()).offset(scan - 1).limit(1)
+
+
+def _walk(p: Plan, cursor: str | None, scan: int) -> list[ColumnElement[bool] | TextClause]:
+    """The terms of a walk that reads at most `scan` rows of the driving index (and the rows that share the last
+    one's `ts`): the driving range, cut at the `ts` of its `scan`-th row when it has that many."""
+    return [*p.drive, *p.range(cursor, _edge(p, cursor, scan).scalar_subquery())]
+
+
+def _tested(f: LogFilter, p: Plan) -> ColumnElement[bool]:
+    """The filters left to test, as one term that no index serves, so that the database walks the driving index
+    and no other (a second equality, served by its own index, could otherwise tempt the planner into a walk of
+    millions of rows)."""
+    return case((and_(*_terms(f, _TABLE.c, p.rest)), 1), else_=0) == 1
+
+
+def page_query(f: LogFilter, limit: int, cursor: str | None = None, scan: int = SCAN_CAP) -> Select[Any]:
+    """Newest first, `limit` rows after `cursor` (plus one, to know whether another page follows), among the
+    first `scan` rows of the driving filter's walk when other filters remain to test."""
+    p = plan(f)
+    where = _walk(p, cursor, scan) + [_tested(f, p)] if p.rest else [*p.drive, *p.range(cursor)]
+    return select(_TABLE).where(and_(*where)).order_by(_TS.desc(), _ID.desc()).limit(limit + 1)
+
+
+def edge_query(f: LogFilter, cursor: str | None = None, scan: int = SCAN_CAP) -> Select[Any]:
+    """The `ts` of the last row a page's walk reads when it reads `scan` rows (no row when the range ends before):
+    a page that found fewer matches than asked ends there, and the next resumes past every row with that `ts`."""
+    return _edge(plan(f), cursor, scan)
 
 
 def count_query(f: LogFilter, cap: int = TOTAL_CAP, scan: int = SCAN_CAP) -> Select[int, Any]:
-    """`(rows tested, rows matching)`: without a threshold filter every tested row matches and at most `cap + 1`
-    are; with one, the newest `scan` rows of the other filters are tested."""
-    if f.min_latency_ms is None and f.min_cost_usd is None:
-        inner = select(_ID).where(and_(*conditions(f))).limit(cap + 1).subquery()
+    """`(rows tested, rows matching)`: with the driving filter alone every tested row matches and at most
+    `cap + 1` are; otherwise the newest `scan` rows of the driving filter are tested against the rest. Both read
+    newest first and stop at their count, so no plan counts through a scan of the table (one that misjudged how
+    many rows the range holds could), and, by `ts` alone, from the index's entries where no other column is
+    tested."""
+    p = plan(f)
+    if not p.rest:
+        inner = select(_TS).where(and_(*p.drive, *p.range())).order_by(_TS.desc()).limit(cap + 1).subquery()
         return select(func.count(), func.count()).select_from(inner)
-    indexed = conditions(replace(f, min_latency_ms=None, min_cost_usd=None))
-    threshold = and_(*conditions(LogFilter(min_latency_ms=f.min_latency_ms, min_cost_usd=f.min_cost_usd)))
-    hit = case((threshold, 1), else_=0).label("hit")
-    tested = select(hit).where(and_(*indexed)).order_by(_TS.desc()).limit(scan).subquery()
+    hit = case((and_(*_terms(f, _TABLE.c, p.rest)), 1), else_=0).label("hit")
+    tested = select(hit).where(and_(*_walk(p, None, scan))).order_by(_TS.desc()).limit(scan).subquery()
     return select(func.count(), func.coalesce(func.sum(tested.c.hit), 0)).select_from(tested)
+
+
+def walked_query(f: LogFilter, scan: int = SCAN_CAP) -> Select[int]:
+    """How many rows the first page's walk reads: from the driving index alone (its entries, not the rows)."""
+    p = plan(f)
+    inner = select(_TS).where(and_(*_walk(p, None, scan))).order_by(_TS.desc()).limit(scan).subquery()
+    return select(func.count()).select_from(inner)
 
 
 def total_of(tested: int, matching: int, cap: int = TOTAL_CAP, scan: int = SCAN_CAP) -> tuple[int, bool]:
@@ -245,17 +373,46 @@ class Page:
     total_exact: bool
 
 
+def settle(conn: Connection) -> None:
+    """Settings for the read transaction of a page (PostgreSQL; SQLite needs none)."""
+    if conn.dialect.name == "postgresql":
+        # A page reads a few thousand rows at most: parallel workers and JIT compilation only add their
+        # start-up. The driving index's rows lie scattered over the table; at the default random_page_cost
+        # (4, for spinning disks) the planner would rather walk the `ts` index, in the table's own order, and
+        # read fifty times the rows; 1.1 is the cost of a random read on SSD storage or a cached table.
+        conn.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+        conn.execute(text("SET LOCAL jit = off"))
+        conn.execute(text("SET LOCAL random_page_cost = 1.1"))
+
+
 def read_page(
-    engine: Engine, f: LogFilter, limit: int, cursor: str | None = None, *, total: bool = True, cap: int = TOTAL_CAP
+    engine: Engine,
+    f: LogFilter,
+    limit: int,
+    cursor: str | None = None,
+    *,
+    total: bool = True,
+    cap: int = TOTAL_CAP,
+    scan: int = SCAN_CAP,
 ) -> Page:
-    """One page of rows and the total counted up to `cap`, in one read transaction."""
+    """One page of rows and the total counted up to `cap`, in one read transaction. When other filters than the
+    driving one remain to test and the walk read `scan` rows without filling the page, the page ends there: its
+    cursor resumes the walk after the last row read."""
     with engine.connect() as conn:
-        rows = list(conn.execute(page_query(f, limit, cursor)).mappings())
-        tested, matching = tuple(conn.execute(count_query(f, cap)).one()) if total else (0, 0)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more else None
-    counted, exact = total_of(int(tested), int(matching), cap)
+        settle(conn)
+        rows = list(conn.execute(page_query(f, limit, cursor, scan)).mappings())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more else None
+        tested, matching = 0, 0
+        if not more and plan(f).rest:
+            edge = conn.execute(edge_query(f, cursor, scan)).scalar()
+            next_cursor = None if edge is None else encode_cursor(edge, 0)  # ids start at 1: past every row at `edge`
+            if total and cursor is None:  # the page holds every match of the walk: the total needs only its length
+                tested, matching, total = int(conn.execute(walked_query(f, scan)).scalar_one()), len(rows), False
+        if total:
+            tested, matching = tuple(conn.execute(count_query(f, cap, scan)).one())
+    counted, exact = total_of(int(tested), int(matching), cap, scan)
     return Page([row_view(r) for r in rows], next_cursor, counted, exact)
 
 

@@ -19,6 +19,7 @@ from hub.governance.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.admin_tables import writing
 from hub.store.tables import (
     REQUEST_LOG_INDEXES,
+    RETIRED_INDEXES,
     DuplicateName,
     KeyRow,
     MetaRow,
@@ -28,7 +29,7 @@ from hub.store.tables import (
     insert_new,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SqlStore:
@@ -247,8 +248,25 @@ def _v4_request_log_filters(engine: Engine) -> None:
     _add_columns(engine, "request_log", columns)
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX IF EXISTS ix_request_log_key_id"))
+    _create_log_indexes(engine)
+
+
+def _v5_request_log_failed(engine: Engine) -> None:
+    """Version 5: the full `(status, ts)` and `(outcome, ts)` indexes give way to one partial index of the failed
+    calls (`hub.store.tables.FAILED`), so a successful call, nearly every call, costs the flush two index entries
+    fewer. A version 3 database has the new index already (version 4 creates the current set)."""
+    with engine.begin() as conn:
+        for name in RETIRED_INDEXES:
+            conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    _create_log_indexes(engine)
+
+
+def _create_log_indexes(engine: Engine) -> None:
+    """Create the request log's secondary indexes that are missing (`REQUEST_LOG_INDEXES`, partial where
+    `index_where` says)."""
+    with engine.begin() as conn:
         for name, indexed in REQUEST_LOG_INDEXES.items():
-            where = index_where(indexed)
+            where = index_where(name, indexed)
             partial = f" WHERE {where}" if where is not None else ""
             conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON request_log ({', '.join(indexed)}){partial}"))
 
@@ -257,6 +275,7 @@ MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     2: _v2_request_log_usage,
     3: _v3_request_log_cache,
     4: _v4_request_log_filters,
+    5: _v5_request_log_failed,
 }
 """Schema step per version: `MIGRATIONS[n]` upgrades a version n-1 database to version n."""
 

@@ -68,19 +68,28 @@ class KeyRow(SQLModel, table=True):
     revoked_at: datetime | None = None
 
 
-FILTERED_COLUMNS = (
-    "key_id", "team", "customer", "door", "operation", "model", "server", "tool", "status", "outcome"
-)  # fmt: skip
-"""The request-log columns the log API filters on with equality: each has an index `(column, ts)`, so a filter with
-a time range is one index range walked newest first (`ORDER BY ts DESC, id DESC LIMIT n` stops after n rows)."""
+FILTERED_COLUMNS = ("key_id", "team", "customer", "door", "operation", "model", "server", "tool")
+"""The request-log columns the log API filters on with equality through an index `(column, ts)`: a filter with a
+time range is one index range walked newest first (`ORDER BY ts DESC, id DESC LIMIT n` stops after n rows)."""
+
+FAILED = "status <> 200 OR outcome <> 'ok'"
+"""The rows of calls that did not end well: the predicate of the partial index that `status` and `outcome` filters
+walk (schema version 5). A status other than 200 or an outcome other than `ok` implies it, and the log API adds
+it, word for word, to such a filter, so SQLite and PostgreSQL both see that the index holds every row asked for;
+the few rows it holds cost the flush little, where full `(status, ts)` and `(outcome, ts)` indexes took an entry
+for every row and, for the common values (200, `ok`), helped no query that walking `ts` does not serve as well."""
 
 REQUEST_LOG_INDEXES: dict[str, tuple[str, ...]] = {
     **{f"ix_request_log_{name}_ts": (name, "ts") for name in FILTERED_COLUMNS},
+    "ix_request_log_failed_ts": ("ts",),
     "ix_request_log_loop_id": ("loop_id",),
     "ix_request_log_parent_id": ("parent_id",),
 }
-"""Secondary indexes of `request_log` beyond `ts` and `call_id` (schema version 4): one per filter, and the two
-that find a call's tree (its children, and every call of a loop)."""
+"""Secondary indexes of `request_log` beyond `ts` and `call_id`: one per equality filter, one for failed calls, and
+the two that find a call's tree (its children, and every call of a loop)."""
+
+RETIRED_INDEXES = ("ix_request_log_status_ts", "ix_request_log_outcome_ts")
+"""Indexes of schema version 4 that version 5 drops (`ix_request_log_failed_ts` serves their filters)."""
 
 SPARSE_COLUMNS = frozenset({"key_id", "team", "customer", "model", "server", "tool", "loop_id", "parent_id"})
 """Columns that are NULL on many rows (an MCP call has no model, an LLM call no server or tool, most calls no team,
@@ -88,13 +97,15 @@ loop or parent): their indexes are partial (`WHERE column IS NOT NULL`), so such
 them, and an equality filter, which implies the column is not NULL, still uses them."""
 
 
-def index_where(columns: tuple[str, ...]) -> str | None:
-    """The predicate of the partial index over `columns`, or None for a full index."""
+def index_where(name: str, columns: tuple[str, ...]) -> str | None:
+    """The predicate of the partial index `name` over `columns`, or None for a full index."""
+    if name == "ix_request_log_failed_ts":
+        return FAILED
     return f"{columns[0]} IS NOT NULL" if columns[0] in SPARSE_COLUMNS else None
 
 
 def _index(name: str, columns: tuple[str, ...]) -> Index:
-    where = index_where(columns)
+    where = index_where(name, columns)
     if where is None:
         return Index(name, *columns)
     return Index(name, *columns, sqlite_where=text(where), postgresql_where=text(where))

@@ -246,6 +246,8 @@ def test_every_filter_with_a_time_range_is_answered_through_an_index_on_sqlite(t
         column = {"key": "key_id"}.get(name, name)
         if column in FILTERED_COLUMNS:
             assert f"USING INDEX ix_request_log_{column}_ts" in plan, (name, plan)
+        elif name in ("status", "outcome"):
+            assert "USING INDEX ix_request_log_failed_ts" in plan, (name, plan)
         elif name == "loop":
             assert "ix_request_log_loop_id" in plan and "ix_request_log_call_id" in plan, plan
         else:
@@ -264,6 +266,8 @@ def test_every_filter_with_a_time_range_can_be_answered_through_an_index_on_post
         column = {"key": "key_id"}.get(name, name)
         if column in FILTERED_COLUMNS:
             assert f"ix_request_log_{column}_ts" in plan, (name, plan)
+        elif name in ("status", "outcome"):
+            assert "ix_request_log_failed_ts" in plan, (name, plan)
         elif name == "loop":
             assert "ix_request_log_loop_id" in plan and "ix_request_log_call_id" in plan, plan
         else:
@@ -293,7 +297,9 @@ def test_the_indexes_of_columns_most_rows_leave_empty_are_partial(tmp_path: Path
     sparse = {"key_id", "team", "customer", "model", "server", "tool", "loop_id", "parent_id"}
     for name, columns in REQUEST_LOG_INDEXES.items():
         partial = f"WHERE {columns[0]} IS NOT NULL"
-        if columns[0] in sparse:
+        if name == "ix_request_log_failed_ts":  # only the calls that did not end well
+            assert found[name].endswith("WHERE status <> 200 OR outcome <> 'ok'"), found[name]
+        elif columns[0] in sparse:
             assert found[name].endswith(partial), found[name]
         else:
             assert "WHERE" not in found[name], found[name]
