@@ -13,8 +13,9 @@ so summaries never scan the raw log, and stores the bodies of the calls that car
 `request_log_bodies`, redacted and capped there, so that `request_log` itself stays narrow.
 
 A flush is one `executemany` of plain tuples through the driver (`Connection.exec_driver_sql`) with an `INSERT`
-compiled once for the database's dialect, the columns' own bind processors applied: the rows stored are the
-ones the ORM would store, at a fraction of the work the flush thread does while it holds the GIL.
+compiled once for the database's dialect, the columns' own bind processors applied, and one of the rollup's upsert,
+compiled once too: the rows stored are the ones the ORM would store, at a fraction of the work the flush thread
+does while it holds the GIL.
 
 The log cannot fill the disk: `record()` cuts every text field to its bound in `TEXT_LIMITS` (a cut value ends in
 `…`), so a caller choosing a megabyte tool name stores a few hundred characters; `run_retention()` (in the app's
@@ -209,7 +210,8 @@ def purge_bodies_statement(cutoff: datetime, batch: int) -> Delete:
 
 
 class _Insert:
-    """The request-log `INSERT` for one engine: driver SQL, parameter shape and bind processors, built once."""
+    """The flush's two statements for one engine, compiled once to the driver's SQL: the request-log `INSERT` (its
+    parameter shape and bind processors) and the rollup's upsert."""
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect
@@ -220,6 +222,12 @@ class _Insert:
         self.names: tuple[str, ...] = tuple(order) if order is not None else FIELDS
         index = {name: i for i, name in enumerate(FIELDS)}
         self.picks = tuple(index[name] for name in self.names)
+        self.in_order = self.picks == tuple(range(len(FIELDS)))
+        """Whether the statement takes the fields in `FIELDS` order (then a row is the entry's values as they are)."""
+        upsert = _ROLLUP_UPSERT.compile(dialect=dialect)
+        self.rollup_sql = upsert.string
+        self.rollup_names: tuple[str, ...] | None = tuple(upsert.positiontup or ()) if dialect.positional else None
+        """The upsert's parameters in statement order for a positional driver; None: it takes them by name."""
         processors: list[tuple[int, Callable[[Any], Any]]] = []
         for i, name in enumerate(self.names):
             column_type: Any = table.c[name].type
@@ -231,16 +239,23 @@ class _Insert:
 
     def rows(self, batch: Sequence[LogEntry]) -> list[Any]:
         """Driver parameters for `batch`: tuples in statement order, or dicts for named parameter styles."""
-        picks, processors = self.picks, self.processors
+        picks, processors, in_order = self.picks, self.processors, self.in_order
         out: list[Any] = []
         for entry in batch:
             values = _values(entry)
-            row = [values[i] for i in picks]
+            row = list(values) if in_order else [values[i] for i in picks]
             for i, process in processors:
                 if row[i] is not None:
                     row[i] = process(row[i])
             out.append(tuple(row) if self.positional else dict(zip(self.names, row, strict=True)))
         return out
+
+    def sums(self, rows: list[dict[str, Any]]) -> list[Any]:
+        """Driver parameters for the rollup's upsert of `rows` (from `rollup`)."""
+        names = self.rollup_names
+        if names is None:
+            return rows
+        return [tuple(row[name] for name in names) for row in rows]
 
 
 class RequestLog:
@@ -322,11 +337,14 @@ class RequestLog:
             self._insert = _Insert(engine)
         statement = self._insert
         rows = statement.rows(batch)
-        sums = rollup(batch)
+        sums = statement.sums(rollup(batch))
         carried = [(e.call_id, e.ts, e.bodies) for e in batch if e.bodies is not None]
         with engine.begin() as conn:
+            # Both statements are the driver's SQL already (no statement compiled or parameters processed per
+            # flush); they still go through the connection, for its error handling (a dropped database connection
+            # is invalidated, not pooled).
             conn.exec_driver_sql(statement.sql, rows)
-            conn.execute(_ROLLUP_UPSERT, sums)
+            conn.exec_driver_sql(statement.rollup_sql, sums)
             if carried and self._bodies is not None:
                 self._write_bodies(conn, carried)
 

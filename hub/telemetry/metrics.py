@@ -229,9 +229,11 @@ class HubMetrics:
             if entry.parent_id is None and operation in _LOOP_OPERATIONS and agent_loop(call, outcome.principal):
                 self._loops.get((entry.outcome,))[0] += 1
         if operation == "mcp.tool":
-            tool = self.sources.tools().get(call.target)
-            labels = (tool.server, tool.original, entry.outcome) if tool is not None else (OTHER, OTHER, entry.outcome)
-            self._tools.get(labels)[0] += 1
+            server, name = entry.server, entry.tool
+            if server is None or name is None or call.scope is not None:  # not located through the registry's map
+                tool = self.sources.tools().get(call.target)
+                server, name = (tool.server, tool.original) if tool is not None else (OTHER, OTHER)
+            self._tools.get((server, name, entry.outcome))[0] += 1
         reason = _REJECTIONS.get(entry.outcome)
         if reason is not None:
             key = entry.key_name if entry.key_id is not None else None  # a name only from a verified key
