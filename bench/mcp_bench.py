@@ -14,7 +14,12 @@ run at concurrency 16) moves much less than latency on a shared machine. `--base
 another checkout (say `git worktree add /tmp/base HEAD~1`) on the same upstream, measured in the same rounds, for
 before/after figures.
 
-    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--baseline DIR] [--json]
+`--signed-in` turns `[sign_in]` on in the hub and measures it a second time in the same rounds with a signed-in
+person's access token instead of the virtual key (same grant: `fixture__*`). The token is minted for the bench
+only, straight into the hub's database before it starts (no identity provider is involved; the hub loads it like
+any live token), so the figure compares the two checks on the hot path and nothing else.
+
+    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--baseline DIR] [--signed-in] [--json]
 """
 
 from __future__ import annotations
@@ -202,15 +207,64 @@ tools = ["fixture__*"]
 """
 
 
-def start_hub(upstream_port: int, tree: Path | None) -> tuple[subprocess.Popen[bytes], int]:
-    """`agenthub serve` (of this checkout, or of `tree` on PYTHONPATH) in front of the upstream."""
+SIGN_IN_CONFIG = """
+[sign_in]
+issuer = "http://127.0.0.1:{port}"
+idp = {{ issuer = "http://127.0.0.1:9", client_id = "bench" }}
+allowed_redirects = ["http://127.0.0.1/*"]
+
+[[sign_in.grants]]
+group = "bench"
+tools = ["fixture__*"]
+"""
+
+
+def mint_person_token(database: str, issuer: str) -> str:
+    """Bench only: a signed-in person's access token written into the hub's database before it starts (no identity
+    provider; the hub loads it with the other live tokens)."""
+    import json as _json
+    import secrets
+    from datetime import UTC, datetime, timedelta
+
+    from hub.signin.people import Person
+    from hub.signin.store import SignInStore, token_hash
+    from hub.signin.tokens import ACCESS_PREFIX
+    from hub.store.signin_tables import SignInTokenRow
+    from hub.store.sql import SqlStore
+
+    person = Person("http://127.0.0.1:9", "bench-person", "bench@example.com", ("bench",), {})
+    token = ACCESS_PREFIX + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    row = SignInTokenRow(
+        token_hash=token_hash(token), kind="access", family=secrets.token_hex(16), client_id="bench",
+        person_id=person.id, person=_json.dumps(person.to_json()), resource=issuer + "/mcp",
+        expires_at=now + timedelta(days=1),
+    )  # fmt: skip
+    sql = SqlStore(database)
+    try:
+        SignInStore(sql.engine).add_tokens([row], now)
+    finally:
+        sql.close()
+    return token
+
+
+def start_hub(
+    upstream_port: int, tree: Path | None, *, signed_in: bool = False
+) -> tuple[subprocess.Popen[bytes], int, str | None]:
+    """`agenthub serve` (of this checkout, or of `tree` on PYTHONPATH) in front of the upstream; with `signed_in`,
+    `[sign_in]` on and a person's access token (returned) minted for it."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
     config = tmp / "bench.toml"
-    config.write_text(HUB_CONFIG.format(port=port, dir=tmp, upstream=upstream_port, key=KEY))
+    text = HUB_CONFIG.format(port=port, dir=tmp, upstream=upstream_port, key=KEY)
+    token = None
+    if signed_in:
+        text += SIGN_IN_CONFIG.format(port=port)
+        token = mint_person_token(f"sqlite:///{tmp}/bench.db", f"http://127.0.0.1:{port}")
+    config.write_text(text)
     env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree.resolve())}
     agenthub = str(Path(sys.executable).parent / "agenthub")
-    return start([agenthub, "serve", "--config", str(config)], port, env), port
+    return start([agenthub, "serve", "--config", str(config)], port, env), port, token
 
 
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -231,6 +285,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline", type=Path, help="another checkout whose hub is measured in the same rounds")
+    parser.add_argument("--signed-in", action="store_true", help="also measure a signed-in person's token")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -240,11 +295,16 @@ def main() -> None:
     hubs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     samples: dict[str, list[dict[str, float]]] = {"direct": [], "hub": []}
     headers = {"Authorization": f"Bearer {KEY}", "x-bench": "8"}
+    person: str | None = None
     try:
-        hubs["hub"] = start_hub(up_port, None)
+        process, port, person = start_hub(up_port, None, signed_in=args.signed_in)
+        hubs["hub"] = (process, port)
         if args.baseline is not None:
-            hubs["baseline"] = start_hub(up_port, args.baseline)
+            process, port, _none = start_hub(up_port, args.baseline)
+            hubs["baseline"] = (process, port)
             samples["baseline"] = []
+        if person is not None:
+            samples["person"] = []
         time.sleep(2.0)
         idle_mb = rss_mb(hubs["hub"][0].pid)
         for _ in range(max(1, args.rounds)):
@@ -253,6 +313,11 @@ def main() -> None:
             for name, (process, port) in hubs.items():
                 url = f"http://127.0.0.1:{port}/mcp"
                 samples[name].append(asyncio.run(measure(url, headers, "fixture__echo", args.seconds, process.pid)))
+            if person is not None:
+                process, port = hubs["hub"]
+                url, as_person = f"http://127.0.0.1:{port}/mcp", {**headers, "Authorization": f"Bearer {person}"}
+                signed = measure(url, as_person, "fixture__echo", args.seconds, process.pid)
+                samples["person"].append(asyncio.run(signed))
         loaded_mb = rss_mb(hubs["hub"][0].pid)
     finally:
         for process, _ in hubs.values():
@@ -282,6 +347,8 @@ def main() -> None:
             "baseline_ratio": ratio_of(samples["baseline"], samples["direct"]),
             "hub_vs_baseline": versus,
         }
+    if "person" in samples:
+        result |= {"person": median_of(samples["person"]), "person_vs_key": ratio_of(samples["person"], samples["hub"])}
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -308,6 +375,14 @@ def main() -> None:
     print(
         f"| hub memory idle / after load (MiB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |" + (" | |" if base else "")
     )
+    if "person" in samples:
+        signed, versus_key = median_of(samples["person"]), ratio_of(samples["person"], samples["hub"])
+        print("\n| measure (same hub, same rounds) | virtual key | signed-in person's token | token / key |")
+        print("| --- | ---: | ---: | ---: |")
+        for label, key, _higher in rows[:4]:
+            print(f"| {label} | {via_hub[key]:.2f} | {signed[key]:.2f} | {versus_key[key]:.3f} |")
+        for label, key in cpu_rows:
+            print(f"| {label} | {via_hub[key]:.0f} | {signed[key]:.0f} | {versus_key[key]:.3f} |")
 
 
 if __name__ == "__main__":

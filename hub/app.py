@@ -222,6 +222,8 @@ class Hub:
                 self.store.engine,
                 self._person_limits,
                 insecure_loopback=self.settings.hub.insecure_loopback,
+                reach=self._reach,
+                audit=self.control.audit,
             )
         self.tracing = self._open_tracing()
         self.metrics = self._open_metrics()
@@ -306,7 +308,8 @@ class Hub:
         from hub.telemetry.metrics import HubMetrics, MetricSources, configured_deployments
 
         def sessions() -> dict[str, int]:
-            return {key.name: n for key in self.keyring.keys() if (n := self.sessions.count(key.id))}
+            people = self.signin.index.people() if self.signin is not None else []  # a person counts as a key
+            return {key.name: n for key in (*self.keyring.keys(), *people) if (n := self.sessions.count(key.id))}
 
         def pool() -> tuple[int, int, int] | None:
             running = self.codemode.running_pool
@@ -513,6 +516,10 @@ class Hub:
 
     def _person(self, person_id: str) -> VirtualKey | None:
         return self.signin.index.person(person_id) if self.signin is not None else None
+
+    def _reach(self, key: VirtualKey, server: str | None) -> list[str]:
+        """The tools `key` reaches now, on the aggregated endpoint or one server's (the consent page lists them)."""
+        return [name for name, entry in self.registry.view.tools.items() if key.grant.allows(entry, server)]
 
     def _person_limits(self, key: VirtualKey) -> None:
         """A person's limits, registered as a key's (their own budget and rate limit, under their team)."""

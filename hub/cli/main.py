@@ -400,6 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
     from hub.cli.logs import add_logs_commands
 
     add_logs_commands(sub, common)
+    from hub.cli.users import add_users_commands
+
+    add_users_commands(sub, common)
     return parser
 
 

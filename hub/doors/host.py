@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from hub.governance.keys import KeyRing
     from hub.guardrails.pinning import ToolPins
     from hub.guardrails.rules import GuardrailRules
+    from hub.signin.service import SignIn
     from hub.upstream_auth.manager import HubAuth
 
 
@@ -41,6 +42,11 @@ class AdminHost(DoorHost, ControlHost, Protocol):
 
     @property
     def pins(self) -> ToolPins | None: ...
+
+    @property
+    def signin(self) -> SignIn | None:
+        """People signing in to `/mcp`, with `[sign_in]`."""
+        ...
 
     def install_keys(self, ring: KeyRing, version: str) -> None:
         """Make a newly read key ring current (the keys of version `version` of the store)."""

@@ -116,6 +116,10 @@ def form_token(browser: str, flow_id: str) -> str:
 
 
 async def _active_key(hub: AdminHost, key_id: str) -> VirtualKey:
+    """The virtual key, or the signed-in person (while they hold a live token), the link was made for."""
+    person = hub.signin.index.person(key_id) if hub.signin is not None else None
+    if person is not None:
+        return person
     row = await off_loop(hub.store.get_key, key_id)
     if row is None or row.id != key_id or row.revoked_at is not None or to_virtual_key(row).expired():
         raise Forbidden("the AgentHub key this link was made for is no longer active")

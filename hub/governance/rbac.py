@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 
 from hub.errors import Forbidden
 
-RESOURCES = ("customers", "teams", "keys", "servers", "usage", "roles", "tokens", "audit", "guardrails", "logs")
-"""Everything the admin API manages (`logs` is the request log, read only)."""
+RESOURCES = (
+    "customers", "teams", "keys", "servers", "usage", "roles", "tokens", "audit", "guardrails", "logs", "users"
+)  # fmt: skip
+"""Everything the admin API manages (`logs` is the request log, read only; `users` the people who sign in)."""
 
 ACTIONS = ("read", "create", "update", "delete", "export")
 """What can be done to a resource (`export` applies to `audit`)."""

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 from hub.doors.web import json_response
 from hub.signin.config import SignInSection
 from hub.signin.provider import LOGIN_PATH, registration_source
-from hub.signin.service import CALLBACK_PATH, SignIn
+from hub.signin.service import CALLBACK_PATH, CONSENT_PATH, SignIn
 
 AUTHORIZE_PATH = "/signin/authorize"
 TOKEN_PATH = "/signin/token"  # noqa: S105 - a path
@@ -46,6 +46,7 @@ SIGNIN_PATHS = (
     REVOKE_PATH,
     LOGIN_PATH,
     CALLBACK_PATH,
+    CONSENT_PATH,
 )
 """Every path sign-in serves (only with `[sign_in]`)."""
 
@@ -165,6 +166,9 @@ def signin_routes(section: SignInSection, signin: Callable[[], SignIn]) -> list[
     async def callback(request: Request) -> Response:
         return await signin().finish(request)
 
+    async def consent(request: Request) -> Response:
+        return await signin().decide(request)
+
     get = ["GET", "OPTIONS"]
     post = ["POST", "OPTIONS"]
     meta = document(lambda r: server_metadata(section))
@@ -190,4 +194,5 @@ def signin_routes(section: SignInSection, signin: Callable[[], SignIn]) -> list[
         Route(REVOKE_PATH, _posted(revoke), methods=post),
         Route(LOGIN_PATH, login, methods=["GET"]),
         Route(CALLBACK_PATH, callback, methods=["GET"]),
+        Route(CONSENT_PATH, RequestBodyLimitMiddleware(request_response(consent), MAX_BODY_BYTES), methods=["POST"]),
     ]

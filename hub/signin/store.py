@@ -17,10 +17,17 @@ from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
-from hub.store.signin_tables import SignInClientRow, SignInCodeRow, SignInPendingRow, SignInTokenRow
+from hub.store.signin_tables import (
+    SignInClientRow,
+    SignInCodeRow,
+    SignInConsentRow,
+    SignInPendingRow,
+    SignInPersonRow,
+    SignInTokenRow,
+)
 from hub.store.tables import MetaRow
 
-_TABLES = ("signin_clients", "signin_pending", "signin_codes", "signin_tokens")
+_TABLES = ("signin_clients", "signin_pending", "signin_codes", "signin_tokens", "signin_people", "signin_consents")
 VERSION = "signin_version"
 """The meta value that moves whenever access tokens are issued or revoked: other replicas then follow."""
 
@@ -36,6 +43,10 @@ class SignInStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         SQLModel.metadata.create_all(engine, tables=[SQLModel.metadata.tables[name] for name in _TABLES])
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     # -- clients ------------------------------------------------------------------------------------------------
 
@@ -156,6 +167,55 @@ class SignInStore:
             query = select(SignInTokenRow).where(col(SignInTokenRow.kind) == "access")
             rows = [row for row in s.exec(query) if aware(row.expires_at) > now]
         return [r for r in rows if not r.revoked], [r.token_hash for r in rows if r.revoked]
+
+    # -- people and their consents ---------------------------------------------------------------------------
+
+    def seen(self, s: Session, person_id: str, name: str, person: str, now: datetime) -> bool:
+        """Record a sign-in in `s` (not committed: the caller commits it with its audit entry); whether the person
+        is new."""
+        row = s.get(SignInPersonRow, person_id)
+        if row is None:
+            s.add(SignInPersonRow(id=person_id, name=name, person=person, first_seen_at=now, last_seen_at=now))
+            return True
+        row.name, row.person, row.last_seen_at = name, person, now
+        s.add(row)
+        return False
+
+    def people(self) -> list[SignInPersonRow]:
+        with Session(self._engine, expire_on_commit=False) as s:
+            return list(s.exec(select(SignInPersonRow).order_by(col(SignInPersonRow.last_seen_at).desc())))
+
+    def person(self, person_id: str) -> SignInPersonRow | None:
+        with Session(self._engine, expire_on_commit=False) as s:
+            return s.get(SignInPersonRow, person_id)
+
+    def person_tokens(self, person_id: str, now: datetime) -> list[SignInTokenRow]:
+        """The person's tokens not expired (revoked ones included)."""
+        with Session(self._engine, expire_on_commit=False) as s:
+            rows = s.exec(select(SignInTokenRow).where(col(SignInTokenRow.person_id) == person_id))
+            return [row for row in rows if aware(row.expires_at) > now]
+
+    def revoke_person(self, s: Session, person_id: str) -> list[str]:
+        """Revoke every token of a person and forget their consents, in `s` (the caller commits it with its audit
+        entry); the hashes of the access tokens that were live."""
+        where = col(SignInTokenRow.person_id) == person_id
+        rows = s.exec(select(SignInTokenRow).where(where, col(SignInTokenRow.revoked).is_(False)))
+        hashes = [r.token_hash for r in rows if r.kind == "access"]
+        s.exec(update(SignInTokenRow).where(where).values(revoked=True))
+        s.exec(delete(SignInConsentRow).where(col(SignInConsentRow.person_id) == person_id))
+        _bump(s)
+        return hashes
+
+    def consent(self, person_id: str, client_id: str) -> str | None:
+        """The fingerprint of the reach the person last approved for this client, if any."""
+        with Session(self._engine) as s:
+            row = s.get(SignInConsentRow, (person_id, client_id))
+            return None if row is None else row.grants
+
+    def remember_consent(self, row: SignInConsentRow) -> None:
+        with Session(self._engine) as s:
+            s.merge(row)
+            s.commit()
 
 
 def _bump(s: Session) -> None:

@@ -72,3 +72,29 @@ class SignInTokenRow(SQLModel, table=True):
     used: bool = False
     """A refresh token that was exchanged already (rotated)."""
     revoked: bool = False
+
+
+class SignInPersonRow(SQLModel, table=True):
+    """A person who signed in at least once: what the admin API lists (`GET /api/v1/users`)."""
+
+    __tablename__ = "signin_people"  # pyright: ignore[reportAssignmentType]
+
+    id: str = Field(primary_key=True)
+    """`user_` and a hash of the IdP's issuer and subject (`hub.signin.people.Person.id`)."""
+    name: str
+    person: str
+    """Who they are as of their last sign-in (subject, email, groups, claims the grants read), JSON."""
+    first_seen_at: datetime
+    last_seen_at: datetime = Field(index=True)
+
+
+class SignInConsentRow(SQLModel, table=True):
+    """A person's consent to one client reaching what their grants give: remembered until the grants change."""
+
+    __tablename__ = "signin_consents"  # pyright: ignore[reportAssignmentType]
+
+    person_id: str = Field(primary_key=True)
+    client_id: str = Field(primary_key=True)
+    grants: str
+    """A fingerprint of the reach the person approved (`hub.signin.consent.fingerprint`)."""
+    granted_at: datetime

@@ -77,6 +77,9 @@ OUTSIDE: dict[tuple[str, str], Request] = {
     ("GET", "/api/v1/logs"): ("/api/v1/logs", None),
     ("GET", "/api/v1/logs/summary"): ("/api/v1/logs/summary", None),
     ("GET", "/api/v1/logs/{call_id}"): ("/api/v1/logs/call_x", None),
+    ("GET", "/api/v1/users"): ("/api/v1/users", None),
+    ("GET", "/api/v1/users/{user}"): ("/api/v1/users/user_x", None),
+    ("DELETE", "/api/v1/users/{user}/tokens"): ("/api/v1/users/user_x/tokens", None),
 }  # fmt: skip
 """For each operation, a request whose target lies outside the caller's team (`platform`)."""
 

@@ -802,6 +802,7 @@ SIGN_IN = {
     "/signin/revoke": "revocation by the client that holds the token (tests/signin)",
     "/signin/login": "browser flows bound to the person who started them (tests/signin)",
     "/signin/callback": "browser flows bound to the person who started them (tests/signin)",
+    "/signin/consent": "the consent page's answer, bound to the browser's flow cookie by its CSRF token (tests/signin)",
 }
 """With `[sign_in]`: the authorization server's routes; the tokens it issues are principals of the MCP door's
 cases above (a person crosses the same pipeline as a key)."""

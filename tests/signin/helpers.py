@@ -4,6 +4,7 @@ redirects (the provider's login page is one POST, as in the admin login tests)."
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,33 +94,67 @@ async def signin_hub(
 @dataclass
 class Browser:
     """Plays the person at the browser: follows the authorization URL through the hub and the IdP, logs in as
-    `user`, and stops at the redirect back to the MCP client (whose parameters it keeps)."""
+    `user`, answers the hub's consent page with `decision` (keeping each page it was shown), and stops at the
+    redirect back to the MCP client (whose parameters it keeps). With `decision` "hold" it stops at the consent
+    page; with `http`, it browses with that client (its cookies stay for the test)."""
 
     user: str
+    decision: str = "approve"
     landed: list[dict[str, str]] = field(default_factory=list[dict[str, str]])
+    consents: list[httpx2.Response] = field(default_factory=list[httpx2.Response])
+    http: httpx2.AsyncClient | None = None
+    redirect: str = CLIENT_REDIRECT
+    """Where the MCP client's redirect lands; with `deliver`, the browser goes there (a client listening)."""
+    deliver: bool = False
 
     async def visit(self, url: str) -> None:
+        if self.http is not None:
+            await self._visit(self.http, url)
+            return
         async with httpx2.AsyncClient(timeout=20) as browser:
-            response = await browser.get(url)
-            for _ in range(20):
-                assert response.status_code in (302, 303), response.text
-                location = str(response.next_request.url) if response.next_request else response.headers["location"]
-                if location.startswith(CLIENT_REDIRECT):
-                    query = parse_qs(urlsplit(location).query)
-                    self.landed.append({k: v[0] for k, v in query.items()})
+            await self._visit(browser, url)
+
+    async def _visit(self, browser: httpx2.AsyncClient, url: str) -> None:
+        response = await browser.get(url)
+        for _ in range(20):
+            if response.status_code == 200 and response.url.path == "/signin/callback":
+                self.consents.append(response)
+                if self.decision == "hold":
                     return
-                if "/interaction/" in location and not location.endswith("/login"):
-                    await browser.get(location)
-                    response = await browser.post(location + "/login", data={"user": self.user})
-                else:
-                    response = await browser.get(location)
-            pytest.fail("the browser never came back to the MCP client")
+                csrf = consent_csrf(response.text)
+                response = await browser.post(
+                    str(response.url.copy_with(path="/signin/consent", query=None)),
+                    data={"csrf": csrf, "decision": self.decision},
+                )
+                continue
+            assert response.status_code in (302, 303), response.text
+            location = str(response.next_request.url) if response.next_request else response.headers["location"]
+            if location.startswith(self.redirect):
+                query = parse_qs(urlsplit(location).query)
+                self.landed.append({k: v[0] for k, v in query.items()})
+                if self.deliver:
+                    delivered = await browser.get(location)
+                    assert delivered.status_code < 400, delivered.text
+                return
+            if "/interaction/" in location and not location.endswith("/login"):
+                await browser.get(location)
+                response = await browser.post(location + "/login", data={"user": self.user})
+            else:
+                response = await browser.get(location)
+        pytest.fail("the browser never came back to the MCP client")
 
     async def callback(self) -> AuthorizationCodeResult:
         params = self.landed[-1]
         if "code" not in params:
             raise AssertionError(f"the authorization was refused: {params}")
         return AuthorizationCodeResult(code=params["code"], state=params.get("state"), iss=params.get("iss"))
+
+
+def consent_csrf(page: str) -> str:
+    """The CSRF token of a consent page's form."""
+    found = re.search(r"name=csrf value='([0-9a-f]+)'", page)
+    assert found is not None, page
+    return found.group(1)
 
 
 class MemoryTokens:

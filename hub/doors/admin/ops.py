@@ -25,7 +25,7 @@ from hub.audit.export import to_json, to_jsonl, to_syslog
 from hub.audit.scrub import scrub
 from hub.control import SERVER_CONFIG, config_dict
 from hub.doors import oauth
-from hub.doors.admin import entities as ent, guardrails as admin_guardrails, logs as admin_logs
+from hub.doors.admin import entities as ent, guardrails as admin_guardrails, logs as admin_logs, users as admin_users
 from hub.doors.admin.api import (
     PREFIX,
     AdminApi,
@@ -461,6 +461,7 @@ OPERATIONS: list[Op] = [
     Op("POST", f"{_R}/audit/purge", "Apply retention now (signed checkpoint)", purge_audit, "audit", "update",
        PurgeIn),
     *admin_logs.OPERATIONS,
+    *admin_users.OPERATIONS,
     Op("GET", f"{_R}/me", "Who am I", me),
     Op("GET", f"{_R}/auth/login", "Start an OIDC login (redirects to the provider)", login, public=True),
     Op("GET", f"{_R}/auth/callback", "Finish an OIDC login; returns a session token", callback, public=True),
