@@ -48,6 +48,7 @@ from llm.messages import (
 from llm.messages.usage import read_usage
 from llm.providers import Provider
 from llm.providers.anthropic import AnthropicProvider
+from llm.providers.bedrock import takes_cache_points
 from llm.schema import JSON, Usage
 from llm.signatures import is_gemini
 
@@ -279,7 +280,10 @@ def _translation(provider: Provider, body: Mapping[str, Any], model: str, stream
     thinking = gemini or claude_thinks
     on = isinstance(body.get("thinking"), dict) and body["thinking"].get("type") in ("enabled", "adaptive")
     signatures = "gemini" if kind == "gemini" else "anthropic" if claude_thinks and on else None
-    return to_chat({**body, "stream": stream}, reasoning=reasoning, thinking=thinking, signatures=signatures)
+    cache = kind == "bedrock" and takes_cache_points(model)
+    return to_chat(
+        {**body, "stream": stream}, reasoning=reasoning, thinking=thinking, signatures=signatures, cache=cache
+    )
 
 
 # -- one hop -------------------------------------------------------------------------------------------------------

@@ -15,13 +15,17 @@ effort leaves the model's default. On a target with its own thinking switch (`th
 `thinking` (a field only those providers read; `llm.providers.gemini`, `llm.providers.bedrock`). On any other
 target thinking is dropped, and so is an effort the target cannot take.
 
+Prompt caching: on a target that places cache points (`cache=True`: Claude and Nova on Bedrock) each `cache_control`
+marker, the top-level one included, is carried on the part it marks and checked as Anthropic checks it
+(`llm.messages.cache`: at most four, longer TTLs first, a 400 otherwise); a marked system prompt stays text parts.
+
 Dropped, and named in `ChatTranslation.dropped` so the door can say so (`x-agenthub-dropped`): `top_k`,
-`cache_control` markers (OpenAI-style providers cache prompts by themselves), `thinking` and `effort` where the
-target has no reasoning effort, thinking blocks of earlier turns (`thinking_blocks`) except those the target itself
-signed (Claude on Bedrock: signed `thinking` and `redacted_thinking`; Gemini: thoughts signed by Gemini), which go
-back to it in the assistant message's `thinking_blocks` (`llm.signatures`), `citations`, unknown tool and
-`output_config` fields, and any other top-level
-field (`service_tier`, `context_management`, ...), each by its name.
+`cache_control` markers on any other target (OpenAI-style providers cache prompts by themselves), `thinking` and
+`effort` where the target has no reasoning effort, thinking blocks of earlier turns (`thinking_blocks`) except those
+the target itself signed (Claude on Bedrock: signed `thinking` and `redacted_thinking`; Gemini: thoughts signed by
+Gemini), which go back to it in the assistant message's `thinking_blocks` (`llm.signatures`), `citations`, unknown
+tool and `output_config` fields, and any other top-level field (`service_tier`, `context_management`, ...), each by
+its name.
 
 Refused with `UnsupportedParameter`: server tools and Anthropic-defined tools (web search and fetch, code
 execution, bash, text editor, computer, memory, tool search) and their blocks in the history, `mcp_servers` and
@@ -36,6 +40,7 @@ from typing import Any
 
 from llm.errors import UnsupportedParameter
 from llm.messages._drops import Drops
+from llm.messages.cache import CacheMarks, mark_last
 from llm.messages.turns import chat_messages, system_text
 from llm.schema import JSON, InvalidRequest
 
@@ -81,7 +86,7 @@ def _invalid(where: str, what: str) -> InvalidRequest:
     return InvalidRequest(f"invalid request: {where}: {what}")
 
 
-def _tools(tools: Any, drops: Drops) -> list[JSON]:
+def _tools(tools: Any, drops: Drops, marks: CacheMarks) -> list[JSON]:
     if not isinstance(tools, list):
         raise _invalid("tools", "must be a list")
     out: list[JSON] = []
@@ -100,11 +105,14 @@ def _tools(tools: Any, drops: Drops) -> list[JSON]:
         if isinstance(tool.get("strict"), bool):
             function["strict"] = tool["strict"]
         for key in tool:
-            if key == "cache_control":
-                drops.add("cache_control")
-            elif key not in _TOOL_FIELDS:
+            if key not in _TOOL_FIELDS and key != "cache_control":
                 drops.add(f"tools.{key}")
-        out.append({"type": "function", "function": function})
+        entry: JSON = {"type": "function", "function": function}
+        if "cache_control" in tool:
+            marker = marks.mark(tool, f"tools[{i}]")
+            if marker is not None:
+                entry["cache_control"] = marker
+        out.append(entry)
     return out
 
 
@@ -210,8 +218,23 @@ def _metadata(metadata: Any, request: JSON, drops: Drops) -> None:
             drops.add(f"metadata.{key}")
 
 
+def _top_level_mark(marker: Any, messages: list[JSON], marks: CacheMarks) -> None:
+    """Anthropic's automatic caching: the top-level marker goes on the conversation's last block."""
+    if not marks.carried:
+        marks.mark({"cache_control": marker}, "cache_control")
+        return
+    plain = marks.check(marker, "cache_control", counted=False)
+    if messages and mark_last(messages[-1], plain):
+        marks.count(plain, "messages")
+
+
 def to_chat(
-    body: object, *, reasoning: bool = False, thinking: bool = False, signatures: str | None = None
+    body: object,
+    *,
+    reasoning: bool = False,
+    thinking: bool = False,
+    signatures: str | None = None,
+    cache: bool = False,
 ) -> ChatTranslation:
     """Translate a Messages request body (the parsed JSON) into a Chat Completions request for a non-Anthropic
     target.
@@ -220,35 +243,39 @@ def to_chat(
     OpenAI-compatible reasoning endpoints); `thinking`, whether it takes Anthropic's `thinking` object through its
     own switch (Gemini, Claude on Bedrock). With neither, thinking is dropped and reported. `signatures`: whose
     thinking signatures the target verifies (`anthropic` or `gemini`, see `llm.messages.turns.chat_messages`): the
-    earlier turns' thinking blocks it signed are carried back to it, the others dropped.
+    earlier turns' thinking blocks it signed are carried back to it, the others dropped. `cache`: whether the target
+    places cache points from the `cache_control` markers (Claude and Nova on Bedrock); otherwise they are dropped.
 
     Raises:
-        InvalidRequest: the body is not a valid Messages request (the message names the field).
+        InvalidRequest: the body is not a valid Messages request (the message names the field), or its cache
+            markers are not what Anthropic accepts (checked only when `cache`).
         UnsupportedParameter: the request uses a feature that has no translation (server tools, MCP servers).
     """
     if not isinstance(body, Mapping):
         raise InvalidRequest("request body must be a JSON object")
     drops = Drops()
+    marks = CacheMarks(drops, carried=cache)
     for key in body:
         if key in _REFUSED_FIELDS:
             raise UnsupportedParameter(key)
-        if key == "cache_control":
-            drops.add("cache_control")
-        elif key not in _HANDLED and key != "top_k":
+        if key not in _HANDLED and key not in ("top_k", "cache_control"):
             drops.add(key)
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise _invalid("model", "must be a non-empty string")
-    messages = chat_messages(body.get("messages"), drops, signatures)
+    messages = chat_messages(body.get("messages"), drops, signatures, marks)
+    if body.get("cache_control") is not None:
+        _top_level_mark(body["cache_control"], messages, marks)
     system = body.get("system")
     if system is not None:
-        text = system_text(system, drops)
+        text = system_text(system, drops, marks)
         if text:
             messages.insert(0, {"role": "system", "content": text})
     request: JSON = {"model": model, "messages": messages}
     _sampling(body, request, drops)
     if body.get("tools"):
-        request["tools"] = _tools(body["tools"], drops)
+        request["tools"] = _tools(body["tools"], drops, marks)
+    marks.finish()
     if body.get("tool_choice") is not None:
         _tool_choice(body["tool_choice"], request)
     _metadata(body.get("metadata"), request, drops)

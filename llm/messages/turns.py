@@ -24,6 +24,7 @@ import orjson
 
 from llm.errors import UnsupportedParameter
 from llm.messages._drops import Drops
+from llm.messages.cache import CacheMarks
 from llm.schema import JSON, InvalidRequest
 from llm.signatures import is_gemini
 
@@ -67,22 +68,28 @@ def _text(block: Mapping[str, Any], where: str) -> str:
     return text
 
 
-def _system_turn(content: Any, where: str, drops: Drops) -> str:
+def _system_turn(content: Any, where: str, marks: CacheMarks) -> str | list[JSON]:
     if isinstance(content, str):
         return content
-    texts: list[str] = []
+    parts: list[JSON] = []
+    marked = False
     for i, block in enumerate(_blocks(content, where)):
         if block.get("type") != "text":
             raise _invalid(f"{where}[{i}]", "must be a text block")
-        if "cache_control" in block:
-            drops.add("cache_control")
-        texts.append(_text(block, f"{where}[{i}]"))
-    return "\n\n".join(t for t in texts if t)
+        part: JSON = {"type": "text", "text": _text(block, f"{where}[{i}]")}
+        marker = marks.mark(block, f"{where}[{i}]")
+        if marker is not None:
+            part["cache_control"] = marked = marker
+        parts.append(part)
+    if marked:
+        return [p for p in parts if p["text"] or "cache_control" in p]
+    return "\n\n".join(p["text"] for p in parts if p["text"])
 
 
-def system_text(system: Any, drops: Drops) -> str:
-    """`system` (a string or text blocks) as one string; blocks are joined by a blank line."""
-    return _system_turn(system, "system", drops)
+def system_text(system: Any, drops: Drops, marks: CacheMarks | None = None) -> str | list[JSON]:
+    """`system` (a string or text blocks) as one string, blocks joined by a blank line; as text parts, one a block,
+    when `marks` carries cache markers and a block has one (`llm.messages.cache`)."""
+    return _system_turn(system, "system", marks or CacheMarks(drops, carried=False))
 
 
 def _image(source: Any, where: str) -> JSON:
@@ -99,7 +106,7 @@ def _image(source: Any, where: str) -> JSON:
     raise UnsupportedParameter(f"{where}.source ({kind!r} image source)")
 
 
-def _document(block: Mapping[str, Any], where: str, drops: Drops) -> list[JSON]:
+def _document(block: Mapping[str, Any], where: str, drops: Drops, marks: CacheMarks) -> list[JSON]:
     source = block.get("source")
     if not isinstance(source, dict):
         raise _invalid(f"{where}.source", "must be an object")
@@ -115,7 +122,7 @@ def _document(block: Mapping[str, Any], where: str, drops: Drops) -> list[JSON]:
         return [{"type": "text", "text": head + source["data"]}]
     if kind == "content":
         inner = _blocks(source.get("content"), f"{where}.source")
-        return [part for j, b in enumerate(inner) for part in _part(b, f"{where}.source.content[{j}]", drops)]
+        return [part for j, b in enumerate(inner) for part in _part(b, f"{where}.source.content[{j}]", drops, marks)]
     raise UnsupportedParameter(f"{where}.source ({kind!r} document source)")
 
 
@@ -126,10 +133,16 @@ def _search_result(block: Mapping[str, Any], where: str) -> JSON:
     return {"type": "text", "text": "\n".join(lines)}
 
 
-def _part(block: Mapping[str, Any], where: str, drops: Drops) -> list[JSON]:
-    """One user-side block as Chat Completions content parts."""
-    if "cache_control" in block:
-        drops.add("cache_control")
+def _part(block: Mapping[str, Any], where: str, drops: Drops, marks: CacheMarks) -> list[JSON]:
+    """One user-side block as Chat Completions content parts, its cache marker (if carried) on the last one."""
+    parts = _parts(block, where, drops, marks)
+    marker = marks.mark(block, where) if "cache_control" in block else None
+    if marker is not None and parts:
+        parts[-1] = {**parts[-1], "cache_control": marker}
+    return parts
+
+
+def _parts(block: Mapping[str, Any], where: str, drops: Drops, marks: CacheMarks) -> list[JSON]:
     kind = block.get("type")
     if kind == "text":
         if block.get("citations"):
@@ -138,7 +151,7 @@ def _part(block: Mapping[str, Any], where: str, drops: Drops) -> list[JSON]:
     if kind == "image":
         return [_image(block.get("source"), where)]
     if kind == "document":
-        return _document(block, where, drops)
+        return _document(block, where, drops, marks)
     if kind == "search_result":
         return [_search_result(block, where)]
     if kind == "tool_reference" and isinstance(block.get("tool_name"), str):
@@ -147,32 +160,38 @@ def _part(block: Mapping[str, Any], where: str, drops: Drops) -> list[JSON]:
     raise UnsupportedParameter(f"{where} ({kind!r} block)")
 
 
-def _tool_result(block: Mapping[str, Any], where: str, drops: Drops) -> tuple[JSON, list[JSON]]:
-    """A `tool` message, and the result's non-text parts (they follow in a user message)."""
-    if "cache_control" in block:
-        drops.add("cache_control")
+def _tool_result(block: Mapping[str, Any], where: str, drops: Drops, marks: CacheMarks) -> tuple[JSON, list[JSON]]:
+    """A `tool` message, and the result's non-text parts (they follow in a user message). A cache marker on the
+    result, or on one of its text blocks (joined into the message's one text), goes on the message's text part."""
     call_id = block.get("tool_use_id")
     if not isinstance(call_id, str) or not call_id:
         raise _invalid(f"{where}.tool_use_id", "must be a non-empty string")
     content = block.get("content", "")
     texts: list[str] = []
     attached: list[JSON] = []
+    marker: JSON | None = None
     if isinstance(content, str):
         texts.append(content)
     else:
         for j, inner in enumerate(_blocks(content, where)):
-            for part in _part(inner, f"{where}.content[{j}]", drops):
+            for part in _part(inner, f"{where}.content[{j}]", drops, marks):
                 if part["type"] == "text":
                     texts.append(part["text"])
+                    marker = part.get("cache_control", marker)
                 else:
                     attached.append(part)
+    if "cache_control" in block:  # after the blocks inside it, in the order the prompt is cached
+        marker = marks.mark(block, where) or marker
     text = "\n".join(texts)
     if block.get("is_error") is True:
         text = f"Error: {text}"
-    return {"role": "tool", "tool_call_id": call_id, "content": text}, attached
+    content: str | list[JSON] = text
+    if marker is not None:
+        content = [{"type": "text", "text": text, "cache_control": marker}]
+    return {"role": "tool", "tool_call_id": call_id, "content": content}, attached
 
 
-def _user(content: Any, where: str, drops: Drops) -> list[JSON]:
+def _user(content: Any, where: str, drops: Drops, marks: CacheMarks) -> list[JSON]:
     if isinstance(content, str):
         return [{"role": "user", "content": content}]
     out: list[JSON] = []
@@ -182,7 +201,7 @@ def _user(content: Any, where: str, drops: Drops) -> list[JSON]:
         at = f"{where}.content[{j}]"
         kind = block.get("type")
         if kind == "tool_result":
-            message, extra = _tool_result(block, at, drops)
+            message, extra = _tool_result(block, at, drops, marks)
             out.append(message)
             attached += extra
         elif kind in _THINKING:
@@ -190,9 +209,9 @@ def _user(content: Any, where: str, drops: Drops) -> list[JSON]:
         elif kind in SERVER_BLOCKS:
             raise UnsupportedParameter(f"{at} ({kind!r} block of a server tool)")
         else:
-            parts += _part(block, at, drops)
+            parts += _part(block, at, drops, marks)
     rest = attached + parts
-    if len(rest) == 1 and rest[0]["type"] == "text":
+    if len(rest) == 1 and rest[0]["type"] == "text" and "cache_control" not in rest[0]:
         out.append({"role": "user", "content": rest[0]["text"]})
     elif rest:
         out.append({"role": "user", "content": rest})
@@ -214,24 +233,32 @@ def _carried(block: Mapping[str, Any], signatures: str | None) -> JSON | None:
     return {"type": "thinking", "thinking": text, "signature": signature}
 
 
-def _assistant(content: Any, where: str, drops: Drops, signatures: str | None = None) -> JSON:
+def _assistant(content: Any, where: str, drops: Drops, marks: CacheMarks, signatures: str | None = None) -> JSON:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
     texts: list[str] = []
+    markers: dict[int, JSON] = {}  # a marked text block's index in `texts`, and its marker
     calls: list[JSON] = []
     thinking: list[JSON] = []
     for j, block in enumerate(_blocks(content, where)):
         at = f"{where}.content[{j}]"
         kind = block.get("type")
-        if "cache_control" in block:
-            drops.add("cache_control")
         if kind == "text":
             if block.get("citations"):
                 drops.add("citations")
+            marker = marks.mark(block, at) if "cache_control" in block else None
+            if marker is not None:
+                markers[len(texts)] = marker
             texts.append(_text(block, at))
         elif kind == "tool_use":
-            calls.append(_tool_call(block, at))
+            call = _tool_call(block, at)
+            marker = marks.mark(block, at) if "cache_control" in block else None
+            if marker is not None:
+                call["cache_control"] = marker
+            calls.append(call)
         elif kind in _THINKING:
+            if "cache_control" in block:  # Anthropic caches thinking only as part of the turn, never marked itself
+                drops.add("cache_control")
             carried = _carried(block, signatures)
             if carried is None:
                 drops.add("thinking_blocks")
@@ -241,12 +268,22 @@ def _assistant(content: Any, where: str, drops: Drops, signatures: str | None = 
             raise UnsupportedParameter(f"{at} ({kind!r} block of a server tool)")
         else:
             raise UnsupportedParameter(f"{at} ({kind!r} block in an assistant turn)")
-    message: JSON = {"role": "assistant", "content": "".join(texts) if texts or not calls else None}
+    text: str | list[JSON] | None = "".join(texts) if texts or not calls else None
+    if markers:
+        text = [_text_part(t, markers.get(i)) for i, t in enumerate(texts)]
+    message: JSON = {"role": "assistant", "content": text}
     if calls:
         message["tool_calls"] = calls
     if thinking:
         message["thinking_blocks"] = thinking
     return message
+
+
+def _text_part(text: str, marker: JSON | None) -> JSON:
+    part: JSON = {"type": "text", "text": text}
+    if marker is not None:
+        part["cache_control"] = marker
+    return part
 
 
 def _tool_call(block: Mapping[str, Any], where: str) -> JSON:
@@ -259,13 +296,16 @@ def _tool_call(block: Mapping[str, Any], where: str) -> JSON:
     return {"id": call_id, "type": "function", "function": {"name": name, "arguments": encoded}}
 
 
-def chat_messages(messages: Any, drops: Drops, signatures: str | None = None) -> list[JSON]:
+def chat_messages(
+    messages: Any, drops: Drops, signatures: str | None = None, marks: CacheMarks | None = None
+) -> list[JSON]:
     """The Chat Completions messages of a Messages conversation (without the system prompt).
 
     `signatures` names whose thinking signatures the target verifies (`llm.signatures`): `anthropic` (Claude on
     Bedrock) or `gemini`. The assistant turns' thinking blocks signed by it (and, for `anthropic`, the
     `redacted_thinking` blocks) go in the message's `thinking_blocks`, in order, for the provider to give back;
-    every other thinking block is dropped (`thinking_blocks`).
+    every other thinking block is dropped (`thinking_blocks`). `marks` carries (or drops) the cache markers
+    (`llm.messages.cache`); without it they are dropped.
 
     Raises:
         InvalidRequest: a turn or block is malformed (the message names where).
@@ -273,6 +313,7 @@ def chat_messages(messages: Any, drops: Drops, signatures: str | None = None) ->
     """
     if not isinstance(messages, list) or not messages:
         raise _invalid("messages", "must be a non-empty list")
+    marks = marks or CacheMarks(drops, carried=False)
     out: list[JSON] = []
     for i, message in enumerate(messages):
         where = f"messages[{i}]"
@@ -280,11 +321,11 @@ def chat_messages(messages: Any, drops: Drops, signatures: str | None = None) ->
             raise _invalid(where, "must be an object")
         role = message.get("role")
         if role == "user":
-            out += _user(message.get("content"), where, drops)
+            out += _user(message.get("content"), where, drops, marks)
         elif role == "assistant":
-            out.append(_assistant(message.get("content"), where, drops, signatures))
+            out.append(_assistant(message.get("content"), where, drops, marks, signatures))
         elif role == "system":
-            out.append({"role": "system", "content": _system_turn(message.get("content"), where, drops)})
+            out.append({"role": "system", "content": _system_turn(message.get("content"), where, marks)})
         else:
             raise _invalid(f"{where}.role", "must be 'user', 'assistant' or 'system'")
     return out

@@ -12,10 +12,17 @@ Thinking (Claude on Bedrock): Anthropic's `thinking` object (which the Messages 
 `{"type": "redacted_thinking", "data"}`; streamed: a `signature` or a `redactedContent` delta as one such entry).
 An assistant message's `thinking_blocks` go back as its first blocks, `reasoningContent` with `reasoningText`
 (text and signature) or `redactedContent`, as Claude requires in a tool-use loop with thinking on.
+Prompt caching (Claude 3.5 Haiku, 3.7 and 4.x; Nova, whose tools are not cached): a `cache_control` marker
+(`{"type": "ephemeral", "ttl": "5m" | "1h"}`) on a content part, a tool call, a function tool or a whole message
+becomes a `cachePoint` right after the block it marks (`{"type": "default"}`, with the `ttl` when the marker has
+one and the model takes it: a 1-hour TTL on Claude 4.5 and later only, elsewhere the default 5 minutes); on a
+system message's text part, in `system`. Models without prompt caching get no cache points. The Messages
+translation sends at most four (`llm.messages.cache`); Bedrock refuses more.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,7 +37,7 @@ from llm.providers.content import arguments_of, data_url, dumps_str, max_tokens,
 from llm.schema import JSON, Usage, chat_chunk, chat_response, new_id, text_of
 from llm.sigv4 import SigV4Signer
 
-__all__ = ["BedrockProvider"]
+__all__ = ["BedrockProvider", "takes_cache_points"]
 
 _STOP = {
     "end_turn": "stop",
@@ -48,6 +55,9 @@ _EXCEPTION_STATUS = {
     "modelStreamErrorException": 502,
     "validationException": 400,
 }
+_CACHING = re.compile(r"(^|\.)(anthropic\.claude-(3-5-haiku|3-7-|(sonnet|opus|haiku)-[4-9])|amazon\.nova-)")
+_TOOLS_UNCACHED = re.compile(r"(^|\.)amazon\.nova-")
+_HOUR_TTL = re.compile(r"(^|\.)anthropic\.claude-(sonnet|opus|haiku)-(4-[5-9]|[5-9])")
 _REFUSED = {
     "n": lambda v: v != 1,
     "seed": lambda v: True,
@@ -57,7 +67,31 @@ _REFUSED = {
 }
 
 
-def _blocks(content: Any, provider: str, model: str) -> list[JSON]:
+def takes_cache_points(model: str) -> bool:
+    """Whether a Bedrock model id (or inference profile, e.g. `us.anthropic.claude-...`) offers prompt caching."""
+    return _CACHING.search(model) is not None
+
+
+def _longest_ttl(model: str) -> str | None:
+    """The longest cache TTL `model` takes (`1h` or `5m`), None when it offers no prompt caching."""
+    if not takes_cache_points(model):
+        return None
+    return "1h" if _HOUR_TTL.search(model) else "5m"
+
+
+def _point(blocks: list[JSON], marker: Any, cache: str | None) -> None:
+    """Append a `cachePoint` for a `cache_control` marker, right after the block it marks (none before any block,
+    and one only where two markers meet); `cache` is the model's longest TTL."""
+    if not cache or not isinstance(marker, dict) or not blocks or "cachePoint" in blocks[-1]:
+        return
+    point: JSON = {"type": "default"}
+    ttl = marker.get("ttl")
+    if ttl == "5m" or (ttl == "1h" and cache == "1h"):
+        point["ttl"] = ttl
+    blocks.append({"cachePoint": point})
+
+
+def _blocks(content: Any, provider: str, model: str, cache: str | None = None) -> list[JSON]:
     if content is None:
         return []
     if isinstance(content, str):
@@ -76,6 +110,7 @@ def _blocks(content: Any, provider: str, model: str) -> list[JSON]:
             blocks.append({"image": {"format": fmt, "source": {"bytes": inline[1]}}})
         else:
             raise UnsupportedParameter(f"content part {kind!r}", provider=provider, model=model)
+        _point(blocks, part.get("cache_control"), cache)
     return blocks
 
 
@@ -92,14 +127,23 @@ def _reasoning(blocks: Any) -> list[JSON]:
     return out
 
 
-def _message(message: JSON, provider: str, model: str) -> JSON:
+def _tool_marker(content: Any) -> Any:
+    """The cache marker of a `tool` message's content parts (the last one), if any."""
+    marks = [p["cache_control"] for p in content if isinstance(p, dict) and "cache_control" in p]
+    return marks[-1] if marks else None
+
+
+def _message(message: JSON, provider: str, model: str, cache: str | None = None) -> JSON:
     role = message.get("role")
+    content = message.get("content")
     if role == "tool":
-        result = {"toolUseId": message.get("tool_call_id", ""), "content": [{"text": text_of(message.get("content"))}]}
-        return {"role": "user", "content": [{"toolResult": result}]}
-    if role == "assistant":
+        result = {"toolUseId": message.get("tool_call_id", ""), "content": [{"text": text_of(content)}]}
+        blocks: list[JSON] = [{"toolResult": result}]
+        if cache and isinstance(content, list):
+            _point(blocks, _tool_marker(content), cache)
+    elif role == "assistant":
         blocks = _reasoning(message.get("thinking_blocks"))
-        blocks += _blocks(message.get("content"), provider, model)
+        blocks += _blocks(content, provider, model, cache)
         for call in message.get("tool_calls") or []:
             fn = call.get("function", {})
             use = {
@@ -108,19 +152,56 @@ def _message(message: JSON, provider: str, model: str) -> JSON:
                 "input": arguments_of(fn.get("arguments")),
             }
             blocks.append({"toolUse": use})
-        return {"role": "assistant", "content": blocks}
-    if role == "user":
-        return {"role": "user", "content": _blocks(message.get("content"), provider, model)}
-    raise UnsupportedParameter(f"message role {role!r}", provider=provider, model=model)
+            _point(blocks, call.get("cache_control"), cache)
+    elif role == "user":
+        blocks = _blocks(content, provider, model, cache)
+    else:
+        raise UnsupportedParameter(f"message role {role!r}", provider=provider, model=model)
+    _point(blocks, message.get("cache_control"), cache)
+    return {"role": "assistant" if role == "assistant" else "user", "content": blocks}
+
+
+def _system(messages: list[JSON], cache: str) -> tuple[list[JSON], list[JSON]]:
+    """The system/developer messages as `system` blocks, and the rest of the conversation. Unmarked, they are one
+    text block (joined by a blank line, as `llm.providers.content.system_text`); a message with a marked text part
+    gives one block a part, a `cachePoint` after each marked one."""
+    blocks: list[JSON] = []
+    pending: list[str] = []
+    rest: list[JSON] = []
+    for message in messages:
+        if message.get("role") not in ("system", "developer"):
+            rest.append(message)
+            continue
+        content = message.get("content")
+        parts = content if isinstance(content, list) else []
+        if not any(isinstance(p, dict) and "cache_control" in p for p in parts):
+            pending.append(text_of(content))
+            continue
+        joined = "\n\n".join(t for t in pending if t)
+        blocks += [{"text": joined}] if joined else []
+        pending = []
+        for part in parts:
+            if isinstance(part, dict) and part.get("type") == "text":
+                blocks += [{"text": part["text"]}] if part.get("text") else []
+                _point(blocks, part.get("cache_control"), cache)
+        _point(blocks, message.get("cache_control"), cache)
+    joined = "\n\n".join(t for t in pending if t)
+    return blocks + ([{"text": joined}] if joined else []), rest
 
 
 def to_converse(request: JSON, provider: str, model: str) -> JSON:
     """Translate an OpenAI chat request into a Bedrock Converse request body."""
     refuse(request, _REFUSED, provider=provider, model=model)
-    system, rest = system_text(list(request.get("messages") or []))
-    body: JSON = {"messages": merge_roles([_message(m, provider, model) for m in rest], "content")}
+    cache = _longest_ttl(model)
+    messages = list(request.get("messages") or [])
+    if cache:
+        system, rest = _system(messages, cache)
+    else:
+        text, rest = system_text(messages)
+        system = [{"text": text}] if text else []
+    body: JSON = {"messages": merge_roles([_message(m, provider, model, cache) for m in rest], "content")}
     if system:
-        body["system"] = [{"text": system}]
+        body["system"] = system
     inference: JSON = {}
     limit = max_tokens(request)
     if limit is not None:
@@ -138,28 +219,33 @@ def to_converse(request: JSON, provider: str, model: str) -> JSON:
         body["additionalModelRequestFields"] = {"thinking": thinking}
     tools = request.get("tools")
     if tools:
-        specs = [
-            {
-                "toolSpec": {
-                    "name": t.get("function", {}).get("name", ""),
-                    "description": t.get("function", {}).get("description") or t.get("function", {}).get("name", ""),
-                    "inputSchema": {"json": t.get("function", {}).get("parameters") or {"type": "object"}},
-                }
-            }
-            for t in tools
-        ]
-        tool_config: JSON = {"tools": specs}
-        choice = request.get("tool_choice")
-        if choice == "none":
-            raise UnsupportedParameter("tool_choice 'none'", provider=provider, model=model)
-        if choice == "required":
-            tool_config["toolChoice"] = {"any": {}}
-        elif isinstance(choice, dict):
-            tool_config["toolChoice"] = {"tool": {"name": choice.get("function", {}).get("name", "")}}
-        elif choice == "auto":
-            tool_config["toolChoice"] = {"auto": {}}
-        body["toolConfig"] = tool_config
+        body["toolConfig"] = _tool_config(tools, request.get("tool_choice"), provider, model, cache)
     return body
+
+
+def _tool_config(tools: list[Any], choice: Any, provider: str, model: str, cache: str | None) -> JSON:
+    """`toolConfig`: the tools (a `cachePoint` after each marked one, where the model caches tools) and the choice."""
+    specs: list[JSON] = []
+    cache_tools = cache if _TOOLS_UNCACHED.search(model) is None else None
+    for t in tools:
+        fn = t.get("function", {})
+        spec = {
+            "name": fn.get("name", ""),
+            "description": fn.get("description") or fn.get("name", ""),
+            "inputSchema": {"json": fn.get("parameters") or {"type": "object"}},
+        }
+        specs.append({"toolSpec": spec})
+        _point(specs, t.get("cache_control"), cache_tools)
+    tool_config: JSON = {"tools": specs}
+    if choice == "none":
+        raise UnsupportedParameter("tool_choice 'none'", provider=provider, model=model)
+    if choice == "required":
+        tool_config["toolChoice"] = {"any": {}}
+    elif isinstance(choice, dict):
+        tool_config["toolChoice"] = {"tool": {"name": choice.get("function", {}).get("name", "")}}
+    elif choice == "auto":
+        tool_config["toolChoice"] = {"auto": {}}
+    return tool_config
 
 
 def _one_hour(details: Any, written: int) -> int:
