@@ -21,8 +21,10 @@ elsewhere. The thinking they send back (Gemini's thought parts, Bedrock's `reaso
 blocks, signed where the provider signs it (`llm.signatures`: Claude's signatures as they are, Gemini's marked), and
 those blocks go back to the provider that signed them on the next turn (`signatures` of `to_chat`).
 
-A stream item is a dict: `raw` (the bytes for the client), `events` (the parsed events they hold) and, when the
-item changed the usage, `usage` (`llm.schema.Usage`, cumulative).
+A stream item is a dict: `raw` (the bytes for the client), `types` (the type of each event they hold), `events`
+(the parsed events) and, when the item changed the usage, `usage` (`llm.schema.Usage`, cumulative). A relayed item
+(`StreamItem`) reads its `types` and `events` when first asked for: a relay without output filters sends the bytes
+and reads only the usage, which the observer parsed on the way (`MessagesStreamObserver.split`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from llm.messages import (
     from_chat,
     to_chat,
 )
+from llm.messages.observer import SplitEvents
 from llm.messages.usage import read_usage
 from llm.providers import Provider
 from llm.providers.anthropic import AnthropicProvider
@@ -55,6 +58,7 @@ from llm.signatures import is_gemini
 __all__ = [
     "MessagesReply",
     "MessagesRequest",
+    "StreamItem",
     "count_tokens",
     "has_content",
     "outbound",
@@ -72,7 +76,8 @@ _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]]')
 _SPACE = b" \t\r\n"
 _MODEL_LETTERS = frozenset({b"6d", b"6f", b"64", b"65", b"6c"})
 _NOT_CONTENT = frozenset({"message_start", "ping"})
-_USAGE_EVENTS = frozenset({"message_start", "message_delta"})
+_NOT_CONTENT_LINES = frozenset({b"event: message_start", b"event: ping"})
+_USAGE_EVENTS = frozenset({b"event: message_start", b"event: message_delta"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,21 +326,44 @@ def stream(
     return _translated(provider, translation.request, request, model, key)
 
 
+class StreamItem(dict[str, Any]):
+    """A relayed stream item: `raw`, and `usage` when it changed; `types` and `events` are read from the split
+    events when first asked for (`item["types"]`, `item["events"]`; `get` does not read them)."""
+
+    __slots__ = ("split",)
+
+    def __init__(self, raw: bytes, split: SplitEvents) -> None:
+        super().__init__(raw=raw)
+        self.split = split
+        """The events of `raw`, as the observer split them."""
+
+    def __missing__(self, key: str) -> Any:
+        if key == "events":
+            value: Any = self.split.events()
+        elif key == "types":
+            value = self.split.types()
+        else:
+            raise KeyError(key)
+        self[key] = value
+        return value
+
+
 async def _relayed(provider: AnthropicProvider, request: MessagesRequest, model: str, key: str) -> AsyncIterator[JSON]:
     observer = MessagesStreamObserver()
     body = outbound(request, model)
-    async for raw in provider.stream_messages(body, model, key, request.headers or {}, request.query):
-        events = observer.feed(raw)
-        if observer.error is not None:
-            kind = observer.error.get("type")
-            status = ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
-            raise ProviderHTTPError(
-                status, code=kind if isinstance(kind, str) else None, provider=provider.name, model=model
-            )
-        item: JSON = {"raw": raw, "events": events}
-        if any(e.get("type") in _USAGE_EVENTS for e in events):
-            item["usage"] = observer.usage.to_usage()
-        yield item
+    async with provider.open_messages_stream(body, model, key, request.headers or {}, request.query) as stream:
+        async for raw in stream.chunks():
+            split = observer.split(raw)
+            if observer.error is not None:
+                kind = observer.error.get("type")
+                status = ERROR_STATUS.get(kind, 500) if isinstance(kind, str) else 500
+                raise ProviderHTTPError(
+                    status, code=kind if isinstance(kind, str) else None, provider=provider.name, model=model
+                )
+            item = StreamItem(raw, split)
+            if split.parsed and any(split.names[at] in _USAGE_EVENTS for at in split.parsed):
+                item["usage"] = observer.usage.to_usage()
+            yield item
 
 
 async def _translated(
@@ -359,12 +387,15 @@ async def _translated(
 
 
 def _item(events: list[JSON]) -> JSON:
-    return {"raw": b"".join(encode_event(e) for e in events), "events": events}
+    raw = b"".join(encode_event(e) for e in events)
+    return {"raw": raw, "types": [e.get("type") for e in events], "events": events}
 
 
 def has_content(item: JSON) -> bool:
     """Whether a stream item holds more than the message's start: the router's first content."""
-    return any(event.get("type") not in _NOT_CONTENT for event in item["events"])
+    if isinstance(item, StreamItem):
+        return not _NOT_CONTENT_LINES.issuperset(item.split.names)
+    return any(kind not in _NOT_CONTENT for kind in item["types"])
 
 
 def usage_of(item: JSON) -> Usage | None:

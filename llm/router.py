@@ -54,14 +54,22 @@ AttemptObserver = Callable[[Hop], AbstractContextManager[object]]
 attempt's `ProviderError`, if any)."""
 _CALLER_ERRORS = frozenset({400, 413, 422})
 _LOCAL_KEY = "default"
+_DIRECT = 1024
+"""`provider/model` names whose target the router keeps (requests name a handful; a flood of made-up ones is not
+kept)."""
 
 
-@dataclass(frozen=True, slots=True)
 class _Target:
-    provider: str
-    model: str
-    weight: float
-    key: str | None
+    """One deployment of a plan, with the hop of each of its provider's keys made once (not on every request)."""
+
+    __slots__ = ("hops", "key", "model", "provider", "weight")
+
+    def __init__(self, provider: str, model: str, weight: float, key: str | None, keys: Sequence[str]) -> None:
+        self.provider = provider
+        self.model = model
+        self.weight = weight
+        self.key = key
+        self.hops = {name: Hop(provider, model, name) for name in keys}
 
 
 @dataclass(slots=True)
@@ -135,9 +143,11 @@ class Router:
         for name, provider in config.providers.items():
             self._keys[name] = [(k.name, k.weight) for k in provider.keys] or [(_LOCAL_KEY, 1.0)]
         self._aliases: dict[str, list[_Target]] = {
-            alias: [_Target(d.provider, d.model, d.weight, d.key) for d in model.deployments]
+            alias: [self._target(d.provider, d.model, d.weight, d.key) for d in model.deployments]
             for alias, model in config.models.items()
         }
+        self._direct: dict[str, _Target] = {}
+        """The targets of `provider/model` requests met so far (at most `_DIRECT` of them)."""
         self._opened = False
         self.observe: AttemptObserver | None = None
         """Wraps each attempt (one request to one deployment with one key): the hub's tracing sets it, so that
@@ -375,13 +385,22 @@ class Router:
 
     # Planning.
 
+    def _target(self, provider: str, model: str, weight: float, key: str | None) -> _Target:
+        return _Target(provider, model, weight, key, [name for name, _ in self._keys.get(provider, ())])
+
     def _targets(self, ref: str, ordered: bool = True) -> list[_Target]:
         targets = self._aliases.get(ref)
         if targets is not None:
             return self._weighted_order(targets) if ordered else list(targets)
+        direct = self._direct.get(ref)
+        if direct is not None:
+            return [direct]
         provider, sep, model = ref.partition("/")
         if sep and model and provider in self.config.providers:
-            return [_Target(provider, model, 1.0, None)]
+            direct = self._target(provider, model, 1.0, None)
+            if len(self._direct) < _DIRECT:
+                self._direct[ref] = direct
+            return [direct]
         raise UnknownModel(ref)
 
     def _weighted_order(self, targets: list[_Target]) -> list[_Target]:
@@ -420,7 +439,8 @@ class Router:
         if target.key is not None:
             keys = [k for k in keys if k[0] == target.key]
         if allow is not None:
-            keys = [k for k in keys if allow(Hop(target.provider, target.model, k[0]))]
+            hops = target.hops
+            keys = [k for k in keys if allow(hops[k[0]])]
         return keys
 
     def _pick_key(self, keys: list[tuple[str, float]]) -> str:
@@ -490,7 +510,7 @@ class Router:
                         skipped.append(f"{target.provider}/{target.model}: cooling down")
                     return None
                 key = self._pick_key(usable)
-            hop = self._hop(target, key)
+            hop = target.hops[key]
             start = self._clock()
             tried = True
             try:
@@ -526,11 +546,11 @@ class Router:
             return value, hop
 
     def _usable(self, target: _Target, keys: list[tuple[str, float]], excluded: set[str]) -> list[tuple[str, float]]:
-        return [k for k in keys if k[0] not in excluded and self._breaker.available(self._hop(target, k[0]))]
-
-    @staticmethod
-    def _hop(target: _Target, key: str) -> Hop:
-        return Hop(target.provider, target.model, key)
+        available = self._breaker.available
+        hops = target.hops
+        if len(keys) == 1 and not excluded:  # the common case: one key
+            return keys if available(hops[keys[0][0]]) else []
+        return [k for k in keys if k[0] not in excluded and available(hops[k[0]])]
 
     def _after_failure(self, hop: Hop, exc: ProviderError, retry: int) -> float | None:
         """Record a failure; return None to give up on this deployment, 0 to drop the key, else the wait."""

@@ -38,23 +38,31 @@ def _map_error(exc: BaseException) -> ProviderError:
 
 
 class Headers(Mapping[str, str]):
-    """Response headers; names are matched without regard to case (the first value of a repeated header)."""
+    """Response headers; names are matched without regard to case (the first value of a repeated header). Read
+    into a mapping on first use: a successful response's headers are seldom read at all."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_found", "_raw")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
-        self._items: dict[str, str] = {}
-        for name, value in items:  # names arrive in lower case
-            self._items.setdefault(name, value)
+        self._raw = items
+        self._found: dict[str, str] | None = None
+
+    def _items(self) -> dict[str, str]:
+        found = self._found
+        if found is None:
+            found = self._found = {}
+            for name, value in self._raw:  # names arrive in lower case
+                found.setdefault(name, value)
+        return found
 
     def __getitem__(self, name: str) -> str:
-        return self._items[name.lower()]
+        return self._items()[name.lower()]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        return iter(self._items())
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items())
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,14 +172,15 @@ def outcome_response(outcome: Outcome, started: float) -> Response:
     value = outcome.value
     if isinstance(value, ClosingStream):
         return EventStreamResponse(value, headers, started)
-    payload = value.raw if isinstance(value, RawJSON) else orjson.dumps(value)
+    payload = value.raw if type(value) is RawJSON else orjson.dumps(value)  # `type`: no ABC check for a dict
     headers["x-agenthub-overhead-ms"] = _overhead(started, headers)
     return _JsonResponse(payload, headers)
 
 
 class _JsonResponse(Response):
     """A JSON body with the outcome's headers, its raw header list built directly (Starlette's `Response` does
-    the same, plus checks the hub's own lower-case header names do not need)."""
+    the same, plus checks the hub's own lower-case header names do not need; the server lowers every name it
+    writes anyway)."""
 
     media_type = _JSON
 
@@ -187,7 +188,7 @@ class _JsonResponse(Response):
         self.status_code = 200
         self.background = None
         self.body = body
-        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
         raw.append((b"content-length", str(len(body)).encode()))
         raw.append((b"content-type", b"application/json"))
         self.raw_headers = raw

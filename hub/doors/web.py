@@ -35,7 +35,11 @@ def credential(headers: Any) -> str | None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused past `limit` bytes (by its declared length, or as it arrives)."""
-    declared = request.headers.get("content-length")
+    declared = None
+    for name, value in request.headers.raw:  # ASGI names are lower case (Starlette's lookup relies on it too)
+        if name == b"content-length":
+            declared = value
+            break
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
     receive = request.receive

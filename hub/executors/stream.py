@@ -12,9 +12,10 @@ router has the first content. Stages that need to see the output do not wait for
   block, or when the client went away (shielded from the cancellation).
 
 An Anthropic Messages stream (`messages=True`) carries items `{"raw", "events"}` (see `llm.messaging`): without
-filters each item's bytes go to the client unchanged; with filters, `text_delta` text and `input_json_delta` input
-pass through them per content block (the rest a block's filters hold is released before its
-`content_block_stop`), and an item whose events changed is sent re-encoded.
+filters each item's bytes go to the client unchanged (its events not even parsed once the provider's usage is
+known); with filters, `text_delta` text and `input_json_delta` input pass through them per content block (the
+rest a block's filters hold is released before its `content_block_stop`), and an item whose events changed is
+sent re-encoded.
 
 Usage is the provider's when it reported any, otherwise an estimate (prompt estimate plus streamed characters
 / 4), flagged by `estimated`, so a cancelled stream is billed for what was sent and never twice.
@@ -239,13 +240,14 @@ class OutcomeStream(ClosingStream):
 
     async def _message_item(self, item: JSON) -> list[JSON]:
         """An Anthropic Messages stream item: counted, and filtered when filters are set (see the module docstring)."""
-        events: list[JSON] = item["events"]
         if not self._factories:
-            for event in events:
-                delta = event.get("delta") if event.get("type") == "content_block_delta" else None
-                text = delta.get("text") if isinstance(delta, dict) else None
-                self._chars += len(text) if isinstance(text, str) else 0
+            if self.source.usage is None:  # the text counts only for an estimate, never needed once usage is known
+                for event in item["events"]:
+                    delta = event.get("delta") if event.get("type") == "content_block_delta" else None
+                    text = delta.get("text") if isinstance(delta, dict) else None
+                    self._chars += len(text) if isinstance(text, str) else 0
             return [item]
+        events: list[JSON] = item["events"]
         out: list[JSON] = []
         changed = False
         for event in events:

@@ -4,23 +4,64 @@ For an Anthropic deployment the hub forwards the provider's bytes as they are (s
 tool blocks and all). It still needs to know what they said: the usage for cost and budgets, the text for
 output guardrails, and the input of each `tool_use` (streamed as `input_json_delta` pieces, assembled per
 block index). `read_message` reads a whole response body; `MessagesStreamObserver` reads an event stream as
-its bytes go by, and never changes them: it returns the events it decoded, for a caller that checks deltas as
-they come.
+its bytes go by, and never changes them: `feed` returns the events it decoded, for a caller that checks deltas as
+they come; `split` parses only the events that carry usage, the stop reason or an error, for a relay that sends
+the bytes on and reads the other events only if something asks for them (`llm.messaging.StreamItem`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import orjson
 
+from llm.errors import ProviderResponseError
 from llm.messages.usage import MessagesUsage
 from llm.schema import JSON
 from llm.sse import SSEDecoder
 
-__all__ = ["MessageSummary", "MessagesStreamObserver", "ToolUse", "read_message"]
+__all__ = ["MessageSummary", "MessagesStreamObserver", "SplitEvents", "ToolUse", "read_message"]
+
+_OBSERVED = frozenset({b"event: message_start", b"event: message_delta", b"event: message_stop", b"event: error"})
+"""The events `split` parses: what the observer reports beyond the content (usage, stop reason, completion, errors)."""
+_MAX_EVENT = 8 * 1024 * 1024
+_EVENT_LINE = b"event: "
+_DATA_LINE = b"data: "
+
+
+@dataclass(slots=True)
+class SplitEvents:
+    """The events of one chunk as `MessagesStreamObserver.split` found them: each one's `event:` line and `data:`
+    line as received, and the few the observer parsed, by position. The others are parsed when `events()` is
+    called: a relay that only forwards the bytes never does."""
+
+    names: list[bytes]
+    """Each event's `event: <type>` line."""
+    data: list[bytes]
+    """Each event's `data: <JSON>` line."""
+    parsed: dict[int, JSON] = field(default_factory=dict[int, JSON])
+
+    def types(self) -> list[str]:
+        """The type of each event, as its `event:` line names it."""
+        return [name[7:].decode("utf-8", "replace") for name in self.names]
+
+    def events(self) -> list[JSON]:
+        """Each event's data parsed, an event whose data is not a JSON object left out."""
+        out: list[JSON] = []
+        parsed = self.parsed
+        for at, line in enumerate(self.data):
+            event = parsed.get(at)
+            if event is None:
+                try:
+                    event = orjson.loads(line[6:])
+                except orjson.JSONDecodeError:
+                    continue
+            if type(event) is dict:
+                out.append(event)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +155,8 @@ class MessagesStreamObserver:
         self.complete = False
         """True once `message_stop` went by."""
         self.malformed = 0
+        self._rest = b""
+        """`split`: the bytes of an event not complete yet."""
 
     def feed(self, chunk: bytes) -> list[JSON]:
         """Read `chunk` (forwarded unchanged by the caller); return the events it completed."""
@@ -131,6 +174,78 @@ class MessagesStreamObserver:
                 self.observe(event)
                 events.append(event)
         return events
+
+    def split(self, chunk: bytes) -> SplitEvents:
+        """Read `chunk` (forwarded unchanged by the caller) and return the events it completed, unparsed except those
+        the observer reports on (`message_start`, `message_delta`, `message_stop`, `error`): a relay reads the usage
+        without decoding every delta. The content blocks' text and tool input are assembled only by `feed`; use one
+        of the two on a stream.
+
+        Anthropic writes each event as an `event:` line naming its type and one `data:` line: when every event of
+        the chunk has that shape, it is split into lines in one step, without a step per event. An event of another
+        shape (several `data:` lines, comments, extra blank lines, no name) sends the chunk through the rules of
+        `feed`, an unnamed event typed by its data. CRLF line ends are read as LF, as `feed` does.
+
+        Raises:
+            ProviderResponseError: one event grew past 8 MiB (a peer that never ends it).
+        """
+        data = self._rest + chunk if self._rest else chunk
+        if 13 in data:  # CR
+            data = data.replace(b"\r\n", b"\n")
+        end = data.rfind(b"\n\n") + 2
+        rest = self._rest = data[end:] if end > 1 else data
+        if len(rest) > _MAX_EVENT:
+            raise ProviderResponseError("server-sent event too large")
+        if end < 2:
+            return SplitEvents([], [])
+        lines = data[:end].split(b"\n")
+        names = lines[0:-1:3]
+        values = lines[1::3]
+        count = len(names)
+        if (
+            len(lines) != 3 * count + 1
+            or any(lines[2::3])
+            or not all(map(bytes.startswith, names, repeat(_EVENT_LINE, count)))
+            or not all(map(bytes.startswith, values, repeat(_DATA_LINE, count)))
+        ):
+            return self._split_slowly(data[:end])
+        out = SplitEvents(names, values)
+        if not _OBSERVED.isdisjoint(names):
+            for at, name in enumerate(names):
+                if name in _OBSERVED:
+                    self._parse(values[at][6:], at, out)
+        return out
+
+    def _parse(self, payload: bytes, at: int, out: SplitEvents) -> JSON | None:
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.malformed += 1
+            return None
+        if type(event) is not dict:
+            return None
+        self.observe(event)
+        out.parsed[at] = event
+        return event
+
+    def _split_slowly(self, complete: bytes) -> SplitEvents:
+        """Events of other shapes than Anthropic's two lines, by the SSE decoder's rules."""
+        out = SplitEvents([], [])
+        for sse in SSEDecoder().feed(complete):
+            payload = sse.data.encode()
+            if not payload:
+                continue
+            kind = sse.event
+            at = len(out.names)
+            if kind == "message":  # unnamed: its data says what it is
+                event = self._parse(payload, at, out)
+                named = event.get("type") if event is not None else None
+                kind = named if isinstance(named, str) else kind
+            elif _EVENT_LINE + kind.encode() in _OBSERVED:
+                self._parse(payload, at, out)
+            out.names.append(_EVENT_LINE + kind.encode())
+            out.data.append(_DATA_LINE + payload)
+        return out
 
     def observe(self, event: JSON) -> None:
         """Take one parsed event (a JSON object) into account."""

@@ -22,7 +22,7 @@ __all__ = ["MessagesUsage", "read_usage"]
 
 
 def _count(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    return value if type(value) is int and value >= 0 else None  # `type`: JSON gives ints and bools, no subclass
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import orjson
@@ -30,6 +31,7 @@ from llm.providers.content import (
 from llm.rawjson import RawJSON
 from llm.schema import JSON, Usage, chat_chunk, chat_response, text_of
 from llm.sse import SSEDecoder
+from llm.transport import HttpStream
 
 __all__ = ["AnthropicProvider"]
 
@@ -204,7 +206,7 @@ def from_anthropic(data: JSON) -> JSON:
 class AnthropicProvider(Provider):
     """Kind `anthropic`: `POST {base}/v1/messages` with `x-api-key` and `anthropic-version`.
 
-    Besides the Chat Completions operations, the Messages pass-through (`messages`, `stream_messages`,
+    Besides the Chat Completions operations, the Messages pass-through (`messages`, `open_messages_stream`,
     `count_tokens`): the request body goes as the bytes it is given, the response comes back as received. The
     caller's `anthropic-version` and `anthropic-beta` replace the configured ones (the key stays the provider's).
     """
@@ -239,14 +241,12 @@ class AnthropicProvider(Provider):
             raise self.http_error(resp.status, resp.headers, resp.body, model)
         return RawJSON.of(resp.body, "usage")
 
-    async def stream_messages(
+    def open_messages_stream(
         self, body: bytes, model: str, key: str, headers: Mapping[str, str], query: str = ""
-    ) -> AsyncIterator[bytes]:
-        """`POST /v1/messages` with a streaming `body` as it is; the event stream's bytes as they arrive."""
-        sent = self.passthrough_headers(key, headers)
-        async with self.open_stream(self.url + query, sent, body, model) as stream:
-            async for raw in stream.chunks():
-                yield raw
+    ) -> AbstractAsyncContextManager[HttpStream]:
+        """`POST /v1/messages` with a streaming `body` as it is; the live response, whose `chunks()` are the event
+        stream's bytes as they arrive (the relay reads them itself: no generator of ours between)."""
+        return self.open_stream(self.url + query, self.passthrough_headers(key, headers), body, model)
 
     async def count_tokens(self, body: bytes, model: str, key: str, headers: Mapping[str, str]) -> JSON:
         """`POST /v1/messages/count_tokens` with `body` as it is; Anthropic's answer (`input_tokens`)."""

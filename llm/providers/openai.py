@@ -63,7 +63,9 @@ class OpenAIProvider(Provider):
 
     def body(self, request: JSON, model: str) -> JSON:
         """The upstream body: the request minus router fields, with the provider's model id."""
-        body = {k: v for k, v in request.items() if k not in ROUTER_FIELDS}
+        body = dict(request)  # copied in C; the router's few fields are taken out after
+        for field in ROUTER_FIELDS:
+            body.pop(field, None)
         body["model"] = model
         return body
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from llm.messaging import MessagesRequest, outbound, replace_model
+from llm.messages import MessagesStreamObserver, encode_event
+from llm.messaging import MessagesRequest, StreamItem, has_content, outbound, replace_model
 
 
 def test_only_the_top_level_model_value_changes() -> None:
@@ -91,3 +92,18 @@ def test_a_duplicate_model_that_is_not_a_string_is_left_as_sent() -> None:
     (where the walk would re-encode the body), and a parser that keeps the first member gets a value it refuses."""
     raw = b'{"model":{"nested":"a"},"model":"a","n":{"model":5}}'
     assert replace_model(raw, "deployed", "a") == b'{"model":{"nested":"a"},"model":"deployed","n":{"model":5}}'
+
+
+def test_a_relayed_stream_item_reads_its_events_only_when_asked() -> None:
+    start = {"type": "message_start", "message": {"usage": {"input_tokens": 3, "output_tokens": 1}}}
+    delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}
+    wire = encode_event(start) + encode_event({"type": "ping"}) + encode_event(delta)
+    observer = MessagesStreamObserver()
+    item = StreamItem(wire, observer.split(wire))
+    assert item.get("events") is None and observer.usage.input_tokens == 3
+    assert item["types"] == ["message_start", "ping", "content_block_delta"] and has_content(item)
+    assert item["events"] == [start, {"type": "ping"}, delta] and item["raw"] is wire
+    only_start = StreamItem(wire, MessagesStreamObserver().split(encode_event(start)))
+    assert not has_content(only_start)
+    with pytest.raises(KeyError):
+        item["usage"]

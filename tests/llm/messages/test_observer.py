@@ -8,7 +8,9 @@ import httpx2
 import orjson
 import pytest
 
+from llm.errors import ProviderResponseError
 from llm.messages import MessagesStreamObserver, MessagesUsage, ToolUse, encode_event, read_message
+from llm.messages.observer import SplitEvents
 from llm.schema import Usage
 from llm.testing import FakeScript, Raw, Reply, ToolCall, anthropic_app, serve
 
@@ -213,3 +215,62 @@ def test_later_usage_replaces_earlier_values_field_by_field() -> None:
     later = start.updated({"output_tokens": 30})
     assert later == MessagesUsage(10, 30, 0, 900, 0, 900)
     assert start.updated(None) is start
+
+
+def _split_in_pieces(wire: bytes, size: int) -> tuple[MessagesStreamObserver, list[SplitEvents]]:
+    observer = MessagesStreamObserver()
+    return observer, [observer.split(wire[start : start + size]) for start in range(0, len(wire), size)]
+
+
+@pytest.mark.parametrize("size", [1, 7, 64, 100_000])
+def test_split_reads_usage_and_stop_as_feed_does_and_parses_only_those_events(size: int) -> None:
+    wire = b"".join(encode_event(e) for e in RECORDED)
+    fed = MessagesStreamObserver()
+    fed.feed(wire)
+    observer, pieces = _split_in_pieces(wire, size)
+    assert [kind for piece in pieces for kind in piece.types()] == [e["type"] for e in RECORDED]
+    assert [event for piece in pieces for event in piece.events()] == RECORDED
+    parsed = [piece.types()[at] for piece in pieces for at in piece.parsed]
+    assert parsed == ["message_start", "message_delta", "message_stop"]
+    assert (observer.id, observer.model, observer.usage) == (fed.id, fed.model, fed.usage)
+    assert (observer.stop_reason, observer.stop_sequence, observer.complete) == ("tool_use", None, True)
+    assert observer.text == "" and observer.tool_uses == ()  # content is assembled by `feed` only
+
+
+def test_split_reads_events_of_other_shapes_by_the_sse_rules() -> None:
+    start, delta, stop = RECORDED[0], RECORDED[7], RECORDED[-2]
+    wire = (
+        b": a comment\n\n"
+        + b"event: message_start\r\ndata: "
+        + orjson.dumps(start)
+        + b"\r\n\r\n"
+        + b"data: "
+        + orjson.dumps(delta)
+        + b"\n\n\n"
+        + b"event: message_delta\ndata: "
+        + orjson.dumps(stop)[:20]
+        + b"\ndata: "
+        + orjson.dumps(stop)[20:]
+        + b"\n\n"
+        + b"event: error\ndata: {not json\n\n"
+    )
+    observer, pieces = _split_in_pieces(wire, 5)
+    assert [kind for piece in pieces for kind in piece.types()] == [
+        "message_start",
+        "content_block_delta",
+        "message_delta",
+        "error",
+    ]
+    assert [event for piece in pieces for event in piece.events()] == [start, delta]
+    assert observer.usage.input_tokens == 12 and observer.malformed == 2  # the split data line, the error's data
+    assert observer.error is None
+
+
+def test_split_records_an_error_event_and_refuses_an_event_that_never_ends() -> None:
+    observer = MessagesStreamObserver()
+    error = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
+    split = observer.split(encode_event(error) + b"event: ping\ndata: {}\n\nevent: ping")
+    assert split.types() == ["error", "ping"] and split.parsed == {0: error}
+    assert observer.error == {"type": "overloaded_error", "message": "Overloaded"}
+    with pytest.raises(ProviderResponseError):
+        observer.split(b"\ndata: " + b"x" * (8 * 1024 * 1024 + 1))
