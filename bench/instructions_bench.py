@@ -1,7 +1,7 @@
 """What the hub's hot paths cost in CPU instructions: `tools/call` on the MCP door, a chat completion on the
-OpenAI door and a Messages request passed through to Anthropic on the Anthropic door, counted by valgrind's
-callgrind in the hub process (the same count on a busy or an idle machine, unlike wall-clock figures), optionally
-against another checkout measured in the same run.
+OpenAI door and a Messages request passed through to Anthropic on the Anthropic door (whole, and streamed with
+`messages-stream`), counted by valgrind's callgrind in the hub process (the same count on a busy or an idle machine,
+unlike wall-clock figures), optionally against another checkout measured in the same run.
 
 One measurement starts, on 127.0.0.1, the upstream (the fixture MCP server over Streamable HTTP, or the
 `llm.testing` OpenAI and Anthropic fakes) and `agenthub serve` under callgrind with full governance on; sends 100
@@ -11,8 +11,16 @@ request log's flushes and the change follower's polls run on timers, so a run th
 for `--idle` seconds and what it does meanwhile gives the timers' rate, and the "net" figure takes that rate times
 the calls' duration off the total. Each side is measured `--runs` times, alternating, and the lowest count is shown.
 
-    .venv/bin/python bench/instructions_bench.py [--calls 400] [--runs 2] [--door mcp|llm|messages] [--idle 10]
-        [--baseline ../other-checkout --baseline-python PY]
+`--tracing` measures this tree a second time with tracing on at 100% sampling (`OTEL_EXPORTER_OTLP_ENDPOINT` set to
+an OTLP/HTTP sink the benchmark serves on 127.0.0.1, answering every export with 200): spans and log records are
+encoded and posted as they would be to a collector, and the table shows on against off.
+
+`--signed-in` measures `tools/call` of this tree with the virtual key and with a signed-in person's access token
+(`[sign_in]` on, the token minted into the hub's database before it starts, the same tools): the token check on the
+hot path against the key check.
+
+    .venv/bin/python bench/instructions_bench.py [--calls 400] [--runs 2] [--door mcp|llm|messages|messages-stream]
+        [--idle 10] [--baseline ../other-checkout --baseline-python PY] [--tracing] [--signed-in]
 
 Needs valgrind (Debian package `valgrind`).
 """
@@ -22,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
+import http.server
 import json
 import os
 import shutil
@@ -30,6 +39,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -118,8 +128,8 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             process.wait()
 
 
-async def mcp_calls(url: str, n: int) -> None:
-    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {MCP_KEY}"}
+async def mcp_calls(url: str, n: int, key: str = MCP_KEY) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {key}"}
     init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
     async with aiohttp.ClientSession(headers=headers) as http:
         body = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": init}
@@ -149,6 +159,19 @@ async def messages_calls(url: str, n: int) -> None:
     await _posts(url, body, headers, n)
 
 
+async def messages_stream_calls(url: str, n: int) -> None:
+    body = json.dumps(
+        {
+            "model": "anthropic/claude-bench",
+            "max_tokens": 64,
+            "stream": True,
+            "messages": [{"role": "user", "content": "hello"}],
+        }
+    )
+    headers = {"x-api-key": LLM_KEY, "anthropic-version": "2023-06-01", "Content-Type": "application/json"}
+    await _posts(url, body, headers, n)
+
+
 async def _posts(url: str, body: str, headers: dict[str, str], n: int) -> None:
     async with aiohttp.ClientSession(headers=headers) as http:
         for _ in range(n):
@@ -158,6 +181,33 @@ async def _posts(url: str, body: str, headers: dict[str, str], n: int) -> None:
                 await response.read()
 
 
+class _Sink(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that accepts every export and keeps nothing (counts requests and bytes)."""
+
+    protocol_version = "HTTP/1.1"
+    received: dict[str, int] = {}
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length", "0")))
+        received = _Sink.received
+        received[self.path] = received.get(self.path, 0) + 1
+        received["bytes"] = received.get("bytes", 0) + len(body)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def otlp_sink() -> tuple[http.server.ThreadingHTTPServer, str]:
+    """A running sink and its base URL (stopped by the caller: `shutdown()`)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
 def _total(dump: Path) -> int:
     for line in dump.read_text().splitlines():
         if line.startswith(("summary:", "totals:")):
@@ -165,16 +215,28 @@ def _total(dump: Path) -> int:
     raise RuntimeError(f"no total in the callgrind dump {dump}")
 
 
-def measure(root: Path, python: str, door: str, calls: int, idle: float) -> tuple[float, float]:
-    """Instructions per request of the hub in `root` (run by `python`) on `door` (`mcp`, `llm`, `messages`): the
-    total, and the total less the timers' work over the calls' duration (the rate measured while the hub was idle)."""
+def measure(
+    root: Path, python: str, door: str, calls: int, idle: float, otlp: str | None = None, signed_in: bool = False
+) -> tuple[float, float]:
+    """Instructions per request of the hub in `root` (run by `python`) on `door` (`mcp`, `llm`, `messages`,
+    `messages-stream`): the total, and the total less the timers' work over the calls' duration (the rate measured
+    while the hub was idle).
+    With `otlp` (a collector's base URL) the hub traces every call and exports there."""
     upstream_port, hub_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="agenthub-instructions-"))
     env = {**os.environ, "PYTHONPATH": str(root), "BENCH_OPENAI_KEY": "sk-bench"}
+    token = MCP_KEY
+    if otlp is not None:
+        env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
     if door == "mcp":
         argv = [python, str(root / "tests/servers/fixture_server.py"), "--transport", "streamable-http"]
         upstream = subprocess.Popen([*argv, "--port", str(upstream_port)], cwd=root, env=env)
         config = MCP_CONFIG.format(port=hub_port, dir=tmp, upstream=upstream_port, key=MCP_KEY)
+        if signed_in:  # the calls carry a signed-in person's token (same tools) instead of the key
+            from mcp_bench import SIGN_IN_CONFIG, mint_person_token
+
+            config += SIGN_IN_CONFIG.format(port=hub_port)
+            token = mint_person_token(f"sqlite:///{tmp}/hub.db", f"http://127.0.0.1:{hub_port}")
     else:
         upstream = subprocess.Popen([python, "-c", MOCK, str(upstream_port)], cwd=root, env=env)
         config = LLM_CONFIG.format(port=hub_port, dir=tmp, upstream=upstream_port, key=LLM_KEY)
@@ -193,9 +255,11 @@ def measure(root: Path, python: str, door: str, calls: int, idle: float) -> tupl
             stderr=subprocess.DEVNULL,
         )
         wait_listening(hub_port, 600)
-        path, drive = {"mcp": ("/mcp", mcp_calls), "llm": ("/v1/chat/completions", chat_calls)}.get(
-            door, ("/v1/messages", messages_calls)
-        )
+        path, drive = {
+            "mcp": ("/mcp", lambda url, n: mcp_calls(url, n, token)),
+            "llm": ("/v1/chat/completions", chat_calls),
+            "messages-stream": ("/v1/messages", messages_stream_calls),
+        }.get(door, ("/v1/messages", messages_calls))
         url = f"http://127.0.0.1:{hub_port}{path}"
         asyncio.run(drive(url, 100))
         subprocess.run(["callgrind_control", "-z", str(hub.pid)], check=True, capture_output=True)
@@ -227,12 +291,30 @@ def main() -> None:
     parser.add_argument("--baseline-python", default=sys.executable, help="the Python that has its dependencies")
     parser.add_argument("--runs", type=int, default=2, help="measurements of each side, alternating; the lowest counts")
     parser.add_argument(
-        "--door", choices=("mcp", "llm", "messages"), action="append", help="measure only this door (repeatable)"
+        "--door",
+        choices=("mcp", "llm", "messages", "messages-stream"),
+        action="append",
+        help="measure only this door (repeatable)",
     )
     parser.add_argument("--idle", type=float, default=10.0, help="seconds the hub idles to measure its timers' rate")
+    parser.add_argument("--tracing", action="store_true", help="also measure this tree with tracing on (100%%)")
+    parser.add_argument(
+        "--signed-in", action="store_true", help="measure tools/call with a virtual key against a signed-in token"
+    )
     args = parser.parse_args()
+    if args.tracing:
+        trace_table(args)
+        return
+    if args.signed_in:
+        signed_in_table(args)
+        return
     rows: list[tuple[str, tuple[float, float], tuple[float, float] | None]] = []
-    doors = (("mcp", "tools/call, c=1"), ("llm", "chat completion, c=1"), ("messages", "Messages passed through, c=1"))
+    doors = (
+        ("mcp", "tools/call, c=1"),
+        ("llm", "chat completion, c=1"),
+        ("messages", "Messages passed through, c=1"),
+        ("messages-stream", "Messages streamed through, c=1"),
+    )
     for door, label in doors:
         if args.door and door not in args.door:
             continue
@@ -250,6 +332,45 @@ def main() -> None:
         ratio = f"{here[1] / base[1]:.3f}" if base else ""
         baseline = f"{base[0]:,.0f} / {base[1]:,.0f}" if base else ""
         print(f"| {label} | {here[0]:,.0f} / {here[1]:,.0f} | {baseline} | {ratio} |")
+
+
+def signed_in_table(args: argparse.Namespace) -> None:
+    """`tools/call` with a virtual key against a signed-in person's access token (minted into the hub's database
+    before it starts, as `bench/mcp_bench.py --signed-in` does; same tools), this tree, the runs alternating."""
+    keys: list[tuple[float, float]] = []
+    tokens: list[tuple[float, float]] = []
+    for _ in range(args.runs):
+        keys.append(measure(ROOT, sys.executable, "mcp", args.calls, args.idle))
+        tokens.append(measure(ROOT, sys.executable, "mcp", args.calls, args.idle, signed_in=True))
+    key = (min(k[0] for k in keys), min(k[1] for k in keys))
+    token = (min(t[0] for t in tokens), min(t[1] for t in tokens))
+    print("| instructions per request | virtual key: total / net | signed-in token: total / net | ratio of net |")
+    print("| --- | --- | --- | --- |")
+    print(f"| tools/call, c=1 | {key[0]:,.0f} / {key[1]:,.0f} | {token[0]:,.0f} / {token[1]:,.0f} "
+          f"| {token[1] / key[1]:.3f} |")  # fmt: skip
+
+
+def trace_table(args: argparse.Namespace) -> None:
+    """Tracing off against tracing on, this tree, each door, the runs alternating."""
+    sink, url = otlp_sink()
+    print("| instructions per request | tracing off: total / net | tracing on: total / net | ratio of net |")
+    print("| --- | --- | --- | --- |")
+    try:
+        for door, label in (("mcp", "tools/call, c=1"), ("llm", "chat completion, c=1"), ("messages", "Messages, c=1")):
+            if args.door and door not in args.door:
+                continue
+            off: list[tuple[float, float]] = []
+            on: list[tuple[float, float]] = []
+            for _ in range(args.runs):
+                off.append(measure(ROOT, sys.executable, door, args.calls, args.idle))
+                on.append(measure(ROOT, sys.executable, door, args.calls, args.idle, url))
+            a = (min(o[0] for o in off), min(o[1] for o in off))
+            b = (min(o[0] for o in on), min(o[1] for o in on))
+            ratio = b[1] / a[1]
+            print(f"| {label} | {a[0]:,.0f} / {a[1]:,.0f} | {b[0]:,.0f} / {b[1]:,.0f} | {ratio:.3f} |", flush=True)
+    finally:
+        sink.shutdown()
+    print(f"collector received: {_Sink.received}")
 
 
 if __name__ == "__main__":

@@ -50,13 +50,14 @@ from hub.stages.limits import LimitsStage
 from hub.store.counters import InMemoryCounters
 from hub.store.responses import ResponseStore
 from hub.store.sql import SqlStore, read_all_meta
-from hub.telemetry.traceconfig import trace_config
+from hub.telemetry.traceconfig import open_log_export, trace_config
 from hub.upstream_auth.manager import HubAuth, open_token_store
 from llm.config import LLMConfig
 
 if TYPE_CHECKING:
     from hub.governance.keys import VirtualKey
     from hub.signin.service import SignIn
+    from hub.telemetry.logexport import LogExport
     from hub.telemetry.metrics import HubMetrics
     from hub.telemetry.traces import Tracing
     from llm.router import Router
@@ -111,6 +112,8 @@ class Hub:
     """Open MCP sessions per key, and the cap on them."""
     tracing: Tracing | None = None
     """OpenTelemetry traces, when `[telemetry]` or the `OTEL_*` variables turn them on (set while running)."""
+    log_export: LogExport | None = None
+    """Request-log rows as OTLP log records, when telemetry is on (set while running)."""
     signin: SignIn | None = None
     """People signing in to `/mcp` through the identity provider, with `[sign_in]` (set while running)."""
     _shared: McpExecutor = field(init=False)
@@ -226,6 +229,12 @@ class Hub:
                 audit=self.control.audit,
             )
         self.tracing = self._open_tracing()
+        try:
+            self.log_export = open_log_export(self.settings.telemetry, self.tracing and self.tracing.span_ids)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.log_export is not None:
+            self.request_log.exports = self.log_export.record
         self.metrics = self._open_metrics()
         async with anyio.create_task_group() as tg:
             self._tg = tg
@@ -299,6 +308,9 @@ class Hub:
             if self.tracing is not None:
                 await anyio.to_thread.run_sync(self.tracing.shutdown)  # exports the spans still batched
                 self.tracing = None
+            if self.log_export is not None:
+                await anyio.to_thread.run_sync(self.log_export.shutdown)
+                self.log_export = None
 
     def _open_metrics(self) -> HubMetrics | None:
         """The Prometheus metrics, reading the registry, the MCP sessions and the sandbox pool at each scrape; None

@@ -293,6 +293,8 @@ class RequestLog:
         self._purge_batch = purge_batch
         self.purged = 0
         """Rows deleted by the retention so far."""
+        self.exports: Callable[[LogEntry], None] | None = None
+        """Also told of every row as it is recorded (OTLP log export, when telemetry is on)."""
 
     def record(self, row: LogEntry) -> None:
         """Buffer one row for the next flush; text fields past their bound in `TEXT_LIMITS` are cut in place."""
@@ -301,6 +303,8 @@ class RequestLog:
         error = row.error
         if len(row.target) > _TARGET or (error is not None and len(error) > _ERROR):
             _cut(row)
+        if self.exports is not None:
+            self.exports(row)
         buffer = self._buffer
         buffer.append(row)
         if len(buffer) >= self._batch:  # a full batch: `run()` flushes now rather than at the next interval

@@ -1,11 +1,13 @@
-"""Spans at the cost the hot path allows: recorded in a small object, handed to the SDK's batch processor as a
-finished `ReadableSpan`.
+"""Spans at the cost the hot path allows: recorded in a small object, queued as it is, encoded in the export thread.
 
 The OpenTelemetry SDK's own `Span` does much per span that a gateway does not need on every call (sampler calls,
 attribute validation behind a lock, span limits, a processor call at the start, the context attached and
-detached): measured, it costs several times what building the finished `ReadableSpan` does. The hub's spans are
-made here instead, with the same ids, sampling rule and W3C propagation, and end in the same
-`BatchSpanProcessor` and OTLP/HTTP exporter (its thread encodes and sends them in batches).
+detached), and its batch processor wants a `ReadableSpan` built per span; its OTLP exporter then builds a protobuf
+object tree per span. Measured, each of those costs several times what recording the span does. The hub's spans are
+made here instead, with the same ids, sampling rule and W3C propagation: a span is a handful of slots (the ids as
+integers), ended by queueing it to a `Batcher`, whose thread writes the OTLP wire bytes directly
+(`hub.telemetry.otlpwire`) and posts them (`hub.telemetry.otlphttp`). An SDK `SpanExporter` can stand in for the
+OTLP one (tests keep spans in the SDK's in-memory exporter): it gets `ReadableSpan`s, built in the thread.
 
 Which span is current lives in one context variable (`current`): our own span, or the remote span context a
 client sent. An unsampled span still has ids, so that what it sends upstream carries the client's decision.
@@ -14,58 +16,113 @@ client sent. An unsampled span still has ids, so that what it sends upstream car
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from contextvars import ContextVar
 from time import time_ns
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 
-__all__ = ["Recorder", "Span", "current"]
+from hub.telemetry.batching import Batcher, BatchSettings
+from hub.telemetry.otlpwire import SpanEncoder, resource_field, scope_field, traces_request
+
+__all__ = ["CLIENT", "INTERNAL", "SERVER", "Recorder", "Span", "SpanExport", "current"]
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _NOT_SAMPLED = TraceFlags(TraceFlags.DEFAULT)
-_UNSET = Status(StatusCode.UNSET)
 _LOWER_64 = (1 << 64) - 1
+_ERROR = StatusCode.ERROR.value
+SCOPE = "agenthub"
+"""The instrumentation scope of the hub's spans and log records."""
+INTERNAL, SERVER, CLIENT = 1, 2, 3
+"""Span kinds as OTLP numbers them (a plain int is cheaper to pass and compare than an enum member)."""
 
 
 class Span:
     """One span being recorded: its name, kind, ids, attributes and status; ended by `Recorder.end`."""
 
-    __slots__ = ("_carriers", "attributes", "context", "inner_failure", "kind", "name", "parent", "start", "status")
+    __slots__ = (
+        "_carriers",
+        "attributes",
+        "end",
+        "error",
+        "inner_failure",
+        "kind",
+        "name",
+        "parent_id",
+        "remote_parent",
+        "sampled",
+        "span_id",
+        "start",
+        "top",
+        "trace_id",
+        "trace_state",
+    )
 
     def __init__(
-        self, name: str, kind: SpanKind, context: SpanContext, parent: SpanContext | None, attributes: dict[str, Any]
+        self,
+        name: str,
+        kind: int,
+        trace_id: int,
+        span_id: int,
+        parent_id: int,
+        sampled: bool,
+        trace_state: TraceState | None,
+        remote_parent: bool,
+        attributes: dict[str, Any],
     ) -> None:
         self.name = name
         self.kind = kind
-        self.context = context
-        self.parent = parent
+        """`INTERNAL`, `SERVER` or `CLIENT`."""
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.parent_id = parent_id
+        """0 for a root span."""
+        self.sampled = sampled
+        self.trace_state = trace_state
+        self.remote_parent = remote_parent
         self.attributes = attributes
-        self.status = _UNSET
+        self.error: str | None = None
+        """None while the span has not failed, else the status message ("" for none)."""
         self.start = time_ns()
+        self.end = 0
         self._carriers: tuple[tuple[str, str], ...] | None = None
+        self.top: Span | None = None
+        """Of a call's root span: the innermost of its stages' spans open now (the parent of the next one). The stage
+        spans of a call run one inside the other in one task, so they pass the parent here rather than through the
+        context variable (an attribute costs less than a context switch)."""
         self.inner_failure: BaseException | None = None
         """A failure a span inside this one recorded already (this one then records it no more)."""
 
     def fail(self, error_type: str, message: str | None = None) -> None:
         """Mark the span as failed, with the kind of failure (`error.type`)."""
         self.attributes["error.type"] = error_type
-        self.status = Status(StatusCode.ERROR, message)
+        self.error = message or ""
+
+    @property
+    def context(self) -> SpanContext:
+        """The span's context as the OpenTelemetry API spells it."""
+        return SpanContext(
+            self.trace_id, self.span_id, False, _SAMPLED if self.sampled else _NOT_SAMPLED, self.trace_state
+        )
+
+    @property
+    def status(self) -> Status:
+        return Status(StatusCode.ERROR, self.error or None) if self.error is not None else Status(StatusCode.UNSET)
 
     @property
     def carriers(self) -> tuple[tuple[str, str], ...]:
         """The W3C `traceparent` (and `tracestate`) that requests sent within this span carry."""
         carriers = self._carriers
         if carriers is None:
-            context = self.context
-            flags = "01" if context.trace_flags.sampled else "00"
-            carriers = (("traceparent", f"00-{context.trace_id:032x}-{context.span_id:016x}-{flags}"),)
-            if context.trace_state:
-                carriers += (("tracestate", context.trace_state.to_header()),)
+            flags = "01" if self.sampled else "00"
+            carriers = (("traceparent", f"00-{self.trace_id:032x}-{self.span_id:016x}-{flags}"),)
+            if self.trace_state:
+                carriers += (("tracestate", self.trace_state.to_header()),)
             self._carriers = carriers
         return carriers
 
@@ -74,56 +131,134 @@ current: ContextVar[Span | SpanContext | None] = ContextVar("agenthub_current_sp
 """The span new spans in this context are children of: the hub's own, or the client's (remote) span context."""
 
 
-class Recorder:
-    """Starts spans (ids, sampling) and hands the sampled ones, ended, to a `BatchSpanProcessor`."""
+class SpanExport:
+    """Encodes batches of ended spans as OTLP `ExportTraceServiceRequest`s and hands the bytes to `send` (in the
+    export thread)."""
 
-    def __init__(self, exporter: SpanExporter, service_name: str, sample_ratio: float, parent_based: bool) -> None:
-        self.processor = BatchSpanProcessor(exporter)
-        self._resource = Resource.create({"service.name": service_name})
-        self._scope = InstrumentationScope("agenthub")
-        self._bound = round(sample_ratio * (1 << 64))
-        self._parent_based = parent_based
-        self._random = random.Random()
+    def __init__(self, send: Callable[[bytes], None], resource: Resource) -> None:
+        self._send = send
+        self._encoder = SpanEncoder()
+        self._resource = resource_field(0x0A, dict(resource.attributes))
+        self._scope = scope_field(0x0A, SCOPE)
+        self._schema_url = resource.schema_url
 
-    def start(
-        self, name: str, kind: SpanKind, attributes: dict[str, Any], parent: Span | SpanContext | None = None
-    ) -> Span:
-        """A new span under `parent` (default: the current one); a new trace when there is none."""
-        if parent is None:
-            parent = current.get()
-        bits = self._random.getrandbits
-        if parent is None:
-            trace_id = bits(128)
-            context = SpanContext(trace_id, bits(64), False, self._decide(trace_id))
-            return Span(name, kind, context, None, attributes)
-        parent_context = parent if isinstance(parent, SpanContext) else parent.context
-        trace_id = parent_context.trace_id
-        flags = parent_context.trace_flags
-        if parent_context.is_remote and not self._parent_based:
-            flags = self._decide(trace_id)
-        context = SpanContext(trace_id, bits(64), False, flags, parent_context.trace_state)
-        return Span(name, kind, context, parent_context, attributes)
-
-    def end(self, span: Span) -> None:
-        """Finish `span`; a sampled one goes to the batch processor (exported from its thread)."""
-        context = span.context
-        if not context.trace_flags.sampled:
-            return
-        self.processor.on_end(
-            ReadableSpan(
-                name=span.name,
-                context=context,
-                parent=span.parent,
-                resource=self._resource,
-                attributes=span.attributes,
-                kind=span.kind,
-                status=span.status,
-                start_time=span.start,
-                end_time=time_ns(),
-                instrumentation_scope=self._scope,
+    def __call__(self, spans: list[Span]) -> None:
+        span = self._encoder.span
+        encoded = [
+            span(
+                s.trace_id,
+                s.span_id,
+                s.parent_id,
+                s.trace_state.to_header() if s.trace_state else "",
+                s.name,
+                s.kind,
+                s.start,
+                s.end,
+                s.attributes,
+                None if s.error is None else (_ERROR, s.error),
+                s.remote_parent,
             )
+            for s in spans
+        ]
+        self._send(traces_request(self._resource, self._scope, encoded, self._schema_url))
+
+
+class _SdkExport:
+    """Hands ended spans to an OpenTelemetry SDK `SpanExporter` as `ReadableSpan`s (built in the export thread)."""
+
+    def __init__(self, exporter: SpanExporter, resource: Resource) -> None:
+        self.exporter = exporter
+        self._resource = resource
+        self._scope = InstrumentationScope(SCOPE)
+
+    def __call__(self, spans: list[Span]) -> None:
+        self.exporter.export([self._readable(s) for s in spans])
+
+    def _readable(self, span: Span) -> ReadableSpan:
+        parent = None
+        if span.parent_id:
+            flags = _SAMPLED if span.sampled else _NOT_SAMPLED
+            parent = SpanContext(span.trace_id, span.parent_id, span.remote_parent, flags, span.trace_state)
+        return ReadableSpan(
+            name=span.name,
+            context=span.context,
+            parent=parent,
+            resource=self._resource,
+            attributes=span.attributes,
+            kind=SpanKind(span.kind - 1),
+            status=span.status,
+            start_time=span.start,
+            end_time=span.end,
+            instrumentation_scope=self._scope,
         )
 
-    def _decide(self, trace_id: int) -> TraceFlags:
-        """The trace-id ratio rule of the specification: the same decision for the same trace everywhere."""
-        return _SAMPLED if (trace_id & _LOWER_64) < self._bound else _NOT_SAMPLED
+
+class Recorder:
+    """Starts spans (ids, sampling) and queues the sampled ones, ended, for the export thread."""
+
+    def __init__(
+        self,
+        exporter: SpanExporter | Callable[[bytes], None],
+        service_name: str,
+        sample_ratio: float,
+        parent_based: bool,
+        batch: BatchSettings | None = None,
+    ) -> None:
+        """`exporter`: where ended spans go, an SDK `SpanExporter` or a function that sends an encoded OTLP export
+        request (`OtlpHttp.post`)."""
+        resource = Resource.create({"service.name": service_name})
+        self._sdk: SpanExporter | None = exporter if isinstance(exporter, SpanExporter) else None
+        export: Callable[[list[Span]], None]
+        if isinstance(exporter, SpanExporter):
+            export = _SdkExport(exporter, resource)
+        else:
+            export = SpanExport(exporter, resource)
+        self.processor: Batcher[Span] = Batcher(export, batch or BatchSettings(), "agenthub-spans")
+        self._queue = self.processor.add
+        self._bound = round(sample_ratio * (1 << 64))
+        self._parent_based = parent_based
+        self.bits = random.Random().getrandbits
+        """Random ids: `bits(64)` for a span, `bits(128)` for a trace (0, invalid, is replaced by 1)."""
+
+    def start(
+        self, name: str, kind: int | SpanKind, attributes: dict[str, Any], parent: Span | SpanContext | None = None
+    ) -> Span:
+        """A new span under `parent` (default: the current one); a new trace when there is none. `kind` is one of
+        `INTERNAL`, `SERVER`, `CLIENT` (an API `SpanKind` is taken too)."""
+        if type(kind) is not int:
+            kind = cast("SpanKind", kind).value + 1
+        if parent is None:
+            parent = current.get()
+        span_id = self.bits(64) or 1
+        if parent is None:
+            trace_id = self.bits(128) or 1
+            sampled = (trace_id & _LOWER_64) < self._bound
+            return Span(name, kind, trace_id, span_id, 0, sampled, None, False, attributes)
+        if type(parent) is Span:
+            return Span(
+                name, kind, parent.trace_id, span_id, parent.span_id, parent.sampled, parent.trace_state, False,
+                attributes,
+            )  # fmt: skip
+        assert isinstance(parent, SpanContext)
+        trace_id = parent.trace_id
+        if self._parent_based:
+            sampled = parent.trace_flags.sampled
+        else:
+            sampled = (trace_id & _LOWER_64) < self._bound
+        state = parent.trace_state or None
+        return Span(name, kind, trace_id, span_id, parent.span_id, sampled, state, parent.is_remote, attributes)
+
+    def end(self, span: Span) -> None:
+        """Finish `span`; a sampled one is queued for the export thread."""
+        if span.sampled:
+            span.end = time_ns()
+            self._queue(span)
+
+    def force_flush(self) -> bool:
+        return self.processor.force_flush()
+
+    def shutdown(self) -> None:
+        """Export what is queued, stop the thread and the SDK exporter if there is one."""
+        self.processor.shutdown()
+        if self._sdk is not None:
+            self._sdk.shutdown()

@@ -15,10 +15,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-__all__ = ["TelemetrySection", "TraceConfig", "trace_config", "tracing_on"]
+if TYPE_CHECKING:
+    from hub.telemetry.logexport import LogExport, SpanIds
+
+__all__ = [
+    "LogConfig",
+    "TelemetrySection",
+    "TraceConfig",
+    "log_config",
+    "open_log_export",
+    "trace_config",
+    "tracing_on",
+]
 
 DEFAULT_OTLP_ENDPOINT = "http://localhost:4318"
 """Where OTLP/HTTP goes when only `OTEL_TRACES_EXPORTER=otlp` is set (the specification's default)."""
@@ -42,13 +54,20 @@ class TelemetrySection(BaseModel):
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     """The share of new traces recorded (a call whose client sent a sampled `traceparent` follows the client)."""
     service_name: str = "agenthub"
-    """`service.name` of the spans."""
+    """`service.name` of the spans and log records."""
+    logs_endpoint: str | None = None
+    """Where request-log records go over OTLP/HTTP (the full `.../v1/logs` URL, or a base URL); unset, they go to
+    `otlp_endpoint` (`{endpoint}/v1/logs`) when that is set."""
+    headers: dict[str, str] = Field(default_factory=dict[str, str])
+    """Headers sent with every export (a collector's credentials); `OTEL_EXPORTER_OTLP_HEADERS` adds to them."""
+    compression: Literal["none", "gzip"] = "none"
+    """`gzip` compresses every export (`OTEL_EXPORTER_OTLP_COMPRESSION` wins)."""
 
-    @field_validator("otlp_endpoint")
+    @field_validator("otlp_endpoint", "logs_endpoint")
     @classmethod
     def _check_endpoint(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("otlp_endpoint must be an http:// or https:// URL")
+            raise ValueError("an OTLP endpoint must be an http:// or https:// URL")
         return value
 
 
@@ -62,6 +81,9 @@ class TraceConfig:
     service_name: str
     parent_based: bool = True
     """Whether a client's sampling decision (the `traceparent` flags) is followed."""
+    headers: tuple[tuple[str, str], ...] = ()
+    """Headers from the config file (the `OTEL_EXPORTER_OTLP_*HEADERS` variables are added when exporting)."""
+    gzip: bool = False
 
 
 def trace_config(section: TelemetrySection, environ: Mapping[str, str] | None = None) -> TraceConfig | None:
@@ -90,13 +112,80 @@ def trace_config(section: TelemetrySection, environ: Mapping[str, str] | None = 
         return None
     ratio, parent_based = _sampler(env, section.sample_ratio)
     service = env.get("OTEL_SERVICE_NAME", "").strip() or section.service_name
-    return TraceConfig(endpoint, ratio, service, parent_based)
+    return TraceConfig(endpoint, ratio, service, parent_based, _headers(section), section.compression == "gzip")
+
+
+def _headers(section: TelemetrySection) -> tuple[tuple[str, str], ...]:
+    return tuple((name.lower(), value) for name, value in section.headers.items())
 
 
 def _traces_url(base: str) -> str:
     """The signal URL of an OTLP/HTTP base URL (a URL that already names `/v1/traces` is kept)."""
     base = base.rstrip("/")
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Request-log export as configured: where OTLP log records go."""
+
+    endpoint: str
+    """The full OTLP/HTTP logs URL (`.../v1/logs`)."""
+    service_name: str
+    headers: tuple[tuple[str, str], ...] = ()
+    gzip: bool = False
+
+
+def log_config(section: TelemetrySection, environ: Mapping[str, str] | None = None) -> LogConfig | None:
+    """Where request-log rows are exported as OTLP log records, or None when they are not: on with telemetry
+    (`OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`, `OTEL_EXPORTER_OTLP_ENDPOINT`, `logs_endpoint`, `otlp_endpoint`, in that
+    order, or `OTEL_LOGS_EXPORTER=otlp`), off with `OTEL_LOGS_EXPORTER=none` or `OTEL_SDK_DISABLED=true`.
+
+    Raises:
+        ValueError: `OTEL_LOGS_EXPORTER` names an exporter this hub does not have.
+    """
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    exporter = env.get("OTEL_LOGS_EXPORTER", "").strip().lower()
+    if exporter == "none":
+        return None
+    if exporter not in ("", "otlp"):
+        raise ValueError(f"OTEL_LOGS_EXPORTER={exporter!r} is not supported (use 'otlp' or 'none')")
+    logs_url = env.get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "").strip()
+    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+    if logs_url:
+        endpoint = logs_url
+    elif base:
+        endpoint = _logs_url(base)
+    elif section.logs_endpoint or section.otlp_endpoint:
+        endpoint = _logs_url(section.logs_endpoint or section.otlp_endpoint or "")
+    elif exporter == "otlp":
+        endpoint = _logs_url(DEFAULT_OTLP_ENDPOINT)
+    else:
+        return None
+    service = env.get("OTEL_SERVICE_NAME", "").strip() or section.service_name
+    return LogConfig(endpoint, service, _headers(section), section.compression == "gzip")
+
+
+def open_log_export(section: TelemetrySection, span_ids: SpanIds | None) -> LogExport | None:
+    """The request log's OTLP log export when it is on (its modules load only then); `span_ids` (tracing on)
+    gives each record the ids of its call's root span.
+
+    Raises:
+        ValueError: an `OTEL_*` variable has a value the exporter cannot follow (named in the message).
+    """
+    config = log_config(section)
+    if config is None:
+        return None
+    from hub.telemetry.logexport import LogExport
+
+    return LogExport(config, span_ids)
+
+
+def _logs_url(base: str) -> str:
+    base = base.rstrip("/")
+    return base if base.endswith("/v1/logs") else base + "/v1/logs"
 
 
 def _sampler(env: Mapping[str, str], default_ratio: float) -> tuple[float, bool]:

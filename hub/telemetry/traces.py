@@ -34,12 +34,12 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
+from time import time_ns
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -48,7 +48,9 @@ from hub.call import Call, Outcome, agent_loop
 from hub.errors import HubError
 from hub.executors.stream import ClosingStream
 from hub.pipeline import Handler, Stage
-from hub.telemetry.spans import Recorder, Span, current
+from hub.telemetry.batching import BatchSettings
+from hub.telemetry.otlphttp import OtlpHttp, OtlpHttpSettings
+from hub.telemetry.spans import CLIENT, INTERNAL, SERVER, Recorder, Span, current
 from hub.telemetry.traceconfig import TraceConfig
 from llm.result import Hop
 
@@ -95,14 +97,30 @@ class Tracing:
         provider_kind: Callable[[str], str | None] | None = None,
         server_of: Callable[[Call], str | None] | None = None,
     ) -> None:
-        """`exporter` replaces the OTLP/HTTP one (tests decode what the real one sends instead); `provider_kind`
-        gives a configured provider's kind, `server_of` the upstream server a call goes to (both for attributes)."""
+        """`exporter` replaces the OTLP/HTTP one (an SDK exporter: tests keep spans in memory); `provider_kind`
+        gives a configured provider's kind, `server_of` the upstream server a call goes to (both for attributes).
+
+        Raises:
+            ValueError: an `OTEL_*` variable of the exporter or the batch processor cannot be followed.
+        """
+        self.http: OtlpHttp | None = None
+        sink: SpanExporter | Callable[[bytes], None]
+        if exporter is None:
+            settings = OtlpHttpSettings.from_env(config.endpoint, "TRACES", dict(config.headers), config.gzip)
+            self.http = OtlpHttp(settings)
+            sink = self.http.post
+        else:
+            sink = exporter
         self.recorder = Recorder(
-            exporter or OTLPSpanExporter(endpoint=config.endpoint),
+            sink,
             config.service_name,
             config.sample_ratio,
             config.parent_based,
+            BatchSettings.from_env("OTEL_BSP"),
         )
+        self.streaming: dict[str, Span] = {}
+        """The root span of each streamed call whose stream is still open, by call id (its request-log row is
+        recorded when the stream ends, outside the call's context)."""
         self.running: dict[str, Span] = {}
         """The executor span of each call still running, by call id: a nested call's parent (a streamed Agent Mode
         loop runs its turns while the door sends the stream, outside the context its call ran in)."""
@@ -147,11 +165,24 @@ class Tracing:
 
     def force_flush(self) -> bool:
         """Export every ended span now (the batch processor otherwise waits for its interval)."""
-        return self.recorder.processor.force_flush()
+        return self.recorder.force_flush()
 
     def shutdown(self) -> None:
         """Export what is left and stop the exporter's thread."""
-        self.recorder.processor.shutdown()
+        self.recorder.shutdown()
+        if self.http is not None:
+            self.http.shutdown()
+            self.http.close()
+
+    def span_ids(self, call_id: str) -> tuple[int, int, bool] | None:
+        """The (trace id, span id, sampled) of the root span of call `call_id`, when the call runs in this context
+        or is a stream still open (the request log's OTLP records carry them)."""
+        span = current.get()
+        if type(span) is not Span or span.attributes.get("agenthub.call.id") != call_id:
+            span = self.streaming.get(call_id)
+            if span is None:
+                return None
+        return span.trace_id, span.span_id, span.sampled
 
     # -- attributes -------------------------------------------------------------------------------------------
 
@@ -214,10 +245,11 @@ class _CallSpan:
         parent = tracing.running.get(parent_id) if parent_id is not None else None
         span = recorder.start(
             _call_name(call),
-            SpanKind.INTERNAL if parent_id is not None else SpanKind.SERVER,
+            INTERNAL if parent_id is not None else SERVER,
             _call_attributes(call),
             parent,
         )
+        span.top = span
         token = current.set(span)
         deferred = False
         try:
@@ -226,7 +258,8 @@ class _CallSpan:
             value = outcome.value
             if isinstance(value, ClosingStream):
                 deferred = True
-                value.on_close(_stream_closer(span, recorder))
+                tracing.streaming[call.call_id] = span
+                value.on_close(_stream_closer(span, recorder, tracing.streaming, call.call_id))
             return outcome
         except HubError as exc:
             _refused(span, exc)
@@ -244,15 +277,21 @@ class _StageSpan:
     """A stage's span; marked as failed only when this stage refused the call (not when a later one did)."""
 
     def __init__(self, recorder: Recorder, stage: Stage, name: str) -> None:
-        self._recorder = recorder
+        self._bits = recorder.bits
+        self._queue = recorder.processor.add
         self._stage = stage
         self._name = f"agenthub.{name}"
 
     async def __call__(self, call: Call, call_next: Handler) -> Outcome:
-        recorder = self._recorder
-        outer = current.get()
-        span = recorder.start(self._name, SpanKind.INTERNAL, {}, outer)
-        token = current.set(span)
+        # `Recorder.start` and `end` written out: a stage span's parent is always the hub's own span (four per call)
+        root = current.get()
+        assert type(root) is Span and root.top is not None, "a stage's span opens inside its call's span"
+        outer = root.top
+        span = Span(
+            self._name, INTERNAL, outer.trace_id, self._bits(64) or 1, outer.span_id, outer.sampled, outer.trace_state,
+            False, {},
+        )  # fmt: skip
+        root.top = span
         try:
             return await self._stage(call, call_next)
         except HubError as exc:
@@ -261,8 +300,10 @@ class _StageSpan:
             _seen(outer, exc)
             raise
         finally:
-            current.reset(token)
-            recorder.end(span)
+            root.top = outer
+            if span.sampled:
+                span.end = time_ns()
+                self._queue(span)
 
 
 class _ExecutorSpan:
@@ -282,11 +323,13 @@ class _ExecutorSpan:
         recorder = tracing.recorder
         running = tracing.running
         outer = current.get()
+        if type(outer) is Span and outer.top is not None:  # inside its call's span: the innermost stage's span
+            outer = outer.top
         span = recorder.start(name, kind, attributes, outer)
         running[call.call_id] = span
         token = current.set(span)
         # an MCP request goes upstream from here (LLM requests from their attempts' spans, nested calls from theirs)
-        carried = trace_context.set(span.carriers) if kind is SpanKind.CLIENT else None
+        carried = trace_context.set(span.carriers) if kind == CLIENT else None
         deferred = False
         try:
             outcome = await self._executor(call)
@@ -312,7 +355,7 @@ class _ExecutorSpan:
                 running.pop(call.call_id, None)
                 recorder.end(span)
 
-    def _describe(self, call: Call) -> tuple[str, SpanKind, dict[str, Any]]:
+    def _describe(self, call: Call) -> tuple[str, int, dict[str, Any]]:
         operation = call.operation
         method = _MCP_METHODS.get(operation)
         if method is not None:
@@ -323,25 +366,25 @@ class _ExecutorSpan:
             if operation == "mcp.tool":
                 attributes["gen_ai.operation.name"] = "execute_tool"
                 attributes["gen_ai.tool.name"] = call.target
-                return f"{method} {call.target}", SpanKind.CLIENT, attributes
+                return f"{method} {call.target}", CLIENT, attributes
             if operation == "mcp.prompt":
                 attributes["gen_ai.prompt.name"] = call.target
-                return f"{method} {call.target}", SpanKind.CLIENT, attributes
+                return f"{method} {call.target}", CLIENT, attributes
             if operation in ("mcp.resource", "mcp.subscribe"):
                 attributes["mcp.resource.uri"] = call.target
-            return method, SpanKind.CLIENT, attributes
+            return method, CLIENT, attributes
         if operation == "code.run":
-            return "execute_code", SpanKind.INTERNAL, {"gen_ai.tool.name": call.target}
+            return "execute_code", INTERNAL, {"gen_ai.tool.name": call.target}
         if agent_loop(call):
             attributes = {
                 "gen_ai.operation.name": "invoke_agent",
                 "gen_ai.agent.name": "agenthub",
                 "gen_ai.request.model": call.target,
             }
-            return f"invoke_agent {call.target}", SpanKind.INTERNAL, attributes
+            return f"invoke_agent {call.target}", INTERNAL, attributes
         if operation.startswith("llm."):
-            return f"agenthub.route {call.target}".rstrip(), SpanKind.INTERNAL, {"gen_ai.request.model": call.target}
-        return "agenthub.execute", SpanKind.INTERNAL, {}
+            return f"agenthub.route {call.target}".rstrip(), INTERNAL, {"gen_ai.request.model": call.target}
+        return "agenthub.execute", INTERNAL, {}
 
 
 class _AttemptScope:
@@ -364,7 +407,7 @@ class _AttemptScope:
             "agenthub.provider": hop.provider,
             "agenthub.provider.key": hop.key,
         }
-        span = self._span = tracing.recorder.start(f"{operation} {hop.model}", SpanKind.CLIENT, attributes)
+        span = self._span = tracing.recorder.start(f"{operation} {hop.model}", CLIENT, attributes)
         self._tokens = (current.set(span), trace_context.set(span.carriers))
         return span
 
@@ -473,17 +516,17 @@ def _outcome_attributes(span: Span, call: Call, outcome: Outcome, tracing: Traci
     principal = outcome.principal or call.principal
     if principal is not None:
         key = principal.key
-        _set(span, "agenthub.key.name", key.name)
+        span.attributes["agenthub.key.name"] = key.name
         if key.team:
-            _set(span, "agenthub.team", key.team)
+            span.attributes["agenthub.team"] = key.team
         if key.customer:
-            _set(span, "agenthub.customer", key.customer)
+            span.attributes["agenthub.customer"] = key.customer
     if outcome.tool_error:
         span.fail("tool_error")
     provider = outcome.headers.get("x-agenthub-provider")
     if provider:
-        _set(span, "gen_ai.provider.name", tracing.provider_name(provider))
-        _set(span, "agenthub.provider", provider)
+        span.attributes["gen_ai.provider.name"] = tracing.provider_name(provider)
+        span.attributes["agenthub.provider"] = provider
     value = outcome.value
     if isinstance(value, Mapping) and call.operation.startswith("llm."):
         _response_attributes(span, value)
@@ -494,38 +537,34 @@ def _outcome_attributes(span: Span, call: Call, outcome: Outcome, tracing: Traci
 def _response_attributes(span: Span, response: Mapping[str, Any]) -> None:
     model = response.get("model")
     if isinstance(model, str):
-        _set(span, "gen_ai.response.model", model)
+        span.attributes["gen_ai.response.model"] = model
     response_id = response.get("id")
     if isinstance(response_id, str):
-        _set(span, "gen_ai.response.id", response_id)
+        span.attributes["gen_ai.response.id"] = response_id
     choices = response.get("choices")
     if isinstance(choices, list):
         reasons = [str(c.get("finish_reason")) for c in choices if isinstance(c, dict) and c.get("finish_reason")]
         if reasons:
-            _set(span, "gen_ai.response.finish_reasons", tuple(reasons))
+            span.attributes["gen_ai.response.finish_reasons"] = tuple(reasons)
     usage = response.get("usage")
     if isinstance(usage, Mapping):
         tokens: Mapping[str, Any] = usage
         input_tokens = tokens.get("prompt_tokens", tokens.get("input_tokens"))
         output_tokens = tokens.get("completion_tokens", tokens.get("output_tokens"))
         if isinstance(input_tokens, int):
-            _set(span, "gen_ai.usage.input_tokens", input_tokens)
+            span.attributes["gen_ai.usage.input_tokens"] = input_tokens
         if isinstance(output_tokens, int):
-            _set(span, "gen_ai.usage.output_tokens", output_tokens)
+            span.attributes["gen_ai.usage.output_tokens"] = output_tokens
 
 
 def _usage_attributes(span: Span, usage: Any) -> None:
-    _set(span, "agenthub.usage.tokens", int(usage.tokens))
+    span.attributes["agenthub.usage.tokens"] = int(usage.tokens)
     if usage.priced:
-        _set(span, "agenthub.usage.cost_usd", float(usage.usd))
+        span.attributes["agenthub.usage.cost_usd"] = float(usage.usd)
     if usage.cache_read_tokens:
-        _set(span, "gen_ai.usage.cache_read.input_tokens", int(usage.cache_read_tokens))
+        span.attributes["gen_ai.usage.cache_read.input_tokens"] = int(usage.cache_read_tokens)
     if usage.reasoning_tokens:
-        _set(span, "agenthub.usage.reasoning_tokens", int(usage.reasoning_tokens))
-
-
-def _set(span: Span, name: str, value: Any) -> None:
-    span.attributes[name] = value
+        span.attributes["agenthub.usage.reasoning_tokens"] = int(usage.reasoning_tokens)
 
 
 def _refused(span: Span, exc: HubError) -> None:
@@ -553,10 +592,13 @@ def _executor_closer(
     return close
 
 
-def _stream_closer(span: Span, recorder: Recorder) -> Callable[[ClosingStream], Awaitable[None]]:
+def _stream_closer(
+    span: Span, recorder: Recorder, streaming: dict[str, Span], call_id: str
+) -> Callable[[ClosingStream], Awaitable[None]]:
     """End a streamed call's root span when its stream ends, with how it ended and what it used."""
 
     async def close(stream: ClosingStream) -> None:
+        streaming.pop(call_id, None)
         if stream.failure is not None:
             _refused(span, stream.failure)
         elif not stream.finished:

@@ -1,5 +1,6 @@
-"""An OTLP/HTTP trace receiver for tests: a Starlette app that decodes `ExportTraceServiceRequest`s with
-`opentelemetry-proto` and keeps the spans, and helpers to read the tree they form."""
+"""An OTLP/HTTP receiver for tests: a Starlette app that decodes `ExportTraceServiceRequest`s and
+`ExportLogsServiceRequest`s with `opentelemetry-proto` and keeps the spans and log records, and helpers to read the
+tree the spans form."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import gzip
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -42,11 +47,28 @@ class ReceivedSpan:
 
 
 @dataclass
+class ReceivedLog:
+    """One exported log record, its ids as lower-case hex (empty when the record names no trace)."""
+
+    body: Any
+    severity: str
+    severity_number: int
+    event_name: str
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    service: str
+    time: int
+
+
+@dataclass
 class Receiver:
-    """The spans received so far, in arrival order."""
+    """The spans and log records received so far, in arrival order, and what each request came with."""
 
     spans: list[ReceivedSpan] = field(default_factory=list[ReceivedSpan])
+    logs: list[ReceivedLog] = field(default_factory=list[ReceivedLog])
     content_types: set[str] = field(default_factory=set[str])
+    headers: list[dict[str, str]] = field(default_factory=list[dict[str, str]])
 
     def app(self) -> Starlette:
         async def traces(request: Request) -> Response:
@@ -54,10 +76,51 @@ class Receiver:
             if request.headers.get("content-encoding") == "gzip":
                 body = gzip.decompress(body)
             self.content_types.add(request.headers.get("content-type", ""))
+            self.headers.append(dict(request.headers))
             self.add(body)
             return Response(ExportTraceServiceResponse().SerializeToString(), media_type="application/x-protobuf")
 
-        return Starlette(routes=[Route("/v1/traces", traces, methods=["POST"])])
+        async def logs(request: Request) -> Response:
+            body = await request.body()
+            if request.headers.get("content-encoding") == "gzip":
+                body = gzip.decompress(body)
+            self.content_types.add(request.headers.get("content-type", ""))
+            self.headers.append(dict(request.headers))
+            self.add_logs(body)
+            return Response(ExportLogsServiceResponse().SerializeToString(), media_type="application/x-protobuf")
+
+        return Starlette(
+            routes=[Route("/v1/traces", traces, methods=["POST"]), Route("/v1/logs", logs, methods=["POST"])]
+        )
+
+    def add_logs(self, body: bytes) -> None:
+        export = ExportLogsServiceRequest()
+        export.ParseFromString(body)
+        for resource_logs in export.resource_logs:
+            service = next(
+                (a.value.string_value for a in resource_logs.resource.attributes if a.key == "service.name"), ""
+            )
+            for scope_logs in resource_logs.scope_logs:
+                for record in scope_logs.log_records:
+                    self.logs.append(
+                        ReceivedLog(
+                            body=_value(record.body),
+                            severity=record.severity_text,
+                            severity_number=record.severity_number,
+                            event_name=record.event_name,
+                            trace_id=record.trace_id.hex(),
+                            span_id=record.span_id.hex(),
+                            attributes={a.key: _value(a.value) for a in record.attributes},
+                            service=service,
+                            time=record.time_unix_nano,
+                        )
+                    )
+
+    def log_of(self, call_id: str) -> ReceivedLog:
+        """The one log record of call `call_id`."""
+        found = [r for r in self.logs if r.attributes.get("agenthub.call.id") == call_id]
+        assert len(found) == 1, f"{len(found)} log records of call {call_id}: {self.logs}"
+        return found[0]
 
     def add(self, body: bytes) -> None:
         export = ExportTraceServiceRequest()
