@@ -1,8 +1,14 @@
-"""Shared test configuration: anyio on asyncio (uvicorn and the MCP SDK's HTTP pieces need it)."""
+"""Shared test configuration: anyio on asyncio (uvicorn and the MCP SDK's HTTP pieces need it), and property
+tests that check what they find, never how fast they find it (no `deadline`, no `too_slow` health check: on a
+busy machine both fail a correct test)."""
 
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("agenthub", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("agenthub")
 
 
 @pytest.fixture

@@ -154,3 +154,12 @@ def test_a_whole_test_may_take_far_longer_than_any_one_wait_in_it() -> None:
     """pytest-timeout only catches a hang that no `PATIENCE` bound catches first; both live in one place each."""
     settings = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert settings["timeout"] == TEST_TIMEOUT >= 4 * PATIENCE
+
+
+def test_property_tests_never_fail_for_being_slow() -> None:
+    """Hypothesis times each example (`deadline`) and how long it takes to draw them (`HealthCheck.too_slow`): on a
+    busy machine both fail a correct test. The suite's profile turns both off for every property test."""
+    from hypothesis import HealthCheck, settings
+
+    assert settings.default.deadline is None
+    assert HealthCheck.too_slow in settings.default.suppress_health_check
