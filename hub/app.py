@@ -50,7 +50,7 @@ from hub.stages.limits import LimitsStage
 from hub.store.counters import InMemoryCounters
 from hub.store.responses import ResponseStore
 from hub.store.sql import SqlStore, read_all_meta
-from hub.telemetry.traceconfig import open_log_export, trace_config
+from hub.telemetry.traceconfig import log_config, trace_config
 from hub.upstream_auth.manager import HubAuth, open_token_store
 from llm.config import LLMConfig
 
@@ -229,10 +229,7 @@ class Hub:
                 audit=self.control.audit,
             )
         self.tracing = self._open_tracing()
-        try:
-            self.log_export = open_log_export(self.settings.telemetry, self.tracing and self.tracing.span_ids)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.log_export = self._open_log_export()
         if self.log_export is not None:
             self.request_log.exports = self.log_export.record
         self.metrics = self._open_metrics()
@@ -350,6 +347,23 @@ class Hub:
             router.observe = self.tracing.attempt
         await router.open()
         return router
+
+    def _open_log_export(self) -> LogExport | None:
+        """The request log's OTLP log export when it is on (its modules load only then); with tracing on, each
+        record carries the ids of its call's root span.
+
+        Raises:
+            ConfigError: an `OTEL_*` variable has a value the exporter cannot follow (named in the message).
+        """
+        try:
+            config = log_config(self.settings.telemetry)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if config is None:
+            return None
+        from hub.telemetry.logexport import LogExport
+
+        return LogExport(config, self.tracing and self.tracing.span_ids)
 
     def _open_tracing(self) -> Tracing | None:
         """The tracer provider when tracing is on (its modules load only then).

@@ -15,19 +15,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-if TYPE_CHECKING:
-    from hub.telemetry.logexport import LogExport, SpanIds
 
 __all__ = [
     "LogConfig",
     "TelemetrySection",
     "TraceConfig",
     "log_config",
-    "open_log_export",
     "trace_config",
     "tracing_on",
 ]
@@ -166,21 +162,6 @@ def log_config(section: TelemetrySection, environ: Mapping[str, str] | None = No
         return None
     service = env.get("OTEL_SERVICE_NAME", "").strip() or section.service_name
     return LogConfig(endpoint, service, _headers(section), section.compression == "gzip")
-
-
-def open_log_export(section: TelemetrySection, span_ids: SpanIds | None) -> LogExport | None:
-    """The request log's OTLP log export when it is on (its modules load only then); `span_ids` (tracing on)
-    gives each record the ids of its call's root span.
-
-    Raises:
-        ValueError: an `OTEL_*` variable has a value the exporter cannot follow (named in the message).
-    """
-    config = log_config(section)
-    if config is None:
-        return None
-    from hub.telemetry.logexport import LogExport
-
-    return LogExport(config, span_ids)
 
 
 def _logs_url(base: str) -> str:
