@@ -30,6 +30,7 @@ from hub.errors import BadRequest, Forbidden, HubError, NotFound, PayloadTooLarg
 from hub.governance.keys import VirtualKey
 from hub.governance.rbac import AdminPrincipal
 from hub.paths import OAUTH_CALLBACK_PATH
+from hub.signin.people import signed_in_as
 from hub.store.sql import to_virtual_key
 from hub.upstream_auth.flows import FLOW_TTL_S, AuthFlow
 
@@ -131,15 +132,22 @@ def _confirmation(auth: HubAuth, flow: AuthFlow, flow_id: str, key: VirtualKey, 
     server = flow.server
     oauth = auth.auths.get(server)
     upstream = f"{server} ({oauth.server_url})" if oauth is not None else server
-    rows = [("AgentHub key", key.name), *([("Team", key.team)] if key.team else [])]
+    person = signed_in_as(key)
+    who = ("Signed in as", person) if person is not None else ("AgentHub key", key.name)
+    rows = [who, *([("Team", key.team)] if key.team else [])]
     rows += [("Upstream server", upstream), ("Requesting hub", auth.public_url)]
     facts = "".join(f"<dt>{e(label)}</dt><dd>{e(value)}</dd>" for label, value in rows)
+    calls = (
+        f"you make signed in as <b>{e(person)}</b>"
+        if person is not None
+        else f"made with the AgentHub key <b>{e(key.name)}</b>"
+    )
+    yours = "you" if person is not None else "your key"
     return _document(
         f"Authorize {server}",
         f"<h1>Authorize AgentHub to act as you at {e(server)}</h1>"
-        f"<p>Continuing lets every call made with the AgentHub key <b>{e(key.name)}</b> use your account at "
-        f"<b>{e(server)}</b>.</p><dl>{facts}</dl>"
-        "<p class='warn'>Continue only if this is your key. If someone sent you this link, close this page: "
+        f"<p>Continuing lets every call {calls} use your account at <b>{e(server)}</b>.</p><dl>{facts}</dl>"
+        f"<p class='warn'>Continue only if this is {yours}. If someone sent you this link, close this page: "
         "continuing would give them your access.</p>"
         "<form method='post'>"
         f"<input type='hidden' name='flow' value='{e(flow_id)}'>"

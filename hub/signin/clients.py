@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import httpx2
@@ -21,14 +21,13 @@ from pydantic import ValidationError
 
 from connectors.auth.egress import EgressClient, EgressPolicy
 from connectors.auth.errors import UnsafeURL
+from hub.signin.client_auth import hashed_secret
 from hub.signin.config import SignInSection
 from hub.signin.store import SignInStore, aware
 from hub.store.signin_tables import SignInClientRow
 
 _CACHE_SIZE = 256
 _WINDOW_S = 3600.0
-_SOURCES = 4096
-"""Sources tracked before the quiet ones are forgotten (the counts stay bounded under a flood of addresses)."""
 
 
 class ClientDirectory:
@@ -50,7 +49,6 @@ class ClientDirectory:
             insecure_loopback=insecure_loopback, max_response_bytes=section.client_metadata_max_bytes, timeout_s=5.0
         )
         self._documents: OrderedDict[str, tuple[float, OAuthClientInformationFull | None]] = OrderedDict()
-        self._registrations: dict[str, list[float]] = {}
 
     def is_document_url(self, client_id: str) -> bool:
         """Whether `client_id` names a client ID metadata document (an https URL with a path; plain http to
@@ -81,30 +79,25 @@ class ClientDirectory:
             now = datetime.fromtimestamp(self._clock(), UTC)
             await anyio.to_thread.run_sync(self._store.touch_client, client_id, now)
 
-    def admit_registration(self, source: str) -> bool:
-        """Count one registration attempt from `source`; False once it made its hourly allowance."""
-        now = self._clock()
-        if len(self._registrations) > _SOURCES:  # forget sources quiet for a whole window
-            self._registrations = {k: v for k, v in self._registrations.items() if v and v[-1] > now - _WINDOW_S}
-        recent = [t for t in self._registrations.get(source, ()) if t > now - _WINDOW_S]
-        if len(recent) >= self._section.registrations_per_source:
-            self._registrations[source] = recent
-            return False
-        recent.append(now)
-        self._registrations[source] = recent
-        return True
+    async def admit_registration(self, source: str) -> bool:
+        """Count one registration attempt from `source`; False once it made its hourly allowance (counted in the
+        database: replicas sharing it share the allowance)."""
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        allowance = self._section.registrations_per_source
+        window_start = now - timedelta(seconds=_WINDOW_S)
+        return await anyio.to_thread.run_sync(self._store.admit_registration, source, now, window_start, allowance)
 
     async def register(self, client: OAuthClientInformationFull, source: str) -> None:
-        """Store a dynamic registration.
+        """Store a dynamic registration, its client secret (if it has one) only hashed.
 
         Raises:
             RegistrationError: a redirect URI the operator does not allow, or the cap on clients is reached.
         """
         self.check_redirects(client)
+        if client.client_secret is not None:
+            client = client.model_copy(update={"client_secret": hashed_secret(client.client_secret)})
         now = datetime.fromtimestamp(self._clock(), UTC)
         await anyio.to_thread.run_sync(self._store.forget_clients, now - self._section.ttl("client_ttl"))
-        if await anyio.to_thread.run_sync(self._store.count_clients) >= self._section.max_clients:
-            raise RegistrationError("invalid_client_metadata", "this hub accepts no more client registrations")
         row = SignInClientRow(
             client_id=client.client_id or "",
             document=client.model_dump_json(exclude_none=True),
@@ -112,7 +105,8 @@ class ClientDirectory:
             created_at=now,
             last_used_at=now,
         )
-        await anyio.to_thread.run_sync(self._store.add_client, row)
+        if not await anyio.to_thread.run_sync(self._store.add_client, row, self._section.max_clients):
+            raise RegistrationError("invalid_client_metadata", "this hub accepts no more client registrations")
 
     def check_redirects(self, client: OAuthClientInformationFull) -> None:
         """Raises `RegistrationError` when a redirect URI is not one the operator allows."""

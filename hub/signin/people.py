@@ -16,6 +16,8 @@ from hub.governance.keys import VirtualKey
 from hub.signin.config import SignInGrant, SignInSection
 
 PERSON_PREFIX = "user_"
+NAME_PREFIX = "user:"
+"""What the name of a person's key starts with (how the request log, metrics and audit name a person)."""
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Person:
 
     @property
     def name(self) -> str:
-        return f"user:{self.email or self.subject}"
+        return NAME_PREFIX + (self.email or self.subject)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +57,12 @@ class Person:
             groups=tuple(data.get("groups") or ()),
             claims=dict(data.get("claims") or {}),
         )
+
+
+def signed_in_as(key: VirtualKey) -> str | None:
+    """The email (or the IdP's subject) of the person `key` stands for; None for a virtual key. Pages shown to a
+    person name them so, not by the key-like name their grants compile into."""
+    return key.name.removeprefix(NAME_PREFIX) if key.id.startswith(PERSON_PREFIX) else None
 
 
 def claims_read(section: SignInSection, claims: Mapping[str, Any]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 from mcp.server.auth.handlers.authorize import AuthorizationHandler
 from mcp.server.auth.handlers.register import RegistrationHandler
 from mcp.server.auth.handlers.token import TokenHandler
-from mcp.server.auth.middleware.client_auth import AuthenticationError, ClientAuthenticator
+from mcp.server.auth.middleware.client_auth import AuthenticationError
 from mcp.server.auth.routes import cors_middleware
 from mcp.server.auth.settings import ClientRegistrationOptions
 from mcp.server.transport_security import RequestBodyLimitMiddleware
@@ -23,6 +23,7 @@ from starlette.routing import Route, request_response
 from starlette.types import ASGIApp
 
 from hub.doors.web import json_response
+from hub.signin.client_auth import HashedSecretAuthenticator
 from hub.signin.config import SignInSection
 from hub.signin.provider import LOGIN_PATH, registration_source
 from hub.signin.service import CALLBACK_PATH, CONSENT_PATH, SignIn
@@ -97,7 +98,7 @@ class _Handlers:
 
     def __init__(self, signin: SignIn) -> None:
         provider: Any = signin.server
-        authenticator = ClientAuthenticator(provider)
+        authenticator = HashedSecretAuthenticator(provider)
         self.signin = signin
         self.authorize = AuthorizationHandler(provider)
         self.token = TokenHandler(provider, authenticator)
@@ -151,7 +152,7 @@ def signin_routes(section: SignInSection, signin: Callable[[], SignIn]) -> list[
 
     async def register(request: Request) -> Response:
         source = request.client.host if request.client is not None else "unknown"
-        if not handlers().signin.clients.admit_registration(source):
+        if not await handlers().signin.clients.admit_registration(source):
             body = {"error": "invalid_client_metadata", "error_description": "too many registrations; try later"}
             return json_response(body, 429, {"Retry-After": "3600"})
         reset = registration_source.set(source)

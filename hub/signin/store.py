@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, text, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
@@ -23,11 +23,20 @@ from hub.store.signin_tables import (
     SignInConsentRow,
     SignInPendingRow,
     SignInPersonRow,
+    SignInRegistrationRow,
     SignInTokenRow,
 )
 from hub.store.tables import MetaRow
 
-_TABLES = ("signin_clients", "signin_pending", "signin_codes", "signin_tokens", "signin_people", "signin_consents")
+_TABLES = (
+    "signin_clients",
+    "signin_registrations",
+    "signin_pending",
+    "signin_codes",
+    "signin_tokens",
+    "signin_people",
+    "signin_consents",
+)
 VERSION = "signin_version"
 """The meta value that moves whenever access tokens are issued or revoked: other replicas then follow."""
 
@@ -50,14 +59,32 @@ class SignInStore:
 
     # -- clients ------------------------------------------------------------------------------------------------
 
-    def count_clients(self) -> int:
+    def admit_registration(self, source: str, now: datetime, window_start: datetime, allowance: int) -> bool:
+        """Count one registration attempt from `source`; False (nothing counted) once `source` made `allowance`
+        attempts since `window_start`. Count and insert hold the table's write lock: replicas racing over one
+        database admit `allowance` attempts in all."""
         with Session(self._engine) as s:
-            return int(s.exec(select(func.count()).select_from(SignInClientRow)).one())
+            _lock(s, "signin_registrations")
+            s.exec(delete(SignInRegistrationRow).where(col(SignInRegistrationRow.at) < window_start))
+            query = select(func.count()).select_from(SignInRegistrationRow)
+            if int(s.exec(query.where(col(SignInRegistrationRow.source) == source)).one()) >= allowance:
+                s.commit()  # the expired attempts stay deleted
+                return False
+            s.add(SignInRegistrationRow(source=source, at=now))
+            s.commit()
+            return True
 
-    def add_client(self, row: SignInClientRow) -> None:
+    def add_client(self, row: SignInClientRow, cap: int) -> bool:
+        """Store a registration unless `cap` clients are registered already (False). Count and insert hold the
+        table's write lock: replicas racing over one database never pass the cap."""
         with Session(self._engine, expire_on_commit=False) as s:
+            _lock(s, "signin_clients")
+            if int(s.exec(select(func.count()).select_from(SignInClientRow)).one()) >= cap:
+                s.rollback()
+                return False
             s.add(row)
             s.commit()
+            return True
 
     def client(self, client_id: str) -> SignInClientRow | None:
         with Session(self._engine, expire_on_commit=False) as s:
@@ -216,6 +243,15 @@ class SignInStore:
         with Session(self._engine) as s:
             s.merge(row)
             s.commit()
+
+
+def _lock(s: Session, table: str) -> None:
+    """Take the write lock on `table` for the rest of the transaction in `s` (SQLite locks the whole database)."""
+    dialect = s.get_bind().dialect.name
+    if dialect == "sqlite":
+        s.exec(text("BEGIN IMMEDIATE"))  # pyright: ignore[reportCallIssue,reportArgumentType]
+    elif dialect == "postgresql":
+        s.exec(text(f"LOCK TABLE {table} IN SHARE ROW EXCLUSIVE MODE"))  # pyright: ignore[reportCallIssue,reportArgumentType]
 
 
 def _bump(s: Session) -> None:

@@ -1,6 +1,6 @@
-"""The tables of sign-in (`hub.signin.store`): registered clients, logins in flight, authorization codes and
-tokens. Codes and tokens are stored only as SHA-256 hashes (they are 256-bit random strings: nothing to
-brute-force), so a copy of the database gives no usable token."""
+"""The tables of sign-in (`hub.signin.store`): registered clients, registration attempts, logins in flight,
+authorization codes and tokens. Codes, tokens and client secrets are stored only as SHA-256 hashes (they are
+256-bit random strings: nothing to brute-force), so a copy of the database gives no usable credential."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ class SignInClientRow(SQLModel, table=True):
 
     client_id: str = Field(primary_key=True)
     document: str
-    """The registration as the client sees it (`OAuthClientInformationFull`, JSON)."""
+    """The registration as the client sees it (`OAuthClientInformationFull`, JSON), its `client_secret` hashed
+    (`hub.signin.client_auth.hashed_secret`)."""
     source: str = Field(index=True)
-    """The address that registered it (registrations are rate-limited per source)."""
+    """The address that registered it."""
     created_at: datetime = Field(index=True)
     last_used_at: datetime = Field(index=True)
     """The last time it obtained a token: unused registrations expire."""
@@ -98,3 +99,15 @@ class SignInConsentRow(SQLModel, table=True):
     grants: str
     """A fingerprint of the reach the person approved (`hub.signin.consent.fingerprint`)."""
     granted_at: datetime
+
+
+class SignInRegistrationRow(SQLModel, table=True):
+    """One dynamic registration attempt, kept for the rate-limit window: every replica of one database counts the
+    same attempts, so a flood spread over replicas gets the per-source allowance once."""
+
+    __tablename__ = "signin_registrations"  # pyright: ignore[reportAssignmentType]
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(index=True)
+    """The address the attempt came from."""
+    at: datetime = Field(index=True)

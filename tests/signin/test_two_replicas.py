@@ -47,3 +47,16 @@ async def test_a_token_from_one_replica_works_at_the_other_until_revoked_there(t
             assert revoked.status_code == 200
             assert (await open_session(http, b.url("/mcp"), access)).status_code == 401
             await _until(http, a, access, 401)
+
+
+async def test_a_registration_flood_spread_over_both_replicas_gets_the_limit_once(tmp_path: Path) -> None:
+    port_a, port_b = free_port(), free_port()
+    async with identity_provider(port_a) as idp:
+        config = signin_config(port_a, idp, registrations_per_source=4, max_clients=100)
+        async with (
+            hub_on_port(config, tmp_path, port_a) as a,
+            hub_on_port(config, tmp_path, port_b) as b,
+            httpx2.AsyncClient(timeout=PATIENCE) as http,
+        ):
+            statuses = [(await register(http, hub)).status_code for hub in (a, b) * 4]
+            assert statuses == [201] * 4 + [429] * 4

@@ -76,6 +76,7 @@ async def test_a_persons_upstream_account_binds_to_the_person_across_tokens_and_
             link = await _link(hub, first["access_token"])
             async with UpstreamBrowser("dana-at-tickets") as browser:
                 page = await browser.open(link)
+                assert "<dd>dana@example.com</dd>" in page.text and "AgentHub key" not in page.text, page.text
                 done = await browser.follow(await browser.submit(page))
                 assert done.status_code == 200, done.text
             assert await _whoami(hub, first["access_token"]) == "dana-at-tickets"
