@@ -12,10 +12,11 @@ day and per key, team, customer, model and server; a handful of upserts per batc
 so summaries never scan the raw log, and stores the bodies of the calls that carry some (`hub.audit.bodies`) in
 `request_log_bodies`, redacted and capped there, so that `request_log` itself stays narrow.
 
-A flush is one `executemany` of plain tuples through the driver (`Connection.exec_driver_sql`) with an `INSERT`
-compiled once for the database's dialect, the columns' own bind processors applied, and one of the rollup's upsert,
-compiled once too: the rows stored are the ones the ORM would store, at a fraction of the work the flush thread
-does while it holds the GIL.
+A flush is an `executemany` of plain tuples through the driver (`Connection.exec_driver_sql`) per run of rows
+with the same empty fields, with an `INSERT` compiled once for the database's dialect and that pattern (naming only
+the columns that have a value, so no NULL is bound), the columns' own bind processors applied, and one of the
+rollup's upsert, compiled once too: the rows stored are the ones the ORM would store, at a fraction of the work the
+flush thread does while it holds the GIL.
 
 The log cannot fill the disk: `record()` cuts every text field to its bound in `TEXT_LIMITS` (a cut value ends in
 `…`), so a caller choosing a megabyte tool name stores a few hundred characters; `run_retention()` (in the app's
@@ -31,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any
+from typing import Any, NamedTuple
 
 import anyio
 import anyio.abc
@@ -209,45 +210,69 @@ def purge_bodies_statement(cutoff: datetime, batch: int) -> Delete:
     return delete(RequestLogBodyRow).where(call_id.in_(oldest.scalar_subquery()))
 
 
+class _Shape(NamedTuple):
+    """The `INSERT` for rows whose empty (None) fields are the same: only the other columns are named, so the
+    driver binds no NULLs (SQLite's driver adapts every None parameter through its slow path, and a call's row
+    leaves about half its fields empty)."""
+
+    sql: str
+    picks: tuple[int, ...]
+    """Indexes in `FIELDS` of the statement's parameters, in statement order."""
+    names: tuple[str, ...]
+    processors: tuple[tuple[int, Callable[[Any], Any]], ...]
+    """Bind processors by parameter position."""
+
+
 class _Insert:
-    """The flush's two statements for one engine, compiled once to the driver's SQL: the request-log `INSERT` (its
-    parameter shape and bind processors) and the rollup's upsert."""
+    """The flush's statements for one engine, compiled to the driver's SQL once each: the request-log `INSERT` for
+    each pattern of empty fields the rows show (a handful: a tool call's row, a chat completion's, a failure's) and
+    the rollup's upsert."""
 
     def __init__(self, engine: Engine) -> None:
         dialect = engine.dialect
-        table: Table = RequestLogRow.__table__  # pyright: ignore[reportAttributeAccessIssue]
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(FIELDS))
-        self.sql = compiled.string
-        order = compiled.positiontup if dialect.positional else None
-        self.names: tuple[str, ...] = tuple(order) if order is not None else FIELDS
-        index = {name: i for i, name in enumerate(FIELDS)}
-        self.picks = tuple(index[name] for name in self.names)
-        self.in_order = self.picks == tuple(range(len(FIELDS)))
-        """Whether the statement takes the fields in `FIELDS` order (then a row is the entry's values as they are)."""
+        self._dialect = dialect
+        self._table: Table = RequestLogRow.__table__  # pyright: ignore[reportAttributeAccessIssue]
+        self._shapes: dict[tuple[type, ...], _Shape] = {}
         upsert = _ROLLUP_UPSERT.compile(dialect=dialect)
         self.rollup_sql = upsert.string
         self.rollup_names: tuple[str, ...] | None = tuple(upsert.positiontup or ()) if dialect.positional else None
         """The upsert's parameters in statement order for a positional driver; None: it takes them by name."""
+        self.positional = dialect.positional
+
+    def _shape(self, types: tuple[type, ...]) -> _Shape:
+        present = [name for name, kind in zip(FIELDS, types, strict=True) if kind is not _NONE]
+        dialect, table = self._dialect, self._table
+        compiled = insert(table).compile(dialect=dialect, column_keys=present)
+        order = compiled.positiontup if dialect.positional else None
+        names = tuple(order) if order is not None else tuple(present)
         processors: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, name in enumerate(self.names):
+        for i, name in enumerate(names):
             column_type: Any = table.c[name].type
             process = column_type.dialect_impl(dialect).bind_processor(dialect)
             if process is not None:
                 processors.append((i, process))
-        self.processors = tuple(processors)
-        self.positional = dialect.positional
+        shape = _Shape(compiled.string, tuple(_INDEX[name] for name in names), names, tuple(processors))
+        self._shapes[types] = shape
+        return shape
 
-    def rows(self, batch: Sequence[LogEntry]) -> list[Any]:
-        """Driver parameters for `batch`: tuples in statement order, or dicts for named parameter styles."""
-        picks, processors, in_order = self.picks, self.processors, self.in_order
-        out: list[Any] = []
+    def runs(self, batch: Sequence[LogEntry]) -> list[tuple[str, list[Any]]]:
+        """Driver statements and parameters for `batch`, in order: one `INSERT` per run of consecutive rows with the
+        same empty fields, each with tuples in statement order (or dicts for named parameter styles)."""
+        shapes, positional = self._shapes, self.positional
+        out: list[tuple[str, list[Any]]] = []
+        current: _Shape | None = None
+        rows: list[Any] = []
         for entry in batch:
             values = _values(entry)
-            row = list(values) if in_order else [values[i] for i in picks]
-            for i, process in processors:
-                if row[i] is not None:
-                    row[i] = process(row[i])
-            out.append(tuple(row) if self.positional else dict(zip(self.names, row, strict=True)))
+            types = tuple(map(type, values))
+            shape = shapes.get(types) or self._shape(types)
+            if shape is not current:
+                current, rows = shape, []
+                out.append((shape.sql, rows))
+            row = [values[i] for i in shape.picks]
+            for i, process in shape.processors:
+                row[i] = process(row[i])
+            rows.append(tuple(row) if positional else dict(zip(shape.names, row, strict=True)))
         return out
 
     def sums(self, rows: list[dict[str, Any]]) -> list[Any]:
@@ -256,6 +281,10 @@ class _Insert:
         if names is None:
             return rows
         return [tuple(row[name] for name in names) for row in rows]
+
+
+_NONE = type(None)
+_INDEX = {name: i for i, name in enumerate(FIELDS)}
 
 
 class RequestLog:
@@ -340,14 +369,15 @@ class RequestLog:
         if self._insert is None:
             self._insert = _Insert(engine)
         statement = self._insert
-        rows = statement.rows(batch)
+        runs = statement.runs(batch)
         sums = statement.sums(rollup(batch))
         carried = [(e.call_id, e.ts, e.bodies) for e in batch if e.bodies is not None]
         with engine.begin() as conn:
             # Both statements are the driver's SQL already (no statement compiled or parameters processed per
             # flush); they still go through the connection, for its error handling (a dropped database connection
             # is invalidated, not pooled).
-            conn.exec_driver_sql(statement.sql, rows)
+            for sql, rows in runs:
+                conn.exec_driver_sql(sql, rows)
             conn.exec_driver_sql(statement.rollup_sql, sums)
             if carried and self._bodies is not None:
                 self._write_bodies(conn, carried)

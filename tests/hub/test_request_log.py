@@ -247,3 +247,28 @@ def test_the_purge_finds_old_rows_through_the_timestamp_index(tmp_path: Path) ->
         plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, parameters).fetchall()
     details = " | ".join(str(row[-1]) for row in plan)
     assert "ix_request_log_ts" in details and "SCAN request_log" not in details, details
+
+
+async def test_rows_with_different_empty_fields_interleaved_are_stored_as_recorded_in_order(database: str) -> None:
+    """Each pattern of empty fields has its own statement (only the columns with a value): rows of several patterns
+    mixed in one batch keep their values, their NULLs and their order."""
+    store = SqlStore(database)
+    log = RequestLog(store)
+    tool = {"door": "mcp", "operation": "mcp.tool", "deployment": None, "tokens": None, "cost_usd": None,
+            "server": "files", "tool": "read", "upstream_ms": 0.5}  # fmt: skip
+    failed = {"outcome": "rate_limit_error", "status": 429, "error": "rate limit reached", "key_id": None}
+    cached = {"cache_read_tokens": 7, "cache_write_5m_tokens": 3, "cache_write_1h_tokens": 2, "reasoning_tokens": 1,
+              "team": "t", "customer": "c", "model": "gpt", "loop_id": "call_0", "parent_id": "call_0"}  # fmt: skip
+    shapes = [tool, tool, {}, failed, tool, cached, cached, {}, failed, tool]
+    recorded = [_entry(f"call_{n:02d}", **shape) for n, shape in enumerate(shapes)]
+    for entry in recorded:
+        log.record(entry)
+    await log.flush()
+    log.record(_entry("call_10", **tool))  # a later batch reuses the statements
+    await log.flush()
+    recorded.append(_entry("call_10", **tool))
+    rows = list(reversed(store.recent_log(100)))
+    assert [row.call_id for row in rows] == [entry.call_id for entry in recorded]
+    for row, entry in zip(rows, recorded, strict=True):
+        assert {name: getattr(row, name) for name in FIELDS} == {name: getattr(entry, name) for name in FIELDS}
+    store.close()
