@@ -396,12 +396,17 @@ class Hub:
         return record.key_id if record is not None else None
 
     async def _open_counters(self) -> Counters:
+        """Redis when a URL is set (replicas); else the supervisor's counter server when this process is one of the
+        workers of `agenthub serve --workers N`; else this process's memory."""
         url = self.settings.redis_url()
-        if url is None:
-            return InMemoryCounters()
-        from hub.store.redis_counters import RedisCounters
+        if url is not None:
+            from hub.store.redis_counters import RedisCounters
 
-        return RedisCounters.from_url(url)
+            return RedisCounters.from_url(url)
+        from hub.store.socket_counters import SocketCounters, counters_socket
+
+        path = counters_socket()
+        return SocketCounters(path) if path is not None else InMemoryCounters()
 
     def _executors(self, upstream_for: Any) -> Executors:
         mcp = McpExecutor(self.registry, upstream_for)
