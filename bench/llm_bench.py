@@ -23,7 +23,12 @@ before/after figures taken in the same rounds.
 The embeddings case asks for two vectors of 1,536 dimensions (the size of OpenAI's small model), about 64 KB of
 JSON back: a vector-sized body is what an embeddings proxy handles.
 
-Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds] [--baseline DIR] [--cases messages,...]`.
+`--workers N` starts the hub (and the baseline hub) with N worker processes (default 1); the hub's CPU time is then
+that of its supervisor and all its workers. Each row also carries the load generator's own CPU during the throughput
+runs (`loadgen32`, `loadgen128`, in cores), since on a small machine it shares the cores with the hub.
+
+Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds] [--baseline DIR] [--cases messages,...]
+[--workers N]`.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from pathlib import Path
 
 import aiohttp
 from _procs import free_port, start, stop
+from _workers import start_hub_workers, tree_cpu_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "ahk-bench-llm-000000000000000000000000000000000"
@@ -159,12 +165,11 @@ def requester(session: aiohttp.ClientSession, url: str, body: bytes, stream: boo
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of a process so far (Linux /proc), or None where it cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    """User plus system CPU time of a process and its children so far (Linux /proc: with `--workers N`, the hub's
+    supervisor and its workers), or None where it cannot be read."""
+    if not Path(f"/proc/{pid}/stat").exists():
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return tree_cpu_seconds(pid)
 
 
 async def throughput(one: Request, concurrency: int, seconds: float) -> float:
@@ -227,8 +232,11 @@ async def measure(targets: dict[str, Target], seconds: float, rounds: int) -> di
                     one = requester(session, base + path, body, stream)
                     for concurrency in (32, 128):
                         before = cpu_seconds(pid) if pid is not None else None
+                        own = time.process_time()
                         rps = await throughput(one, concurrency, seconds)
                         samples[target].setdefault(f"rps{concurrency}", []).append(rps)
+                        loadgen = (time.process_time() - own) / seconds  # the load generator's cores meanwhile
+                        samples[target].setdefault(f"loadgen{concurrency}", []).append(loadgen)
                         after = cpu_seconds(pid) if pid is not None else None
                         if before is not None and after is not None and rps > 0:
                             cpu_us = (after - before) / (rps * seconds) * 1e6
@@ -289,6 +297,7 @@ def main() -> None:
     parser.add_argument("rounds", nargs="?", type=int, default=1)
     parser.add_argument("--baseline", type=Path, help="another checkout whose hub is measured in the same rounds")
     parser.add_argument("--cases", help=f"comma-separated cases to run (default: all of {', '.join(KINDS)})")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the hub under test")
     args = parser.parse_args()
     if args.cases:
         for name in set(KINDS) - set(args.cases.split(",")):
@@ -306,7 +315,7 @@ def main() -> None:
             config.write_text(HUB_CONFIG.format(port=hub_port, dir=tmp, key=KEY, upstream=upstream))
             env = {**os.environ, "BENCH_OPENAI_KEY": "sk-bench", "AGENTHUB_MASTER_KEY": "bench-" + "0" * 40}
             agenthub = str(Path(sys.executable).with_name("agenthub"))  # as users start it
-            hub = start([agenthub, "serve", "--config", str(config)], hub_port, env)
+            hub = start_hub_workers([agenthub, "serve", "--config", str(config)], hub_port, env, args.workers)
             procs.append(hub)
             targets: dict[str, Target] = {
                 "direct": (upstream, None),
@@ -319,7 +328,8 @@ def main() -> None:
                 base_config = base_dir / "agenthub.toml"
                 base_config.write_text(HUB_CONFIG.format(port=base_port, dir=base_dir, key=KEY, upstream=upstream))
                 base_env = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-                baseline = start([agenthub, "serve", "--config", str(base_config)], base_port, base_env)
+                base_argv = [agenthub, "serve", "--config", str(base_config)]
+                baseline = start_hub_workers(base_argv, base_port, base_env, args.workers)
                 procs.append(baseline)
                 targets["baseline"] = (f"http://127.0.0.1:{base_port}", baseline.pid)
             results = asyncio.run(measure(targets, seconds, rounds))

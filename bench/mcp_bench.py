@@ -19,7 +19,11 @@ person's access token instead of the virtual key (same grant: `fixture__*`). The
 only, straight into the hub's database before it starts (no identity provider is involved; the hub loads it like
 any live token), so the figure compares the two checks on the hot path and nothing else.
 
-    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--baseline DIR] [--signed-in] [--json]
+`--workers N` starts the hub under test with N worker processes (default 1); its CPU time is then that of the
+supervisor and all its workers, and the load generator's own CPU (in cores) is printed beside it, since on a small
+machine the two share the cores.
+
+    .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--baseline DIR] [--signed-in] [--workers N] [--json]
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any
 
 import aiohttp
 from _procs import free_port, start, stop
+from _workers import start_hub_workers, tree_cpu_seconds, tree_rss_mib
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "ahk-bench-0000000000000000000000000000000000000"
@@ -47,18 +52,11 @@ PROTOCOL = "2025-11-25"
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User plus system CPU time of a process so far (Linux /proc); 0 without a process."""
+    """User plus system CPU time of a process and its children so far (Linux /proc: with `--workers N`, the
+    supervisor and its workers); 0 without a process."""
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    return tree_cpu_seconds(pid)
 
 
 class McpSession:
@@ -119,6 +117,11 @@ async def latency(session: McpSession, call: Callable[[], Awaitable[Any]], n: in
     return {"p50": statistics.median(samples), "p99": samples[int(len(samples) * 0.99) - 1]}
 
 
+MEMORY_NOTE = "; idle: the supervisor and one worker, after load: all processes"
+LOADGEN_CORES: list[float] = []
+"""The load generator's own CPU time over each throughput run, in cores (it shares the machine with the hub)."""
+
+
 async def throughput(
     url: str, headers: dict[str, str], concurrency: int, seconds: float, pid: int | None = None
 ) -> tuple[float, float]:
@@ -143,11 +146,13 @@ async def throughput(
         await asyncio.gather(*(worker(s, name) for s in sessions))  # warm-up
         done = 0
         cpu = cpu_seconds(pid)
+        own = time.process_time()
         started = time.perf_counter()
         stop_at = started + seconds
         await asyncio.gather(*(worker(s, name) for s in sessions))
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(pid) - cpu
+        LOADGEN_CORES.append((time.process_time() - own) / elapsed)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         return done / elapsed, cpu / max(done, 1) * 1e6
 
@@ -187,6 +192,7 @@ async def measure(
         await s.close()
     for c in (16, 64):
         out[f"rps_c{c}"], out[f"cpu_c{c}_us"] = await throughput(url, headers, c, seconds, pid)
+        out[f"loadgen_c{c}_cores"] = LOADGEN_CORES[-1]
     out["first_call_ms"] = await first_call_ms(url, headers, tool)
     return out
 
@@ -249,10 +255,10 @@ def mint_person_token(database: str, issuer: str) -> str:
 
 
 def start_hub(
-    upstream_port: int, tree: Path | None, *, signed_in: bool = False
+    upstream_port: int, tree: Path | None, *, signed_in: bool = False, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int, str | None]:
-    """`agenthub serve` (of this checkout, or of `tree` on PYTHONPATH) in front of the upstream; with `signed_in`,
-    `[sign_in]` on and a person's access token (returned) minted for it."""
+    """`agenthub serve --workers N` (of this checkout, or of `tree` on PYTHONPATH) in front of the upstream; with
+    `signed_in`, `[sign_in]` on and a person's access token (returned) minted for it."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
     config = tmp / "bench.toml"
@@ -262,9 +268,11 @@ def start_hub(
         text += SIGN_IN_CONFIG.format(port=port)
         token = mint_person_token(f"sqlite:///{tmp}/bench.db", f"http://127.0.0.1:{port}")
     config.write_text(text)
-    env = None if tree is None else {**os.environ, "PYTHONPATH": str(tree.resolve())}
+    env = {**os.environ, "AGENTHUB_MASTER_KEY": "bench-" + "0" * 40}  # sessions any worker can serve are sealed
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree.resolve())
     agenthub = str(Path(sys.executable).parent / "agenthub")
-    return start([agenthub, "serve", "--config", str(config)], port, env), port, token
+    return start_hub_workers([agenthub, "serve", "--config", str(config)], port, env, workers), port, token
 
 
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -286,6 +294,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--baseline", type=Path, help="another checkout whose hub is measured in the same rounds")
     parser.add_argument("--signed-in", action="store_true", help="also measure a signed-in person's token")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of the hub under test")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -297,7 +306,7 @@ def main() -> None:
     headers = {"Authorization": f"Bearer {KEY}", "x-bench": "8"}
     person: str | None = None
     try:
-        process, port, person = start_hub(up_port, None, signed_in=args.signed_in)
+        process, port, person = start_hub(up_port, None, signed_in=args.signed_in, workers=args.workers)
         hubs["hub"] = (process, port)
         if args.baseline is not None:
             process, port, _none = start_hub(up_port, args.baseline)
@@ -306,7 +315,8 @@ def main() -> None:
         if person is not None:
             samples["person"] = []
         time.sleep(2.0)
-        idle_mb = rss_mb(hubs["hub"][0].pid)
+        idle_tree = tree_rss_mib(hubs["hub"][0].pid)
+        idle_mb = idle_tree[0] if args.workers == 1 else idle_tree[0] + max(idle_tree[1:])
         for _ in range(max(1, args.rounds)):
             direct_url = f"http://127.0.0.1:{up_port}/mcp"
             samples["direct"].append(asyncio.run(measure(direct_url, {}, "echo", args.seconds)))
@@ -318,7 +328,7 @@ def main() -> None:
                 url, as_person = f"http://127.0.0.1:{port}/mcp", {**headers, "Authorization": f"Bearer {person}"}
                 signed = measure(url, as_person, "fixture__echo", args.seconds, process.pid)
                 samples["person"].append(asyncio.run(signed))
-        loaded_mb = rss_mb(hubs["hub"][0].pid)
+        loaded_mb = sum(tree_rss_mib(hubs["hub"][0].pid))
     finally:
         for process, _ in hubs.values():
             stop(process)
@@ -334,6 +344,7 @@ def main() -> None:
         "ratio": ratio,
         "added_p50_ms": added,
         "rounds": len(samples["hub"]),
+        "workers": args.workers,
         "hub_idle_rss_mib": idle_mb,
         "hub_after_load_rss_mib": loaded_mb,
     }
@@ -371,9 +382,13 @@ def main() -> None:
     for label, key in cpu_rows:
         tail = f" {base[key]:.0f} | {versus[key]:.3f} |" if base else ""
         print(f"| {label} | | {via_hub[key]:.0f} | |" + tail)
+    for c in (16, 64):
+        loadgen = f"{direct[f'loadgen_c{c}_cores']:.2f} | {via_hub[f'loadgen_c{c}_cores']:.2f}"
+        print(f"| load generator CPU (cores), c={c} | {loadgen} | |" + (" | |" if base else ""))
     print(f"| added latency at p50 (ms) | | {added:.2f} | |" + (" | |" if base else ""))
     print(
-        f"| hub memory idle / after load (MiB RSS) | | {idle_mb:.0f} / {loaded_mb:.0f} | |" + (" | |" if base else "")
+        f"| hub memory idle / after load (MiB RSS{MEMORY_NOTE if args.workers > 1 else ''}) | | "
+        f"{idle_mb:.0f} / {loaded_mb:.0f} | |" + (" | |" if base else "")
     )
     if "person" in samples:
         signed, versus_key = median_of(samples["person"]), ratio_of(samples["person"], samples["hub"])

@@ -125,7 +125,7 @@ class Hub:
     # -- keys -------------------------------------------------------------------------------------------------
 
     def __post_init__(self) -> None:
-        self.codemode = CodeMode(self._code_mode_servers)
+        self.codemode = CodeMode(self._code_mode_servers, pool_size=self.settings.hub.code_mode_pool)
         self.agent = AgentMode(lambda: self.pipeline, self.view, self.codemode)
         self.listings = McpListings(self.view, self.codemode)
         self.sessions = SessionCap(self.settings.hub.max_sessions_per_key)

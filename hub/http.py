@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from hub.app import Hub, open_hub
 from hub.doors.mcp_http import McpTransport
 from hub.doors.metrics import METRICS_PATH, metrics_endpoint
+from hub.doors.probes import READYZ_PATH, Readiness, readiness_endpoint
 from hub.doors.rest import execute_tool_route
 from hub.doors.unrouted import unrouted_route
 from hub.doors.web import json_response
@@ -126,6 +127,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
             *(Route(path, llm, methods=["GET"]) for path in OPENAI_GET_PATHS),
             *(Route(path, llm, methods=list(methods)) for path, methods in OPENAI_STORED_RESPONSE_PATHS.items()),
             Route("/healthz", health, methods=["GET"]),
+            Route(READYZ_PATH, readiness_endpoint(Readiness(lambda: ref._hub)), methods=["GET"]),
             *([Route(METRICS_PATH, scrape, methods=["GET"])] if settings.metrics.enabled else []),
             Route("/v1/mcp/tool/execute", execute, methods=["POST"]),
             Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator, model_validator
 
 from connectors.auth import AuthConfigError, resolve_auth_secrets
 from connectors.auth.config import resolve_reference
@@ -38,6 +38,8 @@ from llm.config import ModelConfig, PriceConfig, ProviderConfig, RoutingConfig
 
 DEFAULT_CONFIG = "agenthub.toml"
 DEFAULT_LISTEN = "127.0.0.1:8787"
+MAX_WORKERS = 256
+"""The most worker processes `[hub] workers` may ask for."""
 
 
 class ConfigError(Exception):
@@ -106,11 +108,30 @@ class HubSection(BaseModel):
     responses_max_state_bytes: int = Field(default=1024 * 1024, ge=0)
     """The largest copy of one stored turn (its input items and the response) the hub keeps; a larger turn is
     recorded for routing only, so a conversation through it cannot move to another deployment."""
+    workers: StrictInt | Literal["auto"] = "auto"
+    """Worker processes serving on the one listening socket: a number, or `auto`: the cores this process may use
+    when the workers can share handshake-era MCP sessions (`redis_url` and `AGENTHUB_MASTER_KEY` set), else one
+    (such a session lives in the worker that opened it). With more than one, a supervisor process starts them,
+    restarts one that dies, reloads the configuration on `SIGHUP` and drains them on `SIGTERM`; `1` serves from a
+    single process. `agenthub serve --workers` and `AGENTHUB_WORKERS` override it."""
+    shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)
+    """On `SIGTERM` (and for the old workers of a `SIGHUP` reload) a worker stops accepting connections and has this
+    many seconds to finish its calls and streams in flight; what is left then is cut off."""
+    code_mode_pool: int = Field(default=2, ge=1, le=256)
+    """Code Mode sandbox processes for the whole machine; with several workers each gets an equal share, at least
+    one."""
 
     @field_validator("listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("workers")
+    @classmethod
+    def _check_workers(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and not 1 <= value <= MAX_WORKERS:
+            raise ValueError(f'workers must be "auto" or a number from 1 to {MAX_WORKERS}, got {value}')
         return value
 
     @field_validator("request_log_retention", "responses_retention", "request_log_rollup_retention")

@@ -1,7 +1,7 @@
 """The `agenthub` command line.
 
 ```
-agenthub serve   [--config FILE] [--listen HOST:PORT]
+agenthub serve   [--config FILE] [--listen HOST:PORT] [--workers N]
 agenthub stdio   [--config FILE | --url URL [--connect-timeout S]]   key from AGENTHUB_KEY
 agenthub keys    create --name NAME [--tools GLOB ...] | list | revoke NAME
 agenthub servers [--config FILE] [--json]
@@ -16,9 +16,7 @@ Every command takes `--config FILE` (default `./agenthub.toml`).
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
-import math
 import os
 import sys
 from datetime import UTC, datetime, timedelta
@@ -27,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
-from hub.runtime.memory import release_free_memory
 from hub.settings import DEFAULT_CONFIG, ConfigError, Settings, load_settings, parse_listen
 
 if TYPE_CHECKING:
-    from hub.runtime.protocol import LimitedHttpToolsProtocol
+    from hub.app import Hub
 
 logger = logging.getLogger("agenthub")
 
@@ -53,105 +50,36 @@ def _load(args: argparse.Namespace, **overrides: Any) -> Settings:
 # -- serve ------------------------------------------------------------------------------------------------------
 
 
-def _http_protocol(settings: Settings) -> type[LimitedHttpToolsProtocol] | str:
-    """uvicorn's httptools protocol under the serving limits of `[hub]` (header and body deadlines, keep-alive
-    timeout, connection cap fitted to the file-descriptor limit), writing each response with a length in one
-    piece; uvicorn's own choice when httptools is missing, with only its keep-alive timeout."""
-    hub = settings.hub
-    if not _has("httptools"):
-        logger.warning("httptools is not installed: header and body timeouts and max_connections are not enforced")
-        return "auto"
-    from hub.runtime.limits import ServingLimits, fit_descriptors
-    from hub.runtime.protocol import limited_protocol
-
-    reserve = _DESCRIPTOR_RESERVE + _DESCRIPTORS_PER_UPSTREAM * (len(settings.servers) + len(settings.providers))
-    limits = ServingLimits(
-        header_timeout_s=hub.header_timeout_s,
-        body_timeout_s=hub.body_timeout_s,
-        keep_alive_timeout_s=hub.keep_alive_timeout_s,
-        max_connections=fit_descriptors(hub.max_connections, reserve),
-    )
-    return limited_protocol(limits)
-
-
-_DESCRIPTOR_RESERVE = 64
-"""File descriptors kept beside client connections: database, log files, the event loop's own, Redis."""
-_DESCRIPTORS_PER_UPSTREAM = 8
-"""More kept for each upstream server and LLM provider (their pooled connections, a stdio server's pipes)."""
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from hub.app import Hub, open_hub
-    from hub.http import build_app
-
+    """One process serving, or, with more than one worker, the supervisor (`hub.runtime.supervisor`) in its place."""
     settings = _load(args, listen=args.listen)
+    from hub.runtime.serving import key_line, open_checked, serve_hub, serving_line, settle_gc, upstream_lines
+    from hub.runtime.worker import worker_count
+
+    if worker_count(settings, args.workers) > 1:
+        from hub.runtime.supervisor import exec_supervisor
+
+        exec_supervisor(args.config, listen=args.listen, workers=args.workers)  # does not return
     host, port = parse_listen(settings.hub.listen)
 
     def announce(hub: Hub) -> None:
-        shown = f"[{host}]" if ":" in host else host
-        _out(f"AgentHub is serving MCP at http://{shown}:{port}/mcp")
+        _out(serving_line(host, port))
         for generated in hub.generated_keys:
-            _out(f"Virtual key '{generated.name}' (shown once, store it now): {generated.secret}")
-        for name, upstream in sorted(hub.registry.upstreams.items()):
-            state = upstream.health.state.value
-            extra = f" ({upstream.health.error})" if upstream.health.error and state != "ready" else ""
-            _out(f"  upstream {name}: {state}, {len(upstream.catalog.tools)} tools{extra}")
-        _settle_gc()
+            _out(key_line(generated.name, generated.secret))
+        for line in upstream_lines(hub):
+            _out(line)
+        settle_gc()
 
-    from hub.telemetry.traceconfig import trace_config
-    from hub.upstream_auth.manager import open_token_store
-
-    opened = open_hub(settings)
-    open_token_store(settings, opened.store.engine)  # a missing or wrong master key stops here, with its reason
-    try:
-        trace_config(settings.telemetry)  # so does an `OTEL_*` value tracing cannot follow
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    app = build_app(settings, opened, on_ready=announce)
-
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        log_level=os.environ.get("AGENTHUB_LOG_LEVEL", "warning").lower(),
-        loop="uvloop" if _has("uvloop") else "auto",
-        http=_http_protocol(settings),
-        ws="none",
-        timeout_keep_alive=math.ceil(settings.hub.keep_alive_timeout_s),  # the limited protocol takes it exactly
-        lifespan="on",
-        access_log=False,
-        server_header=False,
-        date_header=False,
-    )
-    uvicorn.Server(config).run()
+    serve_hub(settings, open_checked(settings), on_ready=announce)
     return 0
 
 
-_GC_YOUNG_THRESHOLD = 30_000
-"""Allocations between collections of the youngest generation (CPython's default is 700)."""
+def _worker_number(value: str) -> int:
+    from hub.settings import MAX_WORKERS
 
-
-def _settle_gc() -> None:
-    """Once the hub is up: what exists now (modules, settings, the open hub) lives as long as the process, so it is
-    moved out of the collector's reach (`gc.freeze`) and later collections scan only what requests allocate; the
-    youngest generation is collected less often, since reference counting already frees almost everything a
-    request allocates. Without this, full collections over the startup objects cost the LLM door about a third of
-    its CPU time under load."""
-    gc.collect()
-    gc.freeze()
-    _, middle, oldest = gc.get_threshold()
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, middle, oldest)
-    release_free_memory()  # what start-up allocated and freed (catalog parsing above all) goes back to the system
-
-
-def _has(module: str) -> bool:
-    try:
-        __import__(module)
-    except ImportError:
-        return False
-    return True
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"a number from 1 to {MAX_WORKERS}, got {value!r}")
+    return int(value)
 
 
 # -- stdio ------------------------------------------------------------------------------------------------------
@@ -318,9 +246,12 @@ def cmd_sandbox_build(args: argparse.Namespace) -> int:
 
 def cmd_config_check(args: argparse.Namespace) -> int:
     settings = load_settings(args.file or args.config)
+    from hub.runtime.worker import worker_count
+
+    workers = worker_count(settings, None)
     _out(
         f"{settings.path}: OK ({len(settings.servers)} servers, {len(settings.keys)} keys, "
-        f"listen {settings.hub.listen})"
+        f"listen {settings.hub.listen}, {workers} worker{'s' if workers > 1 else ''})"
     )
     _unpriced(settings)
     return 0
@@ -352,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="run the hub")
     serve.add_argument("--listen", help="HOST:PORT (overrides [hub].listen)")
+    serve.add_argument(
+        "--workers",
+        type=_worker_number,
+        default=None,
+        help="worker processes (overrides [hub].workers); 1: no supervisor",
+    )
     serve.set_defaults(func=cmd_serve)
 
     stdio = sub.add_parser("stdio", parents=[common], help="serve MCP on stdin/stdout")
@@ -408,14 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("AGENTHUB_LOG_LEVEL", "WARNING").upper(),
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if "AGENTHUB_LOG_LEVEL" not in os.environ:  # start-up progress: a first start builds the Code Mode guest
-        for name in ("sandbox.progress", "hub.executors.code"):
-            logging.getLogger(name).setLevel(logging.INFO)
+    from hub.runtime.serving import configure_logging
+
+    configure_logging()
     try:
         code: int = args.func(args)
     except ConfigError as exc:

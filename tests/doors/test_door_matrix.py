@@ -763,6 +763,7 @@ def test_every_mcp_request_handler_maps_to_an_operation_with_a_case() -> None:
 
 ELSEWHERE = {
     "/healthz": "liveness: answers the same to anyone and reaches nothing",
+    "/readyz": "readiness: names which part is not ready, takes no key (tests/deploy/test_readiness.py)",
     "/metrics": "the Prometheus scrape: [metrics] token, 401 without it (tests/telemetry/test_metrics_endpoint.py)",
     "/oauth/callback": "browser flows bound to the person who started them (tests/auth)",
     "/oauth/start": "browser flows bound to the person who started them (tests/auth)",
