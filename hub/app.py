@@ -2,14 +2,14 @@
 
 Start-up: open the store, sync config keys, compose the pipeline once, start the upstreams concurrently
 (bounded wait, one broken upstream never blocks the others), then serve. Everything that runs in the
-background (upstream supervisors, request-log flusher, key-change watcher, MCP session managers) lives in
-one task group owned by `Hub.running()`.
+background (upstream supervisors, request-log flusher, the watcher of admin changes other processes make, MCP
+session managers) lives in one task group owned by `Hub.running()`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -40,6 +40,7 @@ from hub.governance.periods import parse_retention
 from hub.guardrails.pinning import ToolPins
 from hub.guardrails.rules import GuardrailRules
 from hub.pipeline import Handler, Stage, compose
+from hub.runtime.changes import ChangeWatcher
 from hub.runtime.memory import release_free_memory
 from hub.settings import ConfigError, Settings
 from hub.stages.audit import AuditStage
@@ -49,9 +50,10 @@ from hub.stages.guardrails import GuardrailsStage
 from hub.stages.limits import LimitsStage
 from hub.store.counters import InMemoryCounters
 from hub.store.responses import ResponseStore
-from hub.store.sql import SqlStore, read_all_meta
+from hub.store.sql import SqlStore
 from hub.telemetry.traceconfig import log_config, trace_config
 from hub.upstream_auth.manager import HubAuth, open_token_store
+from hub.upstream_auth.store import TOKENS_CHANGED
 from llm.config import LLMConfig
 
 if TYPE_CHECKING:
@@ -63,9 +65,6 @@ if TYPE_CHECKING:
     from llm.router import Router
 
 logger = logging.getLogger(__name__)
-
-Follower = Callable[[Mapping[str, str]], Awaitable[None]]
-"""A part of the hub that follows changes made by other processes, given the meta values read just now."""
 
 VERSION = "0.1.0"
 
@@ -116,6 +115,8 @@ class Hub:
     """Request-log rows as OTLP log records, when telemetry is on (set while running)."""
     signin: SignIn | None = None
     """People signing in to `/mcp` through the identity provider, with `[sign_in]` (set while running)."""
+    changes: ChangeWatcher | None = None
+    """Follows admin changes made by other processes (set while running)."""
     _shared: McpExecutor = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
     _keys_version: str = ""
@@ -177,19 +178,6 @@ class Hub:
                     self.install_keys(KeyRing(ring), version)
         except Exception:
             logger.exception("reloading keys failed")
-
-    async def _follow_changes(self, followers: Sequence[Follower], interval: float = 0.5) -> None:
-        """Every `interval` seconds, read the meta table's versions once (one query) and hand them to each part
-        that follows changes made by other processes: keys, customers and teams, servers, guardrails, pins."""
-        while True:
-            await anyio.sleep(interval)
-            try:
-                versions = await anyio.to_thread.run_sync(read_all_meta, self.store.engine)
-            except Exception:
-                logger.exception("reading the change versions failed")
-                continue
-            for follow in followers:
-                await follow(versions)
 
     # -- lifetime ---------------------------------------------------------------------------------------------
 
@@ -277,10 +265,16 @@ class Hub:
             await self.control.start(tg)
             if self._code_mode_servers() or any(key.code_mode for key in self.keyring.keys()):
                 self.codemode.prepare()  # the sandbox guest builds or loads in the background; the doors serve
-            followers: list[Follower] = [self._follow_keys, self.control.follow, guardrails.follow, pins.follow]
+            watcher = ChangeWatcher(self.store.engine, interval=hub.change_poll_s, redis_url=self.settings.redis_url())
+            watcher.follow({"keys"}, self._follow_keys)
+            watcher.follow({"governance", "servers"}, self.control.follow)
+            watcher.follow({"guardrails"}, guardrails.follow)
+            watcher.follow({"pins"}, pins.follow)
+            watcher.follow({TOKENS_CHANGED}, auth.follow)
             if self.signin is not None:
-                followers.append(self.signin.follow)
-            tg.start_soon(self._follow_changes, followers)
+                watcher.follow({"signin"}, self.signin.follow)
+            self.changes = watcher
+            await tg.start(watcher.run)
             await self.registry.wait_ready(self.settings.hub.upstream_start_timeout_s)
             try:
                 yield self

@@ -72,6 +72,10 @@ class HubSection(BaseModel):
     redis_url: str | None = None
     """Redis for rate-limit and budget counters shared by replicas; `AGENTHUB_REDIS_URL` overrides. Without it
     counters live in this process."""
+    change_poll_s: float = Field(default=0.5, gt=0, le=3600)
+    """Seconds between two looks at the change log for admin changes made by other processes (replicas, workers,
+    the CLI); each look is one indexed read. With Redis, other replicas are also notified at once and this poll is
+    the safety net."""
     max_sessions_per_key: int = Field(default=64, ge=1)
     """Handshake-era MCP sessions one key may hold open at once (each costs memory until it ends); one more is
     refused with 429 until the client ends one or it times out."""

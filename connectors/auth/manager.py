@@ -153,7 +153,11 @@ class UpstreamAuth:
         """For the HTTP auth flow: `(token or None, whether a 401 may still lead to a token)`. Never raises."""
         key = self.subject_key(subject)
         if self._discovery is None and self._needs_discovery():
-            return None, True
+            # Nothing discovered yet: without stored tokens, the upstream's 401 challenge leads to discovery. With
+            # tokens another process stored (it did the discovery), they are used, and renewed after a 401.
+            record = self._cache.get(key) or await self._store.load(self.server, key)
+            if record is None:
+                return None, True
         try:
             token = await self.access_token(subject)
         except AuthError as exc:
@@ -184,6 +188,11 @@ class UpstreamAuth:
         self._cache.pop(key, None)
         self._active.discard(key)
         await self._store.delete(self.server, key)
+
+    def drop_cached(self) -> None:
+        """Forget the tokens held in memory: another process replaced or deleted stored ones, and the next use
+        reads the store."""
+        self._cache.clear()
 
     def _record(self, key: str, exc: AuthError) -> None:
         self._errors[key] = exc

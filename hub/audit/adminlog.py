@@ -50,6 +50,7 @@ from hub.audit.forward import (
 )
 from hub.audit.scrub import JSONValue
 from hub.store.admin_tables import AdminStore, AuditCheckpointRow, AuditEntryRow, AuditHeadRow
+from hub.store.changes import record_change
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +269,7 @@ class AuditLog:
                 return None, None
             s.add(AuditCheckpointRow(**checkpoint.to_dict()))
             self.store.delete_audit_through(s, checkpoint.seq)
+            record_change(s, "audit")  # in the change log, like every admin change
             entry = None if event is None else self._seal(s, head, event(checkpoint, retention_days))
             s.commit()
         return checkpoint, entry

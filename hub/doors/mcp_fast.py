@@ -72,13 +72,13 @@ class FastPath:
         """Serve the request, or return a `receive` that replays the consumed body for the SDK."""
         body = await read_body(receive, self._max_body)
         if body is None:
-            return _replay(b"", receive, truncated=True)
+            return replay_body(b"", receive, truncated=True)
         message = _parse(body)
         if message is None:
-            return _replay(body, receive)
+            return replay_body(body, receive)
         method, request_id, params = message
         if self._traced and "traceparent" in (params.get("_meta") or ()):
-            return _replay(body, receive)
+            return replay_body(body, receive)
         if method == "tools/list":
             try:
                 result: Any = await self._door.list_tools(principal)
@@ -89,10 +89,10 @@ class FastPath:
             name = params.get("name")
             arguments = params.get("arguments", {})
             if not isinstance(name, str) or not isinstance(arguments, dict):
-                return _replay(body, receive)
+                return replay_body(body, receive)
             entry = self._door.view().tools.get(self._door.exposed_tool(name))
             if entry is not None and self._needs_session(entry.server):
-                return _replay(body, receive)
+                return replay_body(body, receive)
             try:
                 result = await self._door.call_tool_value(principal, name, arguments)
             except HubError as exc:
@@ -158,7 +158,8 @@ async def read_body(receive: Receive, limit: int) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replay(body: bytes, receive: Receive, *, truncated: bool = False) -> Receive:
+def replay_body(body: bytes, receive: Receive, *, truncated: bool = False) -> Receive:
+    """`receive` that first gives back `body` (already read), or a disconnect when it was `truncated`."""
     sent = False
 
     async def replay() -> Message:

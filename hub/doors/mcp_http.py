@@ -10,6 +10,9 @@ SDK binds a session to the key that opened it), then:
   to the endpoint's server, recorded; the session it opens is then counted until it ends;
 - everything else goes to the MCP fast path (the two requests that make up most traffic), or to the SDK, whose
   handlers turn each request into a call (`hub.doors.mcp.McpDoor`).
+
+With Redis (several replicas), a handshake-era request first goes through `hub.doors.mcp_shared`: an `initialize`
+gets a sealed session id, and a session this replica has not seen is rebuilt from its id, so any replica serves it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from hub.call import Call, Malformed, Principal
 from hub.doors.mcp import PRINCIPAL_SCOPE_KEY, SESSION_GOVERNED_KEY, McpDoor
 from hub.doors.mcp_fast import FastPath, read_body
 from hub.doors.mcp_methods import classify
+from hub.doors.mcp_shared import SharedRequest, SharedSessions, replica_header, start_shared, with_header
 from hub.doors.web import WWW_AUTHENTICATE, credential
 from hub.errors import HubError, Internal, PayloadTooLarge, Unauthenticated
 from hub.executors.session import SessionTicket
@@ -112,8 +116,16 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
 class McpEndpoint:
     """A running SDK session manager for one door (both protocol eras, sessions bound to the creating key)."""
 
-    def __init__(self, door: McpDoor, settings: Settings, needs_session: Callable[[str], bool]) -> None:
+    def __init__(
+        self, door: McpDoor, settings: Settings, needs_session: Callable[[str], bool], name: str | None = None
+    ) -> None:
         security = transport_security(settings)
+        self.name = name
+        self.server = door.server
+        self.security = security
+        self.idle_timeout: float | None = settings.hub.session_idle_s
+        self.max_body = settings.hub.max_body_bytes
+        self._tasks: anyio.abc.TaskGroup | None = None
         self.manager = StreamableHTTPSessionManager(
             app=door.server,
             security_settings=security,
@@ -130,8 +142,16 @@ class McpEndpoint:
             traced=tracing_on(settings.telemetry),
         )
 
+    @property
+    def tasks(self) -> anyio.abc.TaskGroup:
+        """Where the sessions this endpoint opens or rebuilds itself run (`hub.doors.mcp_cluster`)."""
+        if self._tasks is None:
+            raise RuntimeError("the MCP endpoint is not serving")
+        return self._tasks
+
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        async with self.manager.run():
+        async with self.manager.run(), anyio.create_task_group() as tasks:
+            self._tasks = tasks
             task_status.started()
             await anyio.sleep_forever()
 
@@ -151,12 +171,17 @@ class McpTransport:
         quiet_client_disconnects()
         self._endpoints: dict[str | None, McpEndpoint] = {}
         self._lock = anyio.Lock()
+        self._shared: SharedSessions | None = None
+        self._replica = replica_header()
 
     def reset(self) -> None:
         """Forget the endpoints (the hub stopped; its task group ended their session managers)."""
         self._endpoints.clear()
+        self._shared = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._replica is not None:
+            send = with_header(send, self._replica)
         host = self._ref.hub
         path: str = scope.get("path", "")
         server = path[5:].strip("/") or None
@@ -196,6 +221,11 @@ class McpTransport:
                 await jsonrpc_error(send, 404, -32602, f"no MCP server named '{(server or '')[:64]}'")
                 return
         endpoint = self._endpoints.get(server) or await self._start(host, door, server)
+        if self._shared is not None and headers.get("mcp-protocol-version") not in MODERN_PROTOCOL_VERSIONS:
+            replay = await _shared_session(self._shared, endpoint, scope, receive, send, principal, opens, ticket)
+            if replay is None:
+                return
+            receive = replay
         if ticket is None and endpoint.fast.eligible(scope, headers, principal):
             try:
                 replay = await endpoint.fast.handle(scope, receive, send, principal)
@@ -205,8 +235,7 @@ class McpTransport:
             if replay is None:
                 return
             receive = replay
-        user = AuthenticatedUser(AccessToken(token="", client_id=principal.key.id, scopes=[], subject=principal.key.id))
-        scope = {**scope, "user": user, PRINCIPAL_SCOPE_KEY: principal, SESSION_GOVERNED_KEY: opens}
+        scope = {**scope, "user": _user(principal), PRINCIPAL_SCOPE_KEY: principal, SESSION_GOVERNED_KEY: opens}
         if ticket is None:
             await endpoint.asgi(scope, receive, send)
             return
@@ -217,9 +246,11 @@ class McpTransport:
 
     async def _start(self, host: McpHost, door: McpDoor, server: str | None) -> McpEndpoint:
         async with self._lock:
+            if self._shared is None:
+                self._shared = await start_shared(host.settings, host.task_group)
             endpoint = self._endpoints.get(server)
             if endpoint is None:
-                endpoint = McpEndpoint(door, host.settings, host.needs_client_session)
+                endpoint = McpEndpoint(door, host.settings, host.needs_client_session, server)
                 await host.task_group.start(endpoint.serve)
                 self._endpoints[server] = endpoint
             return endpoint
@@ -249,6 +280,41 @@ class McpTransport:
         challenge = host.challenge(server) or WWW_AUTHENTICATE
         headers = {"www-authenticate": challenge} if isinstance(refusal, Unauthenticated) else {}
         await jsonrpc_error(send, refusal.wire.status, refusal.jsonrpc_code, refusal.message, request_id, headers)
+
+
+async def _shared_session(
+    shared: SharedSessions,
+    endpoint: McpEndpoint,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    principal: Principal,
+    opens: bool,
+    ticket: SessionTicket | None,
+) -> Receive | None:
+    """A handshake-era request when sessions are shared between replicas (`hub.doors.mcp_shared`): None when
+    answered, else the `receive` the rest of the transport reads the request from."""
+    user = _user(principal)
+    served = {**scope, "user": user, PRINCIPAL_SCOPE_KEY: principal, SESSION_GOVERNED_KEY: opens}
+    request = SharedRequest(shared, endpoint, served, principal.key.id, user)
+    try:
+        if opens:
+            watched = send if ticket is None else _session_watch(send, ticket, endpoint.manager)
+            replay = await request.open(receive, watched)
+        else:
+            session_id = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"mcp-session-id"), None)
+            replay = await request.admit(session_id, receive, send)
+    except PayloadTooLarge as exc:
+        replay = None
+        await jsonrpc_error(send, 413, exc.jsonrpc_code, exc.message)
+    if replay is None and ticket is not None:
+        ticket.release()  # nothing was opened (a no-op once the session is counted)
+    return replay
+
+
+def _user(principal: Principal) -> AuthenticatedUser:
+    """The identity the SDK binds a session to (the virtual key)."""
+    return AuthenticatedUser(AccessToken(token="", client_id=principal.key.id, scopes=[], subject=principal.key.id))
 
 
 async def _run(host: McpHost, call: Call) -> Any:

@@ -17,6 +17,7 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from hub.governance.keys import POLICY_FIELDS, VirtualKey, hash_secret
 from hub.store.admin_tables import writing
+from hub.store.changes import create_change_table
 from hub.store.tables import (
     REQUEST_LOG_INDEXES,
     RETIRED_INDEXES,
@@ -29,7 +30,7 @@ from hub.store.tables import (
     insert_new,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class SqlStore:
@@ -271,11 +272,18 @@ def _create_log_indexes(engine: Engine) -> None:
             conn.execute(text(f"CREATE INDEX IF NOT EXISTS {name} ON request_log ({', '.join(indexed)}){partial}"))
 
 
+def _v6_changes(engine: Engine) -> None:
+    """Version 6: the change log (`hub.store.changes`), which every hub process polls to follow admin changes made
+    by the others."""
+    create_change_table(engine)
+
+
 MIGRATIONS: dict[int, Callable[[Engine], None]] = {
     2: _v2_request_log_usage,
     3: _v3_request_log_cache,
     4: _v4_request_log_filters,
     5: _v5_request_log_failed,
+    6: _v6_changes,
 }
 """Schema step per version: `MIGRATIONS[n]` upgrades a version n-1 database to version n."""
 

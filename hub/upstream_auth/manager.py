@@ -143,6 +143,12 @@ class HubAuth:
             finally:
                 self._tg = None
 
+    async def follow(self, _versions: Mapping[str, str]) -> None:
+        """Another process stored or deleted upstream tokens (an authorization, a refresh, a logout): drop the tokens
+        held in memory, so the next call reads the stored ones instead of using a replaced or deleted token."""
+        for oauth in self.auths:
+            oauth.drop_cached()
+
     async def aclose(self) -> None:
         """Stop every per-user session and close the OAuth clients."""
         for session in self._sessions.values():

@@ -8,7 +8,9 @@ plaintext; states are stored by hash. It also keeps the per-user authorization l
 by hash of their one-time id, with the hash of the browser that claimed each.
 
 Every replica shares these rows: refresh collapses across replicas through `lease` and `save`, which are
-compare-and-swap updates on the `version` column. Methods run the blocking database work in a worker thread.
+compare-and-swap updates on the `version` column (the replica that loses the lease waits for the winner's tokens
+and uses them, so a rotating refresh token is spent once). A save or delete also appends to the change log, so the
+other processes drop the tokens they hold in memory. Methods run the blocking database work in a worker thread.
 """
 
 from __future__ import annotations
@@ -20,13 +22,17 @@ from typing import Any
 import anyio.to_thread
 import orjson
 from sqlalchemy import Table, delete, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from connectors.auth import ClientIdentity, MasterKeyError, PendingAuthorization, TokenCipher, TokenRecord, TokenSet
+from hub.store.changes import ChangeRow, announce, origin
 from hub.store.upstream_tables import UpstreamAuthFlowRow, UpstreamAuthStateRow, UpstreamClientRow, UpstreamTokenRow
 from hub.upstream_auth.flows import AuthFlow, digest
+
+TOKENS_CHANGED = "upstream_tokens"
+"""The change log's kind for stored upstream tokens that were replaced or deleted."""
 
 _TABLES = ("upstream_tokens", "upstream_auth_states", "upstream_auth_flows", "upstream_clients", "upstream_key_check")
 
@@ -50,7 +56,7 @@ class SqlTokenStore:
         self._states = _table("upstream_auth_states")
         self._flows = _table("upstream_auth_flows")
         self._clients = _table("upstream_clients")
-        SQLModel.metadata.create_all(engine, tables=[_table(n) for n in _TABLES])
+        SQLModel.metadata.create_all(engine, tables=[*(_table(n) for n in _TABLES), _table("changes")])
         self._check_key()
 
     @classmethod
@@ -109,17 +115,25 @@ class SqlTokenStore:
                 done = conn.execute(
                     update(t).where(*key, t.c.version == expected).values(version=expected + 1, **values)
                 )
-            return TokenRecord(tokens, expected + 1) if done.rowcount == 1 else None
+                if done.rowcount == 1:
+                    self._changed(conn)
+            if done.rowcount != 1:
+                return None
+            self._announce()
+            return TokenRecord(tokens, expected + 1)
         try:
-            return TokenRecord(tokens, self._upsert(server, subject, values))
+            version = self._upsert(server, subject, values)
         except IntegrityError:  # another replica inserted the row first: overwrite it
-            return TokenRecord(tokens, self._upsert(server, subject, values))
+            version = self._upsert(server, subject, values)
+        self._announce()
+        return TokenRecord(tokens, version)
 
     def _upsert(self, server: str, subject: str, values: dict[str, Any]) -> int:
         t = self._tokens
         key = (t.c.server == server, t.c.subject == subject)
         with self._engine.begin() as conn:
             current = conn.execute(select(t.c.version).where(*key)).scalar()
+            self._changed(conn)
             if current is None:
                 conn.execute(insert(t).values(server=server, subject=subject, version=1, **values))
                 return 1
@@ -151,7 +165,20 @@ class SqlTokenStore:
         if expected is not None:
             condition.append(t.c.version == expected)
         with self._engine.begin() as conn:
-            conn.execute(delete(t).where(*condition))
+            deleted = conn.execute(delete(t).where(*condition)).rowcount
+            if deleted:
+                self._changed(conn)
+        if deleted:
+            self._announce()
+
+    def _changed(self, conn: Connection) -> None:
+        """Record in the change log, in this transaction, that stored tokens changed: other processes then drop the
+        tokens they hold in memory and read the new ones (`HubAuth.follow`)."""
+        conn.execute(insert(ChangeRow).values(kind=TOKENS_CHANGED, origin=origin(self._engine), at=datetime.now(UTC)))
+
+    def _announce(self) -> None:
+        """After the commit: notify the other processes at once (Redis, when configured)."""
+        announce(origin(self._engine), frozenset({TOKENS_CHANGED}))
 
     # -- pending authorizations --------------------------------------------------------------------------------
 

@@ -169,7 +169,7 @@ async def test_a_version_4_database_trades_the_status_and_outcome_indexes_for_th
             page = read_page(upgraded.engine, LogFilter(status=502), 500)
         finally:
             upgraded.close()
-        assert version == str(SCHEMA_VERSION) == "5"
+        assert version == str(SCHEMA_VERSION) == "6"
         assert set(REQUEST_LOG_INDEXES) <= set(indexes) and not set(RETIRED_INDEXES) & set(indexes)
         assert [row["call_id"] for row in page.data] == expected(entries, {"status": "502"})
 

@@ -55,7 +55,7 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_rows(tmp_path: 
     store.close()
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 5
+    assert int(version) == SCHEMA_VERSION == 6
     assert rows["call_old"].target == "t__x" and rows["call_old"].tokens is None
     assert rows["call_new"].deployment == "openai/gpt-4o-mini" and rows["call_new"].tokens == 13
 

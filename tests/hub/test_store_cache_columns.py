@@ -60,7 +60,7 @@ def test_a_version_2_database_gains_the_cache_and_reasoning_columns_and_old_rows
     with sqlite3.connect(path) as db:
         columns = {info[1] for info in db.execute("PRAGMA table_info(request_log)")}
         version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-    assert set(NEW) <= columns and version == "5"
+    assert set(NEW) <= columns and version == "6"
     old, new = rows["call_old"], rows["call_new"]
     assert (old.tokens, old.cost_usd) == (13, 0.5)
     assert [getattr(old, name) for name in NEW] == [None, None, None, None]

@@ -40,6 +40,7 @@ from hub.governance.keys import bearer_token, constant_time_equal
 from hub.governance.rbac import AdminPrincipal, parse_permissions, resolve_roles
 from hub.identity.oidc import SESSION_COOKIE
 from hub.paths import ADMIN_PREFIX
+from hub.store.changes import record_change, recorded
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,8 @@ class Ctx:
     request: Request
     hub: AdminHost
     control: ControlPlane
+    resource: str | None = None
+    """The kind of entity the operation acts on (`Op.resource`): what a change it makes records."""
 
     @property
     def params(self) -> dict[str, str]:
@@ -137,9 +140,18 @@ async def commit(
     """Make a change and write its audit entry in one database transaction; returns what `write` returned.
 
     `write(session)` runs in a worker thread and writes through the session without committing; `change(result)`
-    describes it for the audit entry. If either fails, neither is stored.
+    describes it for the audit entry. If either fails, neither is stored. The transaction also appends to the
+    change log, so other processes follow: the kind of the version the write moved, else the operation's resource.
     """
-    return await ctx.control.audit.transact(write, lambda result: audit_event(ctx, who, change(result)))
+
+    def write_and_record(s: Session) -> T:
+        result = write(s)
+        s.flush()  # a moved version records its kind on flush
+        if not recorded(s):
+            record_change(s, ctx.resource or "admin")
+        return result
+
+    return await ctx.control.audit.transact(write_and_record, lambda result: audit_event(ctx, who, change(result)))
 
 
 async def record(
@@ -153,9 +165,14 @@ async def record(
     outcome: str = "success",
 ) -> None:
     """Append one audit entry for this request, in a transaction of its own (a change that is not in the database,
-    or a refusal; a change of the database is written with its entry by `commit`)."""
-    change = Change(action, resource_type, resource_id, before, after)
-    await ctx.control.audit.append(audit_event(ctx, who, change, outcome))
+    or a refusal; a change of the database is written with its entry by `commit`). A successful change (any method
+    but GET) also appends to the change log, in the same transaction."""
+    event = audit_event(ctx, who, Change(action, resource_type, resource_id, before, after), outcome)
+    if outcome != "success" or ctx.request.method in ("GET", "HEAD"):
+        await ctx.control.audit.append(event)
+        return
+    kind = ctx.resource or resource_type
+    await ctx.control.audit.transact(lambda s: record_change(s, kind), lambda _none: event)
 
 
 ANONYMOUS = AdminPrincipal("anonymous", (), via="none")
@@ -258,7 +275,7 @@ class AdminApi:
         control = hub.control
         if control is None or op.handler is None:
             return error_response(Internal("the admin API is not ready"))
-        ctx = Ctx(request, hub, control)
+        ctx = Ctx(request, hub, control, op.resource)
         principal: AdminPrincipal | None = None
         try:
             if not op.public:
