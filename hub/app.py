@@ -22,6 +22,7 @@ from connectors.errors import UpstreamError
 from connectors.registry import Entry, Registry, RegistryView
 from hub.audit.bodies import BodyRecorder, guardrail_redactors
 from hub.audit.requestlog import RequestLog
+from hub.audit.spend import window_spend
 from hub.call import Call, Principal
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
@@ -37,6 +38,7 @@ from hub.executors.sessions import PerClientUpstreams
 from hub.governance import Counters, Limiter, ToolPricing
 from hub.governance.keys import KeyRing, new_secret
 from hub.governance.periods import parse_retention
+from hub.governance.seed import BudgetSeeder
 from hub.guardrails.pinning import ToolPins
 from hub.guardrails.rules import GuardrailRules
 from hub.pipeline import Handler, Stage, compose
@@ -263,6 +265,8 @@ class Hub:
             tg.start_soon(self.responses.run_retention, keep_responses, hub.request_log_purge_interval_s)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
             await self.control.start(tg)
+            # Budgets' spend comes back from the request log once per counter store (refused until it is in).
+            await tg.start(BudgetSeeder(self.limiter, partial(window_spend, self.store.engine, keep=keep)).run)
             if self._code_mode_servers() or any(key.code_mode for key in self.keyring.keys()):
                 self.codemode.prepare()  # the sandbox guest builds or loads in the background; the doors serve
             watcher = ChangeWatcher(self.store.engine, interval=hub.change_poll_s, redis_url=self.settings.redis_url())

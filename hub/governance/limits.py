@@ -47,7 +47,19 @@ from hub.governance.usage import (
     usd_to_micros,
 )
 
-__all__ = ["Limiter"]
+__all__ = ["BudgetLine", "Limiter"]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetLine:
+    """One US-dollar budget of one entity in the window holding some instant (what a restart must seed)."""
+
+    entity: EntityRef
+    key: str
+    """The counter key of the budget in that window."""
+    limit: int
+    """Micro-dollars."""
+    window: Window
 
 
 class _Line:
@@ -164,6 +176,9 @@ class Limiter:
         self._team_customer: dict[str, str | None] = {}
         self._keys: dict[str, _KeySpec] = {}
         self._plans: dict[str, _Plan | str] = {}
+        self.budgets_loaded = True
+        """False while the budgets' usage is still to be seeded from the request log (`hub.governance.seed`):
+        calls that spend are then refused rather than counted from zero."""
         self.configure(config or GovernanceConfig())
 
     # -- configuration (off the hot path) -------------------------------------------------------------------
@@ -248,6 +263,8 @@ class Limiter:
             raise UnknownSubject(plan)
         if not spend:
             plan = plan.rates
+        elif not self.budgets_loaded and plan.budgeted:
+            raise CountersUnavailable("budget usage is not loaded yet; calls that spend are refused until it is")
         amounts = estimate.amounts()
         if not plan.lines:  # no level of this key has a limit: no counter to reserve on
             return Reservation(key, "", (), (), (), _no_statuses)
@@ -351,6 +368,20 @@ class Limiter:
         now = self._clock()
         lines = [ln for ln in self._entity_lines(entity) if metric is None or ln.metric is metric]
         await self.counters.reset([ln.key(ln.schedule.window(now)) for ln in lines], now=now)
+
+    def budget_lines(self, now: float) -> list[BudgetLine]:
+        """Every registered US-dollar budget (keys, teams, customers) in the window holding `now`."""
+        return [
+            BudgetLine(line.entity, line.key(window), line.limit, window)
+            for lines in self._lines.values()
+            for line in lines
+            if line.metric is Metric.USD
+            for window in (line.schedule.window(now),)
+        ]
+
+    def teams_of(self, customer: str) -> list[str]:
+        """The teams whose customer is `customer` (their keys count towards its budget)."""
+        return [team for team, owner in self._team_customer.items() if owner == customer]
 
     def _entity_lines(self, entity: EntityRef) -> tuple[_Line, ...]:
         lines = self._lines.get(entity)
