@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import anyio
+import pytest
 
 from hub.governance.counters import Slot, SlotValue
 from hub.store.shared_counters import CounterServer
@@ -63,26 +64,34 @@ def test_a_worker_that_restarts_finds_the_spent_budget_and_adds_nothing_again(se
     assert third.split() == ["0", "1.0", "0.0"]
 
 
-def test_the_reservation_of_a_worker_killed_mid_call_is_released_when_its_lease_ends(server: CounterServer) -> None:
+@pytest.mark.anyio
+async def test_the_reservation_of_a_worker_killed_mid_call_is_released_when_its_lease_ends(
+    server: CounterServer,
+) -> None:
     argv = [sys.executable, "-m", "tests.shared_counters.worker", "hold", server.path, "crash", "10", "30"]
-    proc = subprocess.Popen(argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = await anyio.open_process(argv, cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "held\n"  # ends at the line, or at once if the process exits
+        said = b""
+        with anyio.fail_after(PATIENCE):
+            while not said.endswith(b"\n"):  # the line, or end of output if the process exits
+                try:
+                    said += await proc.stdout.receive()
+                except anyio.EndOfStream:
+                    break
+        assert said == b"held\n"
     finally:
         proc.kill()  # by PID, mid-call: its reservation is never settled
-        proc.communicate()
+        await proc.wait()
+        await proc.aclose()
 
-    async def check() -> None:
-        counters = SocketCounters(server.path)
-        try:
-            assert await counters.read(["crash"], now=29.9) == [SlotValue(0, 10)]  # held while the lease runs
-            late = await counters.reserve([Slot("crash", 10, 1, 600.0)], hold_id="next", now=29.9, lease=30.0)
-            assert not late.granted
-            assert await counters.read(["crash"], now=30.0) == [SlotValue(0, 0)]  # the lease ended: released
-            after = await counters.reserve([Slot("crash", 10, 10, 600.0)], hold_id="next", now=30.0, lease=30.0)
-            assert after.granted
-        finally:
-            await counters.aclose()
-
-    anyio.run(check)
+    counters = SocketCounters(server.path)
+    try:
+        assert await counters.read(["crash"], now=29.9) == [SlotValue(0, 10)]  # held while the lease runs
+        late = await counters.reserve([Slot("crash", 10, 1, 600.0)], hold_id="next", now=29.9, lease=30.0)
+        assert not late.granted
+        assert await counters.read(["crash"], now=30.0) == [SlotValue(0, 0)]  # the lease ended: released
+        after = await counters.reserve([Slot("crash", 10, 10, 600.0)], hold_id="next", now=30.0, lease=30.0)
+        assert after.granted
+    finally:
+        await counters.aclose()
