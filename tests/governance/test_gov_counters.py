@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import anyio
 import pytest
 from hypothesis import given, settings, strategies as st
 
 from hub.governance.counters import Counters, Slot, SlotValue
 from hub.store.counters import InMemoryCounters
+from tests.tools.asyncrun import run_async
 
 pytestmark = pytest.mark.anyio
 
@@ -89,4 +89,4 @@ def test_reserve_settle_refund_conserve_usage(ops: list[tuple[int, str, int]], l
                 held -= amount
             assert await counters.read(["k"], now=0) == [SlotValue(settled, held)]
 
-    anyio.run(run)
+    run_async(run)

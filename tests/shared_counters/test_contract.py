@@ -7,7 +7,6 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import anyio
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -21,6 +20,7 @@ from tests.governance.test_gov_counters import (
     test_settle_swaps_the_hold_for_actual_usage_once,
     test_zero_amounts_need_room_left_but_hold_nothing,
 )
+from tests.tools.asyncrun import run_async
 
 pytestmark = pytest.mark.anyio
 
@@ -80,4 +80,4 @@ def test_any_sequence_of_operations_answers_as_the_in_memory_counters_do(
         tempfile.TemporaryDirectory(prefix="ahc-", dir="/tmp") as directory,
         CounterServer(str(Path(directory) / "c.sock")) as server,
     ):
-        anyio.run(run, server.path)
+        run_async(run, server.path)
