@@ -69,6 +69,14 @@ class _Link:
             _Broken: the connection broke (the frame stays in `unanswered`, for the next connection to resend).
         """
         self.unanswered[rid] = frame
+        await self._send(frame)
+
+    async def _send(self, frame: bytes) -> None:
+        """Write `frame` whole, one sender at a time.
+
+        Raises:
+            _Broken: the connection broke before or while it was written.
+        """
         async with self._sending:
             if self.broken is not None:
                 raise _Broken(self.broken)
@@ -86,14 +94,7 @@ class _Link:
         """
         waiter = self._waiting[rid] = _Waiter()
         try:
-            async with self._sending:
-                if self.broken is not None:
-                    raise _Broken(self.broken)
-                try:
-                    await self._stream.send(frame)
-                except _BROKEN as exc:
-                    await self._break(exc)
-                    raise _Broken(exc) from exc
+            await self._send(frame)
             while True:
                 if waiter.answer is not None:
                     return waiter.answer
