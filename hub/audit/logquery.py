@@ -15,8 +15,9 @@ could).
 Pages are keyset on `(ts, id)`, carried in an opaque cursor, so page 1000 costs what page 1 costs and rows
 written meanwhile neither repeat nor shift a page. The total is a capped count (`count_query`): with the driving
 filter alone, exact up to `TOTAL_CAP` rows and "at least `TOTAL_CAP`" beyond; with other filters to test, the
-matches among the newest `SCAN_CAP` rows of the driving filter, "at least" that many when there were more.
-Summaries read the daily rollup (`logsummary`).
+matches among the newest `SCAN_CAP` rows of the driving filter, "at least" that many when there were more. It is
+counted with the first page and carried in the cursor, so a later page costs its walk alone and reports the total
+as it was when the listing began. Summaries read the daily rollup (`logsummary`).
 
 Functions here are synchronous (run them in a worker thread or in the CLI) and take the engine to read.
 """
@@ -271,10 +272,29 @@ def plan(f: LogFilter) -> Plan:
 # -- cursors -----------------------------------------------------------------------------------------------
 
 
-def encode_cursor(ts: datetime, row_id: int) -> str:
-    """An opaque cursor: the `(ts, id)` of the last row of a page."""
-    raw = orjson.dumps([ts.isoformat(), row_id])
+def encode_cursor(ts: datetime, row_id: int, total: tuple[int, bool] | None = None) -> str:
+    """An opaque cursor: the `(ts, id)` of the last row of a page, and the filter's `(total, exact)` when the first
+    page counted it (a later page reports it again instead of counting again)."""
+    raw = orjson.dumps([ts.isoformat(), row_id] if total is None else [ts.isoformat(), row_id, *total])
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[datetime, int, tuple[int, bool] | None]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        ts_text, row_id, *rest = orjson.loads(raw)
+        ts = datetime.fromisoformat(ts_text)
+        if not isinstance(row_id, int) or isinstance(row_id, bool):
+            raise TypeError
+        carried: tuple[int, bool] | None = None
+        if rest:
+            counted, exact = rest
+            if not isinstance(counted, int) or isinstance(counted, bool) or counted < 0 or not isinstance(exact, bool):
+                raise TypeError
+            carried = (counted, exact)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise BadFilter("cursor is not one this API returned") from None
+    return (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)), row_id, carried
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
@@ -283,15 +303,17 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     Raises:
         BadFilter: not a cursor this API gave out.
     """
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        ts_text, row_id = orjson.loads(raw)
-        ts = datetime.fromisoformat(ts_text)
-        if not isinstance(row_id, int) or isinstance(row_id, bool):
-            raise TypeError
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise BadFilter("cursor is not one this API returned") from None
-    return (ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)), row_id
+    ts, row_id, _ = _read_cursor(cursor)
+    return ts, row_id
+
+
+def cursor_total(cursor: str) -> tuple[int, bool] | None:
+    """The `(total, exact)` a cursor carries from the first page, None when it carries none.
+
+    Raises:
+        BadFilter: not a cursor this API gave out.
+    """
+    return _read_cursor(cursor)[2]
 
 
 # -- reading -----------------------------------------------------------------------------------------------
@@ -397,23 +419,28 @@ def read_page(
 ) -> Page:
     """One page of rows and the total counted up to `cap`, in one read transaction. When other filters than the
     driving one remain to test and the walk read `scan` rows without filling the page, the page ends there: its
-    cursor resumes the walk after the last row read."""
+    cursor resumes the walk after the last row read. The total is the filter's, whatever the page: the first page
+    counts it and its cursor carries it on, so a later page reports it again without counting (a client that
+    asked for no total on the first page gets it counted on the first later page that asks)."""
+    carried = None if cursor is None or not total else cursor_total(cursor)
+    counted: tuple[int, bool] | None = carried
     with engine.connect() as conn:
         settle(conn)
         rows = list(conn.execute(page_query(f, limit, cursor, scan)).mappings())
         more = len(rows) > limit
         rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more else None
-        tested, matching = 0, 0
+        resume: tuple[datetime, int] | None = (rows[-1]["ts"], rows[-1]["id"]) if more else None
         if not more and plan(f).rest:
             edge = conn.execute(edge_query(f, cursor, scan)).scalar()
-            next_cursor = None if edge is None else encode_cursor(edge, 0)  # ids start at 1: past every row at `edge`
+            resume = None if edge is None else (edge, 0)  # ids start at 1: past every row at `edge`
             if total and cursor is None:  # the page holds every match of the walk: the total needs only its length
-                tested, matching, total = int(conn.execute(walked_query(f, scan)).scalar_one()), len(rows), False
-        if total:
+                counted = total_of(int(conn.execute(walked_query(f, scan)).scalar_one()), len(rows), cap, scan)
+        if total and counted is None:
             tested, matching = tuple(conn.execute(count_query(f, cap, scan)).one())
-    counted, exact = total_of(int(tested), int(matching), cap, scan)
-    return Page([row_view(r) for r in rows], next_cursor, counted, exact)
+            counted = total_of(int(tested), int(matching), cap, scan)
+    next_cursor = None if resume is None else encode_cursor(*resume, counted)
+    shown, exact = counted or (0, True)
+    return Page([row_view(r) for r in rows], next_cursor, shown, exact)
 
 
 def call_tree(engine: Engine, call_id: str, max_calls: int = MAX_TREE) -> dict[str, Any] | None:

@@ -199,3 +199,28 @@ async def test_a_combination_walks_its_driving_index_and_no_other(kind: str, tmp
                     compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
                     found = "\n".join(str(r[-1]) for r in conn.execute(text(f"{explain} {compiled}")))
                     assert index in found and "ix_request_log_ts" not in found, (index, found)
+
+
+async def test_a_later_page_carries_the_first_pages_total_and_counts_nothing_again(tmp_path: Path) -> None:
+    """The total is the filter's, not the page's: counted once, with the first page, and carried in the cursor, so
+    following the cursors costs one walk a page and every page reports the same total."""
+    from sqlalchemy import event
+
+    async with seeded_store("sqlite", tmp_path) as (engine, _entries):
+        statements: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", seen)
+        for params in COMBINATIONS:
+            f = _filter(params)
+            first = read_page(engine, f, LIMIT, scan=SCAN)
+            cursor = first.next_cursor
+            while cursor is not None:
+                statements.clear()
+                page = read_page(engine, f, LIMIT, cursor, scan=SCAN)
+                assert (page.total, page.total_exact) == (first.total, first.total_exact), params
+                assert not [s for s in statements if "count(" in s.lower()], (params, statements)
+                cursor = page.next_cursor
+        event.remove(engine, "before_cursor_execute", seen)
