@@ -92,7 +92,11 @@ class LimitsStage:
             stream.on_close(lambda s: self._limiter.settle(reservation, s.usage or _ONE))
             outcome.headers.update(reservation.headers())
             return outcome
-        actual = outcome.usage or (Usage(requests=1, usd=price) if spend else _ONE)
+        actual = outcome.usage
+        if actual is None:
+            actual = Usage(requests=1, usd=price) if spend else _ONE
+            if price:  # the call's cost, for its request-log row, from which a restarted hub's budgets are seeded
+                outcome.usage = actual
         await self._limiter.settle(reservation, actual)
         if call.door in HTTP_DOORS:
             outcome.headers.update(reservation.headers())
