@@ -27,7 +27,7 @@ from hub.doors.probes import Readiness
 from hub.http import build_app
 from hub.settings import settings_from_dict
 from hub.store.counters import InMemoryCounters
-from tests.deploy.services import restartable_postgres, restartable_redis
+from tests.admin.services import restartable_postgres, restartable_redis
 from tests.tools import ServedProcess, served
 from tests.tools.patience import PATIENCE
 
