@@ -114,8 +114,8 @@ class HubSection(BaseModel):
     recorded for routing only, so a conversation through it cannot move to another deployment."""
     workers: StrictInt | Literal["auto"] = "auto"
     """Worker processes serving on the one listening socket: a number, or `auto`: the cores this process may use
-    when the workers can share handshake-era MCP sessions (`redis_url` and `AGENTHUB_MASTER_KEY` set), else one
-    (such a session lives in the worker that opened it). With more than one, a supervisor process starts them,
+    (the workers share handshake-era MCP sessions through Redis, or through their supervisor without it). With
+    more than one, a supervisor process starts them,
     restarts one that dies, reloads the configuration on `SIGHUP` and drains them on `SIGTERM`; `1` serves from a
     single process. `agenthub serve --workers` and `AGENTHUB_WORKERS` override it."""
     shutdown_grace_s: float = Field(default=30.0, ge=0, le=3600)

@@ -1,22 +1,25 @@
-"""Handshake-era MCP sessions that any replica serves (PostgreSQL + Redis deployments).
+"""Handshake-era MCP sessions that any process serves: the replicas of a PostgreSQL + Redis deployment, and the
+workers of `agenthub serve --workers N` on one machine.
 
-Behind a load balancer without sticky sessions, consecutive requests of one client land on different replicas.
-Three things make a session served everywhere:
+Behind a load balancer without sticky sessions, consecutive requests of one client land on different replicas;
+on one machine the kernel hands each new connection to whichever worker accepts it. Three things make a session
+served everywhere (the text says replica; a worker is one too):
 
 - **Sealed ids** (`hub.doors.mcp_seal`): the id an `initialize` gets carries the session's facts. A replica that
   sees an id for the first time opens it, checks the key and endpoint it is bound to, and rebuilds the session
   locally: a transport under the same id, adopted by the endpoint's SDK session manager (so the SDK's
   same-credential check and the MCP fast path apply as to any session), and a server connection born initialized
   with the client's sealed capabilities, info and protocol version.
-- **A relay over Redis pub/sub** for what cannot be sealed, on one channel every replica subscribes to at start:
-  messages a session's server sends outside a request (list-changed, resource updates, requests on the GET
-  stream) go to every replica, and the one holding the client's GET stream delivers them; the id of every
-  server-to-client request is prefixed with the sending replica's instance id, so the client's answer, whichever
-  replica it reaches, is handed to the one replica waiting for it.
-- **Ended sessions**: `DELETE` writes a Redis key that lives as long as the id could, checked on every request
-  (one `EXISTS`), and tells every replica to drop its copy.
+- **A relay over a pub/sub channel** (a `SessionBus`: Redis, or the supervisor's) for what cannot be sealed, on
+  one channel every replica subscribes to at start: messages a session's server sends outside a request
+  (list-changed, resource updates, requests on the GET stream) go to every replica, and the one holding the
+  client's GET stream delivers them; the id of every server-to-client request is prefixed with the sending
+  replica's instance id, so the client's answer, whichever replica it reaches, is handed to the one replica
+  waiting for it.
+- **Ended sessions**: `DELETE` records the session's digest on the bus for as long as the id could be used,
+  checked on every request (one round trip), and tells every replica to drop its copy.
 
-Without Redis none of this exists and the SDK's own session table serves sessions, as in one process.
+A single process without Redis uses none of this: the SDK's own session table serves its sessions.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import anyio
 import anyio.abc
@@ -46,28 +49,26 @@ from mcp_types import (
 )
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 from pydantic import ValidationError
-from redis.exceptions import RedisError
 from starlette.types import Message, Receive, Scope, Send
 
-from hub.doors.mcp_relay import ID_MARK, EndpointSessions, Relay, SessionsUnavailable, WriteStream, parse_message
+from hub.doors.mcp_relay import (
+    ID_MARK,
+    EndpointSessions,
+    Relay,
+    SessionBus,
+    SessionsUnavailable,
+    WriteStream,
+    parse_message,
+)
 from hub.doors.mcp_seal import SessionFacts, SessionSeal
 from hub.mcp_sdk import adopt_session, deliver_inbound, drop_session, lifespan_state_of
 
-if TYPE_CHECKING:
-    import redis.asyncio as aioredis
-
 logger = logging.getLogger(__name__)
 
-CHANNEL = "agenthub:mcp:relay"
-"""The pub/sub channel every replica listens on."""
-GONE_PREFIX = "agenthub:mcp:gone:"
-"""`GONE_PREFIX + digest(session id)`: the session was deleted (expires with the id)."""
 SESSION_LIFETIME_S = 24 * 3600.0
 """How long a sealed id opens its session (a client then initializes again, as after any expiry)."""
-CONNECT_TIMEOUT_S = 5.0
-"""How long a connection to Redis may take to open (a refused one fails at once)."""
 _RETRY_S = 1.0
-"""Pause before resubscribing after Redis went away (not a synchronisation: a reconnection backoff)."""
+"""Pause before resubscribing after the bus went away (not a synchronisation: a reconnection backoff)."""
 
 
 @dataclass
@@ -81,7 +82,7 @@ class _Local:
 
 
 def digest(session_id: str) -> str:
-    """A short fixed-length name for a (long) session id in Redis keys."""
+    """A short fixed-length name for a (long) session id on the bus."""
     return hashlib.sha256(session_id.encode()).hexdigest()[:32]
 
 
@@ -91,13 +92,13 @@ class ClusterSessions:
     def __init__(
         self,
         seal: SessionSeal,
-        redis: aioredis.Redis,
+        bus: SessionBus,
         *,
         clock: Callable[[], float] = time.time,
         lifetime: float = SESSION_LIFETIME_S,
     ) -> None:
         self._seal = seal
-        self._redis = redis
+        self._bus = bus
         self._clock = clock
         self._lifetime = lifetime
         self.instance = secrets.token_hex(6)
@@ -105,46 +106,32 @@ class ClusterSessions:
         self._local: dict[str, _Local] = {}
         self._lock = anyio.Lock()
 
-    @classmethod
-    def from_url(cls, master_key: str, url: str) -> ClusterSessions:
-        # a Redis that does not answer a connection must not hold up the first MCP request for long
-        import redis.asyncio as aioredis  # only with Redis configured: a hub without it never loads the client
-
-        return cls(SessionSeal(master_key), aioredis.Redis.from_url(url, socket_connect_timeout=CONNECT_TIMEOUT_S))
-
     # -- serving -----------------------------------------------------------------------------------------------
 
     async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Listen on the relay channel for the hub's lifetime (resubscribing after Redis comes back); reports
+        """Listen on the relay channel for the hub's lifetime (resubscribing after the bus comes back); reports
         started once subscribed, or once the first attempt failed (the hub serves; readiness reports Redis)."""
         try:
             await self._listen(task_status)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._redis.aclose()
+                await self._bus.aclose()
 
     async def _listen(self, task_status: anyio.abc.TaskStatus[None]) -> None:
         started = False
-        while True:
-            pubsub = self._redis.pubsub()
-            try:
-                await pubsub.subscribe(CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") == "subscribe":
-                        if not started:
-                            started = True
-                            task_status.started()
-                        continue
-                    if message.get("type") == "message":
-                        await self._received(message.get("data"))
-            except (RedisError, OSError) as exc:
-                logger.warning("MCP session relay: Redis unavailable (%s); retrying", exc)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await pubsub.aclose()
+
+        def subscribed() -> None:
+            nonlocal started
             if not started:
                 started = True
                 task_status.started()
+
+        while True:
+            try:
+                await self._bus.listen(subscribed, self._received)
+            except SessionsUnavailable as exc:
+                logger.warning("MCP session relay: %s; retrying", exc)
+            subscribed()
             await anyio.sleep(_RETRY_S)
 
     def facts_for(self, key_id: str, endpoint: str | None, params: dict[str, Any]) -> SessionFacts:
@@ -188,18 +175,14 @@ class ClusterSessions:
         another endpoint's, or deleted.
 
         Raises:
-            SessionsUnavailable: Redis cannot say whether the session was deleted.
+            SessionsUnavailable: the bus cannot say whether the session was deleted.
         """
         now = self._clock()
         local = self._local.get(session_id)
         facts = local.facts if local is not None else self._seal.open(session_id, now)
         if facts is None or facts.key_id != key_id or facts.endpoint != endpoint.name or facts.expires <= now:
             return None
-        try:
-            gone = await self._redis.exists(GONE_PREFIX + digest(session_id))
-        except (RedisError, OSError) as exc:
-            raise SessionsUnavailable(str(exc)) from None
-        if gone:
+        if await self._bus.ended(digest(session_id)):
             if local is not None:
                 await self._discard(endpoint.manager, session_id, local)
             return None
@@ -221,13 +204,10 @@ class ClusterSessions:
         """The client deleted the session: refused everywhere from now on (every replica drops its copy).
 
         Raises:
-            SessionsUnavailable: Redis cannot record it.
+            SessionsUnavailable: the bus cannot record it.
         """
         ttl_ms = max(1, int((facts.expires - self._clock()) * 1000))
-        try:
-            await self._redis.set(GONE_PREFIX + digest(session_id), b"1", px=ttl_ms)
-        except (RedisError, OSError) as exc:
-            raise SessionsUnavailable(str(exc)) from None
+        await self._bus.end(digest(session_id), ttl_ms)
         await self._publish("end", session_id, None)
 
     def serves(self, session_id: str) -> bool:
@@ -308,8 +288,8 @@ class ClusterSessions:
     async def _publish(self, kind: str, session_id: str, message: dict[str, Any] | None) -> None:
         payload = orjson.dumps({"o": self.instance, "k": kind, "s": session_id, "m": message})
         try:
-            await self._redis.publish(CHANNEL, payload)
-        except (RedisError, OSError) as exc:
+            await self._bus.publish(payload)
+        except SessionsUnavailable as exc:
             logger.warning("MCP session relay: could not publish a %s message (%s)", kind, exc)
 
     async def _received(self, data: Any) -> None:

@@ -87,7 +87,49 @@ def parse_message(raw: dict[str, Any]) -> JSONRPCMessage | None:
 
 
 class SessionsUnavailable(Exception):
-    """Redis cannot be reached, so whether a session was deleted cannot be known (the request is refused)."""
+    """The session bus (Redis, or the supervisor's) cannot be reached, so whether a session was deleted cannot be
+    known (the request is refused)."""
+
+
+class SessionBus(Protocol):
+    """What the shared sessions need between the processes that serve them: one pub/sub channel and the set of
+    ended sessions. Redis provides it between replicas (`hub.doors.mcp_bus_redis`), the supervisor between the
+    workers of one machine (`hub.doors.mcp_bus_socket`); the sessions' code is the same on both."""
+
+    async def listen(self, subscribed: Callable[[], None], deliver: Callable[[bytes], Awaitable[None]]) -> None:
+        """Subscribe to the channel, call `subscribed` once it is, then `deliver` each message published from then
+        on (this process's own included) until the subscription breaks.
+
+        Raises:
+            SessionsUnavailable: the subscription could not be made, or broke.
+        """
+        ...
+
+    async def publish(self, payload: bytes) -> None:
+        """Send `payload` to every subscriber.
+
+        Raises:
+            SessionsUnavailable: it could not be sent.
+        """
+        ...
+
+    async def ended(self, name: str) -> bool:
+        """Whether the session named `name` (a digest of its id) was ended.
+
+        Raises:
+            SessionsUnavailable: nobody can say.
+        """
+        ...
+
+    async def end(self, name: str, ttl_ms: int) -> None:
+        """Record that the session named `name` ended, for `ttl_ms` (as long as its id could be used).
+
+        Raises:
+            SessionsUnavailable: it could not be recorded.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
 
 
 class EndpointSessions(Protocol):

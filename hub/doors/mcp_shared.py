@@ -1,11 +1,17 @@
-"""How the MCP transport serves handshake-era sessions when replicas share Redis (`hub.doors.mcp_cluster`).
+"""How the MCP transport serves handshake-era sessions that several processes share (`hub.doors.mcp_cluster`).
 
-With `AGENTHUB_REDIS_URL` set the hub is one of several replicas, and a session opened on one must be served by
-all: its id is sealed with a key derived from `AGENTHUB_MASTER_KEY`, the same on every replica. Without that key
-the replicas cannot trust each other's ids: the hub says so in its log when the first MCP request arrives and
-answers a request for a session it does not hold with a 404 that names the missing setting, instead of the
-anonymous "session not found" a client would otherwise get from every replica but one. Without Redis nothing
-here runs.
+- With `AGENTHUB_REDIS_URL` set the hub is one of several replicas, and a session opened on one must be served by
+  all: its id is sealed with a key derived from `AGENTHUB_MASTER_KEY`, the same on every replica, and the replicas
+  relay through Redis (`hub.doors.mcp_bus_redis`). Without that key the replicas cannot trust each other's ids:
+  the hub says so in its log when the first MCP request arrives and answers a request for a session it does not
+  hold with a 404 that names the missing setting, instead of the anonymous "session not found" a client would
+  otherwise get from every replica but one. (The workers of one supervisor still share their sessions then, under
+  the supervisor's key.)
+- A worker of `agenthub serve --workers N` without Redis relays through its supervisor
+  (`hub.doors.mcp_bus_socket`, the socket named by `AGENTHUB_SESSIONS_SOCKET`), and seals ids with
+  `AGENTHUB_MASTER_KEY` or, without it, with the key its supervisor made for its run (the file named by
+  `AGENTHUB_SESSION_KEY_FILE`): sessions survive a worker's restart and a reload, and end with the supervisor.
+- A single process without Redis runs nothing here: the SDK's session table serves its sessions.
 
 `AGENTHUB_REPLICA_NAME`, when set, is sent back on every MCP response as `x-agenthub-replica` (which replica
 served a request, for an operator behind a load balancer and for the scale-out tests).
@@ -25,9 +31,10 @@ from starlette.types import Message, Receive, Scope, Send
 
 from connectors.auth.crypto import MASTER_KEY_ENV
 from hub.doors.mcp_fast import read_body, replay_body
-from hub.doors.mcp_relay import EndpointSessions, SessionsUnavailable
+from hub.doors.mcp_relay import EndpointSessions, SessionBus, SessionsUnavailable
 from hub.mcp_sdk import live_session
 from hub.settings import Settings
+from hub.store.session_bus import KEY_ENV, SOCKET_ENV
 
 if TYPE_CHECKING:
     from hub.doors.mcp_cluster import ClusterSessions
@@ -40,7 +47,7 @@ NOT_SHARED = (
     f"Session not found: sessions are shared between replicas only when every replica has the same {MASTER_KEY_ENV}"
 )
 SESSION_NOT_FOUND = "Session not found"
-UNAVAILABLE = "MCP sessions are unavailable: the shared session store (Redis) cannot be reached"
+UNAVAILABLE = "MCP sessions are unavailable: the shared session store cannot be reached"
 
 
 class SharedEndpoint(EndpointSessions, Protocol):
@@ -52,18 +59,20 @@ class SharedEndpoint(EndpointSessions, Protocol):
 
 @dataclass
 class SharedSessions:
-    """Redis is configured: `cluster` serves sessions from every replica, or is None when the master key is
-    missing (sessions stay in the process that opened them)."""
+    """Sessions are shared: `cluster` serves them from every process, or is None when Redis is configured but no
+    key can seal ids (sessions stay in the process that opened them)."""
 
     cluster: ClusterSessions | None
 
 
 async def start_shared(settings: Settings, task_group: anyio.abc.TaskGroup) -> SharedSessions | None:
-    """The shared sessions of this hub, listening on Redis in `task_group`; None without Redis."""
+    """The shared sessions of this hub, listening on their bus in `task_group`; None for a single process
+    without Redis."""
     url = settings.redis_url()
-    if url is None:
+    supervised = os.environ.get(SOCKET_ENV)
+    if url is None and not supervised:
         return None
-    master = os.environ.get(MASTER_KEY_ENV)
+    master = os.environ.get(MASTER_KEY_ENV) or _supervisor_key()
     if not master:
         logger.error(
             "AGENTHUB_REDIS_URL is set but %s is not: handshake-era MCP sessions are served only by the replica "
@@ -72,11 +81,41 @@ async def start_shared(settings: Settings, task_group: anyio.abc.TaskGroup) -> S
             MASTER_KEY_ENV,
         )
         return SharedSessions(None)
-    from hub.doors.mcp_cluster import ClusterSessions  # with Redis only: a hub without it never loads its client
+    if url is not None and not os.environ.get(MASTER_KEY_ENV):
+        logger.error(
+            "AGENTHUB_REDIS_URL is set but %s is not: handshake-era MCP sessions are served by the workers of this "
+            "machine only; set %s (the same value on every replica) to serve them from any replica",
+            MASTER_KEY_ENV,
+            MASTER_KEY_ENV,
+        )
+    from hub.doors.mcp_cluster import ClusterSessions
+    from hub.doors.mcp_seal import SessionSeal
 
-    cluster = ClusterSessions.from_url(master, url)
+    bus: SessionBus
+    if url is not None:
+        from hub.doors.mcp_bus_redis import RedisBus  # with Redis only: a hub without it never loads its client
+
+        bus = RedisBus.from_url(url)
+    else:
+        from hub.doors.mcp_bus_socket import SocketBus
+
+        bus = SocketBus(str(supervised))
+    cluster = ClusterSessions(SessionSeal(master), bus)
     await task_group.start(cluster.run)
     return SharedSessions(cluster)
+
+
+def _supervisor_key() -> str | None:
+    """The key the supervisor made for its run, when this is one of its workers."""
+    path = os.environ.get(KEY_ENV)
+    if not path:
+        return None
+    try:
+        with open(path, encoding="ascii") as key:
+            return key.read().strip() or None
+    except OSError as exc:
+        logger.error("cannot read the supervisor's session key: %s", exc)
+        return None
 
 
 class SharedRequest:

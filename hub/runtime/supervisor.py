@@ -13,10 +13,14 @@ costs a few megabytes beside its workers: everything that needs the configuratio
 
 Life cycle:
 
-- start: `prepare`, bind the socket (`SO_REUSEADDR`, IPv6 when the host has a colon, as uvicorn binds), start the
-  counter server in a private directory unless Redis is configured, start worker 0 and, once it serves, the others
-  (so the first start's one-time work in the database, such as creating the audit chain's head, runs in one process);
-  then print the announcement;
+- start: `prepare`, bind the socket (`SO_REUSEADDR`, IPv6 when the host has a colon, as uvicorn binds), make a
+  private directory (mode 0700) and, unless Redis is configured, start there the counter server and the session
+  bus (`hub.store.session_bus`: the relay and the ended sessions the workers share their handshake-era MCP
+  sessions through); without `AGENTHUB_MASTER_KEY`, write there a random key for this run (a 0600 file the
+  workers read; never an environment variable, which other tools print) that seals the sessions' ids, so a
+  session survives a worker's restart and a reload, and ends with the supervisor; start worker 0 and, once it
+  serves, the others (so the first start's one-time work in the database, such as creating the audit chain's
+  head, runs in one process); then print the announcement;
 - a worker that dies is started again after a delay that doubles with each failure in a row (0.5 s up to 30 s), so
   a crash loop does not spin; a worker that served for `STABLE_S` seconds before dying starts the count afresh.
   When no worker has ever served and `GIVE_UP` starts failed in a row, the supervisor gives up (exit 1);
@@ -75,9 +79,17 @@ KILL_MARGIN_S = 10.0
 drain: upstreams close, the request log flushes)."""
 BACKLOG = 2048
 """The listening socket's backlog (uvicorn's default)."""
+_COUNTERS, _SESSIONS, _KEY = "counters.sock", "sessions.sock", "session.key"
+"""What the supervisor's private directory holds."""
+_SESSIONS_ENV = "AGENTHUB_SESSIONS_SOCKET"
+"""= `hub.store.session_bus.SOCKET_ENV` (not imported from there: with Redis the supervisor never loads it)."""
+_KEY_ENV = "AGENTHUB_SESSION_KEY_FILE"
+"""= `hub.store.session_bus.KEY_ENV`."""
+_MASTER_KEY_ENV = "AGENTHUB_MASTER_KEY"
+"""= `connectors.auth.crypto.MASTER_KEY_ENV` (not imported: the supervisor loads nothing it does not need)."""
 
 
-class _Counters(Protocol):
+class _Service(Protocol):
     def start(self) -> None: ...
     def close(self) -> None: ...
 
@@ -91,15 +103,13 @@ class Plan(NamedTuple):
     grace: float
     redis: bool
     keys: tuple[tuple[str, str], ...] = ()
-    shared_sessions: bool = True
-    """Whether a handshake-era MCP session opened on one worker is served by the others (Redis and the master key)."""
 
     @classmethod
     def from_report(cls, raw: bytes) -> Plan:
         data: dict[str, Any] = json.loads(raw)
         keys = tuple((str(name), str(secret)) for name, secret in data.get("keys", []))
         host, port, workers, grace = str(data["host"]), int(data["port"]), int(data["workers"]), float(data["grace"])
-        return cls(host, port, workers, grace, bool(data["redis"]), keys, bool(data.get("shared_sessions", True)))
+        return cls(host, port, workers, grace, bool(data["redis"]), keys)
 
 
 class _Worker:
@@ -154,7 +164,10 @@ class Supervisor:
         self._reload_again = False
         self._sock: socket.socket | None = None
         self._dir: str | None = None
-        self._counters: _Counters | None = None
+        self._counters: _Service | None = None
+        self._bus: _Service | None = None
+        self._key: str | None = None
+        """The file of the key that seals session ids for this run (None with `AGENTHUB_MASTER_KEY`)."""
 
     # -- start and stop -------------------------------------------------------------------------------------------
 
@@ -178,6 +191,7 @@ class Supervisor:
                 logger.error("cannot listen on %s:%s: %s", plan.host, plan.port, exc.strerror or exc)
                 return 1
             self._dir = _private_directory()
+            self._ensure_session_key()
             self._ensure_counters(plan)
             self._candidate = (1, plan)
             self._spawn(0, 1, plan, announce=True)
@@ -197,28 +211,48 @@ class Supervisor:
         return self._exit_code
 
     def _close(self) -> None:
-        if self._counters is not None:
-            self._counters.close()
-            self._counters = None
+        for service in (self._counters, self._bus):
+            if service is not None:
+                service.close()
+        self._counters = self._bus = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
         if self._dir is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self._dir, "counters.sock"))  # the counter server removes it; a crash may not
+            for name in (_COUNTERS, _SESSIONS, _KEY):  # the servers remove their sockets; a crash may not
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(self._dir, name))
             with contextlib.suppress(OSError):
                 os.rmdir(self._dir)
             self._dir = None
 
     def _ensure_counters(self, plan: Plan) -> None:
-        """Rate-limit and budget counters for the workers of this machine, unless Redis holds them."""
-        if plan.redis or self._counters is not None or self._dir is None:
+        """Rate-limit and budget counters, and the session bus, for the workers of this machine, unless Redis holds
+        them."""
+        if plan.redis or self._dir is None:
             return
-        from hub.store.shared_counters import CounterServer
+        if self._counters is None:
+            from hub.store.shared_counters import CounterServer
 
-        server = CounterServer(os.path.join(self._dir, "counters.sock"))
-        server.start()
-        self._counters = server
+            server = CounterServer(os.path.join(self._dir, _COUNTERS))
+            server.start()
+            self._counters = server
+        if self._bus is None:
+            from hub.store.session_bus import SessionBusServer
+
+            bus = SessionBusServer(os.path.join(self._dir, _SESSIONS))
+            bus.start()
+            self._bus = bus
+
+    def _ensure_session_key(self) -> None:
+        """Without `AGENTHUB_MASTER_KEY`, a key for this run that seals the workers' session ids."""
+        if os.environ.get(_MASTER_KEY_ENV) or self._dir is None:
+            return
+        from hub.store.session_bus import write_key
+
+        path = os.path.join(self._dir, _KEY)
+        write_key(path)
+        self._key = path
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self._signals.append(signum)
@@ -306,9 +340,13 @@ class Supervisor:
         if announce:
             argv.append("--announce")
         env = dict(os.environ)
-        env.pop(COUNTERS_ENV, None)
+        for name in (COUNTERS_ENV, _SESSIONS_ENV, _KEY_ENV):
+            env.pop(name, None)
         if not plan.redis and self._dir is not None:
-            env[COUNTERS_ENV] = os.path.join(self._dir, "counters.sock")
+            env[COUNTERS_ENV] = os.path.join(self._dir, _COUNTERS)
+            env[_SESSIONS_ENV] = os.path.join(self._dir, _SESSIONS)
+        if self._key is not None:
+            env[_KEY_ENV] = self._key
         try:
             process = subprocess.Popen(argv, pass_fds=(sock_fd, write_fd), env=env, stdin=subprocess.DEVNULL)
         finally:
@@ -388,13 +426,6 @@ class Supervisor:
             _out(f"Virtual key '{name}' (shown once, store it now): {secret}")
         for line in upstreams:
             _out(line)
-        if not plan.shared_sessions:
-            logger.warning(
-                "MCP sessions of the protocol revisions before 2026-07-28 live in the worker that opened them: with %d "
-                "workers a client's next connection may reach another worker and get 'session not found'. Set "
-                "[hub] redis_url and AGENTHUB_MASTER_KEY to share them, or serve with --workers 1",
-                plan.workers,
-            )
 
     def _reap(self) -> None:
         for worker in list(self._workers):

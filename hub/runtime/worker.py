@@ -53,10 +53,9 @@ def usable_cores() -> int:
 
 
 def worker_count(settings: Settings, cli: int | None) -> int:
-    """Workers to run: `--workers`, else `AGENTHUB_WORKERS`, else `[hub] workers`. `auto` is `usable_cores()` where
-    the workers can share handshake-era MCP sessions (Redis and `AGENTHUB_MASTER_KEY`, see `hub.doors.mcp_shared`),
-    and one worker otherwise: a session lives in the process that opened it, and a client's next connection may
-    reach another worker.
+    """Workers to run: `--workers`, else `AGENTHUB_WORKERS`, else `[hub] workers`. `auto` is `usable_cores()`: the
+    workers of one supervisor always share handshake-era MCP sessions (through Redis, or through the supervisor
+    without it; see `hub.doors.mcp_shared`).
 
     Raises:
         ConfigError: `AGENTHUB_WORKERS` is neither `auto` nor a number in range.
@@ -65,7 +64,7 @@ def worker_count(settings: Settings, cli: int | None) -> int:
         return cli
     value: int | str = os.environ.get(WORKERS_ENV) or settings.hub.workers
     if value == "auto":
-        return usable_cores() if shares_sessions(settings) else 1
+        return usable_cores()
     if isinstance(value, str):
         if not value.isdigit():
             raise ConfigError(f'{WORKERS_ENV} must be "auto" or a number from 1 to {MAX_WORKERS}, got {value!r}')
@@ -76,7 +75,8 @@ def worker_count(settings: Settings, cli: int | None) -> int:
 
 
 def shares_sessions(settings: Settings) -> bool:
-    """Whether processes of this configuration serve each other's handshake-era MCP sessions."""
+    """Whether the replicas of this configuration (hubs on other machines, or started apart) serve each other's
+    handshake-era MCP sessions: Redis and `AGENTHUB_MASTER_KEY`. The workers of one supervisor always do."""
     return settings.redis_url() is not None and bool(os.environ.get(MASTER_KEY_ENV))
 
 
@@ -106,7 +106,6 @@ def prepare(args: argparse.Namespace) -> int:
         "grace": settings.hub.shutdown_grace_s,
         "redis": settings.redis_url() is not None,
         "keys": [[key.name, key.secret] for key in opened.generated_keys],
-        "shared_sessions": shares_sessions(settings),
     }
     with os.fdopen(args.report_fd, "wb") as out:
         out.write(orjson.dumps(report))
@@ -120,6 +119,7 @@ def serve(args: argparse.Namespace) -> int:
     from hub.runtime.serving import open_checked, serve_hub, settle_gc, upstream_lines
 
     _die_with_parent()
+    _name_worker(args.index)
     settings = load_settings(args.config, listen=args.listen)
     share = pool_share(settings.hub.code_mode_pool, args.workers or 1)
     settings = settings.model_copy(update={"hub": settings.hub.model_copy(update={"code_mode_pool": share})})
@@ -138,6 +138,16 @@ def serve(args: argparse.Namespace) -> int:
 
 
 _PR_SET_PDEATHSIG = 1
+_REPLICA_ENV = "AGENTHUB_REPLICA_NAME"
+"""= `hub.doors.mcp_shared.REPLICA_ENV` (not imported here: the worker loads the app once its settings are read)."""
+
+
+def _name_worker(index: int) -> None:
+    """`AGENTHUB_REPLICA_NAME` (sent back as `x-agenthub-replica`, see `hub.doors.mcp_shared`) gains this worker's
+    index, `NAME/INDEX`, so an operator sees which worker of which replica served a request."""
+    name = os.environ.get(_REPLICA_ENV)
+    if name:
+        os.environ[_REPLICA_ENV] = f"{name}/{index}"
 
 
 def _die_with_parent() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 from hub.governance.counters import ReserveResult, Slot, SlotValue
@@ -13,13 +12,19 @@ from hub.governance.counters import ReserveResult, Slot, SlotValue
 __all__ = ["InMemoryCounters"]
 
 
-@dataclass(slots=True)
 class _Cell:
-    used: int = 0
-    held: int = 0
-    expires: float = 0.0
-    next_deadline: float = float("inf")
-    leases: dict[str, tuple[int, float]] = field(default_factory=dict[str, tuple[int, float]])
+    """One counter. A plain class with slots rather than a dataclass: the counter server runs this module in the
+    supervisor of `agenthub serve --workers N`, whose memory is budgeted, and `dataclasses` loads `inspect` and
+    `ast`."""
+
+    __slots__ = ("expires", "held", "leases", "next_deadline", "used")
+
+    def __init__(self) -> None:
+        self.used = 0
+        self.held = 0
+        self.expires = 0.0
+        self.next_deadline = float("inf")
+        self.leases: dict[str, tuple[int, float]] = {}
 
     def release_expired(self, now: float) -> None:
         if now < self.next_deadline:

@@ -10,7 +10,7 @@ import pytest
 
 from connectors.auth.crypto import MASTER_KEY_ENV
 from hub.cli.main import build_parser, main
-from hub.runtime.worker import WORKERS_ENV, pool_share, usable_cores, worker_count
+from hub.runtime.worker import WORKERS_ENV, pool_share, shares_sessions, usable_cores, worker_count
 from hub.settings import ConfigError, settings_from_dict
 
 
@@ -45,36 +45,41 @@ def test_config_check_prints_the_worker_count(
     assert check(tmp_path, "workers = 3\nshutdown_grace_s = 5") == 0
     assert "3 workers" in capsys.readouterr().out
     assert check(tmp_path, 'workers = "auto"') == 0
-    assert "1 worker" in capsys.readouterr().out  # no Redis: MCP sessions could not be shared between workers
+    cores = usable_cores()
+    assert f"{cores} worker{'s' if cores > 1 else ''}" in capsys.readouterr().out  # no Redis needed
 
 
 def test_the_worker_count_takes_the_flag_then_the_environment_then_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = settings_from_dict({"hub": {"workers": 3}})
     monkeypatch.delenv(WORKERS_ENV, raising=False)
     assert worker_count(settings, None) == 3
-    assert worker_count(settings_from_dict({}), None) == 1
+    assert worker_count(settings_from_dict({}), None) == usable_cores()
     monkeypatch.setenv(WORKERS_ENV, "2")
     assert worker_count(settings, None) == 2
     assert worker_count(settings, 5) == 5
     monkeypatch.setenv(WORKERS_ENV, "auto")
-    assert worker_count(settings, None) == 1
+    assert worker_count(settings, None) == usable_cores()
     for bad in ("0", "two", "-1", "999"):
         monkeypatch.setenv(WORKERS_ENV, bad)
         with pytest.raises(ConfigError, match=WORKERS_ENV if not bad.isdigit() else "workers must be"):
             worker_count(settings, None)
 
 
-def test_auto_is_every_core_only_where_workers_can_share_mcp_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A handshake-era MCP session lives in the process that opened it unless sessions are shared (Redis and the
-    master key): `auto` then counts the cores, and is one worker otherwise; a number is taken as it is."""
+def test_auto_is_every_core_with_or_without_redis_and_the_master_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers of one supervisor share handshake-era MCP sessions through it when there is no Redis, under a
+    key it makes when there is no master key: `auto` counts the cores in every case; a number is taken as it is.
+    Replicas share sessions only with Redis and the master key (`shares_sessions`)."""
     monkeypatch.delenv(WORKERS_ENV, raising=False)
     monkeypatch.delenv(MASTER_KEY_ENV, raising=False)
     monkeypatch.delenv("AGENTHUB_REDIS_URL", raising=False)
     with_redis = settings_from_dict({"hub": {"redis_url": "redis://127.0.0.1:1/0"}})
-    assert worker_count(with_redis, None) == 1  # Redis without the master key: ids cannot be sealed
+    embedded = settings_from_dict({})
+    assert worker_count(with_redis, None) == usable_cores()
+    assert worker_count(embedded, None) == usable_cores()
+    assert not shares_sessions(with_redis) and not shares_sessions(embedded)
     monkeypatch.setenv(MASTER_KEY_ENV, "k" * 44)
     assert worker_count(with_redis, None) == usable_cores()
-    assert worker_count(settings_from_dict({}), None) == 1
+    assert shares_sessions(with_redis) and not shares_sessions(embedded)
     assert worker_count(settings_from_dict({"hub": {"workers": 2}}), None) == 2
 
 
