@@ -10,6 +10,9 @@ request log's flushes and the change follower's polls run on timers, so a run th
 (and under callgrind a run takes a minute or more, longer on a busy machine): before the calls, the hub is left idle
 for `--idle` seconds and what it does meanwhile gives the timers' rate, and the "net" figure takes that rate times
 the calls' duration off the total. Each side is measured `--runs` times, alternating, and the lowest count is shown.
+The work a call leaves behind is counted with it: after the warm-up and after the calls the benchmark waits until
+the hub has written its request log and, when it traces, until the sink has received the spans and records, so that
+the idle window holds none of the warm-up's export and the calls' window holds all of their own.
 
 `--tracing` measures this tree a second time with tracing on at 100% sampling (`OTEL_EXPORTER_OTLP_ENDPOINT` set to
 an OTLP/HTTP sink the benchmark serves on 127.0.0.1, answering every export with 200): spans and log records are
@@ -21,6 +24,7 @@ hot path against the key check.
 
     .venv/bin/python bench/instructions_bench.py [--calls 400] [--runs 2] [--door mcp|llm|messages|messages-stream]
         [--idle 10] [--baseline ../other-checkout --baseline-python PY] [--tracing] [--signed-in]
+    .venv/bin/python bench/instructions_bench.py --sink PORT   (the sink alone, for bench/_telemetry.py)
 
 Needs valgrind (Debian package `valgrind`).
 """
@@ -197,8 +201,23 @@ class _Sink(http.server.BaseHTTPRequestHandler):
         self.send_header("content-length", "0")
         self.end_headers()
 
+    def do_GET(self) -> None:
+        """What the sink received so far, as JSON (the sink's process reports it this way)."""
+        body = json.dumps(_Sink.received).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+def serve_sink(port: int) -> None:
+    """Serve the sink on `port` until the process is stopped (`--sink PORT`: the throughput benchmarks run it in a
+    process of its own)."""
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), _Sink).serve_forever()
 
 
 def otlp_sink() -> tuple[http.server.ThreadingHTTPServer, str]:
@@ -206,6 +225,25 @@ def otlp_sink() -> tuple[http.server.ThreadingHTTPServer, str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+SETTLE_S = 2.0
+"""After the calls, the time the request log's writer (a flush every 0.5 s) is given to write their rows."""
+
+
+def settle(otlp: str | None) -> None:
+    """Wait until what the hub does after the calls is done: its request log's last flush and, when it exports
+    (`otlp`), the export of the spans and log records the calls made (sent in batches up to 5 s after the first
+    span of a batch, and slower under callgrind): until the sink has received nothing for a while."""
+    time.sleep(SETTLE_S)
+    if otlp is None:
+        return
+    quiet, last = 0, dict(_Sink.received)
+    while quiet < 8:  # 8 s without an export: the batch threads had nothing left to send
+        time.sleep(1.0)
+        now = dict(_Sink.received)
+        quiet = quiet + 1 if now == last else 0
+        last = now
 
 
 def _total(dump: Path) -> int:
@@ -224,7 +262,8 @@ def measure(
     With `otlp` (a collector's base URL) the hub traces every call and exports there."""
     upstream_port, hub_port = free_port(), free_port()
     tmp = Path(tempfile.mkdtemp(prefix="agenthub-instructions-"))
-    env = {**os.environ, "PYTHONPATH": str(root), "BENCH_OPENAI_KEY": "sk-bench"}
+    # one process: callgrind counts the process it starts (a supervisor's workers would run uncounted)
+    env = {**os.environ, "PYTHONPATH": str(root), "BENCH_OPENAI_KEY": "sk-bench", "AGENTHUB_WORKERS": "1"}
     token = MCP_KEY
     if otlp is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp
@@ -254,7 +293,7 @@ def measure(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_listening(hub_port, 600)
+        wait_listening(hub_port, 1800)  # hub start-up under callgrind takes minutes, more on a busy machine
         path, drive = {
             "mcp": ("/mcp", lambda url, n: mcp_calls(url, n, token)),
             "llm": ("/v1/chat/completions", chat_calls),
@@ -262,12 +301,14 @@ def measure(
         }.get(door, ("/v1/messages", messages_calls))
         url = f"http://127.0.0.1:{hub_port}{path}"
         asyncio.run(drive(url, 100))
+        settle(otlp)  # the warm-up's spans and records are exported before the counts start
         subprocess.run(["callgrind_control", "-z", str(hub.pid)], check=True, capture_output=True)
         time.sleep(idle)  # the hub does nothing but its timers meanwhile
         subprocess.run(["callgrind_control", "-d", str(hub.pid)], check=True, capture_output=True)
         subprocess.run(["callgrind_control", "-z", str(hub.pid)], check=True, capture_output=True)
         started = time.monotonic()
         asyncio.run(drive(url, calls))
+        settle(otlp)  # and the calls' own are exported within them
         busy = time.monotonic() - started
         subprocess.run(["callgrind_control", "-d", str(hub.pid)], check=True, capture_output=True)
     finally:
@@ -301,7 +342,11 @@ def main() -> None:
     parser.add_argument(
         "--signed-in", action="store_true", help="measure tools/call with a virtual key against a signed-in token"
     )
+    parser.add_argument("--sink", type=int, metavar="PORT", help="only serve the OTLP/HTTP sink on PORT, until stopped")
     args = parser.parse_args()
+    if args.sink is not None:
+        serve_sink(args.sink)
+        return
     if args.tracing:
         trace_table(args)
         return

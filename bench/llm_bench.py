@@ -27,8 +27,12 @@ JSON back: a vector-sized body is what an embeddings proxy handles.
 that of its supervisor and all its workers. Each row also carries the load generator's own CPU during the throughput
 runs (`loadgen32`, `loadgen128`, in cores), since on a small machine it shares the cores with the hub.
 
+`--telemetry` measures only what observability costs: this tree's hub with metrics off, with metrics on, and with
+tracing on at 100% sampling (exported to a sink on 127.0.0.1), in alternating rounds (`bench/_telemetry.py`):
+throughput and CPU per request at concurrency 32 and 128, for chat (or the `--cases` given).
+
 Run: `.venv/bin/python bench/llm_bench.py [seconds-per-run] [rounds] [--baseline DIR] [--cases messages,...]
-[--workers N]`.
+[--workers N] [--telemetry]`.
 """
 
 from __future__ import annotations
@@ -291,6 +295,61 @@ def report(results: dict[tuple[str, str], dict[str, float]]) -> None:
         )
 
 
+def telemetry_axis(seconds: float, rounds: int, workers: int, cases: list[str]) -> None:
+    """`--telemetry`: three hubs of this tree (metrics off, metrics on, tracing on) in front of one mock, measured
+    in alternating rounds (`bench/_telemetry.py`)."""
+    from _telemetry import VARIANTS, alternate, config_of, env_of, load_average, otlp_sink, report
+
+    at_start = load_average()
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory() as tmp, otlp_sink() as sink:
+        try:
+            mock_port = free_port()
+            procs.append(start([sys.executable, "-c", MOCK, str(mock_port)], mock_port))
+            upstream = f"http://127.0.0.1:{mock_port}"
+            hubs: dict[str, Target] = {}
+            agenthub = str(Path(sys.executable).with_name("agenthub"))
+            for variant in VARIANTS:
+                port, folder = free_port(), Path(tmp) / variant.replace(" ", "-")
+                folder.mkdir()
+                config = folder / "agenthub.toml"
+                text = HUB_CONFIG.format(port=port, dir=folder, key=KEY, upstream=upstream) + config_of(variant)
+                config.write_text(text)
+                env = {**os.environ, "BENCH_OPENAI_KEY": "sk-bench", "AGENTHUB_MASTER_KEY": "bench-" + "0" * 40}
+                env |= env_of(variant, sink)
+                hub = start_hub_workers([agenthub, "serve", "--config", str(config)], port, env, workers)
+                procs.append(hub)
+                hubs[variant] = (f"http://127.0.0.1:{port}", hub.pid)
+
+            async def run(variant: str) -> dict[str, float]:
+                base, pid = hubs[variant]
+                out: dict[str, float] = {}
+                for case in cases:
+                    path, body, stream = KINDS[case]
+                    async with client() as session:
+                        one = requester(session, base + path, body, stream)
+                        for _ in range(50):  # warm the connections
+                            await one()
+                        for concurrency in (32, 128):
+                            before = cpu_seconds(pid) if pid is not None else None
+                            rps = await throughput(one, concurrency, seconds)
+                            after = cpu_seconds(pid) if pid is not None else None
+                            out[f"{case} rps{concurrency}"] = rps
+                            if before is not None and after is not None and rps > 0:
+                                out[f"{case} cpu{concurrency}"] = (after - before) / (rps * seconds) * 1e6
+                return out
+
+            samples = alternate(rounds, lambda variant: asyncio.run(run(variant)))
+        finally:
+            for proc in reversed(procs):
+                stop(proc)
+    rows: list[tuple[str, str]] = []
+    for case in cases:
+        rows += [(f"{case} req/s, c={c}", f"{case} rps{c}") for c in (32, 128)]
+        rows += [(f"{case} hub CPU per request (µs), c={c}", f"{case} cpu{c}") for c in (32, 128)]
+    report(samples, rows, (at_start, load_average()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("seconds", nargs="?", type=float, default=3.0, help="seconds per throughput run")
@@ -298,7 +357,13 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, help="another checkout whose hub is measured in the same rounds")
     parser.add_argument("--cases", help=f"comma-separated cases to run (default: all of {', '.join(KINDS)})")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the hub under test")
+    parser.add_argument(
+        "--telemetry", action="store_true", help="only measure metrics off / metrics on / tracing on (this tree)"
+    )
     args = parser.parse_args()
+    if args.telemetry:
+        telemetry_axis(args.seconds, args.rounds, args.workers, args.cases.split(",") if args.cases else ["chat"])
+        return
     if args.cases:
         for name in set(KINDS) - set(args.cases.split(",")):
             del KINDS[name]

@@ -23,7 +23,11 @@ any live token), so the figure compares the two checks on the hot path and nothi
 supervisor and all its workers, and the load generator's own CPU (in cores) is printed beside it, since on a small
 machine the two share the cores.
 
+`--telemetry` measures only what observability costs: this tree's hub with metrics off, with metrics on, and with
+tracing on at 100% sampling (exported to a sink on 127.0.0.1), in alternating rounds (`bench/_telemetry.py`).
+
     .venv/bin/python bench/mcp_bench.py [--seconds 5] [--rounds 3] [--baseline DIR] [--signed-in] [--workers N] [--json]
+    .venv/bin/python bench/mcp_bench.py --telemetry [--seconds 5] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -255,24 +259,71 @@ def mint_person_token(database: str, issuer: str) -> str:
 
 
 def start_hub(
-    upstream_port: int, tree: Path | None, *, signed_in: bool = False, workers: int = 1
+    upstream_port: int,
+    tree: Path | None,
+    *,
+    signed_in: bool = False,
+    workers: int = 1,
+    config_extra: str = "",
+    env_extra: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], int, str | None]:
     """`agenthub serve --workers N` (of this checkout, or of `tree` on PYTHONPATH) in front of the upstream; with
-    `signed_in`, `[sign_in]` on and a person's access token (returned) minted for it."""
+    `signed_in`, `[sign_in]` on and a person's access token (returned) minted for it; `config_extra` is appended to
+    its configuration file and `env_extra` to its environment."""
     port = free_port()
     tmp = Path(tempfile.mkdtemp(prefix="agenthub-bench-"))
     config = tmp / "bench.toml"
-    text = HUB_CONFIG.format(port=port, dir=tmp, upstream=upstream_port, key=KEY)
+    text = HUB_CONFIG.format(port=port, dir=tmp, upstream=upstream_port, key=KEY) + config_extra
     token = None
     if signed_in:
         text += SIGN_IN_CONFIG.format(port=port)
         token = mint_person_token(f"sqlite:///{tmp}/bench.db", f"http://127.0.0.1:{port}")
     config.write_text(text)
-    env = {**os.environ, "AGENTHUB_MASTER_KEY": "bench-" + "0" * 40}  # sessions any worker can serve are sealed
+    env = dict(os.environ)  # with N workers, sessions are shared through the supervisor (or Redis, when set)
+    env |= env_extra or {}
     if tree is not None:
         env["PYTHONPATH"] = str(tree.resolve())
     agenthub = str(Path(sys.executable).parent / "agenthub")
     return start_hub_workers([agenthub, "serve", "--config", str(config)], port, env, workers), port, token
+
+
+def telemetry_axis(args: argparse.Namespace, upstream_port: int) -> None:
+    """`--telemetry`: throughput and the hub's CPU per call at c=16 and c=64 with metrics off, metrics on, and
+    tracing on (100%, exported to a sink on 127.0.0.1), three hubs of this tree in alternating rounds
+    (`bench/_telemetry.py`)."""
+    from _telemetry import VARIANTS, alternate, config_of, env_of, load_average, otlp_sink, report
+
+    headers = {"Authorization": f"Bearer {KEY}", "x-bench": "8"}
+    at_start = load_average()
+    hubs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    with otlp_sink() as sink:
+        try:
+            for variant in VARIANTS:
+                extra, env = config_of(variant), env_of(variant, sink)
+                process, port, _none = start_hub(upstream_port, None, workers=args.workers, config_extra=extra,
+                                                 env_extra=env)  # fmt: skip
+                hubs[variant] = (process, port)
+            time.sleep(2.0)
+
+            def one(variant: str) -> dict[str, float]:
+                process, port = hubs[variant]
+                url, out = f"http://127.0.0.1:{port}/mcp", {}
+                for c in (16, 64):
+                    rps, cpu = asyncio.run(throughput(url, headers, c, args.seconds, process.pid))
+                    out[f"rps_c{c}"], out[f"cpu_c{c}_us"] = rps, cpu
+                return out
+
+            samples = alternate(args.rounds, one)
+        finally:
+            for process, _port in hubs.values():
+                stop(process)
+    rows = [
+        ("tools/call throughput (calls/s), c=16", "rps_c16"),
+        ("tools/call throughput (calls/s), c=64", "rps_c64"),
+        ("hub CPU per call (µs), c=16", "cpu_c16_us"),
+        ("hub CPU per call (µs), c=64", "cpu_c64_us"),
+    ]
+    report(samples, rows, (at_start, load_average()))
 
 
 def median_of(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -296,11 +347,20 @@ def main() -> None:
     parser.add_argument("--signed-in", action="store_true", help="also measure a signed-in person's token")
     parser.add_argument("--workers", type=int, default=1, help="worker processes of the hub under test")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--telemetry", action="store_true", help="only measure metrics off / metrics on / tracing on (this tree)"
+    )
     args = parser.parse_args()
 
     up_port = free_port()
     argv = [sys.executable, "tests/servers/fixture_server.py", "--transport", "streamable-http"]
     upstream = start([*argv, "--port", str(up_port), "--extra-tools", "200"], up_port)
+    if args.telemetry:
+        try:
+            telemetry_axis(args, up_port)
+        finally:
+            stop(upstream)
+        return
     hubs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     samples: dict[str, list[dict[str, float]]] = {"direct": [], "hub": []}
     headers = {"Authorization": f"Bearer {KEY}", "x-bench": "8"}

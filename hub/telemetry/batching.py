@@ -1,8 +1,10 @@
 """A batch export thread: items are queued by the hot path, encoded and sent from one thread in batches.
 
-Queueing is a `deque.append` and a length check (thread-safe without a lock); the thread is woken only when a
-batch is full, else it wakes every `delay_s` (`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY` for logs). A
-queue at `max_queue` drops new items and counts them (telemetry never holds a call up or grows without bound).
+Queueing is a `deque.append` and a length check (thread-safe without a lock). While nothing is queued the thread
+sleeps without a timeout (an idle hub's exporters cost nothing); the first item queued wakes it, and it exports
+`delay_s` later (`OTEL_BSP_SCHEDULE_DELAY`, `OTEL_BLRP_SCHEDULE_DELAY` for logs) or as soon as a batch is full,
+whichever comes first. A queue at `max_queue` drops new items and counts them (telemetry never holds a call up or
+grows without bound).
 `force_flush` exports everything queued before it was called; `shutdown` exports the rest and stops the thread.
 """
 
@@ -79,14 +81,14 @@ class Batcher(Generic[T]):
         self._thread.start()
 
     def add(self, item: T) -> None:
-        """Queue `item` (on the hot path: an append, and a wake-up once per full batch)."""
+        """Queue `item` (on the hot path: an append, and a wake-up for the first item of a batch and a full one)."""
         queue = self.queue
         n = len(queue)
         if n >= self._max_queue:
             self.dropped += 1
             return
         queue.append(item)
-        if n + 1 == self._max_batch:
+        if n == 0 or n + 1 == self._max_batch:
             self._wake.set()
 
     def force_flush(self, timeout_s: float = 30.0) -> bool:
@@ -107,9 +109,14 @@ class Batcher(Generic[T]):
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
+        wake = self._wake
         while True:
-            self._wake.wait(self._delay)
-            self._wake.clear()
+            if not self.queue and not self._flushes and not self._stopping:
+                wake.wait()  # nothing to export: sleep until the first item, a flush or the end
+            wake.clear()
+            if not (self._flushes or self._stopping or len(self.queue) >= self._max_batch):
+                wake.wait(self._delay)  # the batch fills for `delay_s` at most
+                wake.clear()
             with self._lock:
                 flushes, self._flushes = self._flushes, []
             self._drain()

@@ -107,21 +107,52 @@ def _key_value(key: str, value: Any) -> bytes:
 
 def attribute_fields(tag: int, attributes: Mapping[str, Any], cache: dict[tuple[str, str], bytes] | None) -> bytes:
     """Each attribute as a `KeyValue` field with `tag` (a span's 9, a log record's 6, a resource's 1); an attribute
-    whose value is a string is taken from `cache` when seen before (unless its key is one of `UNIQUE_KEYS`)."""
+    whose value is a string is taken from `cache` when seen before (unless its key is one of `UNIQUE_KEYS`).
+
+    A string value, the common case, is written out here (the key's field cached, the two length prefixes looked
+    up): it runs in the export thread for every attribute of every span and log record, holding the GIL."""
     out: list[bytes] = []
+    append = out.append
+    lead = bytes((tag,))
+    small = _SMALL
     for key, value in attributes.items():
-        if cache is not None and type(value) is str and key not in UNIQUE_KEYS:
-            pair = (key, value)
-            encoded = cache.get(pair)
-            if encoded is None:
-                encoded = field(tag, _key_value(key, value))
-                if len(cache) >= _CACHE_LIMIT:
-                    cache.clear()
-                cache[pair] = encoded
-            out.append(encoded)
-        else:
-            out.append(field(tag, _key_value(key, value)))
+        if type(value) is not str:
+            append(field(tag, _key_value(key, value)))
+            continue
+        cached = cache if cache is not None and key not in UNIQUE_KEYS else None
+        if cached is not None:
+            encoded = cached.get((key, value))
+            if encoded is not None:
+                append(encoded)
+                continue
+        name = _KEYS.get(key)
+        if name is None:
+            name = _key_field(key)
+        raw = value.encode()
+        n = len(raw)
+        string = (b"\x0a" + small[n] if n < 4096 else b"\x0a" + _slow_varint(n)) + raw  # AnyValue.string_value
+        n = len(string)
+        pair = name + (b"\x12" + small[n] if n < 4096 else b"\x12" + _slow_varint(n)) + string  # KeyValue.value
+        n = len(pair)
+        encoded = lead + (small[n] if n < 4096 else _slow_varint(n)) + pair
+        if cached is not None:
+            if len(cached) >= _CACHE_LIMIT:
+                cached.clear()
+            cached[(key, value)] = encoded
+        append(encoded)
     return b"".join(out)
+
+
+_KEYS: dict[str, bytes] = {}
+"""Each attribute key's `KeyValue.key` field, encoded once (keys are the hub's own names, a small set)."""
+
+
+def _key_field(key: str) -> bytes:
+    encoded = field(0x0A, key.encode())
+    if len(_KEYS) >= _CACHE_LIMIT:
+        _KEYS.clear()
+    _KEYS[key] = encoded
+    return encoded
 
 
 def resource_field(tag: int, attributes: Mapping[str, Any]) -> bytes:

@@ -4,6 +4,7 @@ queue drops and counts, a failing export loses only its batch, and `shutdown` ex
 from __future__ import annotations
 
 import threading
+from types import FrameType
 
 from hub.telemetry.batching import Batcher, BatchSettings
 
@@ -52,3 +53,30 @@ def test_a_full_queue_drops_and_counts_and_a_failed_batch_is_dropped_alone() -> 
     batcher.shutdown()
     assert seen == [[0, 1, 2, 3], [9]], "the failed batch is gone, the next is exported (at shutdown)"
     assert not batcher.queue
+
+
+def test_an_idle_thread_sleeps_until_an_item_is_queued() -> None:
+    """With nothing queued the thread waits without a timeout: it does not wake every `delay_s` to find nothing.
+    Each time it starts waiting is counted (a profile function in the thread, which calls `Event.wait` for every
+    sleep); over the time an idle poller would wake many times, this one starts one wait."""
+    waits: list[float | None] = []
+    watched: list[threading.Thread] = []
+
+    def profile(frame: FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is threading.Event.wait.__code__ and threading.current_thread() in watched:
+            waits.append(frame.f_locals.get("timeout"))
+
+    exported = threading.Event()
+    threading.setprofile(profile)
+    try:
+        batcher = Batcher(lambda batch: exported.set(), BatchSettings(0.001, 100, 50), "t")
+        watched.append(batcher._thread)
+    finally:
+        threading.setprofile(None)
+    before = len(waits)
+    threading.Event().wait(0.3)  # not a synchronisation: the time in which a poller would show itself
+    assert waits[before:] in ([], [None]), "asleep with no timeout, not polling"
+    assert waits[:1] in ([], [None])
+    batcher.add(1)  # the first item wakes it, and the batch goes `delay_s` later
+    assert exported.wait(60)
+    batcher.shutdown()

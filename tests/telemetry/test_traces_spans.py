@@ -231,3 +231,60 @@ def test_sampling_follows_the_ratio_and_a_clients_decision() -> None:
     assert ratio_only.processor.force_flush() and exporter.get_finished_spans() == ()
     never.processor.shutdown()
     ratio_only.processor.shutdown()
+
+
+async def test_the_clients_sampling_decision_reaches_the_stage_spans_and_the_upstream() -> None:
+    """A client's `traceparent` (with `tracestate`) read by the ASGI layer: a sampled one gives the call its stage
+    spans, chained under the root, and the executor's upstream context; an unsampled one records nothing, yet
+    what goes upstream carries the client's trace and decision."""
+    from http1.propagation import trace_context
+    from hub.telemetry.traces import client_context
+
+    exporter = InMemorySpanExporter()
+    tracing = Tracing(TraceConfig("http://127.0.0.1:9/v1/traces", 0.0, "test"), exporter)
+    upstream: list[tuple[tuple[str, str], ...] | None] = []
+
+    async def remember(call: Call) -> Outcome:
+        upstream.append(trace_context.get())
+        return Outcome({})
+
+    stages, wrapped = tracing.wrap([AuditStage(), AuthnStage()], remember)
+    pipeline = compose(stages, wrapped)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await pipeline(Call("mcp", "mcp.tool", "echo", {}, credential="good"))
+
+    trace_id = "0af7651916cd43dd8448eb211c80319c"
+    for flags in ("01", "00"):
+        headers = [
+            (b"traceparent", f"00-{trace_id}-b7ad6b7169203331-{flags}".encode()),
+            (b"tracestate", b"v=1"),
+            (b"mcp-session-id", b"s-1"),
+        ]
+        await client_context(app)({"type": "http", "headers": headers}, None, None)  # type: ignore[arg-type]
+
+    assert tracing.force_flush()
+    spans = {f"{s.kind.name} {s.name}": s for s in exporter.get_finished_spans()}
+    assert set(spans) == {"SERVER tools/call echo", "INTERNAL agenthub.authn", "CLIENT tools/call echo"}, (
+        "only the sampled call is recorded"
+    )
+    root, authn, executor = (
+        spans["SERVER tools/call echo"],
+        spans["INTERNAL agenthub.authn"],
+        spans["CLIENT tools/call echo"],
+    )
+    assert root.parent is not None and root.parent.span_id == 0xB7AD6B7169203331 and root.parent.is_remote
+    assert root.attributes is not None and root.attributes["mcp.session.id"] == "s-1"
+    contexts = {name: span.get_span_context() for name, span in spans.items()}
+    assert all(c is not None and c.trace_id == int(trace_id, 16) for c in contexts.values())
+    root_context, authn_context = contexts["SERVER tools/call echo"], contexts["INTERNAL agenthub.authn"]
+    assert root_context is not None and authn_context is not None
+    assert authn.parent is not None and authn.parent.span_id == root_context.span_id
+    assert executor.parent is not None and executor.parent.span_id == authn_context.span_id
+    assert authn_context.trace_state.get("v") == "1"
+    sampled, unsampled = upstream
+    assert sampled is not None and unsampled is not None
+    assert sampled[0][1].startswith(f"00-{trace_id}-") and sampled[0][1].endswith("-01")
+    assert unsampled[0][1].startswith(f"00-{trace_id}-") and unsampled[0][1].endswith("-00")
+    assert ("tracestate", "v=1") in unsampled
+    tracing.shutdown()
