@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.app import Hub, open_hub
+from hub.console.mount import ConsoleSurface
 from hub.doors.mcp_http import McpTransport
 from hub.doors.metrics import METRICS_PATH, metrics_endpoint
 from hub.doors.probes import READYZ_PATH, Readiness, readiness_endpoint
@@ -133,6 +134,7 @@ def build_app(settings: Settings, hub: Hub | None = None, *, on_ready: Callable[
             Route(OAUTH_CALLBACK_PATH, admin, methods=["GET"]),
             Route(OAUTH_START_PATH, admin, methods=["GET", "POST"]),
             Route(ADMIN_PREFIX + "/{path:path}", admin),
+            Route("/ui/{path:path}", ConsoleSurface(ref, settings)),  # the admin console, loaded on first use
             Route("/v1/{path:path}", _Unrouted(ref, lambda: app.routes)),  # last: what those above do not serve
         ],
         lifespan=lifespan,

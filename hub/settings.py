@@ -19,6 +19,7 @@ from connectors.auth import AuthConfigError, resolve_auth_secrets
 from connectors.auth.config import resolve_reference
 from connectors.config import StdioConfig, UpstreamConfig, colliding
 from hub.audit.adminlog import AuditSection
+from hub.console.config import ConsoleSection
 from hub.governance.config import (
     BudgetConfig,
     CustomerConfig,
@@ -215,6 +216,8 @@ class Settings(BaseModel):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     sign_in: SignInSection | None = None
     """People sign in to `/mcp` through the organisation's identity provider (off unless present)."""
+    console: ConsoleSection = Field(default_factory=ConsoleSection)
+    """The admin console at `/ui`."""
     path: Path | None = None
     """Where the settings were read from (not a config key)."""
 

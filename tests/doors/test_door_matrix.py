@@ -768,6 +768,8 @@ ELSEWHERE = {
     "/oauth/callback": "browser flows bound to the person who started them (tests/auth)",
     "/oauth/start": "browser flows bound to the person who started them (tests/auth)",
     "/api/v1/{path:path}": "the admin API: RBAC and the audit chain on every operation (tests/admin/test_scope.py)",
+    "/ui/{path:path}": "the admin console: each action is an admin API request with the session's credential "
+    "(tests/console)",
 }
 """Routes outside the virtual-key pipeline, and what governs them instead."""
 
