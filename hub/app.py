@@ -9,6 +9,7 @@ session managers) lives in one task group owned by `Hub.running()`.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,9 @@ from hub.audit.spend import window_spend
 from hub.call import Call, Principal
 from hub.control import ControlPlane
 from hub.doors.mcp import McpDoor
+from hub.doors.mcp_lists import ListChanges
+from hub.doors.mcp_virtual import PREFIX as VIRTUAL_PREFIX, McpVirtualDoor, VirtualServers
+from hub.doors.mcp_virtual_store import VirtualCatalog
 from hub.executors import Executors, with_view
 from hub.executors.agent import AgentMode
 from hub.executors.code import CodeMode
@@ -53,6 +57,7 @@ from hub.stages.limits import LimitsStage
 from hub.store.counters import InMemoryCounters
 from hub.store.responses import ResponseStore
 from hub.store.sql import SqlStore
+from hub.store.virtual_tables import VirtualServerStore
 from hub.telemetry.traceconfig import log_config, trace_config
 from hub.upstream_auth.manager import HubAuth, open_token_store
 from hub.upstream_auth.store import TOKENS_CHANGED
@@ -109,6 +114,12 @@ class Hub:
     codemode: CodeMode = field(init=False)
     agent: AgentMode = field(init=False)
     listings: McpListings = field(init=False)
+    lists: ListChanges = field(init=False)
+    """The MCP sessions of every door, told when what their key sees of a list changes."""
+    virtual: VirtualServers = field(init=False)
+    """The virtual servers (`/mcp/v/NAME`) and their doors."""
+    virtual_catalog: VirtualCatalog | None = None
+    """The config file's virtual servers and the admin API's stored ones (set while running)."""
     sessions: SessionCap = field(init=False)
     """Open MCP sessions per key, and the cap on them."""
     tracing: Tracing | None = None
@@ -121,6 +132,8 @@ class Hub:
     """Follows admin changes made by other processes (set while running)."""
     _shared: McpExecutor = field(init=False)
     _tg: anyio.abc.TaskGroup | None = None
+    _loop_thread: int = 0
+    """The thread of the event loop the hub runs in (set with `_tg`)."""
     _keys_version: str = ""
     _key_installs: int = 0
     """How many key rings were installed so far (a follower's read that an install overtook is dropped)."""
@@ -130,7 +143,9 @@ class Hub:
     def __post_init__(self) -> None:
         self.codemode = CodeMode(self._code_mode_servers, pool_size=self.settings.hub.code_mode_pool)
         self.agent = AgentMode(lambda: self.pipeline, self.view, self.codemode)
-        self.listings = McpListings(self.view, self.codemode)
+        self.listings = McpListings(self.view, self.codemode, self.settings.hub.list_page_size)
+        self.lists = ListChanges(lambda key_id: self.keyring.get(key_id) or self._person(key_id), self.authenticate)
+        self.virtual = VirtualServers(self.settings.virtual_servers)
         self.sessions = SessionCap(self.settings.hub.max_sessions_per_key)
         self._shared = McpExecutor(self.registry)
 
@@ -166,6 +181,12 @@ class Hub:
             for gone in {k.id for k in self.keyring.keys()} - {k.id for k in ring.keys()}:
                 limiter.remove_key(gone)
         self.keyring = ring
+        tg = self._tg
+        if tg is not None:  # grants may have changed what sessions see
+            if threading.get_ident() == self._loop_thread:
+                tg.start_soon(self.lists.recheck)
+            else:  # `reload_keys` runs in a worker thread of the loop
+                anyio.from_thread.run_sync(tg.start_soon, self.lists.recheck)
 
     async def _follow_keys(self, versions: Mapping[str, str]) -> None:
         """Pick up key changes made by other processes (the CLI, other replicas) without a restart."""
@@ -225,6 +246,7 @@ class Hub:
         self.metrics = self._open_metrics()
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            self._loop_thread = threading.get_ident()
             await tg.start(auth.run)
             per_client = PerClientUpstreams(self.registry, tg, auth.http_auth_for)
             self.llm_router = await self._open_llm_router()
@@ -265,6 +287,9 @@ class Hub:
             tg.start_soon(self.responses.run_retention, keep_responses, hub.request_log_purge_interval_s)
             await tg.start(self.registry.run, list(self.settings.servers.values()))
             await self.control.start(tg)
+            virtual_store = await anyio.to_thread.run_sync(VirtualServerStore, self.store.engine)
+            self.virtual_catalog = VirtualCatalog(self.virtual, self.settings.virtual_servers, virtual_store)
+            await self.virtual_catalog.apply()
             # Budgets' spend comes back from the request log once per counter store (refused until it is in).
             await tg.start(BudgetSeeder(self.limiter, partial(window_spend, self.store.engine, keep=keep)).run)
             if self._code_mode_servers() or any(key.code_mode for key in self.keyring.keys()):
@@ -274,6 +299,7 @@ class Hub:
             watcher.follow({"governance", "servers"}, self.control.follow)
             watcher.follow({"guardrails"}, guardrails.follow)
             watcher.follow({"pins"}, pins.follow)
+            watcher.follow({"virtual_servers"}, self._follow_virtual)
             watcher.follow({TOKENS_CHANGED}, auth.follow)
             if self.signin is not None:
                 watcher.follow({"signin"}, self.signin.follow)
@@ -480,11 +506,46 @@ class Hub:
             codemode=self.codemode,
             credential=credential,
             listing=self.listings.listing,
+            lists=self.lists,
         )
         door.set_subscriber(self._subscribe_resource, self._unsubscribe_resource)
         if self.tracing is not None:
             door.server.middleware.insert(0, self.tracing.mcp_middleware)
         return door
+
+    def new_virtual_door(self, name: str, credential: Callable[[], str | None] | None = None) -> McpVirtualDoor:
+        """The door of the virtual server `name` on this hub's pipeline (`credential`: as for `new_door`)."""
+        assert self.pipeline is not None
+        door = McpVirtualDoor(
+            name,
+            self.virtual,
+            self.pipeline,
+            self.view,
+            authenticate=self.authenticate,
+            codemode=self.codemode,
+            credential=credential,
+            listing=self.listings.listing,
+            lists=self.lists,
+        )
+        door.set_subscriber(self._subscribe_resource, self._unsubscribe_resource)
+        if self.tracing is not None:
+            door.server.middleware.insert(0, self.tracing.mcp_middleware)
+        return door
+
+    async def _follow_virtual(self, _versions: Mapping[str, str]) -> None:
+        """Another process changed the stored virtual servers."""
+        if self.virtual_catalog is not None:
+            await self.virtual_catalog.apply(self.virtual_changed)
+
+    async def virtual_changed(self, names: list[str]) -> None:
+        """Virtual servers changed: their sessions re-read what they see there."""
+        view = self.registry.view
+        for name in names:
+            door = self.virtual.doors.get(name)
+            server = self.virtual.get(name)
+            if door is not None:
+                door.server.instructions = server.config.description if server is not None else None
+                await door.registry_changed(view)
 
     async def _subscribe_resource(self, server: str, uri: str) -> None:
         """Hold a subscription to a resource's updates on the server's shared session.
@@ -503,20 +564,22 @@ class Hub:
             await upstream.unsubscribe_resource(uri)
 
     async def _resource_updated(self, server: str, uri: str) -> None:
-        for door in [self.mcp, *self.server_doors.values()]:
+        for door in [self.mcp, *self.server_doors.values(), *self.virtual.doors.values()]:
             if door is not None:
                 await door.resource_updated(server, uri)
 
     async def _registry_changed(self, view: RegistryView) -> None:
         self.listings.clear()
-        doors = [self.mcp, *self.server_doors.values()]
+        doors = [self.mcp, *self.server_doors.values(), *self.virtual.doors.values()]
         for door in doors:
             if door is not None:
                 await door.registry_changed(view)
         await anyio.to_thread.run_sync(release_free_memory)  # what reading the new catalog left behind
 
     def door_for(self, server: str) -> McpDoor | None:
-        """The single-server door for `/mcp/{server}`, created on first use."""
+        """The single-server door for `/mcp/{server}`, or a virtual server's for `/mcp/v/NAME`, created on first use."""
+        if server.startswith(VIRTUAL_PREFIX):
+            return self.virtual.door(server[len(VIRTUAL_PREFIX) :], self.new_virtual_door)
         if server not in self.registry.upstreams:
             return None
         door = self.server_doors.get(server)
@@ -557,7 +620,9 @@ class Hub:
 
     def forget_server(self, name: str) -> None:
         """A run-time server was removed: its single-server endpoint goes with it."""
-        self.server_doors.pop(name, None)
+        door = self.server_doors.pop(name, None)
+        if door is not None:
+            self.lists.forget(door)
 
     def needs_client_session(self, server: str) -> bool:
         """Whether calls to `server` must run on the caller's own MCP session (per-client upstreams)."""

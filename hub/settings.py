@@ -8,6 +8,7 @@ the config file). Every error names the file, the key path and the problem.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from hub.governance.config import (
     RateLimitConfig,
     TeamConfig,
 )
+from hub.governance.filters import GlobSet
 from hub.governance.periods import parse_retention
 from hub.guardrails.config import GuardrailConfig
 from hub.identity.oidc import AdminSection
@@ -77,6 +79,10 @@ class HubSection(BaseModel):
     """Seconds between two looks at the change log for admin changes made by other processes (replicas, workers,
     the CLI); each look is one indexed read. With Redis, other replicas are also notified at once and this poll is
     the safety net."""
+    list_page_size: int = Field(default=500, ge=1, le=100_000)
+    """Most entries in one page of an MCP list (`tools/list`, `prompts/list`, `resources/list`,
+    `resources/templates/list`); a larger catalog is paged with `nextCursor`. 500 keeps every usual catalog (and
+    its list-changed refetch) to one round trip."""
     max_sessions_per_key: int = Field(default=64, ge=1)
     """Handshake-era MCP sessions one key may hold open at once (each costs memory until it ends); one more is
     refused with 429 until the client ends one or it times out."""
@@ -187,11 +193,67 @@ class KeyConfig(BaseModel):
     """Optional restriction to named provider keys, as `provider:key-name` globs."""
     expires_at: datetime | None = None
     code_mode: bool = False
+    tool_search: bool = False
+    """`search_tools` and `call_tool` instead of the tool list, on every MCP endpoint (docs/mcp-hub.md)."""
     chat_tools: list[str] = Field(default_factory=list[str])
     auto_execute: list[str] = Field(default_factory=list[str])
     max_agent_depth: int = Field(default=10, ge=1, le=100)
     code_limits: CodeLimits | None = None
     """Code Mode limits for this key's programs (wall time, memory, tool calls, output sizes, timeouts)."""
+
+
+VIRTUAL_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+"""A virtual server's name: one path segment of `/mcp/v/NAME`."""
+VIRTUAL_TOOL_NAME = r"^[A-Za-z0-9_.-]{1,128}$"
+"""A tool name a virtual server shows (the characters MCP clients accept in tool names)."""
+TOOL_SEARCH_NAMES = frozenset({"search_tools", "call_tool"})
+"""The meta-tools of `tool_search`: no tool of a virtual server that offers them may be shown under these names."""
+
+
+class ToolOverride(BaseModel):
+    """`[virtual_servers.NAME.tools_override."server__tool"]`: how a virtual server shows one tool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, pattern=VIRTUAL_TOOL_NAME)
+    """The name clients of the virtual server call it by (the pipeline still sees the real name)."""
+    description: str | None = Field(default=None, max_length=8192)
+
+
+class VirtualServerConfig(BaseModel):
+    """`[virtual_servers.NAME]`: a curated bundle of the catalog, served at `/mcp/v/NAME`.
+
+    `tools`, `prompts` and `resources` are globs over the same policy names a key's `tools` globs select
+    (`server__tool`, `server__prompt`, `server__<uri>`); a caller sees what both the bundle and its key allow.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = Field(default=None, max_length=8192)
+    """Sent to clients as the endpoint's `instructions`."""
+    tools: list[str] = Field(default_factory=list[str])
+    prompts: list[str] = Field(default_factory=list[str])
+    resources: list[str] = Field(default_factory=list[str])
+    """Globs over `server__<uri>` for resources and resource templates."""
+    tools_override: dict[str, ToolOverride] = Field(default_factory=dict[str, ToolOverride])
+    """Keyed by the real exposed name (`server__tool`), which must be one the `tools` globs select."""
+    tool_search: bool = False
+    """Offer `search_tools` and `call_tool` instead of the tool list (for very large bundles)."""
+
+    @model_validator(mode="after")
+    def _check_overrides(self) -> VirtualServerConfig:
+        selected = GlobSet(self.tools)
+        shown: dict[str, str] = {}
+        for real, override in self.tools_override.items():
+            if not selected.matches(real):
+                raise ValueError(f"tools_override names '{real[:128]}', which none of the tools globs select")
+            name = override.name or real
+            if name in shown:
+                raise ValueError(f"tools '{shown[name]}' and '{real[:128]}' would both be shown as '{name}'")
+            if self.tool_search and name in TOOL_SEARCH_NAMES:
+                raise ValueError(f"'{name}' is a tool_search meta-tool: tool '{real[:128]}' cannot be shown so")
+            shown[name] = real
+        return self
 
 
 class Settings(BaseModel):
@@ -216,6 +278,8 @@ class Settings(BaseModel):
     metrics: MetricsSection = Field(default_factory=MetricsSection)
     sign_in: SignInSection | None = None
     """People sign in to `/mcp` through the organisation's identity provider (off unless present)."""
+    virtual_servers: dict[str, VirtualServerConfig] = Field(default_factory=dict[str, VirtualServerConfig])
+    """Curated bundles of tools, prompts and resources, each served at `/mcp/v/NAME`."""
     console: ConsoleSection = Field(default_factory=ConsoleSection)
     """The admin console at `/ui`."""
     path: Path | None = None
@@ -244,6 +308,9 @@ class Settings(BaseModel):
         for grant in self.sign_in.grants if self.sign_in is not None else ():
             if grant.team is not None and grant.team not in teams:
                 raise ValueError(f"sign_in grant for '{grant.group or grant.claim}' names unknown team '{grant.team}'")
+        for name in self.virtual_servers:
+            if not re.match(VIRTUAL_NAME, name):
+                raise ValueError(f"virtual server name '{name[:64]}' must be letters, digits, '_', '.' or '-'")
         for first, second in colliding(self.servers):
             raise ValueError(
                 f"servers '{first}' and '{second}' collide: names must differ in more than case or '-' against '_'"

@@ -7,6 +7,7 @@ agenthub audit purge   [--config FILE] --days N                  retention now, 
 agenthub servers add    NAME --transport stdio --command CMD [--arg A ...] [--env K=V ...]
 agenthub servers add    NAME --transport http|sse --url URL [--header K=V ...]
 agenthub servers remove NAME
+agenthub servers import FILE [--name NAME] [--remote] [--add]   an entry from the MCP registry's server.json format
 agenthub keys update    NAME [--tools GLOB ...] [--models GLOB ...] [--team T] [--expires-days N]
 ```
 Running hubs that share the database pick up server and key changes within a second. Every change is audited
@@ -202,6 +203,50 @@ def cmd_servers_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_servers_import(args: argparse.Namespace) -> int:
+    """Print the `[servers.NAME]` entry for a `server.json` (what to fill listed above it); with `--add`, add it
+    at run time as `servers add` does (the `env:` references resolve in the environment of the hubs that run it)."""
+    from hub.cli.server_import import ServerJsonError, import_server, to_toml
+
+    try:
+        with open(args.file, "rb") as handle:
+            document = json.loads(handle.read())
+        imported = import_server(document, name=args.name, prefer="remote" if args.remote else "package")
+        config = config_dict(SERVER_CONFIG.validate_python({**imported.config, "name": imported.name}))
+    except OSError as exc:
+        _err(f"error: cannot read {args.file}: {exc.strerror or exc}")
+        return 1
+    except json.JSONDecodeError as exc:
+        _err(f"error: {args.file} is not JSON: {exc}")
+        return 1
+    except ServerJsonError as exc:
+        _err(f"error: {args.file}: {exc}")
+        return 1
+    except ValidationError as exc:
+        _err("error: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        return 1
+    if not args.add:
+        sys.stdout.write(to_toml(imported))
+        return 0
+    ctx = open_context(args)
+    try:
+        if imported.name in ctx.settings.servers or ctx.store.get_server(imported.name) is not None:
+            _err(f"error: a server named '{imported.name}' exists already (choose another with --name)")
+            return 1
+        write = functools.partial(ctx.store.save_server, imported.name, config)
+        ctx.change(write, "server.create", "server", imported.name, None, {"name": imported.name, **config})
+    finally:
+        ctx.close()
+    missing = [v.name for v in imported.variables if v.kind == "env"]
+    _out(f"Added server '{imported.name}'; running hubs start it within a second.")
+    if missing:
+        _out("It reads these from the hub's environment: " + ", ".join(missing))
+    placeholders = [v.name for v in imported.variables if v.kind == "argument"]
+    if placeholders:
+        _out("Its arguments still hold placeholders: " + ", ".join(f"{{{p}}}" for p in placeholders))
+    return 0
+
+
 # -- keys ------------------------------------------------------------------------------------------------------
 
 
@@ -257,6 +302,14 @@ def add_admin_commands(sub: Any, common: argparse.ArgumentParser, servers: argpa
     remove = server_cmds.add_parser("remove", parents=[common], help="remove a run-time upstream")
     remove.add_argument("name")
     remove.set_defaults(func=cmd_servers_remove)
+    imported = server_cmds.add_parser(
+        "import", parents=[common], help="a server entry from the MCP registry's server.json format"
+    )
+    imported.add_argument("file", help="a server.json file")
+    imported.add_argument("--name", help="the entry's name (default: the last part of the registry name)")
+    imported.add_argument("--remote", action="store_true", help="prefer its remote to its package when it has both")
+    imported.add_argument("--add", action="store_true", help="add it at run time instead of printing it")
+    imported.set_defaults(func=cmd_servers_import)
 
     update = keys.add_parser("update", parents=[common], help="change a key's filters or expiry (effective at once)")
     update.add_argument("name", help="key name or id")

@@ -2,7 +2,7 @@
 
 ```
 agenthub serve   [--config FILE] [--listen HOST:PORT] [--workers N]
-agenthub stdio   [--config FILE | --url URL [--connect-timeout S]]   key from AGENTHUB_KEY
+agenthub stdio   [--config FILE | --url URL [--connect-timeout S]] [--server NAME|v/NAME]   key from AGENTHUB_KEY
 agenthub keys    create --name NAME [--tools GLOB ...] | list | revoke NAME
 agenthub servers [--config FILE] [--json]
 agenthub config  check [FILE]
@@ -86,12 +86,12 @@ def _worker_number(value: str) -> int:
 
 
 def cmd_stdio(args: argparse.Namespace) -> int:
-    from hub.cli.stdio import run_bridge, serve_embedded
+    from hub.cli.stdio import KEY_ENV, endpoint_url, run_bridge, serve_embedded
 
     if args.url:
-        return run_bridge(args.url, args.connect_timeout)
+        return run_bridge(endpoint_url(args.url, args.server), args.connect_timeout)
     settings = _load(args)
-    anyio.run(serve_embedded, settings)
+    anyio.run(serve_embedded, settings, KEY_ENV, args.server)
     return 0
 
 

@@ -5,6 +5,8 @@
   the top: the bridge must answer `initialize` within a client's connect timeout (see `hub.doors.stdio`).
 - `--config FILE`: a hub in this process serving its MCP door on stdin/stdout (`serve_embedded`); it goes through
   the whole command line (`hub.cli.main`), which loads the configuration.
+- `--server NAME`: one endpoint instead of the aggregated one, as `/mcp/NAME` serves it: an upstream server's own
+  (`--server github`) or a virtual server's (`--server v/NAME`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hub.app import Hub
+    from hub.doors.mcp import McpDoor
     from hub.settings import Settings
 
 KEY_ENV = "AGENTHUB_KEY"
@@ -34,6 +39,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"with --url: how long to try reaching the hub before giving up (default {CONNECT_TIMEOUT_S:g})",
     )
+    parser.add_argument(
+        "--server",
+        metavar="NAME",
+        help="serve one endpoint, as /mcp/NAME does: an upstream server's, or a virtual server's as v/NAME",
+    )
+
+
+def endpoint_url(url: str, server: str | None) -> str:
+    """The URL of the endpoint `--server` names under the hub's `/mcp` URL `url`."""
+    return f"{url.rstrip('/')}/{server.strip('/')}" if server else url
 
 
 def main(argv: list[str]) -> int | None:
@@ -51,7 +66,7 @@ def main(argv: list[str]) -> int | None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return run_bridge(args.url, args.connect_timeout)
+    return run_bridge(endpoint_url(args.url, args.server), args.connect_timeout)
 
 
 def run_bridge(url: str, connect_timeout_s: float) -> int:
@@ -78,9 +93,10 @@ def run_bridge(url: str, connect_timeout_s: float) -> int:
     return 0
 
 
-async def serve_embedded(settings: Settings, key_env: str = KEY_ENV) -> None:
-    """Serve the aggregated MCP endpoint on stdin/stdout from an in-process hub; the caller's key is the one in
-    `key_env`, checked with every request (a key revoked meanwhile is refused from its next request on).
+async def serve_embedded(settings: Settings, key_env: str = KEY_ENV, server: str | None = None) -> None:
+    """Serve the aggregated MCP endpoint (or `server`'s, as `--server` names it) on stdin/stdout from an in-process
+    hub; the caller's key is the one in `key_env`, checked with every request (a key revoked meanwhile is refused
+    from its next request on).
 
     Raises:
         SystemExit: the key is missing or not a key of this hub (the refusal is recorded first, like any other).
@@ -94,14 +110,31 @@ async def serve_embedded(settings: Settings, key_env: str = KEY_ENV) -> None:
     async with hub.running():
         credential = os.environ.get(key_env)
         if hub.authenticate(credential) is None:
-            refused = await _refuse(hub, credential)
+            refused = f"{await _refuse(hub, credential)} ({key_env} holds no valid virtual key of this hub)"
+        elif server is not None and _endpoint(hub, server) is None:
+            refused = f"no MCP server named '{server[:64]}' (--server)"
         else:
-            hub.mcp = door = hub.new_door(credential=lambda: os.environ.get(key_env))
+            door = _endpoint(hub, server, lambda: os.environ.get(key_env))
+            assert door is not None
+            if server is None:
+                hub.mcp = door
             async with stdio_server() as (read, write):
                 await door.server.run(read, write, door.initialization_options())
     hub.store.close()
     if refused is not None:
-        raise SystemExit(f"agenthub stdio: {refused} ({key_env} holds no valid virtual key of this hub)")
+        raise SystemExit(f"agenthub stdio: {refused}")
+
+
+def _endpoint(hub: Hub, server: str | None, credential: Callable[[], str | None] | None = None) -> McpDoor | None:
+    """The door `--server` names (None when there is no such server), or the aggregated one."""
+    from hub.doors.mcp_virtual import PREFIX
+
+    if server is None:
+        return hub.new_door(credential=credential)
+    if server.startswith(PREFIX):
+        name = server[len(PREFIX) :]
+        return hub.new_virtual_door(name, credential) if hub.virtual.get(name) is not None else None
+    return hub.new_door(server, credential) if server in hub.registry.upstreams else None
 
 
 async def _refuse(hub: Hub, credential: str | None) -> str:

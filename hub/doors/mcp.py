@@ -10,7 +10,6 @@ same way, as `mcp.session` calls, by the door's SDK middleware.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,9 +24,11 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from connectors.registry import RegistryView
 from hub.call import Call, Operation, Principal
+from hub.doors.mcp_lists import SESSION_STATE_KEY as LIST_SESSION_KEY, ListChanges, ListenHandler, ListingServer, Source
 from hub.doors.mcp_methods import CODE_READERS, CODE_RUNNER
 from hub.doors.mcp_watches import ResourceSubscriber, ResourceWatches
 from hub.errors import HubError, NotFound
+from hub.executors import tool_search
 from hub.executors.code import CodeMode
 from hub.executors.sessions import LOG_LEVEL_KEY
 from hub.mcp_sdk import connection_of
@@ -84,6 +85,11 @@ def without_upstream_identity(result: Any) -> Any:
     return result
 
 
+def _tools(page: dict[str, Any]) -> list[dict[str, Any]]:
+    tools: list[dict[str, Any]] = page.get("tools") or []
+    return tools
+
+
 class McpDoor:
     """Builds the SDK `Server` for one endpoint and turns its requests into calls."""
 
@@ -96,20 +102,23 @@ class McpDoor:
         codemode: CodeMode | None = None,
         credential: Callable[[], str | None] | None = None,
         listing: Listing | None = None,
+        lists: ListChanges | None = None,
         version: str = "0.1.0",
     ) -> None:
         """`credential` gives the key of callers that come without an HTTP request (the embedded stdio door);
-        `listing` is what the caller sees of the catalog, for the SDK's own look-ups (see `_list`)."""
+        `listing` is what the caller sees of the catalog, for the SDK's own look-ups (see `_list`) and to tell
+        which clients' lists changed (`lists`, shared by the hub's doors: see `hub.doors.mcp_lists`)."""
         self._pipeline = pipeline
         self._listing = listing
         self._view = view
         self.scope = scope
         self.codemode = codemode
         self._credential = credential
-        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._lists = lists if lists is not None else ListChanges()
         self._scope_names: tuple[int, dict[str, str], dict[str, str]] = (-1, {}, {})
         self._watches: ResourceWatches | None = None
-        self.server: Server[Any] = Server(
+        self._searches = tool_search.ToolSearch()
+        self.server: Server[Any] = ListingServer(
             f"agenthub/{scope}" if scope else "agenthub",
             version=version,
             instructions=None,
@@ -123,6 +132,7 @@ class McpDoor:
             on_subscribe_resource=self._subscribe,
             on_unsubscribe_resource=self._unsubscribe,
             on_completion=self._complete,
+            on_subscriptions_listen=ListenHandler(self._lists, self, self._identity),
             cache_hints={method: CacheHint(ttl_ms=LIST_TTL_MS, scope="private") for method in LIST_METHODS.values()},
         )
         self.server.middleware = [self._govern]
@@ -191,9 +201,13 @@ class McpDoor:
         return exc.message
 
     async def _govern(self, ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
-        """SDK middleware: remember every client connection (to tell it when the lists change), and run the
-        requests the SDK answers itself as `mcp.session` calls."""
-        self._connections.add(connection_of(ctx.session))
+        """SDK middleware: remember every handshake-era client connection (to tell it when its lists change), and
+        run the requests the SDK answers itself as `mcp.session` calls."""
+        if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            connection = connection_of(ctx.session)
+            if LIST_SESSION_KEY not in connection.state:  # joined on `initialize`: one look-up per request after
+                principal, credential = self._identity(ctx)
+                self._lists.join_connection(connection, self, principal, credential)
         method = ctx.method
         if method not in SDK_METHODS:
             return await call_next(ctx)
@@ -219,9 +233,9 @@ class McpDoor:
             # The SDK reads the caller's own tool list to validate a 2026-07-28 `tools/call`'s `Mcp-Param`
             # headers: not a request of the client (that call is governed), so not a call of its own.
             result: dict[str, Any] = self._listing(kind, principal, self.scope)
-            return {**result, "resultType": "complete"}
+            return {**self.searched(kind, principal, result), "resultType": "complete"}
         payload = {"cursor": params.cursor} if params is not None and params.cursor else None
-        result = await self._run(self._call(ctx, "mcp.list", kind, payload), method)
+        result = self.searched(kind, principal, await self._run(self._call(ctx, "mcp.list", kind, payload), method))
         if ctx.protocol_version in MODERN_PROTOCOL_VERSIONS:
             return {**result, "resultType": "complete"}
         return result
@@ -234,7 +248,15 @@ class McpDoor:
         """
         call = Call(door="mcp", operation="mcp.list", target="tools", principal=principal, scope=self.scope)
         result: dict[str, Any] = (await self._pipeline(call)).value
-        return result
+        return self.searched("tools", principal, result)
+
+    @staticmethod
+    def searched(kind: str, principal: Principal | None, result: dict[str, Any]) -> dict[str, Any]:
+        """A list result as the caller is shown it: a key with `tool_search` sees `search_tools` and `call_tool`
+        instead of its tools (`hub.executors.tool_search`)."""
+        if kind != "tools" or principal is None or not principal.key.tool_search:
+            return result
+        return {"tools": [dict(d) for d in tool_search.DEFINITIONS]}
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -313,6 +335,16 @@ class McpDoor:
         Raises:
             HubError: the call was refused or failed; the message names the tool as the client called it.
         """
+        if name in tool_search.NAMES and principal is not None and principal.key.tool_search:
+            if name == tool_search.SEARCH:
+                version = (self.scope, self._view().version)
+                return await self._searches.search(
+                    self._pipeline, principal, credential, arguments, scope=self.scope, show=_tools, version=version
+                )
+            wanted = tool_search.call_arguments(arguments)
+            if isinstance(wanted, dict):
+                return wanted
+            name, arguments = wanted
         if name in META_NAMES:
             operation = self._tool_operation(principal, name)
             target = self._exposed("tool", name) if operation == "mcp.tool" else name
@@ -454,15 +486,10 @@ class McpDoor:
 
     # -- notifications --------------------------------------------------------------------------------------------
 
+    def visible(self, kind: Source, principal: Principal) -> Any:
+        """What `principal` sees of a list on this endpoint (every page), to tell whether it changed."""
+        return self._listing(kind, principal, self.scope) if self._listing is not None else None
+
     async def registry_changed(self, view: RegistryView) -> None:
-        """Tell connected clients that the lists changed."""
-        for connection in list(self._connections):
-            for method in (
-                "notifications/tools/list_changed",
-                "notifications/prompts/list_changed",
-                "notifications/resources/list_changed",
-            ):
-                try:
-                    await connection.outbound.notify(method, None)
-                except Exception:  # noqa: S112 - a gone client must not stop the others' notifications
-                    continue
+        """Tell this endpoint's clients whose visible lists changed (see `hub.doors.mcp_lists`)."""
+        await self._lists.recheck(self)

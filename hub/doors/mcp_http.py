@@ -38,6 +38,7 @@ from hub.doors.mcp import PRINCIPAL_SCOPE_KEY, SESSION_GOVERNED_KEY, McpDoor
 from hub.doors.mcp_fast import FastPath, read_body
 from hub.doors.mcp_methods import classify
 from hub.doors.mcp_shared import SharedRequest, SharedSessions, replica_header, start_shared, with_header
+from hub.doors.mcp_virtual import PREFIX as VIRTUAL_PREFIX, virtual_operation
 from hub.doors.web import WWW_AUTHENTICATE, credential
 from hub.errors import HubError, Internal, PayloadTooLarge, Unauthenticated
 from hub.executors.session import SessionTicket
@@ -205,7 +206,7 @@ class McpTransport:
                 operation="mcp.session",
                 target=target,
                 principal=principal,
-                scope=server,
+                scope=server if door is None else door.scope,  # a virtual server's calls are the aggregate's
                 context={"opens": opens},
             )
             try:
@@ -264,6 +265,8 @@ class McpTransport:
         if scope["method"] == "POST":
             method, params, request_id = await _peek(receive)
         operation, target = classify(method, params) if method else ("mcp.session", str(scope["method"]))
+        if server is not None and server.startswith(VIRTUAL_PREFIX):
+            operation, target = virtual_operation(operation, target, params)
         refusal = Unauthenticated(NO_KEY)
         call = Call(
             door="mcp",

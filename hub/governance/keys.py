@@ -42,6 +42,7 @@ POLICY_FIELDS = (
     "providers",
     "provider_keys",
     "code_mode",
+    "tool_search",
     "chat_tools",
     "auto_execute",
     "max_agent_depth",
@@ -66,6 +67,8 @@ class VirtualKey:
     provider_keys: tuple[str, ...] | None = None
     expires_at: datetime | None = None
     code_mode: bool = False
+    tool_search: bool = False
+    """`search_tools` and `call_tool` instead of the tool list (`hub.executors.tool_search`)."""
     chat_tools: tuple[str, ...] = ()
     auto_execute: tuple[str, ...] = ()
     max_agent_depth: int = 10
@@ -100,6 +103,7 @@ class VirtualKey:
             provider_keys=tuple(provider_keys) if provider_keys is not None else None,
             expires_at=expires_at,
             code_mode=bool(policy.get("code_mode", False)),
+            tool_search=bool(policy.get("tool_search", False)),
             chat_tools=tuple(policy.get("chat_tools") or ()),
             auto_execute=tuple(policy.get("auto_execute") or ()),
             max_agent_depth=int(policy.get("max_agent_depth", 10)),

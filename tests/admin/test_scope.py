@@ -53,6 +53,11 @@ OUTSIDE: dict[tuple[str, str], Request] = {
     ("DELETE", "/api/v1/servers/{name}"): ("/api/v1/servers/extra", None),
     ("POST", "/api/v1/servers/{name}/auth/login"): ("/api/v1/servers/extra/auth/login", {}),
     ("POST", "/api/v1/servers/{name}/auth/logout"): ("/api/v1/servers/extra/auth/logout", {}),
+    ("GET", "/api/v1/virtual-servers"): ("/api/v1/virtual-servers", None),
+    ("POST", "/api/v1/virtual-servers"): ("/api/v1/virtual-servers", {"name": "v2", "tools": ["*"]}),
+    ("GET", "/api/v1/virtual-servers/{name}"): ("/api/v1/virtual-servers/v2", None),
+    ("PUT", "/api/v1/virtual-servers/{name}"): ("/api/v1/virtual-servers/v2", {"tools": []}),
+    ("DELETE", "/api/v1/virtual-servers/{name}"): ("/api/v1/virtual-servers/v2", None),
     ("GET", "/api/v1/guardrails"): ("/api/v1/guardrails", None),
     ("POST", "/api/v1/guardrails"): ("/api/v1/guardrails", {**GUARDRAIL, "name": "other"}),
     ("GET", "/api/v1/guardrails/{name}"): ("/api/v1/guardrails/codename", None),
@@ -93,6 +98,7 @@ async def _snapshot(api: httpx2.AsyncClient) -> dict[str, Any]:
         out[what] = (await api.get(f"/api/v1/{what}")).json()["data"]
     out["keys"] = (await api.get("/api/v1/keys", params={"include_revoked": "true"})).json()["data"]
     out["servers"] = [(s["name"], s["source"]) for s in (await api.get("/api/v1/servers")).json()["data"]]
+    out["virtual servers"] = (await api.get("/api/v1/virtual-servers")).json()["data"]
     out["extra"] = (await api.get("/api/v1/servers/extra")).json()["config"]
     out["pins"] = (await api.get("/api/v1/servers/extra/pins")).json()
     out["usage"] = (await api.get("/api/v1/usage/team/payments")).json()

@@ -62,3 +62,4 @@ async def test_every_admin_write_records_a_change_and_a_refused_one_records_none
     assert kinds[("DELETE", "/api/v1/guardrails/{name}")] == ["guardrails"]
     assert kinds[("POST", "/api/v1/roles")] == ["roles"]
     assert kinds[("POST", "/api/v1/usage/{kind}/{name}/reset")] == ["usage"]
+    assert kinds[("PUT", "/api/v1/virtual-servers/{name}")] == ["virtual_servers"]

@@ -230,6 +230,10 @@ async def _matrix(tmp_path: Path) -> AsyncIterator[Matrix]:
         config: dict[str, Any] = {
             "hub": {"upstream_start_timeout_s": PATIENCE},
             "servers": {"fixture": fixture_stdio("fixture", "--note", NOTE)},
+            "virtual_servers": {
+                "all": {"tools": ["*"], "prompts": ["*"], "resources": ["*"]},
+                "found": {"tools": ["*"], "tool_search": True},
+            },
             "keys": [{"name": name, "secret": SECRETS[name], **policy} for name, policy in KEYS.items()],
             "providers": fakes.providers,
             "models": {MODEL: {"deployments": [{"provider": "openai", "model": MODELS["openai"]}]}},
@@ -312,8 +316,16 @@ def rpc(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
 INIT = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "matrix", "version": "1"}}
 
 
-async def _mcp(probe: Probe, op: Callable[[Client], Awaitable[Any]], server: str | None = None) -> Answer:
+async def _mcp(
+    probe: Probe,
+    op: Callable[[Client], Awaitable[Any]],
+    server: str | None = None,
+    listed: bool = False,
+) -> Answer:
+    """`listed`: list the tools first, as the SDK client does before it validates a structured result."""
     async with probe.matrix.mcp(probe.key, server) as client:
+        if listed:
+            await client.list_tools()
         if probe.warmup:
             await op(client)
         if probe.before is not None:
@@ -337,9 +349,30 @@ async def mcp_session(probe: Probe, server: str | None = None) -> Answer:
     return Answer("ok")
 
 
+async def mcp_listen(probe: Probe, server: str | None = None) -> Answer:
+    """A 2026-07-28 `subscriptions/listen` stream of list changes, opened and closed again."""
+    path = "/mcp" if server is None else f"/mcp/{'nowhere' if probe.unknown else server}"
+    async with mcp_client(probe.matrix.hub.url(path), probe.matrix.secret(probe.key), mode="2026-07-28") as client:
+        if probe.before is not None:
+            await probe.before()
+        async with probe.measured():
+            try:
+                async with client.listen(tools_list_changed=True) as subscription:
+                    honored = subscription.honored
+            except MCPError as exc:
+                return mcp_answer(exc)
+    return Answer("ok", dumped(honored))
+
+
+def own_names(server: str | None) -> bool:
+    """Whether an endpoint shows its upstream's own names (`/mcp/{server}`); the aggregate and virtual servers
+    (`/mcp/v/NAME`) show `server__name`."""
+    return server is not None and not server.startswith("v/")
+
+
 def tool_name(probe: Probe, server: str | None) -> str:
     tool = "nope" if probe.unknown else "echo"
-    return tool if server else f"fixture__{tool}"
+    return tool if own_names(server) else f"fixture__{tool}"
 
 
 async def mcp_tool(probe: Probe, server: str | None = None) -> Answer:
@@ -363,7 +396,7 @@ async def mcp_list(probe: Probe, kind: str, server: str | None = None) -> Answer
 async def mcp_prompt(probe: Probe, server: str | None = None) -> Answer:
     name = (
         ("nope" if probe.unknown else "greeting")
-        if server
+        if own_names(server)
         else ("fixture__nope" if probe.unknown else "fixture__greeting")
     )
     return await _mcp(probe, lambda c: c.get_prompt(name, {"name": probe.value}), server)
@@ -376,7 +409,7 @@ async def mcp_resource(probe: Probe, server: str | None = None) -> Answer:
 
 async def mcp_complete(probe: Probe, server: str | None = None) -> Answer:
     prompt = "nope" if probe.unknown else "note"
-    name = prompt if server else f"fixture__{prompt}"
+    name = prompt if own_names(server) else f"fixture__{prompt}"
     ref = types.PromptReference(type="ref/prompt", name=name)
     return await _mcp(probe, lambda c: c.complete(ref, {"name": "topic", "value": probe.value}), server)
 
@@ -399,6 +432,20 @@ async def code_run(probe: Probe, server: str | None = None) -> Answer:
     if probe.unknown:
         return await _mcp(probe, lambda c: _tool_result(c, "execute_tool_code_nope", {"code": code}), server)
     return await _mcp(probe, lambda c: _tool_result(c, "execute_tool_code", {"code": code}), server)
+
+
+async def search_tools(probe: Probe) -> Answer:
+    """Tool search's `search_tools` on a virtual server: the listing it ranks is an `mcp.list` call whose input is
+    the query; the `note` tool's description carries the secret."""
+    query = BLOCKED if probe.value == BLOCKED else "note"
+    return await _mcp(probe, lambda c: _tool_result(c, "search_tools", {"query": query}), "v/found", listed=True)
+
+
+async def call_tool(probe: Probe) -> Answer:
+    """Tool search's `call_tool`: the real `mcp.tool` call of the tool it names."""
+    name = "fixture__nope" if probe.unknown else "fixture__echo"
+    arguments = {"name": name, "arguments": {"message": probe.value}}
+    return await _mcp(probe, lambda c: _tool_result(c, "call_tool", arguments), "v/found")
 
 
 async def code_inner_tool(probe: Probe) -> Answer:
@@ -633,12 +680,12 @@ def mcp_cases(door: str, server: str | None) -> list[Case]:
     def bind(run: Callable[..., Awaitable[Answer]], *args: Any) -> Run:
         return lambda probe: run(probe, *args, server)
 
-    ungranted = "nogrant" if server is None else "other"
+    ungranted = "other" if own_names(server) else "nogrant"
 
     def tool_args(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         return {"name": name, "arguments": arguments}
 
-    prefix = "" if server else "fixture__"
+    prefix = "" if own_names(server) else "fixture__"
     path = "/mcp" if server is None else f"/mcp/{server}"
 
     def anonymous(method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -650,7 +697,10 @@ def mcp_cases(door: str, server: str | None) -> list[Case]:
     cases = [
         Case(door, "mcp.session", "initialize", lambda p: mcp_session(p, server), "full", gated=True,
              anonymous=anonymous("initialize", INIT),
-             na={"input": NO_INPUT, "output": NO_OUTPUT} | ({} if server else {"grant": LISTING})),
+             na={"input": NO_INPUT, "output": NO_OUTPUT} | ({} if own_names(server) else {"grant": LISTING})),
+        Case(door, "mcp.session", "subscriptions/listen", lambda p: mcp_listen(p, server), "full", gated=True,
+             anonymous=anonymous("subscriptions/listen", {"notifications": {"toolsListChanged": True}}),
+             na={"input": NO_INPUT, "output": NO_OUTPUT} | ({} if own_names(server) else {"grant": LISTING})),
         Case(door, "mcp.tool", "tools/call", bind(mcp_tool), "full", ungranted=ungranted,
              anonymous=anonymous("tools/call", tool_args(f"{prefix}echo", {"message": PLAIN}))),
         Case(door, "mcp.prompt", "prompts/get", bind(mcp_prompt), "full", ungranted=ungranted,
@@ -695,6 +745,13 @@ MESSAGES = {**CHAT, "max_tokens": 16}
 CASES: list[Case] = [
     *mcp_cases("mcp", None),
     *mcp_cases("mcp-server", "fixture"),
+    *mcp_cases("mcp-virtual", "v/all"),
+    Case("mcp-virtual", "mcp.list", "search_tools", search_tools, "full", gated=True, empty_when_ungranted=True,
+         anonymous={"path": "/mcp/v/found",
+                    "body": rpc("tools/call", {"name": "search_tools", "arguments": {"query": "echo"}})}),
+    Case("mcp-virtual", "mcp.tool", "call_tool", call_tool, "full",
+         anonymous={"path": "/mcp/v/found", "body": rpc("tools/call", {"name": "call_tool", "arguments": {
+             "name": "fixture__echo", "arguments": {"message": PLAIN}}})}),
     Case("rest", "mcp.tool", "execute", rest_tool, "full",
          anonymous={"path": "/v1/mcp/tool/execute", "body": REST_CALL}),
     Case("openai", "llm.chat", "chat/completions", llm_chat, "full",

@@ -25,7 +25,13 @@ from hub.audit.export import to_json, to_jsonl, to_syslog
 from hub.audit.scrub import scrub
 from hub.control import SERVER_CONFIG, config_dict
 from hub.doors import oauth
-from hub.doors.admin import entities as ent, guardrails as admin_guardrails, logs as admin_logs, users as admin_users
+from hub.doors.admin import (
+    entities as ent,
+    guardrails as admin_guardrails,
+    logs as admin_logs,
+    users as admin_users,
+    virtual as admin_virtual,
+)
 from hub.doors.admin.api import (
     PREFIX,
     AdminApi,
@@ -444,6 +450,7 @@ OPERATIONS: list[Op] = [
     Op("POST", f"{_R}/servers/{{name}}/auth/logout", "Delete a key's (or the hub's) upstream OAuth tokens",
        oauth.logout, "servers", "update", AuthLoginIn),
     *admin_guardrails.OPERATIONS,
+    *admin_virtual.OPERATIONS,
     Op("GET", f"{_R}/roles", "Built-in and custom roles", list_roles, "roles"),
     Op("POST", f"{_R}/roles", "Create a custom role", create_role, "roles", "create", RoleIn, 201),
     Op("GET", f"{_R}/roles/{{name}}", "Get a role", get_role, "roles"),

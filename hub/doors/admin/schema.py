@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hub.governance.config import BudgetConfig, RateLimitConfig
 from hub.guardrails import GuardrailConfig
+from hub.settings import VirtualServerConfig
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
 
@@ -63,6 +64,7 @@ class KeyPatch(_Body):
     provider_keys: list[str] | None = None
     expires_at: datetime | None = None
     code_mode: bool | None = None
+    tool_search: bool | None = None
     chat_tools: list[str] | None = None
     auto_execute: list[str] | None = None
     max_agent_depth: int | None = Field(default=None, ge=1, le=100)
@@ -147,9 +149,16 @@ SERVER_BODY: dict[str, Any] = {
     },
 }
 
+
+class VirtualServerIn(VirtualServerConfig):
+    """`POST /virtual-servers` and `PUT /virtual-servers/{name}`: a virtual server's definition and its name."""
+
+    name: str | None = None
+
+
 MODELS: tuple[type[BaseModel], ...] = (
     CustomerIn, CustomerPatch, TeamIn, TeamPatch, KeyIn, KeyPatch, RoleIn, RolePatch, TokenIn, UsageReset, PurgeIn,
-    AuthLoginIn, ApproveIn, GuardrailConfig,
+    AuthLoginIn, ApproveIn, GuardrailConfig, VirtualServerIn,
 )  # fmt: skip
 
 
