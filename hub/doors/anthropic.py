@@ -80,13 +80,17 @@ async def _not_running(call: Call) -> Outcome:
     raise Internal("the hub is not running")
 
 
-def _anthropic_headers(request: Request) -> dict[str, str]:
-    """The `anthropic-*` headers to pass on (an `anthropic-beta` sent several times is joined, as HTTP allows)."""
+def _anthropic_headers(scope: Scope) -> dict[str, str]:
+    """The `anthropic-*` headers to pass on (an `anthropic-beta` sent several times is joined, as HTTP allows).
+
+    The scope's header names are lower case (uvicorn lowers them, as ASGI asks and Starlette's `Headers` assumes),
+    so one membership test per header picks them out."""
+    passed = [pair for pair in scope["headers"] if pair[0] in _PASSED_ON]
+    if not passed:
+        return {}
     found: dict[str, list[str]] = {}
-    for name, value in request.headers.raw:
-        lowered = name.lower()
-        if lowered in _PASSED_ON:
-            found.setdefault(lowered.decode(), []).append(value.decode("latin-1"))
+    for name, value in passed:
+        found.setdefault(name.decode(), []).append(value.decode("latin-1"))
     version = found.get("anthropic-version")
     if version is not None and (len(version) != 1 or not _VERSION.match(version[0])):
         raise BadRequest("anthropic-version: must be one date such as 2023-06-01")
@@ -104,7 +108,7 @@ async def _serve(hub: DoorHost, request: Request, operation: Operation) -> Respo
     model = ""
     if presented:  # without a key there is nothing to read: the authn stage refuses the call
         try:
-            context["anthropic"] = _anthropic_headers(request)
+            context["anthropic"] = _anthropic_headers(request.scope)
             raw = await read_body(request, hub.settings.hub.max_body_bytes)
             payload = body = _parse(raw, api)
             model = body["model"]

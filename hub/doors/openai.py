@@ -16,6 +16,7 @@ the limits stage's `x-ratelimit-*` / `x-budget-remaining-usd`.
 from __future__ import annotations
 
 import asyncio  # noqa: TID251 - event streams: plain futures and tasks on the asyncio loop the hub serves on (uvicorn)
+import operator
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -177,6 +178,9 @@ def outcome_response(outcome: Outcome, started: float) -> Response:
     return _JsonResponse(payload, headers)
 
 
+_LATIN_1 = operator.methodcaller("encode", "latin-1")
+
+
 class _JsonResponse(Response):
     """A JSON body with the outcome's headers, its raw header list built directly (Starlette's `Response` does
     the same, plus checks the hub's own lower-case header names do not need; the server lowers every name it
@@ -188,7 +192,7 @@ class _JsonResponse(Response):
         self.status_code = 200
         self.background = None
         self.body = body
-        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        raw = list(zip(map(_LATIN_1, headers), map(_LATIN_1, headers.values()), strict=True))  # a loop in C
         raw.append((b"content-length", str(len(body)).encode()))
         raw.append((b"content-type", b"application/json"))
         self.raw_headers = raw
@@ -236,7 +240,7 @@ class EventStreamResponse(Response):
         self.stream = stream
         self.started = started
         self.route_headers = headers
-        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers = list(zip(map(_LATIN_1, headers), map(_LATIN_1, headers.values()), strict=True))
         self.raw_headers += [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

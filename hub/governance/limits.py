@@ -43,6 +43,7 @@ from hub.governance.usage import (
     Reservation,
     Usage,
     UsageSnapshot,
+    format_reset,
     rate_headers,
     usd_to_micros,
 )
@@ -65,7 +66,18 @@ class BudgetLine:
 class _Line:
     """One limit of one entity: a metric, a limit and the windows it counts in."""
 
-    __slots__ = ("_key", "_window", "entity", "index", "limit", "metric", "scale", "schedule")
+    __slots__ = (
+        "_key",
+        "_window",
+        "entity",
+        "header_names",
+        "index",
+        "limit",
+        "limit_text",
+        "metric",
+        "scale",
+        "schedule",
+    )
 
     def __init__(self, entity: EntityRef, metric: Metric, limit: int, schedule: WindowSchedule) -> None:
         self.entity = entity
@@ -75,6 +87,14 @@ class _Line:
         self.scale = MICROS if metric is Metric.USD else 1
         """Counter units per reported unit (micro-dollars per dollar; 1 for requests and tokens)."""
         self.schedule = schedule
+        self.header_names = (
+            f"x-ratelimit-limit-{metric}",
+            f"x-ratelimit-remaining-{metric}",
+            f"x-ratelimit-reset-{metric}",
+        )
+        """The names of this line's `x-ratelimit-*` headers (a requests or tokens line)."""
+        self.limit_text = str(int(limit / self.scale))
+        """Its `x-ratelimit-limit-*` value."""
         self._window = Window(0.0, 0.0)
         self._key = ""
 
@@ -106,7 +126,7 @@ class _Plan:
     reservation only reads them.
     """
 
-    __slots__ = ("_from", "_until", "budgeted", "ends", "indexes", "lines", "rates", "specs", "windows")
+    __slots__ = ("_from", "_until", "budgeted", "ends", "heading", "indexes", "lines", "rates", "specs", "windows")
 
     def __init__(self, lines: tuple[_Line, ...], *, spending: bool = True) -> None:
         self.lines = lines
@@ -117,6 +137,13 @@ class _Plan:
         )
         """The same key's rate limits without its budgets (for calls that cost nothing)."""
         self.indexes = tuple(line.index for line in lines)
+        metrics = [line.index for line in lines]
+        self.heading: tuple[int, ...] | None = (
+            tuple(sorted(range(len(lines)), key=metrics.__getitem__)) if len(set(metrics)) == len(metrics) else None
+        )
+        """With at most one line per metric (each line then binds its metric), the lines' positions in the order
+        their headers are written (`rate_headers`: requests, tokens, US dollars); None with more (the binding one
+        is found by `_statuses`)."""
         self.windows: tuple[Window, ...] = ()
         self.ends: tuple[float, ...] = ()
         self.specs: tuple[tuple[str, int, int, float], ...] = ()
@@ -277,13 +304,16 @@ class Limiter:
         result = await self.counters.reserve(slots, hold_id=hold_id, now=now, lease=lease)
         if not result.granted:
             raise self._denial(plan.lines, windows, result, now)
+        ends = plan.ends
+        heading = plan.heading
         return Reservation(
             key,
             hold_id,
             slots,
             plan.indexes,
-            plan.ends,
+            ends,
             functools.partial(_statuses, plan.lines, windows, result.values, now),
+            None if heading is None else functools.partial(_headers, heading, plan.lines, ends, result.values, now),
         )
 
     async def settle(self, reservation: Reservation, actual: Usage) -> None:
@@ -406,6 +436,32 @@ def _statuses(
         if current is None or remaining < current.remaining:
             best[line.metric] = LimitStatus(line.limit / line.scale, remaining, window.end - now)
     return best
+
+
+def _headers(
+    heading: tuple[int, ...],
+    plan: Sequence[_Line],
+    ends: Sequence[float],
+    values: Sequence[SlotValue],
+    now: float,
+) -> dict[str, str]:
+    """`rate_headers(_statuses(...))` for a plan with at most one line per metric, written from the lines' own
+    names and limits, without the statuses in between (every request with a limit sends them)."""
+    headers: dict[str, str] = {}
+    for position in heading:
+        line = plan[position]
+        used, held = values[position]
+        left = line.limit - used - held
+        if left < 0:
+            left = 0
+        if line.scale == 1:
+            limit_name, remaining_name, reset_name = line.header_names
+            headers[limit_name] = line.limit_text
+            headers[remaining_name] = str(left)
+            headers[reset_name] = format_reset(ends[position] - now)
+        else:
+            headers["x-budget-remaining-usd"] = f"{left / line.scale:.6f}"
+    return headers
 
 
 def _snapshot(line: _Line, window: Window, value: SlotValue) -> UsageSnapshot:

@@ -132,7 +132,17 @@ class Reservation:
     The statuses reflect the counters right after this reservation (so `remaining` already counts it).
     """
 
-    __slots__ = ("_compute", "_statuses", "done", "hold_id", "key", "metric_indexes", "slots", "window_ends")
+    __slots__ = (
+        "_compute",
+        "_heading",
+        "_statuses",
+        "done",
+        "hold_id",
+        "key",
+        "metric_indexes",
+        "slots",
+        "window_ends",
+    )
 
     def __init__(
         self,
@@ -142,6 +152,7 @@ class Reservation:
         metric_indexes: tuple[int, ...],
         window_ends: tuple[float, ...],
         statuses: Callable[[], dict[Metric, LimitStatus]],
+        headers: Callable[[], dict[str, str]] | None = None,
     ) -> None:
         self.key = key
         self.hold_id = hold_id
@@ -149,6 +160,8 @@ class Reservation:
         self.metric_indexes = metric_indexes
         self.window_ends = window_ends
         self._compute = statuses
+        self._heading = headers
+        """What `headers` returns, computed without the statuses (None: from them)."""
         self._statuses: dict[Metric, LimitStatus] | None = None
         self.done = False
         """Whether it was settled or refunded."""
@@ -181,15 +194,33 @@ class Reservation:
 
     def headers(self) -> dict[str, str]:
         """`x-ratelimit-*` headers (OpenAI's names) plus `x-budget-remaining-usd`."""
+        heading = self._heading
+        if heading is not None:
+            return heading()
         statuses = self._statuses
         if statuses is None:
             statuses = self._statuses = self._compute()
         return rate_headers(statuses)
 
 
+_LAST_RESET = [(-1, "")]
+"""The last duration `format_reset` wrote, in milliseconds, with its text (one tuple, replaced whole, so a reader
+never sees the duration of one with the text of another): the requests and tokens limits of a key usually share
+their window, so a response's second reset header is the first one's."""
+
+
 def format_reset(seconds: float) -> str:
     """A duration the way OpenAI's `x-ratelimit-reset-*` headers write it: `250ms`, `1s`, `6m0s`, `1h2m3.5s`."""
     millis = max(0, math.ceil(seconds * 1000 - 1e-6))
+    last_millis, last_text = _LAST_RESET[0]
+    if millis == last_millis:
+        return last_text
+    text = _format_millis(millis)
+    _LAST_RESET[0] = (millis, text)
+    return text
+
+
+def _format_millis(millis: int) -> str:
     if millis < 1000:
         return f"{millis}ms"
     hours, rest = divmod(millis, 3_600_000)

@@ -10,6 +10,13 @@ follows) are written exactly as uvicorn writes them, headers at once, so a strea
 before its first event. Held headers are also written when the app closes the connection (an error after the
 response started).
 
+The status line and headers are built by `_header_block` rather than uvicorn's `send`, which checks, lowers and
+copies each header in Python (about fifty bytecodes a header; an LLM response carries fifteen or more): the same
+checks (uvicorn's own expressions, so no name or value with CR, LF or another control character goes out) run once
+over all names and once over all values, and the block is joined in C. What is written is byte for byte what
+uvicorn writes; a header set of an unusual shape (`connection` or `transfer-encoding` headers, two lengths, a
+refused name or value) goes through uvicorn's own `send`, which writes or refuses it as it always did.
+
 `LimitedHttpToolsProtocol` adds the limits of `hub.runtime.limits.ServingLimits` (`limited_protocol` binds a class to
 one server's limits and connection table):
 
@@ -42,7 +49,13 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from uvicorn import __version__ as uvicorn_version
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from hub.runtime.limits import TICKS, ConnectionTable, ServingLimits
 from hub.settings import ConfigError
@@ -50,6 +63,7 @@ from hub.settings import ConfigError
 __all__ = [
     "SUPPORTED_UVICORN",
     "UVICORN_INTERNALS",
+    "UVICORN_CYCLE_SIGNATURES",
     "UVICORN_SIGNATURES",
     "IncompatibleUvicorn",
     "LimitedHttpToolsProtocol",
@@ -73,6 +87,9 @@ UVICORN_SIGNATURES: dict[str, tuple[str, ...]] = {
 }
 """The `HttpToolsProtocol` methods this module overrides or calls, with their parameters."""
 
+UVICORN_CYCLE_SIGNATURES: dict[str, tuple[str, ...]] = {"send": ("self", "message")}
+"""The `RequestResponseCycle` methods this module overrides and calls, with their parameters."""
+
 UVICORN_INTERNALS: dict[str, tuple[str, ...]] = {
     "HttpToolsProtocol methods": tuple(UVICORN_SIGNATURES),
     "HttpToolsProtocol attributes": (
@@ -92,7 +109,15 @@ UVICORN_INTERNALS: dict[str, tuple[str, ...]] = {
         "more_body",
         "disconnected",
         "message_event",
+        "flow",
+        "access_log",
+        "default_headers",
+        "keep_alive",
+        "waiting_for_100_continue",
+        "expected_content_length",
     ),
+    "RequestResponseCycle methods": tuple(UVICORN_CYCLE_SIGNATURES),
+    "httptools_impl names": ("HEADER_RE", "HEADER_VALUE_RE", "STATUS_LINE"),
 }
 """What this module uses of uvicorn beyond the asyncio protocol interface (the methods it overrides or calls, the
 attributes it reads or sets)."""
@@ -103,10 +128,13 @@ class IncompatibleUvicorn(ConfigError):
 
 
 def uvicorn_mismatches(
-    version: str = uvicorn_version, protocol: type[HttpToolsProtocol] = HttpToolsProtocol
+    version: str = uvicorn_version,
+    protocol: type[HttpToolsProtocol] = HttpToolsProtocol,
+    cycle: type[RequestResponseCycle] = RequestResponseCycle,
 ) -> list[str]:
-    """What keeps this module from working with uvicorn `version` whose protocol is `protocol`: a version outside
-    `SUPPORTED_UVICORN`, a method of `UVICORN_SIGNATURES` that is gone or takes other parameters (empty: none)."""
+    """What keeps this module from working with uvicorn `version` whose protocol is `protocol` and request cycle
+    `cycle`: a version outside `SUPPORTED_UVICORN`, a method of `UVICORN_SIGNATURES` or `UVICORN_CYCLE_SIGNATURES`
+    that is gone or takes other parameters (empty: none)."""
     found: list[str] = []
     release: tuple[int, ...]
     try:
@@ -116,14 +144,19 @@ def uvicorn_mismatches(
     low, high = SUPPORTED_UVICORN
     if not low <= release < high:
         found.append(f"version {version} is outside >={low[0]}.{low[1]},<{high[0]}.{high[1]}")
-    for name, expected in UVICORN_SIGNATURES.items():
-        method = getattr(protocol, name, None)
-        if not callable(method):
-            found.append(f"HttpToolsProtocol.{name}() is gone")
-            continue
-        parameters = tuple(inspect.signature(method).parameters)
-        if parameters != expected:
-            found.append(f"HttpToolsProtocol.{name} takes ({', '.join(parameters)}), not ({', '.join(expected)})")
+    checked: tuple[tuple[str, type[Any], dict[str, tuple[str, ...]]], ...] = (
+        ("HttpToolsProtocol", protocol, UVICORN_SIGNATURES),
+        ("RequestResponseCycle", cycle, UVICORN_CYCLE_SIGNATURES),
+    )
+    for owner, cls, signatures in checked:
+        for name, expected in signatures.items():
+            method = getattr(cls, name, None)
+            if not callable(method):
+                found.append(f"{owner}.{name}() is gone")
+                continue
+            parameters = tuple(inspect.signature(method).parameters)
+            if parameters != expected:
+                found.append(f"{owner}.{name} takes ({', '.join(parameters)}), not ({', '.join(expected)})")
     return found
 
 
@@ -148,7 +181,8 @@ _JOIN_LIMIT = 64 * 1024
 
 class _HeadersWithBody(asyncio.Transport):
     """One response's view of the connection: the header block of a response with a `Content-Length` waits
-    for the body's first write (or a close), every other write passes straight through."""
+    for the body's first write (or a close), every other write passes straight through. Once the header block
+    is out, the cycle is handed the connection itself (a stream's events skip this view)."""
 
     __slots__ = ("_cycle", "_held", "_pending", "_transport")
 
@@ -164,6 +198,7 @@ class _HeadersWithBody(asyncio.Transport):
         held = self._held
         if held is not None:
             self._held = None
+            self._cycle.transport = self._transport  # the header block leaves now: later writes go straight through
             if len(data) <= _JOIN_LIMIT:
                 self._transport.write(held + bytes(data))
             else:
@@ -175,6 +210,7 @@ class _HeadersWithBody(asyncio.Transport):
             if cycle.chunked_encoding is False and cycle.scope["method"] != "HEAD":  # a length, and a body follows
                 self._held = bytes(data)
                 return
+            cycle.transport = self._transport  # nothing to hold: a stream's events go straight through
         self._transport.write(data)
 
     def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview[Any]]) -> None:
@@ -198,6 +234,74 @@ class _HeadersWithBody(asyncio.Transport):
             self._transport.write(held)
 
 
+_SPECIAL = (b"connection", b"transfer-encoding")
+"""Header names whose values change how uvicorn frames the response: a header set with one of them is written by
+uvicorn's own code (the hub sends neither)."""
+
+
+def _header_block(cycle: RequestResponseCycle, message: Any) -> bytes | None:
+    """The status line and header block uvicorn's `send` writes for the `http.response.start` `message`, with the
+    cycle's framing state set as that `send` sets it; None, and the cycle left as it was, when the headers are not
+    the common shape (a `connection` or `transfer-encoding` header, two `Content-Length`s, a name or value uvicorn
+    refuses, anything that is not a list of byte pairs): uvicorn's own `send` then writes or refuses them.
+
+    uvicorn checks each name and each value against its two expressions (`HEADER_RE`, `HEADER_VALUE_RE`: no control
+    character, so no CR or LF, and no separator in a name), lowers each name and looks at it in Python, about fifty
+    bytecodes a header. The same expressions run here once over all names and once over all values joined (they
+    match single characters, so a joined set matches exactly when one of its parts does), and names are lowered and
+    the block joined in C."""
+    headers = cycle.default_headers + list(message.get("headers", ()))
+    try:
+        names, values = zip(*headers, strict=True)
+        if HEADER_RE.search(b"".join(names)) or HEADER_VALUE_RE.search(b"".join(values)):
+            return None
+        lowered = b"\n".join(names).lower().split(b"\n")  # no name holds a line feed (checked above)
+        if _SPECIAL[0] in lowered or _SPECIAL[1] in lowered or cycle.chunked_encoding is not None:
+            return None
+        lengths = lowered.count(b"content-length")
+        if lengths > 1:
+            return None
+        length = int(values[lowered.index(b"content-length")].decode()) if lengths else 0
+        status = message["status"]
+        line = STATUS_LINE[status]
+    except (TypeError, ValueError, AttributeError, KeyError):  # uvicorn's own `send` raises what it raises
+        return None
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    block = [line, b"\r\n".join(map(b": ".join, zip(lowered, values, strict=True))), b"\r\n"]
+    if lengths:
+        cycle.expected_content_length = length
+        cycle.chunked_encoding = False
+    if not cycle.keep_alive:
+        block.append(b"connection: close\r\n")
+    if not lengths and cycle.scope["method"] != "HEAD" and status not in (204, 304):
+        cycle.chunked_encoding = True
+        block.append(b"transfer-encoding: chunked\r\n")
+    block.append(b"\r\n")
+    return b"".join(block)
+
+
+class _OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request-response cycle whose `send` writes the status line and headers of a response without
+    uvicorn's checks one header at a time (`_header_block`: the same checks, once per header set); the bytes it
+    writes are those uvicorn writes, and everything else (bodies, refusals, access logs, a paused or closed
+    connection) goes through uvicorn's own `send`. The protocol turns each new cycle into one."""
+
+    async def send(self, message: Any) -> None:
+        if (
+            not self.response_started
+            and not self.disconnected
+            and not self.access_log
+            and not self.flow.write_paused
+            and message["type"] == "http.response.start"
+        ):
+            block = _header_block(self, message)
+            if block is not None:
+                self.transport.write(block)
+                return
+        await RequestResponseCycle.send(self, message)
+
+
 class OneWriteHttpToolsProtocol(HttpToolsProtocol):
     """`HttpToolsProtocol` whose responses with a `Content-Length` leave in one write (pass the class as
     `uvicorn.Config(http=...)`)."""
@@ -207,6 +311,7 @@ class OneWriteHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not previous:  # a new request (an upgrade leaves the cycle as it was, possibly None)
+            cycle.__class__ = _OneWriteCycle
             cycle.transport = _HeadersWithBody(self.transport, cycle)
 
 
@@ -270,6 +375,7 @@ class LimitedHttpToolsProtocol(OneWriteHttpToolsProtocol):
         HttpToolsProtocol.on_headers_complete(self)  # what `OneWriteHttpToolsProtocol` does, one call less
         cycle = self.cycle
         if cycle is not previous:
+            cycle.__class__ = _OneWriteCycle
             cycle.transport = _HeadersWithBody(self.transport, cycle)
         self._phase = _REQUEST
         self.waiting_since = None  # a request in flight: not closed to make room (`ConnectionTable.busy`)

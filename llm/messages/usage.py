@@ -63,37 +63,39 @@ class MessagesUsage:
         )
 
     def updated(self, usage: Any) -> MessagesUsage:
-        """This usage with the fields that `usage` (a wire `usage` object) names replaced by its values."""
+        """This usage with the fields that `usage` (a wire `usage` object) names replaced by its values.
+
+        Runs for a stream's `message_start` and `message_delta`: each field is read inline (no intermediate
+        mapping), the same reading as `_count`."""
         if not isinstance(usage, Mapping):
             return self
-        values = {
-            name: self._field(usage, name)
-            for name in ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-        }
-        written = values["cache_creation_input_tokens"]
-        split = usage.get("cache_creation")
-        one_hour = self.ephemeral_1h_input_tokens
+        get = usage.get
+        value = get("input_tokens")
+        uncached = value if type(value) is int and value >= 0 else self.input_tokens
+        value = get("output_tokens")
+        output = value if type(value) is int and value >= 0 else self.output_tokens
+        value = get("cache_read_input_tokens")
+        read = value if type(value) is int and value >= 0 else self.cache_read_input_tokens
+        value = get("cache_creation_input_tokens")
+        written = value if type(value) is int and value >= 0 else self.cache_creation_input_tokens
+        split = get("cache_creation")
         if isinstance(split, Mapping):
             one_hour = _count(split.get("ephemeral_1h_input_tokens")) or 0
             five = _count(split.get("ephemeral_5m_input_tokens")) or 0
         else:
-            one_hour = min(one_hour, written)
+            one_hour = min(self.ephemeral_1h_input_tokens, written)
             five = written - one_hour
-        details = usage.get("output_tokens_details")
-        thinking = _count(details.get("thinking_tokens")) if isinstance(details, Mapping) else None
-        server = usage.get("server_tool_use")
-        searches = _count(server.get("web_search_requests")) if isinstance(server, Mapping) else None
-        return MessagesUsage(
-            **values,
-            ephemeral_5m_input_tokens=five,
-            ephemeral_1h_input_tokens=one_hour,
-            thinking_tokens=self.thinking_tokens if thinking is None else thinking,
-            web_search_requests=self.web_search_requests if searches is None else searches,
-        )
-
-    def _field(self, usage: Mapping[str, Any], name: str) -> int:
-        value = _count(usage.get(name))
-        return getattr(self, name) if value is None else value
+        thinking = self.thinking_tokens
+        details = get("output_tokens_details")
+        if isinstance(details, Mapping):
+            value = _count(details.get("thinking_tokens"))
+            thinking = thinking if value is None else value
+        searches = self.web_search_requests
+        server = get("server_tool_use")
+        if isinstance(server, Mapping):
+            value = _count(server.get("web_search_requests"))
+            searches = searches if value is None else value
+        return MessagesUsage(uncached, output, read, written, five, one_hour, thinking, searches)
 
     @classmethod
     def read(cls, usage: Any) -> MessagesUsage:
@@ -106,12 +108,17 @@ def read_usage(usage: Any) -> Usage:
     step, for the pass-through's hot path (no intermediate objects)."""
     if not isinstance(usage, Mapping):
         return Usage()
-    uncached = _count(usage.get("input_tokens")) or 0
-    output = _count(usage.get("output_tokens")) or 0
-    read = _count(usage.get("cache_read_input_tokens")) or 0
-    written = _count(usage.get("cache_creation_input_tokens")) or 0
-    split = usage.get("cache_creation")
+    get = usage.get  # each count read inline, as `_count` reads it
+    value = get("input_tokens")
+    uncached = value if type(value) is int and value >= 0 else 0
+    value = get("output_tokens")
+    output = value if type(value) is int and value >= 0 else 0
+    value = get("cache_read_input_tokens")
+    read = value if type(value) is int and value >= 0 else 0
+    value = get("cache_creation_input_tokens")
+    written = value if type(value) is int and value >= 0 else 0
+    split = get("cache_creation")
     one_hour = min(_count(split.get("ephemeral_1h_input_tokens")) or 0, written) if isinstance(split, Mapping) else 0
-    details = usage.get("output_tokens_details")
+    details = get("output_tokens_details")
     thinking = (_count(details.get("thinking_tokens")) or 0) if isinstance(details, Mapping) else 0
     return Usage(uncached + read + written, output, read, written - one_hour, one_hour, min(thinking, output))

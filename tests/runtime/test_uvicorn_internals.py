@@ -31,6 +31,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from hub.runtime.limits import ServingLimits
 from hub.runtime.protocol import (
     SUPPORTED_UVICORN,
+    UVICORN_CYCLE_SIGNATURES,
     UVICORN_INTERNALS,
     UVICORN_SIGNATURES,
     IncompatibleUvicorn,
@@ -71,6 +72,14 @@ CYCLE_SHAPES: dict[str, Any] = {
     "more_body": _is_bool,
     "disconnected": _is_bool,
     "message_event": lambda value: isinstance(value, asyncio.Event),
+    "flow": lambda value: isinstance(getattr(value, "write_paused", None), bool),
+    "access_log": _is_bool,
+    "default_headers": lambda value: (
+        isinstance(value, list) and all(isinstance(pair, tuple) and len(pair) == 2 for pair in value)
+    ),
+    "keep_alive": _is_bool,
+    "waiting_for_100_continue": _is_bool,
+    "expected_content_length": lambda value: isinstance(value, int) and not isinstance(value, bool),
 }
 """What each attribute of `RequestResponseCycle` the module uses holds while the app answers."""
 
@@ -136,8 +145,24 @@ def test_every_method_the_adapter_overrides_or_calls_has_the_parameters_it_expec
         assert callable(method), f"uvicorn's HttpToolsProtocol lost {name}()"
         parameters = tuple(inspect.signature(method).parameters)
         assert parameters == expected, f"uvicorn's HttpToolsProtocol.{name} now takes {parameters}"
+    for name, expected in UVICORN_CYCLE_SIGNATURES.items():
+        method = getattr(RequestResponseCycle, name, None)
+        assert callable(method), f"uvicorn's RequestResponseCycle lost {name}()"
+        parameters = tuple(inspect.signature(method).parameters)
+        assert parameters == expected, f"uvicorn's RequestResponseCycle.{name} now takes {parameters}"
     assert uvicorn_mismatches() == []
     check_uvicorn()
+
+
+def test_the_names_of_uvicorns_module_the_header_block_reuses_are_what_it_expects() -> None:
+    """`hub.runtime.protocol` writes a response's headers with uvicorn's own expressions and status lines."""
+    from uvicorn.protocols.http import httptools_impl
+
+    header, value, lines = (getattr(httptools_impl, name) for name in UVICORN_INTERNALS["httptools_impl names"])
+    assert isinstance(header, re.Pattern) and isinstance(value, re.Pattern) and isinstance(lines, dict)
+    assert header.search(b"x-name") is None and header.search(b"bad name") and header.search(b"a\r\n")
+    assert value.search(b"a value\twith a tab") is None and value.search(b"a\r\nb") and value.search(b"\n")
+    assert lines[200] == b"HTTP/1.1 200 OK\r\n"
 
 
 async def test_every_attribute_the_adapter_uses_holds_what_it_expects_on_a_live_connection() -> None:
@@ -186,6 +211,13 @@ def test_a_uvicorn_past_the_pin_or_with_other_signatures_is_refused_with_the_rea
         "HttpToolsProtocol.data_received takes (self, data, more), not (self, data)"
     ]
     assert uvicorn_mismatches(protocol=Dropped) == ["HttpToolsProtocol.on_response_complete() is gone"]
+
+    class ChangedCycle(RequestResponseCycle):
+        async def send(self, message: Any, flush: bool = True) -> None: ...
+
+    assert uvicorn_mismatches(cycle=ChangedCycle) == [
+        "RequestResponseCycle.send takes (self, message, flush), not (self, message)"
+    ]
     with pytest.raises(IncompatibleUvicorn) as refused:
         check_uvicorn("0.55.0", Changed)
     assert isinstance(refused.value, ConfigError), "agenthub serve reports it as a config error, not a traceback"
