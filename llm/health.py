@@ -49,6 +49,12 @@ class CircuitBreaker:
         state.failures = max(state.failures, self._threshold)
         state.open_until = max(state.open_until, self._clock() + (self._cooldown if seconds is None else seconds))
 
+    def snapshot(self) -> dict[Hashable, tuple[int, float]]:
+        """Each hop with failures on record: its consecutive failures and the seconds left of its cooldown (0 when
+        closed or half-open). For operators' views; routing uses `available`."""
+        now = self._clock()
+        return {hop: (state.failures, max(0.0, state.open_until - now)) for hop, state in self._states.items()}
+
     def open_hops(self) -> list[Hashable]:
         """Hops currently cooling down."""
         now = self._clock()

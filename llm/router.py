@@ -379,6 +379,10 @@ class Router:
         """Hops whose circuit is open right now."""
         return [h for h in self._breaker.open_hops() if isinstance(h, Hop)]
 
+    def health(self) -> dict[Hop, tuple[int, float]]:
+        """Hops with failures on record: consecutive failures, and seconds left of the cooldown (0: not open)."""
+        return {h: state for h, state in self._breaker.snapshot().items() if isinstance(h, Hop)}
+
     def price(self, hop: Hop) -> Price | None:
         """The price results served by `hop` are charged at (the configured default included); None when unknown."""
         return self._prices.price(hop.provider, hop.model)

@@ -6,7 +6,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from hub.console import pages_guardrails, pages_keys, pages_logs, pages_overview, pages_servers, pages_teams
+from hub.console import (
+    pages_guardrails,
+    pages_keys,
+    pages_logs,
+    pages_models,
+    pages_overview,
+    pages_servers,
+    pages_teams,
+)
 from hub.console.common import UI_PREFIX, HubSource
 from hub.console.web import Console, Page, SecurityHeaders, signin_routes, static_file
 from hub.settings import Settings
@@ -35,5 +43,6 @@ def console_app(ref: HubSource, settings: Settings) -> ASGIApp:
         *pages_servers.routes(console),
         *pages_teams.routes(console),
         *pages_guardrails.routes(console),
+        *pages_models.routes(console),
     ]
     return SecurityHeaders(Router(routes=routes))

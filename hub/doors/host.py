@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from hub.guardrails.rules import GuardrailRules
     from hub.signin.service import SignIn
     from hub.upstream_auth.manager import HubAuth
+    from llm.router import Router
 
 
 class DoorHost(Protocol):
@@ -42,6 +43,11 @@ class AdminHost(DoorHost, ControlHost, Protocol):
 
     @property
     def pins(self) -> ToolPins | None: ...
+
+    @property
+    def llm_router(self) -> Router | None:
+        """The LLM router, with `[providers]` (None without)."""
+        ...
 
     @property
     def signin(self) -> SignIn | None:

@@ -29,7 +29,7 @@ LAST = [("DELETE", "/api/v1/servers/{name}/pins"), ("DELETE", "/api/v1/servers/{
 
 
 async def test_every_admin_write_records_a_change_and_a_refused_one_records_none(tmp_path: Path) -> None:
-    writes = [(op.method, op.path) for op in OPERATIONS if op.method not in ("GET", "HEAD")]
+    writes = [(op.method, op.path) for op in OPERATIONS if op.method not in ("GET", "HEAD") and op.action != "read"]
     assert set(writes) <= set(OUTSIDE), "every admin write needs a request in tests/admin/test_scope.OUTSIDE"
     ordered = [w for w in writes if w not in LAST] + LAST
     assert sorted(ordered) == sorted(writes)

@@ -246,6 +246,7 @@ async def test_no_serious_accessibility_violations(tmp_path: Path) -> None:
                 "teams",
                 "servers",
                 "servers/fixture",
+                "models",
                 "guardrails",
                 "logs",
                 "audit",

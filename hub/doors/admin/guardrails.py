@@ -6,6 +6,10 @@ endpoints pass the SSRF guard (`allowlists`). Pinning: `GET /servers/{name}/pins
 what was approved, `POST /servers/{name}/approve` pins the current definitions (optionally only if they are the
 ones reviewed: body `{"tools": {"name": "sha256", ...}}`), `DELETE /servers/{name}/pins` stops pinning. Every
 change is stored with its audit entry in one transaction.
+
+`POST /guardrails/check` runs the rules in force on a text, scoped as the guardrails stage scopes a call, and
+answers the verdict: it is a read (the rules' own permission), so it changes nothing, is not a call of the request
+log and records no finding.
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ from starlette.responses import Response
 
 from connectors.upstream import Upstream
 from hub.doors.admin.api import PREFIX, Change, Conflict, Ctx, Op, actor, commit, json_response, off_loop, read_body
-from hub.doors.admin.schema import ApproveIn
+from hub.doors.admin.schema import ApproveIn, CheckIn
 from hub.errors import BadRequest, Internal, NotFound
 from hub.governance.rbac import AdminPrincipal
 from hub.guardrails import GuardrailConfig, GuardrailConfigError
 from hub.guardrails.pinning import PinCommit, PinMismatchError, ServerPins, ToolPins
 from hub.guardrails.rules import GuardrailRules, check_references, public_form
+from hub.guardrails.verdict import Scope
 
 # -- guardrails --------------------------------------------------------------------------------------------
 
@@ -116,6 +121,37 @@ async def delete_guardrail(ctx: Ctx, who: AdminPrincipal, _body: None) -> Respon
     return json_response({"deleted": name})
 
 
+def check_scope(body: CheckIn) -> Scope:
+    """The scope the guardrails stage would give a call like the one `body` describes."""
+    door = body.door or ("mcp" if body.operation and not body.operation.startswith("llm.") else "llm")
+    if body.operation is not None and (door == "llm") != body.operation.startswith("llm."):
+        raise BadRequest(f"operation '{body.operation}' is not an operation of the {door} door")
+    if body.server is not None and door != "mcp":
+        raise BadRequest("server applies to the mcp door only")
+    operation = body.operation or ("llm.chat" if door == "llm" else "mcp.tool")
+    return Scope(body.direction, door, operation, key=body.key, team=body.team, server=body.server)
+
+
+async def check_text(ctx: Ctx, who: AdminPrincipal, body: CheckIn) -> Response:
+    """Run the engine in force on the text, as the stage would for the call (rules with `sampling` below 1 are
+    sampled as on a call); `applied` names the rules whose filters match the scope, sampling aside."""
+    scope = check_scope(body)
+    engine = _rules(ctx).current()
+    ran: list[str] = []
+    decision, text, message, blocked_by, findings = "allow", body.text, "", [], []
+    if engine is not None:
+        ran = [g.cfg.name for g in engine.guards if g.applies(scope)]
+        verdict = await engine.check(body.text, scope)
+        decision, message, blocked_by = verdict.decision, verdict.message, list(verdict.blocked_by)
+        text = verdict.payload if verdict.redacted and isinstance(verdict.payload, str) else body.text
+        findings = [f.as_log() for f in verdict.findings]
+    return json_response(
+        {"decision": decision, "text": text, "message": message, "blocked_by": blocked_by, "findings": findings,
+         "applied": ran, "scope": {"direction": scope.direction, "door": scope.door, "operation": scope.operation,
+                                   "key": scope.key, "team": scope.team, "server": scope.server}}
+    )  # fmt: skip
+
+
 # -- tool pinning ------------------------------------------------------------------------------------------
 
 
@@ -189,6 +225,8 @@ OPERATIONS: list[Op] = [
     Op("GET", f"{_R}/guardrails", "Guardrails in force (config file and API)", list_guardrails, "guardrails"),
     Op("POST", f"{_R}/guardrails", "Add a guardrail (in force at once)", create_guardrail, "guardrails", "create",
        GuardrailConfig, 201),
+    Op("POST", f"{_R}/guardrails/check", "Try a text on the guardrails in force; nothing is logged or changed",
+       check_text, "guardrails", "read", CheckIn),
     Op("GET", f"{_R}/guardrails/{{name}}", "Get a guardrail", get_guardrail, "guardrails"),
     Op("PUT", f"{_R}/guardrails/{{name}}", "Replace a guardrail added through the API", replace_guardrail,
        "guardrails", "update", GuardrailConfig),

@@ -29,6 +29,7 @@ from hub.doors.admin import (
     entities as ent,
     guardrails as admin_guardrails,
     logs as admin_logs,
+    models as admin_models,
     users as admin_users,
     virtual as admin_virtual,
 )
@@ -450,6 +451,7 @@ OPERATIONS: list[Op] = [
     Op("POST", f"{_R}/servers/{{name}}/auth/logout", "Delete a key's (or the hub's) upstream OAuth tokens",
        oauth.logout, "servers", "update", AuthLoginIn),
     *admin_guardrails.OPERATIONS,
+    *admin_models.OPERATIONS,
     *admin_virtual.OPERATIONS,
     Op("GET", f"{_R}/roles", "Built-in and custom roles", list_roles, "roles"),
     Op("POST", f"{_R}/roles", "Create a custom role", create_role, "roles", "create", RoleIn, 201),

@@ -128,6 +128,21 @@ class ApproveIn(_Body):
     """Tool name -> SHA-256 of its canonical definition, as `GET /api/v1/servers/{name}/pins` shows them."""
 
 
+class CheckIn(_Body):
+    """A text to try on the rules in force: its direction, and the call it stands for (each field left out
+    matches only the rules that do not filter on it, as for a call without it)."""
+
+    text: str = Field(max_length=1_000_000)
+    direction: Literal["input", "output"] = "input"
+    door: Literal["llm", "mcp"] | None = None
+    """Default: from `operation` (`llm.*` is the LLM door), else `llm`."""
+    operation: str | None = Field(default=None, min_length=1, max_length=200)
+    """Default: `llm.chat` on the LLM door, `mcp.tool` on the MCP door."""
+    key: str | None = Field(default=None, min_length=1, max_length=200)
+    team: str | None = Field(default=None, min_length=1, max_length=200)
+    server: str | None = Field(default=None, min_length=1, max_length=200)
+
+
 SERVER_BODY: dict[str, Any] = {
     "type": "object",
     "description": "An upstream MCP server: `name` plus the fields of a `[servers.NAME]` table "
@@ -158,7 +173,7 @@ class VirtualServerIn(VirtualServerConfig):
 
 MODELS: tuple[type[BaseModel], ...] = (
     CustomerIn, CustomerPatch, TeamIn, TeamPatch, KeyIn, KeyPatch, RoleIn, RolePatch, TokenIn, UsageReset, PurgeIn,
-    AuthLoginIn, ApproveIn, GuardrailConfig, VirtualServerIn,
+    AuthLoginIn, ApproveIn, GuardrailConfig, CheckIn, VirtualServerIn,
 )  # fmt: skip
 
 
