@@ -253,7 +253,7 @@ async def test_no_serious_accessibility_violations(tmp_path: Path) -> None:
             ):
                 await page.goto(f"{running.base}/ui/{name}")
                 found[name] = await serious_violations(page, source)
-                if name in ("overview", "teams", "guardrails"):
+                if name in ("overview", "teams", "models", "guardrails"):
                     await screenshot(page, name)
             await page.goto(f"{running.base}/ui/audit?verify=1")
             await screenshot(page, "audit")
