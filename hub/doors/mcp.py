@@ -487,7 +487,13 @@ class McpDoor:
     # -- notifications --------------------------------------------------------------------------------------------
 
     def visible(self, kind: Source, principal: Principal) -> Any:
-        """What `principal` sees of a list on this endpoint (every page), to tell whether it changed."""
+        """What `principal` is shown of a list on this endpoint (every page), to tell whether it changed: with
+        `tool_search`, the two meta-tools, which a change of the tools behind them leaves as they are."""
+        seen = self.listed(kind, principal)
+        return self.searched(kind, principal, seen) if isinstance(seen, dict) else seen
+
+    def listed(self, kind: Source, principal: Principal) -> Any:
+        """The list `principal` may see on this endpoint (every page), before it is shaped for showing."""
         return self._listing(kind, principal, self.scope) if self._listing is not None else None
 
     async def registry_changed(self, view: RegistryView) -> None:

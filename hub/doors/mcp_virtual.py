@@ -324,7 +324,7 @@ class McpVirtualDoor(McpDoor):
 
     def visible(self, kind: Any, principal: Principal) -> Any:
         """What `principal` sees of a list on this endpoint, as its clients are shown it."""
-        seen: Any = super().visible(kind, principal)
+        seen: Any = self.listed(kind, principal)
         return self._shown(kind, seen, principal) if isinstance(seen, dict) else seen
 
 

@@ -183,3 +183,21 @@ async def test_both_revisions_advertise_list_changes(tmp_path: Path) -> None:
             assert caps[kind]["listChanged"] is True, (kind, caps)
     assert old["resources"]["subscribe"] is True
     assert new["resources"]["subscribe"] is False
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_a_key_with_tool_search_hears_no_tool_change_since_its_two_tools_never_change(
+    tmp_path: Path, mode: str
+) -> None:
+    heard = Heard()
+    async with lists_hub(base_config({"fixture": fixture_stdio()}), tmp_path) as hub, admin_api(hub) as api:
+        created = await api.post("/api/v1/keys", json={"name": "sam", "tools": ["*"], "tool_search": True})
+        assert created.status_code == 201, created.text
+        key_id, secret = created.json()["id"], created.json()["secret"]
+        async with hearing_client(hub.url(), secret, heard, mode=mode) as client:
+            await hub.streams.until(_streams(mode, 1))
+            added = await client.call_tool("call_tool", {"name": "fixture__add_tool", "arguments": {"name": "late"}})
+            assert not added.is_error
+            await _grant(api, key_id, [NO_GREETING])
+            first = await heard.until(1)
+    assert first == ["prompts"]  # the tools it is shown (search_tools, call_tool) did not change
