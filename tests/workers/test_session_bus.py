@@ -155,7 +155,10 @@ loaded = sorted(sys.modules)
 supervisor._close()
 print(json.dumps(loaded))
 """
-    env = {key: value for key, value in os.environ.items() if key != "AGENTHUB_MASTER_KEY"}
+    # Without the master key; and without the test run's coverage measurement, whose start-up hook in the child
+    # would load modules of its own (`dataclasses`, `inspect`, ...) that the supervisor never does.
+    unwanted = {"AGENTHUB_MASTER_KEY", "COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START"}
+    env = {key: value for key, value in os.environ.items() if key not in unwanted}
     out = subprocess.run(
         [sys.executable, "-c", probe], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=PATIENCE
     )
